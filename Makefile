@@ -1,0 +1,44 @@
+# procesos — set-up and checks. Every target creates .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest test-py313 test-cpython bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m procesos demo
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest -q
+
+# The suite again on Python 3.13 where pyenv has it (skipped quietly elsewhere).
+test-py313:
+	@if command -v pyenv >/dev/null && pyenv prefix 3.13 >/dev/null 2>&1; then \
+		P=$$(pyenv prefix 3.13)/bin/python3; \
+		$$P -m venv .venv313 && .venv313/bin/pip install -q -e ".[dev]" && .venv313/bin/python -m pytest -q; \
+	else echo "Python 3.13 not found; skipped"; fi
+
+# CPython's own multiprocessing tests against the zygote start method.
+test-cpython: $(STAMP)
+	$(PY) benchmarks/cpython_compat.py
+
+bench: $(STAMP)
+	$(PY) -m procesos bench
+
+clean:
+	rm -rf $(VENV) .venv313 .pytest_cache .mypy_cache .ruff_cache

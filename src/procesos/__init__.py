@@ -1,0 +1,119 @@
+"""procesos: process-based parallelism, the ``multiprocessing`` model without its traps.
+
+``import procesos as mp`` in place of ``import multiprocessing as mp``: the
+same names, plus results handed back by processes, any callable as a target,
+no ``if __name__ == "__main__":`` guard, and a fast, safe default start method
+(``zygote``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as _mp
+from multiprocessing import shared_memory
+from multiprocessing.context import (
+    AuthenticationError,
+    BufferTooShort,
+    ProcessError,
+    TimeoutError,
+)
+from multiprocessing.process import active_children, current_process, parent_process
+
+from . import _exit  # noqa: F401  (registers the Ctrl-C exit handler)
+from ._context import ProcesosContext, default_context
+from ._errors import (
+    BrokenExecutorError,
+    ProcesosError,
+    ProcessCrashedError,
+    RemoteError,
+    RemoteTraceback,
+    SerializationError,
+    TaskTimeoutError,
+    WorkerCrashedError,
+)
+from ._launch._zygote_client import set_zygote_preload, zygote_pid
+from ._process import Process
+
+__version__ = "0.1.0"
+
+_ctx = default_context
+
+get_context = _ctx.get_context
+get_start_method = _ctx.get_start_method
+set_start_method = _ctx.set_start_method
+get_all_start_methods = _ctx.get_all_start_methods
+cpu_count = _ctx.cpu_count
+
+Queue = _ctx.Queue
+SimpleQueue = _ctx.SimpleQueue
+JoinableQueue = _ctx.JoinableQueue
+Pipe = _ctx.Pipe
+Lock = _ctx.Lock
+RLock = _ctx.RLock
+Semaphore = _ctx.Semaphore
+BoundedSemaphore = _ctx.BoundedSemaphore
+Condition = _ctx.Condition
+Event = _ctx.Event
+Barrier = _ctx.Barrier
+Value = _ctx.Value
+Array = _ctx.Array
+RawValue = _ctx.RawValue
+RawArray = _ctx.RawArray
+Manager = _ctx.Manager
+Pool = _ctx.Pool
+
+freeze_support = _ctx.freeze_support
+get_logger = _ctx.get_logger
+log_to_stderr = _ctx.log_to_stderr
+allow_connection_pickling = _ctx.allow_connection_pickling
+set_executable = _ctx.set_executable
+reducer = _mp.reducer
+
+__all__ = [
+    "Array",
+    "AuthenticationError",
+    "Barrier",
+    "BoundedSemaphore",
+    "BrokenExecutorError",
+    "BufferTooShort",
+    "Condition",
+    "Event",
+    "JoinableQueue",
+    "Lock",
+    "Manager",
+    "Pipe",
+    "Pool",
+    "ProcesosContext",
+    "ProcesosError",
+    "Process",
+    "ProcessCrashedError",
+    "ProcessError",
+    "Queue",
+    "RLock",
+    "RawArray",
+    "RawValue",
+    "RemoteError",
+    "RemoteTraceback",
+    "Semaphore",
+    "SerializationError",
+    "SimpleQueue",
+    "TaskTimeoutError",
+    "TimeoutError",
+    "Value",
+    "WorkerCrashedError",
+    "active_children",
+    "allow_connection_pickling",
+    "cpu_count",
+    "current_process",
+    "freeze_support",
+    "get_all_start_methods",
+    "get_context",
+    "get_logger",
+    "get_start_method",
+    "log_to_stderr",
+    "parent_process",
+    "set_executable",
+    "set_start_method",
+    "set_zygote_preload",
+    "shared_memory",
+    "zygote_pid",
+]

@@ -1,0 +1,121 @@
+"""The exceptions procesos raises: one hierarchy under :class:`ProcesosError`."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+__all__ = [
+    "BrokenExecutorError",
+    "ProcesosError",
+    "ProcessCrashedError",
+    "RemoteError",
+    "RemoteTraceback",
+    "SerializationError",
+    "TaskTimeoutError",
+    "WorkerCrashedError",
+    "describe_exitcode",
+]
+
+
+class ProcesosError(Exception):
+    """Base class of every error procesos raises itself."""
+
+
+class RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in another process.
+
+    procesos attaches it as ``__cause__`` of the re-raised exception, so that
+    ``traceback.format_exception`` (and an uncaught exception) shows the child's
+    frames first, then the parent's.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\"\"\"\n{self.text.rstrip()}\n\"\"\""
+
+
+class RemoteError(ProcesosError):
+    """An exception raised in a child that could not be rebuilt in the parent.
+
+    This happens when the exception's type cannot be pickled or unpickled (for
+    example a custom exception whose ``__init__`` takes other arguments than
+    it passes to ``Exception.__init__``). The original type name, message and
+    the child's traceback are kept.
+    """
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str) -> None:
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> tuple[type[RemoteError], tuple[str, str, str]]:
+        return (type(self), (self.type_name, self.message, self.remote_traceback))
+
+
+def describe_exitcode(exitcode: int | None) -> str:
+    """Say in words how a process ended, from its ``exitcode``."""
+    if exitcode is None:
+        return "is still running"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"was killed by {name}"
+    return f"exited with code {exitcode}"
+
+
+class ProcessCrashedError(ProcesosError):
+    """A process ended without handing back a result or an exception.
+
+    It was killed by a signal (``exitcode < 0``; the signal is named in the
+    message), called ``os._exit()``, or crashed in native code.
+    """
+
+    def __init__(self, name: str, pid: int | None, exitcode: int | None, hint: str = "") -> None:
+        message = f"process {name!r} (pid {pid}) {describe_exitcode(exitcode)} before returning"
+        if hint:
+            message += f"; {hint}"
+        super().__init__(message)
+        self.name = name
+        self.pid = pid
+        self.exitcode = exitcode
+        self.hint = hint
+
+    @property
+    def signal_name(self) -> str | None:
+        """The name of the signal that killed the process (``"SIGKILL"``), or None."""
+        if self.exitcode is None or self.exitcode >= 0:
+            return None
+        try:
+            return signal.Signals(-self.exitcode).name
+        except ValueError:
+            return None
+
+    def __reduce__(self) -> tuple[type[ProcessCrashedError], tuple[Any, ...]]:
+        return (type(self), (self.name, self.pid, self.exitcode, self.hint))
+
+
+class WorkerCrashedError(ProcessCrashedError):
+    """A pool worker died while it held a task; only that task fails."""
+
+
+class TaskTimeoutError(ProcesosError, TimeoutError):
+    """A task ran longer than its timeout and was stopped."""
+
+
+class SerializationError(ProcesosError):
+    """An object could not be pickled or unpickled to cross a process boundary.
+
+    The message names the object's type and where it was (which argument, the
+    result, the exception).
+    """
+
+
+class BrokenExecutorError(ProcesosError):
+    """The task engine itself cannot go on (not raised for a single task's failure)."""

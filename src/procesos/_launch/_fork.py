@@ -1,0 +1,72 @@
+"""The ``fork`` start method: ``os.fork()`` of the parent itself.
+
+Fast, inherits everything, and unsafe in a parent that runs threads (Python
+3.12+ warns). Nothing is pickled on the way to the child; the outcome comes
+back on the channel like for every method.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from multiprocessing import util
+from multiprocessing.process import BaseProcess
+
+from ._child import fork_child_main
+from ._popen import BasePopen
+from ._wire import channel_pair
+
+__all__ = ["ForkPopen"]
+
+
+class ForkPopen(BasePopen):
+    """Popen for ``fork``."""
+
+    method = "fork"
+
+    def _launch(self, process_obj: BaseProcess) -> None:
+        code = 1
+        parent_thread_is_main = threading.current_thread() is threading.main_thread()
+        channel, child_sock = channel_pair()
+        parent_r, child_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                channel.close()
+                os.close(parent_r)
+                from multiprocessing.connection import Connection
+
+                code = fork_child_main(process_obj, Connection(child_sock.detach()),
+                                       parent_thread_is_main)
+            finally:
+                os._exit(code)
+        child_sock.close()
+        os.close(child_w)
+        self.channel = channel
+        self.sentinel = parent_r
+        self.finalizer = util.Finalize(self, _close, (self, parent_r))
+
+    def _reap(self, block: bool) -> int | None:
+        return waitpid_exitcode(self.pid, block)
+
+
+def waitpid_exitcode(pid: int, block: bool) -> int | None:
+    """The exit code of our child *pid*, or None if it is still running."""
+    try:
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if done != pid:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def _close(popen: BasePopen, *fds: int) -> None:
+    if popen.channel is not None:
+        popen.channel.close()
+        popen.channel = None
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass

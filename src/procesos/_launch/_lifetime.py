@@ -1,0 +1,67 @@
+"""No orphans: a child ends when its parent does, however the parent ends.
+
+On Linux a child asks the kernel for ``SIGKILL`` when its parent dies
+(``PR_SET_PDEATHSIG``). The kernel ties that to the parent *thread* that forked
+the child, so it is used only when that thread is the parent's main thread (or
+the single-threaded zygote). Otherwise, and on other systems, a watcher thread
+waits for the end of file on the channel to the parent and kills the child.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import sys
+import threading
+
+__all__ = ["die_with_parent"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    # The interpreter's own symbols include the C library's: no search needed.
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+# Loaded once here, inherited by every forked child.
+_LIBC = _load_libc() if sys.platform.startswith("linux") else None
+
+
+def _set_pdeathsig(sig: int) -> bool:
+    if _LIBC is None:
+        return False
+    try:
+        return bool(_LIBC.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch(fd: int) -> None:
+    try:
+        select.select([fd], [], [])
+    except (OSError, ValueError):
+        pass
+    # Readable means end of file: the parent has gone.
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_with_parent(parent_pid: int, channel_fd: int, use_pdeathsig: bool) -> None:
+    """Arrange for this process to be killed when its parent ends.
+
+    *parent_pid* is the process whose death the kernel reports (the zygote for
+    zygote children); *channel_fd* reaches end of file when the user's parent
+    process ends.
+    """
+    if use_pdeathsig and _set_pdeathsig(signal.SIGKILL):
+        # The parent may have died before the request took effect.
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        return
+    threading.Thread(target=_watch, args=(channel_fd,), name="procesos-parent-watch",
+                     daemon=True).start()

@@ -1,0 +1,170 @@
+"""What every start method's ``Popen`` shares: the channel, the outcome, pickling.
+
+A ``Popen`` follows ``multiprocessing``'s protocol (``pid``, ``sentinel``,
+``poll``, ``wait``, ``terminate``, ``kill``, ``close``,
+``duplicate_for_child``). On top of it, it receives the child's outcome frame
+while waiting, so a child handing back a large result never blocks its exit.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from multiprocessing import context, resource_tracker, util
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, ClassVar
+
+from .._errors import SerializationError
+from .._serialization import dumps
+from ._fds import InheritedFd
+from ._wire import ChildSetup
+
+__all__ = ["BasePopen", "describe_unpicklable"]
+
+
+def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> SerializationError:
+    """A :class:`SerializationError` that names the part of *process_obj* that failed."""
+    args = getattr(process_obj, "_args", ())
+    kwargs = getattr(process_obj, "_kwargs", {})
+    parts: list[tuple[str, Any]] = [("the target", getattr(process_obj, "_target", None))]
+    parts += [(f"argument {i} (args[{i}])", a) for i, a in enumerate(args)]
+    parts += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    culprit = f"the process object ({type(process_obj).__qualname__})"
+    detail = str(exc)
+    for label, value in parts:
+        try:
+            dumps(value)
+        except Exception as part_exc:
+            cls = type(value)
+            culprit = f"{label}, a {cls.__module__}.{cls.__qualname__} object,"
+            detail = str(part_exc)
+            break
+    return SerializationError(
+        f"cannot start process {process_obj.name!r}: {culprit} cannot be pickled ({detail}). "
+        "The 'zygote' and 'spawn' start methods send the target and its arguments to the "
+        "child; pass picklable objects (or procesos' sharing objects), or use the 'fork' "
+        "start method."
+    )
+
+
+class BasePopen:
+    """The parts of a popen that every start method shares."""
+
+    method: ClassVar[str]
+    DupFd = InheritedFd
+
+    pid: int
+    sentinel: int
+
+    def __init__(self, process_obj: BaseProcess) -> None:
+        util._flush_std_streams()  # type: ignore[attr-defined]
+        self.returncode: int | None = None
+        self.finalizer: util.Finalize | None = None
+        self.channel: Connection | None = None
+        self.outcome: bytes | None = None
+        self._fds: list[int] = []
+        self._launch(process_obj)
+
+    # -- the popen protocol -------------------------------------------------
+    def duplicate_for_child(self, fd: int) -> int:
+        """Record *fd* to be sent to the child; return its position there."""
+        self._fds.append(fd)
+        return len(self._fds) - 1
+
+    def _launch(self, process_obj: BaseProcess) -> None:
+        raise NotImplementedError
+
+    def _reap(self, block: bool) -> int | None:
+        """Collect the exit code, if the process has ended (or wait for it)."""
+        raise NotImplementedError
+
+    def poll(self, flag: int = os.WNOHANG) -> int | None:
+        if self.returncode is None:
+            self._drain(0)
+            self.returncode = self._reap(block=flag == 0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self.returncode is None:
+            if not self._drain(timeout):
+                return None
+            return self.poll(0)
+        return self.returncode
+
+    def _signal_target(self) -> int:
+        return self.pid
+
+    def _send_signal(self, sig: int) -> None:
+        if self.returncode is None and self.poll() is None:
+            try:
+                os.kill(self._signal_target(), sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self._send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._send_signal(signal.SIGKILL)
+
+    def interrupt(self) -> None:
+        self._send_signal(signal.SIGINT)
+
+    def close(self) -> None:
+        if self.finalizer is not None:
+            self.finalizer()
+
+    # -- the channel --------------------------------------------------------
+    def _drain(self, timeout: float | None) -> bool:
+        """Receive the outcome while waiting; True once the process has ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            channel = self.channel
+            watched = [self.sentinel] if channel is None else [self.sentinel, channel.fileno()]
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select(watched, [], [], remaining)
+            if channel is not None and (channel.fileno() in ready or self.sentinel in ready):
+                self._receive(channel)
+            if self.sentinel in ready:
+                return True
+            if not ready and remaining is not None and remaining <= 0:
+                return False
+
+    def _receive(self, channel: Connection) -> None:
+        try:
+            if channel.poll(0):
+                self.outcome = channel.recv_bytes()
+            return
+        except (EOFError, OSError):
+            # End of file: nothing more will come.
+            channel.close()
+            self.channel = None
+
+    # -- helpers for the start methods ---------------------------------------
+    def _pickle_process(self, process_obj: BaseProcess) -> bytes:
+        context.set_spawning_popen(self)  # type: ignore[arg-type]
+        try:
+            return dumps(process_obj)
+        except Exception as exc:
+            raise describe_unpicklable(process_obj, exc) from exc
+        finally:
+            context.set_spawning_popen(None)
+
+    def _child_setup(self, fds: list[int] | None, follow_parent: bool) -> ChildSetup:
+        tracker_fd = getattr(resource_tracker._resource_tracker, "_fd", None)
+        tracker_index = None if tracker_fd is None else self.duplicate_for_child(tracker_fd)
+        return ChildSetup(
+            start_method=self.method,
+            sys_path=list(sys.path),
+            sys_argv=list(sys.argv),
+            cwd=os.getcwd() if follow_parent else None,
+            environ=dict(os.environ) if follow_parent else None,
+            fds=list(self._fds) if fds is None else fds,
+            resource_tracker_fd=tracker_index,
+            parent_thread_is_main=threading.current_thread() is threading.main_thread(),
+        )

@@ -1,0 +1,68 @@
+"""The ``spawn`` start method: a fresh interpreter per process.
+
+Slow (the child imports everything again) but safe anywhere. Unlike the
+standard library's spawn, the child never imports the parent's ``__main__``:
+the target travels by value, so a script without an
+``if __name__ == "__main__":`` guard is not run twice.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from multiprocessing import spawn, util
+from multiprocessing.process import BaseProcess
+
+from ._fork import _close, waitpid_exitcode
+from ._popen import BasePopen
+from ._wire import channel_pair
+
+__all__ = ["SpawnPopen", "spawn_interpreter"]
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def spawn_interpreter(statement: str, pass_fds: list[int]) -> int:
+    """Start a fresh interpreter that can import procesos and runs *statement*; its pid.
+
+    It keeps only the descriptors 0, 1, 2 and *pass_fds*, at the same numbers.
+    """
+    executable = spawn.get_executable()
+    flags = util._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    code = f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); {statement}"
+    command = [os.fsdecode(executable), *flags, "-c", code]
+    return int(util.spawnv_passfds(executable, command, pass_fds))  # type: ignore[arg-type]
+
+
+class SpawnPopen(BasePopen):
+    """Popen for ``spawn``."""
+
+    method = "spawn"
+
+    def _launch(self, process_obj: BaseProcess) -> None:
+        payload = self._pickle_process(process_obj)
+        setup = self._child_setup(None, follow_parent=False)
+        channel, child_sock = channel_pair()
+        parent_r, child_w = os.pipe()
+        main = int(threading.current_thread() is threading.main_thread())
+        try:
+            self.pid = spawn_interpreter(
+                "from procesos._launch._child import spawn_main; "
+                f"spawn_main({child_sock.fileno()}, {main})",
+                [child_sock.fileno(), child_w, *self._fds],
+            )
+        finally:
+            child_sock.close()
+            os.close(child_w)
+        self.channel = channel
+        self.sentinel = parent_r
+        self.finalizer = util.Finalize(self, _close, (self, parent_r))
+        try:
+            channel.send_bytes(pickle.dumps(setup))
+            channel.send_bytes(payload)
+        except OSError:
+            pass  # the child died early; its exit code tells how
+
+    def _reap(self, block: bool) -> int | None:
+        return waitpid_exitcode(self.pid, block)

@@ -1,0 +1,294 @@
+"""The ``zygote`` start method: the parent's side.
+
+One zygote per parent process, started lazily by the first ``start()``,
+restarted if it died, shut down at exit after the children were joined.
+Its socket lives in a private directory (mode 0700) and every request carries
+a 32-byte secret that only the parent and the zygote know.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import secrets
+import select
+import shutil
+import signal
+import socket
+import struct
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from multiprocessing import util
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from .._errors import ProcesosError
+from ._popen import BasePopen
+from ._spawn import spawn_interpreter
+from ._zygote_server import _REQUEST, SECRET_SIZE, ZygoteConfig
+
+__all__ = ["ZygotePopen", "default_preload", "set_zygote_preload", "zygote_pid"]
+
+# Modules that misbehave when imported in a process that is not interactive.
+_NEVER_PRELOAD = frozenset({
+    "this", "antigravity", "readline", "rlcompleter", "tkinter", "turtle", "idlelib",
+    "__hello__", "__phello__", "__main__", "__mp_main__", "pydoc", "pdb",
+})
+_preload_override: list[str] | None = None
+
+
+def set_zygote_preload(modules: Iterable[str] | None) -> None:
+    """Choose the modules a new zygote imports before forking children.
+
+    None (the default) preloads the top-level modules the parent has imported
+    from the standard library and site-packages (never the user's own modules,
+    whose import could have side effects). Takes effect for the next zygote.
+    """
+    global _preload_override
+    _preload_override = None if modules is None else list(modules)
+
+
+def default_preload() -> list[str]:
+    """The modules a new zygote would preload now."""
+    if _preload_override is not None:
+        return list(_preload_override)
+    env = os.environ.get("PROCESOS_ZYGOTE_PRELOAD")
+    if env is not None:
+        return [] if env.strip().lower() in ("", "none") else [m.strip() for m in env.split(",")]
+    paths = sysconfig.get_paths()
+    roots = tuple(
+        os.path.join(os.path.realpath(paths[key]), "")
+        for key in ("stdlib", "platstdlib", "purelib", "platlib")
+        if key in paths
+    )
+    names = []
+    for name, module in list(sys.modules.items()):
+        if "." in name or name in _NEVER_PRELOAD or name.startswith("procesos"):
+            continue
+        file = getattr(module, "__file__", None)
+        if file and os.path.realpath(file).startswith(roots):
+            names.append(name)
+    return sorted(names)
+
+
+class _Zygote:
+    """The parent's handle on its zygote."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid: int | None = None
+        self.directory = ""
+        self.address = ""
+        self.secret = b""
+        self.alive_w = -1
+
+    def running(self) -> bool:
+        if self.pid is None:
+            return False
+        try:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid = self.pid  # reaped by someone else's os.wait()
+        if pid == 0:
+            return True
+        self._forget()
+        return False
+
+    def start(self) -> None:
+        directory = tempfile.mkdtemp(prefix="procesos-")  # mode 0700
+        address = os.path.join(directory, "zygote.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        alive_r, alive_w = os.pipe()
+        try:
+            listener.bind(address)
+            os.chmod(address, 0o600)
+            listener.listen(128)
+            pid = spawn_interpreter(
+                "from procesos._launch._zygote_server import main; "
+                f"main({listener.fileno()}, {alive_r})",
+                [listener.fileno(), alive_r],
+            )
+        except BaseException:
+            os.close(alive_w)
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        finally:
+            listener.close()
+            os.close(alive_r)
+        secret = secrets.token_bytes(SECRET_SIZE)
+        config = pickle.dumps(ZygoteConfig(secret, list(sys.path), default_preload(), directory))
+        os.set_inheritable(alive_w, False)
+        with os.fdopen(os.dup(alive_w), "wb") as pipe:
+            pipe.write(struct.pack("!I", len(config)) + config)
+        self.pid, self.directory, self.address = pid, directory, address
+        self.secret, self.alive_w = secret, alive_w
+
+    def _forget(self, remove_directory: bool = True) -> None:
+        """Drop the handle: the zygote is dead, or belongs to the process we forked from."""
+        if self.alive_w >= 0:
+            try:
+                os.close(self.alive_w)
+            except OSError:
+                pass
+        if remove_directory and self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        self.pid, self.alive_w, self.directory, self.address = None, -1, "", ""
+
+    def after_fork_in_child(self) -> None:
+        self._forget(remove_directory=False)
+        self.lock = threading.Lock()
+
+    def stop(self) -> None:
+        """Close the zygote's pipe (it exits), reap it, remove its directory."""
+        pid = self.pid
+        if pid is None:
+            return
+        if self.alive_w >= 0:
+            os.close(self.alive_w)
+            self.alive_w = -1
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                deadline = float("inf")
+            time.sleep(0.001)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.pid, self.directory, self.address = None, "", ""
+
+    def request(self, fds: list[int], std_mask: int) -> tuple[socket.socket, int]:
+        """Ask the zygote for a child; return the child's channel socket and pid."""
+        for attempt in (1, 2):
+            with self.lock:
+                if not self.running():
+                    self.start()
+                address, secret = self.address, self.secret
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(60.0)
+                sock.connect(address)
+                socket.send_fds(sock, [secret + _REQUEST.pack(std_mask)], fds)
+                reply = b""
+                while len(reply) < 4:
+                    chunk = sock.recv(4 - len(reply))
+                    if not chunk:
+                        raise ConnectionResetError("the zygote closed the connection")
+                    reply += chunk
+                sock.settimeout(None)
+                return sock, struct.unpack("!i", reply)[0]
+            except (OSError, TimeoutError) as exc:
+                sock.close()
+                if attempt == 2:
+                    raise ProcesosError(
+                        f"the zygote did not start the process ({exc}); "
+                        "try the 'spawn' start method to see whether the problem is the zygote"
+                    ) from exc
+                with self.lock:
+                    if self.running():
+                        self.stop()
+        raise AssertionError("unreachable")
+
+
+_zygote = _Zygote()
+os.register_at_fork(after_in_child=_zygote.after_fork_in_child)
+# Runs after multiprocessing has joined the children at exit (negative priority).
+util.Finalize(None, _zygote.stop, exitpriority=-100)
+
+
+def zygote_pid() -> int | None:
+    """The pid of this process's zygote, or None when none is running."""
+    with _zygote.lock:
+        return _zygote.pid if _zygote.running() else None
+
+
+def _valid_fd(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+class ZygotePopen(BasePopen):
+    """Popen for ``zygote``."""
+
+    method = "zygote"
+
+    def _launch(self, process_obj: BaseProcess) -> None:
+        payload = self._pickle_process(process_obj)
+        setup = self._child_setup([], follow_parent=True)
+        std_fds = [fd for fd in (1, 2) if _valid_fd(fd)]
+        std_mask = sum(1 << bit for bit, fd in enumerate((1, 2)) if fd in std_fds)
+        status_r, status_w = os.pipe()
+        try:
+            sock, self.pid = _zygote.request([status_w, *std_fds, *self._fds], std_mask)
+        except BaseException:
+            os.close(status_r)
+            raise
+        finally:
+            os.close(status_w)
+        self.sentinel = status_r
+        self.zygote_lost = False
+        self._pidfd = _open_pidfd(self.pid)
+        channel = Connection(sock.detach())
+        self.channel = channel
+        self.finalizer = util.Finalize(self, _close_zygote_popen, (self,))
+        try:
+            channel.send_bytes(pickle.dumps(setup))
+            channel.send_bytes(payload)
+        except OSError:
+            pass  # the child died early; its exit code tells how
+
+    def _reap(self, block: bool) -> int | None:
+        if not block and not select.select([self.sentinel], [], [], 0)[0]:
+            return None
+        data = b""
+        while len(data) < 4:
+            chunk = os.read(self.sentinel, 4 - len(data))
+            if not chunk:
+                # The zygote died; its children were killed with it.
+                self.zygote_lost = True
+                return -signal.SIGKILL
+            data += chunk
+        return int(struct.unpack("!i", data)[0])
+
+    def _send_signal(self, sig: int) -> None:
+        if self.returncode is None and self.poll() is None:
+            try:
+                if self._pidfd is not None:
+                    signal.pidfd_send_signal(self._pidfd, sig)
+                else:
+                    os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd names the process itself: a signal can never reach a reused pid."""
+    if not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _close_zygote_popen(popen: ZygotePopen) -> None:
+    if popen.channel is not None:
+        popen.channel.close()
+        popen.channel = None
+    for fd in (popen.sentinel, popen._pidfd):
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,86 @@
+"""What a child hands back: its target's return value or its exception.
+
+An outcome is one frame, pickled by :mod:`procesos._serialization`:
+
+* ``("value", payload)``: *payload* is the pickled return value;
+* ``("error", payload, type_name, message, traceback_text)``: *payload* is the
+  pickled exception, or None when it could not be pickled.
+
+Value and exception are pickled on their own so that a failure to pickle or
+unpickle either is reported for what it is, never lost.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import Any
+
+from ._errors import RemoteError, RemoteTraceback, SerializationError
+from ._serialization import PROTOCOL, dumps, loads
+
+__all__ = ["decode", "encode_error", "encode_value"]
+
+
+def _describe(obj: object) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def encode_error(exc: BaseException, traceback_text: str | None = None) -> bytes:
+    """The outcome frame for an exception raised in this process."""
+    if traceback_text is None:
+        traceback_text = "".join(traceback.format_exception(exc))
+    try:
+        payload: bytes | None = dumps(exc)
+    except Exception:
+        payload = None
+    return pickle.dumps(("error", payload, _describe(exc), str(exc), traceback_text), PROTOCOL)
+
+
+def encode_value(value: object, where: str) -> bytes:
+    """The outcome frame for a return value; *where* names it for error messages."""
+    try:
+        try:
+            # The C pickler is much faster and enough for most results.
+            payload = pickle.dumps(value, PROTOCOL)
+        except Exception:
+            payload = dumps(value)
+        return pickle.dumps(("value", payload), PROTOCOL)
+    except Exception as exc:
+        error = SerializationError(
+            f"{where} could not be pickled: a {_describe(value)} object ({exc}). "
+            "Return something picklable, or share it through procesos' sharing objects."
+        )
+        return encode_error(error, "".join(traceback.format_exception(exc)))
+
+
+def rebuild_exception(
+    payload: bytes | None, type_name: str, message: str, traceback_text: str
+) -> BaseException:
+    """The child's exception, as an instance of its own type when that is possible."""
+    exc: BaseException
+    try:
+        if payload is None:
+            raise TypeError("not pickled")
+        exc = loads(payload)
+        if not isinstance(exc, BaseException):
+            raise TypeError("not an exception")
+    except Exception:
+        exc = RemoteError(type_name, message, traceback_text)
+    exc.__cause__ = RemoteTraceback(traceback_text)
+    return exc
+
+
+def decode(frame: bytes, where: str) -> tuple[bool, Any]:
+    """Read an outcome frame: ``(True, value)`` or ``(False, exception)``."""
+    kind, payload, *rest = pickle.loads(frame)
+    if kind == "value":
+        try:
+            return True, loads(payload)
+        except Exception as exc:
+            error = SerializationError(f"{where} could not be unpickled in the parent: {exc!r}")
+            error.__cause__ = exc
+            return False, error
+    type_name, message, traceback_text = rest
+    return False, rebuild_exception(payload, type_name, message, traceback_text)

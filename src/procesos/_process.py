@@ -1,0 +1,164 @@
+"""Layer 3: ``Process``, compatible with ``multiprocessing.Process``, plus results.
+
+A procesos ``Process`` is a ``multiprocessing.process.BaseProcess``, so
+``current_process()``, ``active_children()``, ``parent_process()`` and the
+standard library's sharing objects treat it as one of their own. It adds
+``result()`` and ``exception()``: the target's return value, or its exception
+rebuilt in the parent with the child's traceback attached.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterable, Mapping
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ._errors import ProcessCrashedError
+from ._launch._popen import BasePopen
+from ._outcome import decode
+
+__all__ = ["Process"]
+
+_HINTS = {
+    -signal.SIGKILL: "SIGKILL comes from another process or from the kernel's out-of-memory killer",
+    -signal.SIGSEGV: "it crashed in native code (segmentation fault)",
+    -signal.SIGBUS: "it crashed in native code (bus error)",
+    -signal.SIGABRT: "it aborted (native code called abort())",
+}
+
+
+class Process(BaseProcess):
+    """A process that runs ``target(*args, **kwargs)``, like ``multiprocessing.Process``.
+
+    Any callable works as *target* under every start method, lambdas, closures
+    and functions defined in ``__main__`` or a notebook included: they travel
+    by value (cloudpickle). The child never re-imports the parent's
+    ``__main__``, so no ``if __name__ == "__main__":`` guard is needed.
+
+    After ``start()``, ``join()`` waits for the end; ``result()`` returns what
+    the target returned, or raises what it raised (same type, the child's
+    traceback attached as ``__cause__``); ``exitcode`` is negative when a signal
+    killed the process.
+    """
+
+    # BaseProcess._bootstrap forces the stdlib start method when this is set.
+    _start_method: ClassVar[str | None] = None
+    #: The start method of this class; None means the default one at start().
+    _method: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        group: None = None,
+        target: Callable[..., object] | None = None,
+        name: str | None = None,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        daemon: bool | None = None,
+    ) -> None:
+        if target is not None and not callable(target):
+            raise TypeError(
+                f"Process target must be callable, got {type(target).__name__} {target!r}"
+            )
+        if group is not None:
+            raise ValueError("group argument must be None")
+        super().__init__(None, target, name, tuple(args), dict(kwargs or {}), daemon=daemon)
+        self._settled: tuple[bool, Any] | None = None
+        self._kept_outcome: bytes | None = None
+        self._kept_exitcode: int | None = None
+
+    if TYPE_CHECKING:  # BaseProcess's private attributes, which typeshed does not declare
+        _popen: BasePopen | None
+        _closed: bool
+        _target: Callable[..., object] | None
+        _args: tuple[Any, ...]
+        _kwargs: dict[str, Any]
+
+        def _check_closed(self) -> None: ...
+
+    def run(self) -> Any:
+        """What the child runs: calls the target and returns its value (override freely)."""
+        if self._target:
+            return self._target(*self._args, **self._kwargs)
+        return None
+
+    @staticmethod
+    def _Popen(process_obj: BaseProcess) -> BasePopen:
+        from ._context import popen_class
+
+        method = type(process_obj)._method if isinstance(process_obj, Process) else None
+        return popen_class(method)(process_obj)
+
+    @property
+    def start_method(self) -> str:
+        """The start method this process uses (or will use)."""
+        if self._popen is not None:
+            return str(self._popen.method)
+        from ._context import default_start_method
+
+        return self._method or default_start_method()
+
+    def interrupt(self) -> None:
+        """Send SIGINT: the target sees ``KeyboardInterrupt``."""
+        self._check_closed()
+        if self._popen is None:
+            raise ValueError(f"process {self.name!r} was never started")
+        self._popen.interrupt()
+
+    def close(self) -> None:
+        """Release the process's resources; ``result()`` still works afterwards."""
+        if self._popen is not None and self._popen.poll() is not None:
+            self._kept_outcome = self._popen.outcome
+            self._kept_exitcode = self._popen.returncode
+        super().close()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the process and return what its target returned.
+
+        Raises the target's exception (its own type when it can be rebuilt,
+        else :class:`~procesos.RemoteError`, with the child's traceback as
+        ``__cause__``), :class:`~procesos.ProcessCrashedError` if the process
+        ended without returning (a signal, ``os._exit``, ``sys.exit`` with a
+        non-zero code), or ``TimeoutError`` if it is still running after
+        *timeout* seconds (the process keeps running).
+        """
+        ok, value = self._settle(timeout)
+        if ok:
+            return value
+        raise value
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Like :meth:`result`, but return the exception instead of raising it."""
+        ok, value = self._settle(timeout)
+        return None if ok else value
+
+    def _settle(self, timeout: float | None) -> tuple[bool, Any]:
+        if self._settled is not None:
+            return self._settled
+        if self._closed:
+            frame, exitcode = self._kept_outcome, self._kept_exitcode
+            if exitcode is None:
+                raise ValueError(f"process {self.name!r} is closed and never finished")
+        else:
+            popen = self._popen
+            if popen is None:
+                raise ValueError(f"process {self.name!r} was never started; call start() first")
+            if popen.wait(timeout) is None:
+                raise TimeoutError(f"process {self.name!r} is still running after {timeout} s")
+            frame, exitcode = popen.outcome, popen.returncode
+        where = f"the result of process {self.name!r}"
+        settled: tuple[bool, Any]
+        if frame is not None:
+            settled = decode(frame, where)
+            if not settled[0]:
+                settled[1].add_note(f"(raised in process {self.name!r}, pid {self.pid})")
+        elif exitcode == 0:
+            settled = (True, None)  # sys.exit(0) or a run() that returned nothing to send
+        else:
+            hint = _HINTS.get(exitcode or 0, "")
+            if getattr(self._popen, "zygote_lost", False):
+                hint = "its zygote died, and the processes it had started with it"
+            settled = (False, ProcessCrashedError(self.name, self.pid, exitcode, hint))
+        self._settled = settled
+        return settled
