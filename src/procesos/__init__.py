@@ -17,6 +17,7 @@ from multiprocessing.context import (
     TimeoutError,
 )
 from multiprocessing.process import active_children, current_process, parent_process
+from typing import TYPE_CHECKING, Any
 
 from . import _exit  # noqa: F401  (registers the Ctrl-C exit handler)
 from ._context import ProcesosContext, default_context
@@ -30,8 +31,13 @@ from ._errors import (
     TaskTimeoutError,
     WorkerCrashedError,
 )
+from ._executor import Executor
 from ._launch._zygote_client import set_zygote_preload, zygote_pid
+from ._pool import Pool
 from ._process import Process
+
+if TYPE_CHECKING:
+    from ._sharing._shared_array import SharedArray
 
 __version__ = "0.1.0"
 
@@ -59,7 +65,6 @@ Array = _ctx.Array
 RawValue = _ctx.RawValue
 RawArray = _ctx.RawArray
 Manager = _ctx.Manager
-Pool = _ctx.Pool
 
 freeze_support = _ctx.freeze_support
 get_logger = _ctx.get_logger
@@ -67,6 +72,16 @@ log_to_stderr = _ctx.log_to_stderr
 allow_connection_pickling = _ctx.allow_connection_pickling
 set_executable = _ctx.set_executable
 reducer = _mp.reducer
+
+
+def __getattr__(name: str) -> Any:
+    # SharedArray needs numpy, which importing procesos must not import.
+    if name == "SharedArray":
+        from ._sharing._shared_array import SharedArray
+
+        return SharedArray
+    raise AttributeError(f"module 'procesos' has no attribute {name!r}")
+
 
 __all__ = [
     "Array",
@@ -77,6 +92,7 @@ __all__ = [
     "BufferTooShort",
     "Condition",
     "Event",
+    "Executor",
     "JoinableQueue",
     "Lock",
     "Manager",
@@ -95,6 +111,7 @@ __all__ = [
     "RemoteTraceback",
     "Semaphore",
     "SerializationError",
+    "SharedArray",
     "SimpleQueue",
     "TaskTimeoutError",
     "TimeoutError",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from multiprocessing.context import BaseContext
+from typing import Any
 
 from ._launch import START_METHODS
 from ._launch._fork import ForkPopen
@@ -65,9 +66,44 @@ class ProcesosContext(BaseContext):
     def get_start_method(self, allow_none: bool = False) -> str:
         return self._name
 
+    def Pool(
+        self, processes: int | None = None, initializer: Any = None, initargs: Any = (),
+        maxtasksperchild: int | None = None, **options: Any,
+    ) -> Any:
+        """A :class:`procesos.Pool` whose workers use this context's start method."""
+        from ._pool import Pool  # layer 5, imported on use
+
+        return Pool(processes, initializer, initargs, maxtasksperchild, context=self, **options)
+
     def get_all_start_methods(self) -> list[str]:
         """The start methods procesos offers, the default first."""
         return list(START_METHODS)
+
+    # Queues and pipes whose large data travels through shared memory (layer 4,
+    # imported when used, as the standard library's context does).
+    def Queue(self, maxsize: int = 0) -> Any:
+        """A ``multiprocessing.Queue`` whose large buffers travel without copies."""
+        from ._sharing._queues import make_queue
+
+        return make_queue(self.get_context(), maxsize)
+
+    def JoinableQueue(self, maxsize: int = 0) -> Any:
+        """A ``multiprocessing.JoinableQueue`` whose large buffers travel without copies."""
+        from ._sharing._queues import make_joinable_queue
+
+        return make_joinable_queue(self.get_context(), maxsize)
+
+    def SimpleQueue(self) -> Any:
+        """A ``multiprocessing.SimpleQueue`` whose large buffers travel without copies."""
+        from ._sharing._queues import make_simple_queue
+
+        return make_simple_queue(self.get_context())
+
+    def Pipe(self, duplex: bool = True) -> Any:
+        """A ``multiprocessing.Pipe`` whose ``send``/``recv`` carry large buffers without copies."""
+        from ._sharing._queues import Pipe
+
+        return Pipe(duplex)
 
     def __repr__(self) -> str:
         return f"<procesos context {self._name!r}>"

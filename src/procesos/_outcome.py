@@ -2,7 +2,8 @@
 
 An outcome is one frame, pickled by :mod:`procesos._serialization`:
 
-* ``("value", payload)``: *payload* is the pickled return value;
+* ``("value", payload)``: *payload* is the pickled return value, a frame of
+  :mod:`procesos._serialization` (its large buffers are in shared memory);
 * ``("error", payload, type_name, message, traceback_text)``: *payload* is the
   pickled exception, or None when it could not be pickled.
 
@@ -17,7 +18,7 @@ import traceback
 from typing import Any
 
 from ._errors import RemoteError, RemoteTraceback, SerializationError
-from ._serialization import PROTOCOL, dumps, loads
+from ._serialization import PROTOCOL, dumps, dumps_fast, loads
 
 __all__ = ["decode", "encode_error", "encode_value"]
 
@@ -42,8 +43,10 @@ def encode_value(value: object, where: str) -> bytes:
     """The outcome frame for a return value; *where* names it for error messages."""
     try:
         try:
-            # The C pickler is much faster and enough for most results.
-            payload = pickle.dumps(value, PROTOCOL)
+            # The C pickler is much faster and enough for most results (the
+            # parent has the __main__ that functions are pickled against);
+            # large buffers still go through shared memory.
+            payload = dumps_fast(value)
         except Exception:
             payload = dumps(value)
         return pickle.dumps(("value", payload), PROTOCOL)

@@ -4,16 +4,25 @@ The child applies its :class:`~._wire.ChildSetup`, unpickles its process
 object, runs it through ``BaseProcess._bootstrap`` (so ``current_process()``,
 ``parent_process()`` and finalizers behave as in ``multiprocessing``), sends
 the outcome back on its channel and exits with the process's exit code.
+
+Ctrl-C: every start method starts the child with ``SIGINT`` blocked (see
+:func:`block_interrupts`). The child unblocks it only around the user's
+``run()``, so an interrupt that arrives while the child is still being set up
+is held back and then ends the target quietly, exactly like one that arrives
+later; none is lost and none prints a traceback from procesos' own code.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import signal
 import sys
 import traceback
-from multiprocessing import resource_tracker
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing import resource_tracker, util
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import NoReturn
@@ -24,7 +33,46 @@ from ._fds import install_inherited_fds
 from ._lifetime import die_with_parent
 from ._wire import ChildSetup
 
-__all__ = ["fork_child_main", "run_process", "spawn_main", "zygote_child_main"]
+__all__ = [
+    "block_interrupts",
+    "fork_child_main",
+    "interrupts_blocked",
+    "run_process",
+    "spawn_main",
+    "unblock_interrupts",
+    "zygote_child_main",
+]
+
+_INTERRUPT = {signal.SIGINT}
+
+
+def block_interrupts() -> set[int | signal.Signals]:
+    """Block ``SIGINT`` in this thread (a new child inherits it); the old mask."""
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPT)
+
+
+def unblock_interrupts(old_mask: set[int | signal.Signals]) -> None:
+    """Undo :func:`block_interrupts`, given the mask it returned."""
+    if signal.SIGINT not in old_mask:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPT)
+
+
+@contextmanager
+def interrupts_blocked() -> Iterator[None]:
+    """``SIGINT`` blocked in this thread for the duration (around an exec, not a fork)."""
+    old = block_interrupts()
+    try:
+        yield
+    finally:
+        unblock_interrupts(old)
+
+
+def _run_exit_handlers_like_the_standard_library() -> None:
+    # Python 3.13 moved multiprocessing's exit work out of _bootstrap into
+    # atexit handlers that its own start methods run; do the same on every
+    # version (on 3.11/3.12 _bootstrap has already run util._exit_function,
+    # which does nothing the second time).
+    atexit._run_exitfuncs()
 
 
 def run_process(process_obj: BaseProcess, channel: Connection) -> int:
@@ -36,7 +84,11 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
     def run_and_record() -> None:
         nonlocal outcome, interrupted
         try:
-            value = user_run()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPT)
+            try:
+                value = user_run()
+            finally:
+                block_interrupts()
         except KeyboardInterrupt:
             # Ctrl-C: end quietly; the parent reports it once.
             interrupted = True
@@ -49,15 +101,26 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
         else:
             outcome = encode_value(value, f"the result of process {process_obj.name!r}")
 
+    # As the standard library's start methods do: the exit handlers of the
+    # process we were forked from are not ours.
+    atexit._clear()
+    atexit.register(util._exit_function)  # type: ignore[attr-defined]
     process_obj.run = run_and_record  # type: ignore[method-assign]
     exitcode = process_obj._bootstrap(parent_sentinel=channel.fileno())  # type: ignore[attr-defined]
+    try:
+        _run_exit_handlers_like_the_standard_library()
+    except BaseException:
+        traceback.print_exc()
     if outcome is not None:
         try:
             channel.send_bytes(outcome)
         except OSError:
             pass  # the parent has gone
     if interrupted:
+        sys.stdout.flush()
+        sys.stderr.flush()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPT)
         os.kill(os.getpid(), signal.SIGINT)
     return int(exitcode)
 
@@ -71,6 +134,10 @@ def fork_child_main(
 
 
 def _apply_setup(setup: ChildSetup, received_fds: list[int]) -> None:
+    if setup.log_to_stderr:
+        util.log_to_stderr()
+    if setup.log_level is not None:
+        util.get_logger().setLevel(setup.log_level)
     sys.path[:] = setup.sys_path
     sys.argv[:] = setup.sys_argv
     if setup.environ is not None:
@@ -84,13 +151,25 @@ def _apply_setup(setup: ChildSetup, received_fds: list[int]) -> None:
     install_inherited_fds(received_fds)
     if setup.resource_tracker_fd is not None:
         resource_tracker._resource_tracker._fd = received_fds[setup.resource_tracker_fd]  # type: ignore[attr-defined]
+    if setup.start_method is not None:
+        from .._context import default_context
+
+        default_context.set_start_method(setup.start_method, force=True)
 
 
-def _serve(channel: Connection, received_fds: list[int] | None) -> int:
+def _serve(channel: Connection, received_fds: list[int] | None, parent_pid: int,
+           use_pdeathsig: bool) -> int:
     setup: ChildSetup = pickle.loads(channel.recv_bytes())
     _apply_setup(setup, setup.fds if received_fds is None else received_fds)
     try:
-        process_obj = loads(channel.recv_bytes())
+        payload = channel.recv_bytes()
+    except (EOFError, OSError):
+        return 1  # the parent has gone
+    # Only now: before both frames were read, a readable channel was not the
+    # parent's end of file but data still to read.
+    die_with_parent(parent_pid, channel.fileno(), use_pdeathsig)
+    try:
+        process_obj = loads(payload)
     except BaseException as exc:
         sys.stderr.write("procesos: the process object could not be unpickled in the child:\n")
         traceback.print_exc()
@@ -110,8 +189,7 @@ def spawn_main(channel_fd: int, parent_thread_is_main: int) -> NoReturn:
     code = 1
     try:
         channel = Connection(channel_fd)
-        die_with_parent(os.getppid(), channel_fd, bool(parent_thread_is_main))
-        code = _serve(channel, None)
+        code = _serve(channel, None, os.getppid(), bool(parent_thread_is_main))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -137,8 +215,7 @@ def zygote_child_main(channel_fd: int, std_mask: int, fds: list[int], zygote_pid
                 os.close(fds[position])
                 position += 1
         channel = Connection(channel_fd)
-        die_with_parent(zygote_pid, channel_fd, True)
-        code = _serve(channel, fds[position:])
+        code = _serve(channel, fds[position:], zygote_pid, True)
     finally:
         try:
             sys.stdout.flush()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import threading
 from multiprocessing import util
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from ._child import fork_child_main
+from ._child import block_interrupts, fork_child_main, unblock_interrupts
 from ._popen import BasePopen
 from ._wire import channel_pair
 
@@ -29,22 +30,23 @@ class ForkPopen(BasePopen):
         parent_thread_is_main = threading.current_thread() is threading.main_thread()
         channel, child_sock = channel_pair()
         parent_r, child_w = os.pipe()
+        # The child starts with SIGINT blocked and unblocks it around run().
+        old_mask = block_interrupts()
         self.pid = os.fork()
         if self.pid == 0:
             try:
                 channel.close()
                 os.close(parent_r)
-                from multiprocessing.connection import Connection
-
                 code = fork_child_main(process_obj, Connection(child_sock.detach()),
                                        parent_thread_is_main)
             finally:
                 os._exit(code)
+        unblock_interrupts(old_mask)
         child_sock.close()
         os.close(child_w)
         self.channel = channel
         self.sentinel = parent_r
-        self.finalizer = util.Finalize(self, _close, (self, parent_r))
+        self.finalizer = util.Finalize(self, close_channel_and_fds, (channel, parent_r))
 
     def _reap(self, block: bool) -> int | None:
         return waitpid_exitcode(self.pid, block)
@@ -61,11 +63,16 @@ def waitpid_exitcode(pid: int, block: bool) -> int | None:
     return os.waitstatus_to_exitcode(status)
 
 
-def _close(popen: BasePopen, *fds: int) -> None:
-    if popen.channel is not None:
-        popen.channel.close()
-        popen.channel = None
+def close_channel_and_fds(channel: Connection, *fds: int | None) -> None:
+    """Finalizer of a popen: it holds the popen's resources, never the popen.
+
+    (A finalizer that held the popen would keep it alive until the
+    interpreter exits, and its descriptors open with it.)
+    """
+    channel.close()  # a no-op when the popen closed it already
     for fd in fds:
+        if fd is None:
+            continue
         try:
             os.close(fd)
         except OSError:

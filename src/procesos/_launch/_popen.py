@@ -118,6 +118,7 @@ class BasePopen:
     def close(self) -> None:
         if self.finalizer is not None:
             self.finalizer()
+        self.channel = None
 
     # -- the channel --------------------------------------------------------
     def _drain(self, timeout: float | None) -> bool:
@@ -158,8 +159,11 @@ class BasePopen:
     def _child_setup(self, fds: list[int] | None, follow_parent: bool) -> ChildSetup:
         tracker_fd = getattr(resource_tracker._resource_tracker, "_fd", None)
         tracker_index = None if tracker_fd is None else self.duplicate_for_child(tracker_fd)
+        from .._context import default_context
+
+        logger = util._logger  # type: ignore[attr-defined]
         return ChildSetup(
-            start_method=self.method,
+            start_method=default_context.get_start_method(allow_none=True),
             sys_path=list(sys.path),
             sys_argv=list(sys.argv),
             cwd=os.getcwd() if follow_parent else None,
@@ -167,4 +171,6 @@ class BasePopen:
             fds=list(self._fds) if fds is None else fds,
             resource_tracker_fd=tracker_index,
             parent_thread_is_main=threading.current_thread() is threading.main_thread(),
+            log_level=None if logger is None else logger.getEffectiveLevel(),
+            log_to_stderr=bool(util._log_to_stderr),  # type: ignore[attr-defined]
         )

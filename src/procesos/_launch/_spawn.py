@@ -14,7 +14,7 @@ import threading
 from multiprocessing import spawn, util
 from multiprocessing.process import BaseProcess
 
-from ._fork import _close, waitpid_exitcode
+from ._fork import close_channel_and_fds, waitpid_exitcode
 from ._popen import BasePopen
 from ._wire import channel_pair
 
@@ -32,7 +32,12 @@ def spawn_interpreter(statement: str, pass_fds: list[int]) -> int:
     flags = util._args_from_interpreter_flags()  # type: ignore[attr-defined]
     code = f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); {statement}"
     command = [os.fsdecode(executable), *flags, "-c", code]
-    return int(util.spawnv_passfds(executable, command, pass_fds))  # type: ignore[arg-type]
+    from ._child import interrupts_blocked
+
+    # The new interpreter starts with SIGINT blocked (the mask survives exec);
+    # see procesos._launch._child.
+    with interrupts_blocked():
+        return int(util.spawnv_passfds(executable, command, pass_fds))  # type: ignore[arg-type]
 
 
 class SpawnPopen(BasePopen):
@@ -57,7 +62,7 @@ class SpawnPopen(BasePopen):
             os.close(child_w)
         self.channel = channel
         self.sentinel = parent_r
-        self.finalizer = util.Finalize(self, _close, (self, parent_r))
+        self.finalizer = util.Finalize(self, close_channel_and_fds, (channel, parent_r))
         try:
             channel.send_bytes(pickle.dumps(setup))
             channel.send_bytes(payload)

@@ -27,7 +27,7 @@ __all__ = ["ChildSetup", "channel_pair"]
 class ChildSetup(NamedTuple):
     """What a freshly started child applies before it unpickles its process object."""
 
-    start_method: str
+    start_method: str | None  # the parent's default start method, if chosen
     sys_path: list[str]
     sys_argv: list[str]
     cwd: str | None  # zygote children follow the parent's current directory
@@ -35,6 +35,8 @@ class ChildSetup(NamedTuple):
     fds: list[int]  # descriptors the child received, indexed by InheritedFd
     resource_tracker_fd: int | None  # index into fds
     parent_thread_is_main: bool  # whether PR_SET_PDEATHSIG is safe to use
+    log_level: int | None  # multiprocessing's logger, as the parent set it
+    log_to_stderr: bool  # whether the parent called log_to_stderr()
 
 
 def channel_pair() -> tuple[Connection, socket.socket]:

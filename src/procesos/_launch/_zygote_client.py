@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from .._errors import ProcesosError
+from ._fork import close_channel_and_fds
 from ._popen import BasePopen
 from ._spawn import spawn_interpreter
 from ._zygote_server import _REQUEST, SECRET_SIZE, ZygoteConfig
@@ -241,7 +242,9 @@ class ZygotePopen(BasePopen):
         self._pidfd = _open_pidfd(self.pid)
         channel = Connection(sock.detach())
         self.channel = channel
-        self.finalizer = util.Finalize(self, _close_zygote_popen, (self,))
+        self.finalizer = util.Finalize(
+            self, close_channel_and_fds, (channel, status_r, self._pidfd)
+        )
         try:
             channel.send_bytes(pickle.dumps(setup))
             channel.send_bytes(payload)
@@ -280,15 +283,3 @@ def _open_pidfd(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except OSError:
         return None
-
-
-def _close_zygote_popen(popen: ZygotePopen) -> None:
-    if popen.channel is not None:
-        popen.channel.close()
-        popen.channel = None
-    for fd in (popen.sentinel, popen._pidfd):
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass

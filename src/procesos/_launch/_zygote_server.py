@@ -175,7 +175,10 @@ class _Zygote:
 
 def main(listener_fd: int, alive_fd: int) -> NoReturn:
     """Entry point of the zygote process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C in the terminal reaches the zygote too: it stays blocked here
+    # (the zygote started with it blocked) and is held pending in a child
+    # until the child runs its target. Not SIG_IGN: a child would inherit that.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         (size,) = struct.unpack("!I", _read_exactly(alive_fd, 4))
         config: ZygoteConfig = pickle.loads(_read_exactly(alive_fd, size))

@@ -1,0 +1,300 @@
+"""Start-up of one process, side by side: procesos' start methods and the standard library's.
+
+Three measurements, each in a fresh interpreter so that what one imports (numpy,
+a running server) cannot change another:
+
+1. create + start + join of a no-op process, median and p90 over many runs
+   (interleaved across methods; warm-up runs excluded; the first start, which
+   includes starting the zygote or the forkserver, reported on its own);
+2. with numpy imported in the parent, the time from ``Process(...).start()``
+   to the child's value in the parent's hands, for a child that computes
+   ``numpy.arange(10).sum()`` (procesos: ``result()``, which also waits for the
+   exit; the standard library: a ``Pipe``, whose ``recv()`` does not);
+3. the memory that only the server owns (USS) of procesos' zygote and of the
+   standard library's forkserver, with and without numpy preloaded.
+
+    python benchmarks/bench_startup.py [--quick]
+
+``multiprocess`` and ``billiard`` rows appear when those packages are installed
+(``pip install -e ".[bench]"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+GOAL_MEDIAN_MS = 2.0
+GOAL_VS_FORKSERVER = 4.0
+GOAL_VS_SPAWN = 12.0
+
+
+# -- targets: module level, so that the standard library's spawn and forkserver
+#    children can import them -----------------------------------------------------
+
+
+def noop() -> None:
+    """The no-op target."""
+
+
+def numpy_sum() -> int:
+    import numpy
+
+    return int(numpy.arange(10).sum())
+
+
+def numpy_sum_to(conn: object) -> None:
+    import numpy
+
+    conn.send(int(numpy.arange(10).sum()))  # type: ignore[attr-defined]
+
+
+# -- the contexts ------------------------------------------------------------------
+
+
+def contexts() -> dict[str, object]:
+    """Label -> context, for every method measured (peers only when installed)."""
+    import multiprocessing
+
+    import procesos
+
+    found: dict[str, object] = {}
+    for method in ("zygote", "fork", "spawn"):
+        found[f"procesos {method}"] = procesos.get_context(method)
+    for method in ("fork", "forkserver", "spawn"):
+        found[f"stdlib {method}"] = multiprocessing.get_context(method)
+    for peer in ("multiprocess", "billiard"):
+        if importlib.util.find_spec(peer) is None:
+            continue
+        module = __import__(peer)
+        for method in ("fork", "forkserver", "spawn"):
+            try:
+                found[f"{peer} {method}"] = module.get_context(method)
+            except (ValueError, AttributeError):
+                pass
+    return found
+
+
+def is_slow(label: str) -> bool:
+    return label.endswith("spawn")
+
+
+# -- phase 1: create + start + join of a no-op process -------------------------------
+
+
+def _start_join(ctx: object) -> float:
+    t0 = time.perf_counter()
+    p = ctx.Process(target=noop)  # type: ignore[attr-defined]
+    p.start()
+    p.join()
+    elapsed = time.perf_counter() - t0
+    p.close()
+    return elapsed
+
+
+def phase_startup(fast_runs: int, slow_runs: int, warmup: int) -> dict[str, object]:
+    ctxs = contexts()
+    first = {label: _start_join(ctx) for label, ctx in ctxs.items()}
+    for ctx in ctxs.values():
+        for _ in range(warmup):
+            _start_join(ctx)
+    samples: dict[str, list[float]] = {label: [] for label in ctxs}
+    # Interleaved, so that a burst of load elsewhere touches every method alike.
+    for i in range(fast_runs):
+        for label, ctx in ctxs.items():
+            if i < (slow_runs if is_slow(label) else fast_runs):
+                samples[label].append(_start_join(ctx))
+    return {"first": first, "samples": samples}
+
+
+# -- phase 2: first result of a fresh process, numpy imported in the parent -----------
+
+
+def _numpy_procesos(ctx: object) -> float:
+    t0 = time.perf_counter()
+    p = ctx.Process(target=numpy_sum)  # type: ignore[attr-defined]
+    p.start()
+    value = p.result()
+    elapsed = time.perf_counter() - t0
+    assert value == 45, value
+    p.close()
+    return elapsed
+
+
+def _numpy_pipe(ctx: object) -> float:
+    reader, writer = ctx.Pipe(duplex=False)  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    p = ctx.Process(target=numpy_sum_to, args=(writer,))  # type: ignore[attr-defined]
+    p.start()
+    value = reader.recv()
+    elapsed = time.perf_counter() - t0
+    assert value == 45, value
+    p.join()
+    p.close()
+    reader.close()
+    writer.close()
+    return elapsed
+
+
+def phase_numpy(fast_runs: int, slow_runs: int, warmup: int) -> dict[str, object]:
+    import numpy  # noqa: F401  (the parent has numpy imported: the point of this phase)
+
+    # A forkserver preloads only __main__ unless told: with numpy preloaded, each shows
+    # its best (procesos' zygote preloads what the parent imported, unasked).
+    ctxs = {}
+    for label, ctx in contexts().items():
+        if label.endswith("forkserver"):
+            ctx.set_forkserver_preload(["numpy"])  # type: ignore[attr-defined]
+            label += "+preload"
+        ctxs[label] = ctx
+    run = {label: (_numpy_procesos if label.startswith("procesos") else _numpy_pipe)
+           for label in ctxs}
+    first = {label: run[label](ctx) for label, ctx in ctxs.items()}
+    for label, ctx in ctxs.items():
+        for _ in range(warmup):
+            run[label](ctx)
+    samples: dict[str, list[float]] = {label: [] for label in ctxs}
+    for i in range(fast_runs):
+        for label, ctx in ctxs.items():
+            if i < (slow_runs if is_slow(label) else fast_runs):
+                samples[label].append(run[label](ctx))
+    return {"first": first, "samples": samples}
+
+
+# -- phase 3: the servers' own memory ------------------------------------------------
+
+
+def phase_uss(with_numpy: bool) -> dict[str, object]:
+    import multiprocessing
+    import multiprocessing.forkserver
+
+    import procesos
+
+    if with_numpy:
+        import numpy  # noqa: F401  (the zygote preloads what the parent imported)
+
+        multiprocessing.set_forkserver_preload(["numpy"])
+    _start_join(procesos.get_context("zygote"))
+    _start_join(multiprocessing.get_context("forkserver"))
+    # Imported only now: the zygote preloads what the parent had imported when it started.
+    import psutil
+
+    zygote = procesos.zygote_pid()
+    forkserver = multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    result = {}
+    for label, pid in (("procesos zygote", zygote), ("stdlib forkserver", forkserver)):
+        info = psutil.Process(pid).memory_full_info()
+        result[label] = {"uss": info.uss, "rss": info.rss}
+    return result
+
+
+# -- the driver ------------------------------------------------------------------------
+
+
+def run_phase(args: list[str]) -> dict[str, object]:
+    env = dict(os.environ)
+    env.pop("PROCESOS_START_METHOD", None)
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--phase", *args],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+        raise SystemExit(f"phase {args} failed with exit code {out.returncode}")
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
+
+
+def p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10)[-1] if len(values) >= 2 else values[0]
+
+
+def print_timing_table(title: str, result: dict[str, object], reference: str) -> dict[str, float]:
+    first: dict[str, float] = result["first"]  # type: ignore[assignment]
+    samples: dict[str, list[float]] = result["samples"]  # type: ignore[assignment]
+    medians = {label: statistics.median(values) for label, values in samples.items()}
+    print(f"\n{title}")
+    print(f"| {'method':<32} | {'median ms':>9} | {'p90 ms':>8} | {'first start ms':>14} "
+          f"| {'runs':>4} | {'time / ' + reference:>22} |")
+    print(f"|{'-' * 34}|{'-' * 10}:|{'-' * 9}:|{'-' * 15}:|{'-' * 5}:|{'-' * 23}:|")
+    for label, values in samples.items():
+        ratio = medians[label] / medians[reference]
+        print(f"| {label:<32} | {ms(medians[label]):>9} | {ms(p90(values)):>8} "
+              f"| {ms(first[label]):>14} | {len(values):>4} | {ratio:>21.1f}x |")
+    return medians
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke test)")
+    parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        name, *rest = args.phase
+        if name == "uss":
+            result = phase_uss(rest == ["numpy"])
+        else:
+            fast, slow, warmup = (int(x) for x in rest)
+            result = (phase_startup if name == "startup" else phase_numpy)(fast, slow, warmup)
+        print(json.dumps(result))
+        return 0
+
+    fast, slow, warmup = (30, 8, 2) if args.quick else (300, 40, 5)
+    command = "python benchmarks/bench_startup.py" + (" --quick" if args.quick else "")
+    print(f"{command}   ({datetime.datetime.now():%Y-%m-%d %H:%M})")
+    print(f"Python {platform.python_version()}, {platform.system()} {platform.release()}, "
+          f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    startup = run_phase(["startup", str(fast), str(slow), str(warmup)])
+    numpy_result = run_phase(["numpy", str(max(fast // 3, 10)), str(max(slow // 2, 5)),
+                              str(warmup)])
+    uss = {"without numpy": run_phase(["uss"]), "numpy preloaded": run_phase(["uss", "numpy"])}
+
+    medians = print_timing_table(
+        "Create + start + join of a no-op process", startup, "procesos zygote")
+    zygote = medians["procesos zygote"]
+    print_timing_table(
+        "First result of a fresh process, numpy imported in the parent "
+        "(start -> numpy.arange(10).sum() in hand)", numpy_result, "procesos zygote")
+
+    print("\nServer memory (USS: pages only the server owns; RSS for reference), MiB")
+    print(f"| {'server':<20} | {'USS':>8} | {'RSS':>8} | {'USS, numpy':>10} | {'RSS, numpy':>10} |")
+    print(f"|{'-' * 22}|{'-' * 9}:|{'-' * 9}:|{'-' * 11}:|{'-' * 11}:|")
+    for label in ("procesos zygote", "stdlib forkserver"):
+        plain = uss["without numpy"][label]  # type: ignore[index]
+        heavy = uss["numpy preloaded"][label]  # type: ignore[index]
+        mib = [x / 2**20 for x in (plain["uss"], plain["rss"], heavy["uss"], heavy["rss"])]
+        print(f"| {label:<20} | {mib[0]:>8.1f} | {mib[1]:>8.1f} | {mib[2]:>10.1f} "
+              f"| {mib[3]:>10.1f} |")
+
+    vs_forkserver = medians["stdlib forkserver"] / zygote
+    vs_spawn = medians["stdlib spawn"] / zygote
+    print("\nGoals (issue 2):")
+    for text, ok in (
+        (f"zygote median {ms(zygote)} ms <= {GOAL_MEDIAN_MS} ms", zygote * 1000 <= GOAL_MEDIAN_MS),
+        (f"{vs_forkserver:.1f}x faster than stdlib forkserver (goal >= {GOAL_VS_FORKSERVER}x)",
+         vs_forkserver >= GOAL_VS_FORKSERVER),
+        (f"{vs_spawn:.1f}x faster than stdlib spawn (goal >= {GOAL_VS_SPAWN}x)",
+         vs_spawn >= GOAL_VS_SPAWN),
+    ):
+        print(f"  {'met   ' if ok else 'MISSED'} {text}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"startup": startup, "numpy": numpy_result, "uss": uss}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Data without copies (issue 5): procesos side by side with the standard library, loky and joblib.
+
+    .venv/bin/python benchmarks/bench_transport.py [--mb 200] [--repeat 5] [--big-gb 2]
+
+Each row is one scenario; each figure the median (and best) wall time of
+``--repeat`` runs after two warm-up runs, in one process, in one run. Prints a
+Markdown table for ``BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import psutil  # type: ignore[import-untyped]
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _transport_tasks as tasks
+import procesos
+
+Row = tuple[str, str, list[float] | None, str]  # scenario, who, times, note
+rows: list[Row] = []
+
+
+def measure(fn: Callable[[], object], repeat: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def record(scenario: str, who: str, fn: Callable[[], object] | None, repeat: int,
+           note: str = "", warmup: int = 2) -> None:
+    times = None
+    if fn is not None:
+        try:
+            times = measure(fn, repeat, warmup)
+        except Exception as exc:  # a peer that cannot do it: say so in the table
+            note = f"failed: {type(exc).__name__}: {exc}"[:80]
+    rows.append((scenario, who, times, note))
+    shown = "-" if times is None else f"{statistics.median(times):.4f}"
+    print(f"  {scenario:<34} {who:<38} {shown:>8} {note}", flush=True)
+
+
+# -- the scenarios ------------------------------------------------------------------------------
+
+def bench_arguments_and_results(mb: int, repeat: int) -> None:
+    import joblib  # type: ignore[import-untyped]
+    import loky  # type: ignore[import-untyped]
+
+    nbytes = mb * 1_000_000
+    a = np.random.default_rng(0).random(nbytes // 8)
+    expected = float(a.sum())
+    arg, ret = f"argument {mb} MB -> its sum", f"task returns {mb} MB"
+
+    record("reference", "np.copy in one process", lambda: np.copy(a), repeat)
+    record("reference", "a.sum() in one process", lambda: a.sum(), repeat)
+
+    # Processes first: a fork after the pools below started threads is another story.
+    def process_with(target: Callable[..., Any], *args: Any) -> Callable[[], object]:
+        def run() -> object:
+            p = procesos.Process(target=target, args=args)
+            p.start()
+            value = p.result()
+            p.join()
+            p.close()
+            return value
+        return run
+
+    name = f"procesos.Process ({procesos.get_start_method()})"
+    record("Process: start, tiny arg, result", name, process_with(tasks.echo, 1), repeat)
+    record(f"Process: {arg}", name, process_with(tasks.total, a), repeat)
+    record(f"Process: makes + returns {mb} MB", name, process_with(tasks.fresh_array, nbytes),
+           repeat, "includes np.ones in a fresh process")
+    fork = procesos.get_context("fork")
+
+    def forked_total() -> object:
+        p = fork.Process(target=tasks.total, args=(a,))
+        p.start()
+        value = p.result()
+        p.join()
+        p.close()
+        return value
+
+    record(f"Process: {arg}", "procesos.Process (fork: inherits a)", forked_total, repeat)
+
+    with multiprocessing.Pool(1) as pool:
+        record(arg, f"multiprocessing.Pool ({multiprocessing.get_start_method()})",
+               lambda: pool.apply(tasks.total, (a,)), repeat)
+        record(ret, f"multiprocessing.Pool ({multiprocessing.get_start_method()})",
+               lambda: pool.apply(tasks.cached_array, (nbytes,)), repeat)
+
+    executor = loky.get_reusable_executor(max_workers=1)
+    record(arg, "loky", lambda: executor.submit(tasks.total, a).result(), repeat)
+    record(ret, "loky", lambda: executor.submit(tasks.cached_array, nbytes).result(), repeat)
+    executor.shutdown(wait=True)
+
+    with joblib.Parallel(n_jobs=2, max_nbytes="1M") as parallel:
+        record(arg, "joblib (loky, memmapping)",
+               lambda: parallel([joblib.delayed(tasks.total)(a)]), repeat)
+        record(ret, "joblib (loky, memmapping)",
+               lambda: parallel([joblib.delayed(tasks.cached_array)(nbytes)]), repeat)
+
+    executor_cls = getattr(procesos, "Executor", None)
+    if executor_cls is not None:
+        with executor_cls(max_workers=1) as ex:
+            record(arg, "procesos.Executor", lambda: ex.submit(tasks.total, a).result(), repeat)
+            record(ret, "procesos.Executor",
+                   lambda: ex.submit(tasks.cached_array, nbytes).result(), repeat)
+
+    with procesos.Pool(1) as ppool:
+        name = f"procesos.Pool ({procesos.get_start_method()})"
+        record(arg, name, lambda: ppool.apply(tasks.total, (a,)), repeat)
+        record(ret, name, lambda: ppool.apply(tasks.cached_array, (nbytes,)), repeat)
+
+    # A long-lived worker fed through queues: the same task, through a procesos
+    # Queue and through the standard library's.
+    for who, ctx in (("procesos.Queue", procesos), ("multiprocessing.Queue", multiprocessing)):
+        inbox, outbox = ctx.Queue(), ctx.Queue()
+        worker = ctx.Process(target=tasks.queue_worker, args=(inbox, outbox))
+        worker.start()
+
+        def round_trip(inbox: Any = inbox, outbox: Any = outbox) -> None:
+            inbox.put(a)
+            assert outbox.get() == expected
+
+        record(f"Queue: {mb} MB in, sum back", who, round_trip, repeat)
+        inbox.put(None)
+        worker.join()
+        for q in (inbox, outbox):
+            q.close()
+            q.join_thread()
+
+
+
+@contextlib.contextmanager
+def peak_used_memory() -> Iterator[dict[str, int]]:
+    """Sample the machine's used memory (total - available) every 2 ms."""
+    result = {"base": psutil.virtual_memory().total - psutil.virtual_memory().available}
+    result["peak"] = result["base"]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            vm = psutil.virtual_memory()
+            result["peak"] = max(result["peak"], vm.total - vm.available)
+            stop.wait(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def bench_peak_memory(gb: float) -> list[tuple[str, float, str]]:
+    import joblib
+    import loky
+
+    nbytes = int(gb * 1e9)
+    if psutil.virtual_memory().available < 5 * nbytes:
+        print(f"  (skipped: less than {5 * gb:.0f} GB available)")
+        return []
+    a = np.ones(nbytes // 8)
+    expected = float(a.sum())
+    results: list[tuple[str, float, str]] = []
+
+    def run(who: str, fn: Callable[[], list[tuple[float, int, int]]]) -> None:
+        gc.collect()
+        try:
+            with peak_used_memory() as mem:
+                answers = fn()
+        except Exception as exc:
+            results.append((who, float("nan"), f"failed: {exc!r}"[:60]))
+            return
+        assert all(s == expected for s, _, _ in answers), answers
+        copies = (mem["peak"] - mem["base"]) / nbytes
+        pss = ", ".join(f"{p / 1e9:.2f}" for _, _, p in answers)
+        rss = ", ".join(f"{r / 1e9:.2f}" for _, r, _ in answers)
+        results.append((who, copies, f"workers' RSS {rss} GB, PSS {pss} GB"))
+        print(f"  {who:<44} +{copies:.2f} copies  ({results[-1][2]})", flush=True)
+
+    def procesos_processes(arg: Any) -> list[tuple[float, int, int]]:
+        ps = [procesos.Process(target=tasks.total_and_memory, args=(arg,)) for _ in range(2)]
+        for p in ps:
+            p.start()
+        answers = [p.result() for p in ps]
+        for p in ps:
+            p.join()
+            p.close()
+        return answers
+
+    def shared_array() -> list[tuple[float, int, int]]:
+        with procesos.SharedArray.from_array(a) as shared:
+            return procesos_processes(shared)
+
+    with multiprocessing.Pool(2) as pool:
+        pool.map(abs, range(4))
+        run("multiprocessing.Pool(2).map", lambda: pool.map(tasks.total_and_memory, [a, a], 1))
+    executor = loky.get_reusable_executor(max_workers=2)
+    executor.submit(abs, 1).result()
+    run("loky (2 workers)", lambda: list(executor.map(tasks.total_and_memory, [a, a])))
+    executor.shutdown(wait=True)
+    with joblib.Parallel(n_jobs=2, max_nbytes="1M") as parallel:
+        parallel([joblib.delayed(abs)(1)])
+        run("joblib (memmapping)",
+            lambda: parallel(joblib.delayed(tasks.total_and_memory)(a) for _ in range(2)))
+    run("procesos: 2 Processes, the array as argument", lambda: procesos_processes(a))
+    with procesos.Pool(2) as ppool:
+        ppool.map(abs, range(4))
+        run("procesos.Pool(2).map", lambda: ppool.map(tasks.total_and_memory, [a, a], 1))
+    run("procesos: SharedArray.from_array + 2 Processes", shared_array)
+    return results
+
+
+def bench_small_messages(count: int) -> None:
+    for who, ctx in (("procesos.Queue", procesos), ("multiprocessing.Queue", multiprocessing),
+                     ("procesos.SimpleQueue", None), ("multiprocessing.SimpleQueue", None)):
+        if ctx is None:
+            maker = procesos if who.startswith("procesos") else multiprocessing
+            make_queue: Callable[[], Any] = maker.SimpleQueue
+            process_cls = maker.Process
+        else:
+            make_queue, process_cls = ctx.Queue, ctx.Process
+
+        def run(make_queue: Callable[[], Any] = make_queue, process_cls: Any = process_cls) -> None:
+            queue = make_queue()
+            producer = process_cls(target=tasks.queue_produce, args=(queue, count))
+            producer.start()
+            for _ in range(count):
+                queue.get()
+            producer.join()
+
+        scenario = f"{who.split('.')[1]}: {count} small messages"
+        times = measure(run, 3, warmup=1)
+        rows.append((scenario, who, times, f"{count / statistics.median(times):,.0f} msg/s"))
+        print(f"  {scenario:<34} {who:<38} {statistics.median(times):8.4f} "
+              f"{count / statistics.median(times):,.0f} msg/s", flush=True)
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+def table(peaks: list[tuple[str, float, str]]) -> str:
+    lines = ["| scenario | who | median s | best s | vs stdlib | note |",
+             "|---|---|---:|---:|---:|---|"]
+    stdlib: dict[str, float] = {}
+    for scenario, who, times, _ in rows:
+        if times and who.startswith("multiprocessing"):
+            stdlib[scenario] = statistics.median(times)
+    for scenario, who, times, note in rows:
+        if times is None:
+            lines.append(f"| {scenario} | {who} | - | - | - | {note} |")
+            continue
+        median = statistics.median(times)
+        base = stdlib.get(scenario)
+        ratio = f"{base / median:.1f}x" if base else ""
+        lines.append(f"| {scenario} | {who} | {median:.4f} | {min(times):.4f} | {ratio} | {note} |")
+    if peaks:
+        lines += ["", "| 2 workers receive one large array | machine's used memory | workers |",
+                  "|---|---:|---|"]
+        for who, copies, note in peaks:
+            lines.append(f"| {who} | +{copies:.2f} copies | {note} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=200, help="size of the large array (MB)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--big-gb", type=float, default=2.0, help="array for the memory test")
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--skip", default="", help="comma-separated: times,memory,messages")
+    args = parser.parse_args()
+    skip = set(args.skip.split(","))
+    import joblib
+    import loky
+
+    print(f"Python {platform.python_version()}, {os.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, numpy {np.__version__}, "
+          f"loky {loky.__version__}, joblib {joblib.__version__}, procesos "
+          f"{procesos.__version__}")
+    print("command: .venv/bin/python benchmarks/bench_transport.py " + " ".join(sys.argv[1:]))
+    if "times" not in skip:
+        bench_arguments_and_results(args.mb, args.repeat)
+    if "messages" not in skip:
+        bench_small_messages(args.messages)
+    peaks = [] if "memory" in skip else bench_peak_memory(args.big_gb)
+    print()
+    print(table(peaks))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+"""``procesos bench``: the task engine side by side with the standard library and its peers.
+
+Workloads (2 workers each): bulk ``map`` of tiny tasks, ordered streaming with
+each library's default chunking, independent ``submit()`` calls, the warm round
+trip of one trivial task, CPU-bound tasks (parallel efficiency), a fresh
+pool's first result, and the memory of an idle pool. Peers that are not
+installed are skipped. Figures depend on the machine and its load: compare
+columns of one run, never runs on different machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import gc
+import importlib.util
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["main", "spin", "square"]
+
+WORKERS = 2
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def spin(iterations: int) -> int:
+    """CPU-bound work: *iterations* rounds of a small loop."""
+    total = 0
+    for i in range(iterations):
+        total += i & 7
+    return total
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _best(run: Callable[[], object], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _median_round_trip(call: Callable[[], object], count: int) -> float:
+    for _ in range(count // 5):
+        call()
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# -- the libraries, each as a context manager giving a small adapter ---------------
+class _Adapter:
+    """What a workload needs from a library; None where the library has no such thing."""
+
+    bulk: Callable[[list[int]], object] | None = None
+    stream: Callable[[list[int]], Iterator[Any]] | None = None
+    stream_items: int | None = None  # fewer items for slow default chunking
+    submit_many: Callable[[int], object] | None = None
+    submit_items: int | None = None
+    call_one: Callable[[], object] | None = None
+    spin_all: Callable[[list[int]], object] | None = None
+
+
+@contextlib.contextmanager
+def _procesos() -> Iterator[_Adapter]:
+    import procesos
+
+    with procesos.Pool(WORKERS) as pool, procesos.Executor(WORKERS) as ex:
+        a = _Adapter()
+        a.bulk = lambda data: pool.map(square, data)
+        a.stream = lambda data: ex.map(square, iter(data))
+
+        def submit_many(n: int) -> None:
+            futures = [ex.submit(square, i) for i in range(n)]
+            for f in futures:
+                f.result()
+
+        a.submit_many = submit_many
+        a.call_one = lambda: ex.submit(square, 3).result()
+        a.spin_all = lambda its: pool.map(spin, its)
+        yield a
+
+
+@contextlib.contextmanager
+def _stdlib_pool() -> Iterator[_Adapter]:
+    with multiprocessing.get_context().Pool(WORKERS) as pool:
+        a = _Adapter()
+        a.bulk = lambda data: pool.map(square, data)
+        a.stream = lambda data: pool.imap(square, data, chunksize=1)
+        a.stream_items = 20_000
+
+        def submit_many(n: int) -> None:
+            results = [pool.apply_async(square, (i,)) for i in range(n)]
+            for r in results:
+                r.get()
+
+        a.submit_many = submit_many
+        a.call_one = lambda: pool.apply(square, (3,))
+        a.spin_all = lambda its: pool.map(spin, its, chunksize=1)
+        yield a
+
+
+def _futures_adapter(ex: Any, stream_items: int, submit_items: int) -> _Adapter:
+    a = _Adapter()
+    a.bulk = lambda data: list(ex.map(square, data, chunksize=len(data) // (4 * WORKERS)))
+    a.stream = lambda data: ex.map(square, data)
+    a.stream_items = stream_items
+
+    def submit_many(n: int) -> None:
+        futures = [ex.submit(square, i) for i in range(n)]
+        for f in futures:
+            f.result()
+
+    a.submit_many = submit_many
+    a.submit_items = submit_items
+    a.call_one = lambda: ex.submit(square, 3).result()
+    a.spin_all = lambda its: list(ex.map(spin, its))
+    return a
+
+
+@contextlib.contextmanager
+def _ppe() -> Iterator[_Adapter]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(WORKERS) as ex:
+        yield _futures_adapter(ex, 5_000, 20_000)
+
+
+@contextlib.contextmanager
+def _loky() -> Iterator[_Adapter]:
+    from loky import get_reusable_executor
+
+    ex = get_reusable_executor(WORKERS)
+    try:
+        yield _futures_adapter(ex, 5_000, 20_000)
+    finally:
+        ex.shutdown(wait=True, kill_workers=True)
+
+
+@contextlib.contextmanager
+def _joblib() -> Iterator[_Adapter]:
+    from joblib import Parallel, delayed
+
+    with Parallel(n_jobs=WORKERS) as parallel, \
+            Parallel(n_jobs=WORKERS, return_as="generator") as generator:
+        a = _Adapter()
+        a.bulk = lambda data: parallel(delayed(square)(x) for x in data)
+        a.stream = lambda data: generator(delayed(square)(x) for x in data)
+        a.stream_items = 50_000
+        a.spin_all = lambda its: parallel(delayed(spin)(x) for x in its)
+        a.call_one = lambda: parallel([delayed(square)(3)])
+        yield a
+
+
+@contextlib.contextmanager
+def _mpire() -> Iterator[_Adapter]:
+    from mpire import WorkerPool
+
+    with WorkerPool(WORKERS, keep_alive=True) as pool:
+        a = _Adapter()
+        a.bulk = lambda data: pool.map(square, data)
+        a.stream = lambda data: pool.imap(square, data)
+
+        def submit_many(n: int) -> None:
+            results = [pool.apply_async(square, (i,)) for i in range(n)]
+            for r in results:
+                r.get()
+
+        a.submit_many = submit_many
+        a.submit_items = 20_000
+        a.call_one = lambda: pool.apply(square, (3,))
+        a.spin_all = lambda its: pool.map(spin, its, chunk_size=1)
+        yield a
+
+
+@contextlib.contextmanager
+def _pebble() -> Iterator[_Adapter]:
+    from pebble import ProcessPool
+
+    with ProcessPool(WORKERS) as pool:
+        a = _Adapter()
+        a.bulk = lambda data: list(pool.map(square, data,
+                                            chunksize=len(data) // (4 * WORKERS)).result())
+        a.stream = lambda data: pool.map(square, data).result()
+        a.stream_items = 5_000
+
+        def submit_many(n: int) -> None:
+            futures = [pool.schedule(square, (i,)) for i in range(n)]
+            for f in futures:
+                f.result()
+
+        a.submit_many = submit_many
+        a.submit_items = 5_000
+        a.call_one = lambda: pool.schedule(square, (3,)).result()
+        a.spin_all = lambda its: list(pool.map(spin, its).result())
+        pool.schedule(square, (1,)).result()
+        yield a
+
+
+_Factory = Callable[[], contextlib.AbstractContextManager[_Adapter]]
+LIBRARIES: dict[str, tuple[str | None, _Factory]] = {
+    "procesos": (None, _procesos),
+    "stdlib Pool": (None, _stdlib_pool),
+    "PPE": (None, _ppe),
+    "loky": ("loky", _loky),
+    "joblib": ("joblib", _joblib),
+    "mpire": ("mpire", _mpire),
+    "pebble": ("pebble", _pebble),
+}
+
+# -- measurements ------------------------------------------------------------------
+ROWS = [
+    ("bulk map, 200k x*x", "M tasks/s"),
+    ("ordered streaming, default chunks", "M tasks/s"),
+    ("independent submit()", "k tasks/s"),
+    ("warm round trip, median", "us"),
+    ("16 CPU tasks of 50 ms, efficiency", "%"),
+    ("fresh pool, first result", "ms"),
+    ("idle pool of 2, USS", "MiB"),
+]
+
+
+def _calibrate_spin(seconds: float) -> int:
+    iterations = 100_000
+    while True:
+        took = _best(functools.partial(spin, iterations), 3)
+        if took > 0.01:
+            return int(iterations * seconds / took)
+        iterations *= 4
+
+
+def _measure(adapter: _Adapter, quick: bool, spin_its: int, spin_serial: float
+             ) -> dict[str, float]:
+    out: dict[str, float] = {}
+    n = 50_000 if quick else 200_000
+    data = list(range(n))
+    repeat = 2 if quick else 5
+    if adapter.bulk is not None:
+        bulk = adapter.bulk
+        bulk(data[:1000])
+        out[ROWS[0][0]] = n / _best(lambda: bulk(data), repeat) / 1e6
+    if adapter.stream is not None:
+        stream = adapter.stream
+        items = data[: min(n, adapter.stream_items or n)]
+        out[ROWS[1][0]] = len(items) / _best(lambda: sum(1 for _ in stream(items)), 2) / 1e6
+    if adapter.submit_many is not None:
+        count = min(adapter.submit_items or 100_000, 20_000 if quick else 100_000)
+        submit_many = adapter.submit_many
+        out[ROWS[2][0]] = count / _best(lambda: submit_many(count), 2) / 1e3
+    if adapter.call_one is not None:
+        out[ROWS[3][0]] = _median_round_trip(adapter.call_one, 300 if quick else 2000) * 1e6
+    if adapter.spin_all is not None:
+        spin_all = adapter.spin_all
+        took = _best(lambda: spin_all([spin_its] * 16), 1 if quick else 2)
+        out[ROWS[4][0]] = 100 * spin_serial * 16 / (WORKERS * took)
+    return out
+
+
+def _first_result(name: str) -> float | None:
+    """Constructor to first result, with whatever helper the library keeps warm."""
+    start = time.perf_counter()
+    if name == "procesos":
+        import procesos
+
+        with procesos.Executor(WORKERS) as ex:
+            ex.submit(square, 1).result()
+            took = time.perf_counter() - start
+        return took
+    if name == "stdlib Pool":
+        with multiprocessing.get_context().Pool(WORKERS) as pool:
+            pool.apply(square, (1,))
+            return time.perf_counter() - start
+    if name == "PPE":
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(WORKERS) as ppe:
+            ppe.submit(square, 1).result()
+            return time.perf_counter() - start
+    if name == "pebble":
+        from pebble import ProcessPool
+
+        with ProcessPool(WORKERS) as pebble_pool:
+            pebble_pool.schedule(square, (1,)).result()
+            return time.perf_counter() - start
+    if name == "mpire":
+        from mpire import WorkerPool
+
+        with WorkerPool(WORKERS) as mpire_pool:
+            mpire_pool.map(square, [1])
+            return time.perf_counter() - start
+    return None
+
+
+def _uss(pids: list[int]) -> float:
+    import psutil
+
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            total += psutil.Process(pid).memory_full_info().uss
+    return total / (1 << 20)
+
+
+def _idle_memory() -> dict[str, float]:
+    """USS of workers plus parent-side helpers (zygote; forkserver) of an idle pool."""
+    if not _has("psutil"):
+        return {}
+    import psutil
+
+    import procesos
+
+    out = {}
+    with procesos.Pool(WORKERS) as pool:
+        pool.map(square, range(100))
+        pids = [s.pid for s in pool.stats() if s.pid] + [procesos.zygote_pid() or 0]
+        out["procesos"] = _uss(pids)
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    with multiprocessing.get_context("forkserver").Pool(WORKERS) as std:
+        std.map(square, range(100))
+        pids = [p.pid for p in me.children(recursive=True) if p.pid not in before]
+        out["stdlib Pool"] = _uss(pids)
+    return out
+
+
+def _format(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit in ("us", "ms", "%"):
+        return f"{value:,.0f}"
+    return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+
+
+def run(quick: bool = False, libraries: list[str] | None = None,
+        log: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
+    """Measure every workload for every installed library; ``{library: {row: value}}``."""
+    say = log or (lambda _: None)
+    names = [n for n, (module, _) in LIBRARIES.items()
+             if (libraries is None or n in libraries) and (module is None or _has(module))]
+    results: dict[str, dict[str, float]] = {n: {} for n in names}
+    say("idle memory ...")
+    for name, value in _idle_memory().items():
+        if name in results:
+            results[name][ROWS[6][0]] = value
+    spin_its = _calibrate_spin(0.05)
+    spin_serial = _best(lambda: spin(spin_its), 3)
+    for name in names:
+        say(f"{name} ...")
+        with LIBRARIES[name][1]() as adapter:
+            results[name].update(_measure(adapter, quick, spin_its, spin_serial))
+        first = _first_result(name)
+        if first is not None:
+            results[name][ROWS[5][0]] = first * 1e3
+    return results
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    """The results as a Markdown table, with procesos' ratio to the standard library."""
+    names = list(results)
+    header = ["workload", "unit", *names]
+    if "procesos" in results and "stdlib Pool" in results:
+        header.append("procesos vs stdlib")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row, unit in ROWS:
+        cells = [row, unit] + [_format(results[n].get(row), unit) for n in names]
+        if "procesos vs stdlib" in header:
+            ours, theirs = results["procesos"].get(row), results["stdlib Pool"].get(row)
+            ratio = "-"
+            if ours and theirs:
+                better = theirs / ours if unit in ("us", "ms", "MiB") else ours / theirs
+                ratio = f"{better:.1f}x"
+            cells.append(ratio)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _plot(results: dict[str, dict[str, float]], path: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(len(ROWS), 1, figsize=(8, 2.2 * len(ROWS)))
+    for ax, (row, unit) in zip(axes, ROWS, strict=True):
+        names = [n for n in results if row in results[n]]
+        ax.barh(names, [results[n][row] for n in names])
+        ax.set_title(f"{row} ({unit})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``procesos bench [--quick] [--only LIB ...] [--plot FILE.png]``; 0 on success."""
+    parser = argparse.ArgumentParser(prog="procesos bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller workloads (a quick look)")
+    parser.add_argument("--only", nargs="+", metavar="LIB", choices=list(LIBRARIES),
+                        help="measure only these libraries")
+    parser.add_argument("--plot", metavar="FILE.png", help="also draw the figures (matplotlib)")
+    args = parser.parse_args(argv)
+    command = "procesos bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(f"# {command.strip()}  (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+          f"{WORKERS} workers)", flush=True)
+    results = run(args.quick, args.only, log=lambda s: print(s, file=sys.stderr, flush=True))
+    print(table(results))
+    if args.plot and not _plot(results, args.plot):
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

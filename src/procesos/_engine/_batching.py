@@ -1,0 +1,64 @@
+"""Chunk sizes chosen from measured task durations (joblib's auto-batching, adapted).
+
+A :class:`ChunkSizer` keeps a smoothed estimate of the time one item takes in
+a worker (weighted by items, so that large batches count more than small
+ones). The next chunk aims at ``TARGET_S`` of work: it grows at most 2x per
+completed batch and shrinks at once. When the number of items left is known,
+no chunk takes more than a share of them, so that the tail stays balanced
+across workers.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MAX_CHUNK", "TARGET_S", "TRACK_ABOVE_S", "ChunkSizer"]
+
+TARGET_S = 0.02
+TAIL_MIN_S = 0.002
+MAX_CHUNK = 1 << 16
+# Items quicker than this run without per-item bookkeeping in the worker.
+TRACK_ABOVE_S = 20e-6
+_DECAY = 0.8
+
+
+class ChunkSizer:
+    """The next chunk size for one stream of similar tasks."""
+
+    __slots__ = ("_busy", "_items", "fixed", "size", "workers")
+
+    def __init__(self, workers: int, fixed: int | None = None) -> None:
+        self.workers = max(1, workers)
+        self.fixed = fixed
+        self.size = fixed or 1
+        self._busy = 0.0
+        self._items = 0.0
+
+    @property
+    def per_item_s(self) -> float | None:
+        """The smoothed duration of one item, or None before any measurement."""
+        return self._busy / self._items if self._items else None
+
+    @property
+    def tracked(self) -> bool:
+        """Whether items should be tracked one by one (slow or not yet measured)."""
+        per_item = self.per_item_s
+        return per_item is None or per_item >= TRACK_ABOVE_S
+
+    def next_size(self, remaining: int | None) -> int:
+        """How many items the next chunk should hold (*remaining*: items left, if known)."""
+        size = self.size
+        if self.fixed is None and remaining is not None:
+            # Balance the tail, but never below chunks of TAIL_MIN_S of work.
+            per_item = self.per_item_s
+            floor = max(1, int(TAIL_MIN_S / per_item)) if per_item else 1
+            size = min(size, max(floor, -(-remaining // (2 * self.workers))))
+        return size if remaining is None else max(1, min(size, remaining))
+
+    def record(self, items: int, busy_s: float) -> None:
+        """Learn from a finished piece: *items* ran in *busy_s* seconds of worker time."""
+        if items <= 0 or self.fixed is not None:
+            return
+        self._busy = self._busy * _DECAY + busy_s
+        self._items = self._items * _DECAY + items
+        per_item = self._busy / self._items
+        ideal = MAX_CHUNK if per_item <= 0 else max(1, min(MAX_CHUNK, int(TARGET_S / per_item)))
+        self.size = min(ideal, 2 * self.size) if ideal > self.size else ideal

@@ -1,0 +1,533 @@
+"""The engine: long-lived workers and the one dispatcher thread that drives them.
+
+States (``Engine.state``, changed only under ``Engine.lock``)::
+
+    RUNNING --shutdown()--> CLOSING --all work done--> CLOSED
+       |  \\--terminate()--> TERMINATING --workers dead--> CLOSED
+       \\--initializer fails / workers cannot start--> BROKEN --> CLOSED
+
+The dispatcher waits with one ``poll()`` on every worker's socket and exit
+sentinel plus a wake-up pipe. Each round it reads what arrived (no lock),
+updates the books and sends more work (under the lock), then hands results to
+futures and map jobs (no lock, so callbacks may submit). ``submit()`` writes
+straight to an idle worker under the lock, without waking the dispatcher.
+Deaths, timeouts and retries are handled in :mod:`._faults`.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from multiprocessing.sharedctypes import RawArray
+from typing import Any
+
+from .._context import ProcesosContext
+from .._errors import BrokenExecutorError
+from .._outcome import decode
+from ._batching import ChunkSizer
+from ._crash import oom_kills
+from ._faults import Faults
+from ._jobs import Batch, Call, CallBatch, FnEntry, MapJob
+from ._messages import DONE, INIT_FAILED, READY, RETIRE, SLOT_WIDTH, STOP, UNREADABLE, frame
+from ._progress import Progress
+from ._stats import SlotRecord, WorkerStats
+from ._worker import WorkerConfig
+from ._workers import WorkerHandle
+
+__all__ = ["CLOSED", "CLOSING", "RUNNING", "TERMINATING", "Engine"]
+
+RUNNING, CLOSING, TERMINATING, BROKEN, CLOSED = "running", "closing", "terminating", "broken", \
+    "closed"
+_FN_CACHE = 128
+_PREFETCH_BELOW_S = 0.005  # send a second batch ahead only when batches are this quick
+_POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+
+
+class Engine(Faults):
+    """Workers plus a dispatcher; the machinery behind ``Executor`` and ``Pool``."""
+
+    def __init__(self, ctx: ProcesosContext, workers: int, config: WorkerConfig, *,
+                 timeout: float | None, retries: int, progress: Progress | None,
+                 closed_message: str, closed_error: type[Exception] = RuntimeError) -> None:
+        self.ctx = ctx
+        self.size = workers
+        self.config = config
+        self.timeout = timeout
+        self.retries = retries
+        self.progress = progress
+        self.closed_message = closed_message
+        self.closed_error = closed_error
+        self.lock = threading.Lock()
+        self.state = RUNNING
+        self.error: BaseException | None = None  # why the engine broke
+        self.workers: list[WorkerHandle | None] = [None] * workers
+        self.records = [SlotRecord(i) for i in range(workers)]
+        self.pending: deque[Call] = deque()
+        self.retry: deque[Batch] = deque()
+        self.jobs: list[MapJob] = []
+        self.fns: OrderedDict[int, FnEntry] = OrderedDict()
+        self.call_sizer = ChunkSizer(workers)
+        self.batch_s = 0.0  # smoothed duration of one batch
+        self.next_fn = self.next_batch = self.next_seq = 1
+        self.startup_failures = 0
+        self.oom_seen = oom_kills()
+        self.cancel_inputs = False
+        self.slots_array = RawArray("q", SLOT_WIDTH * workers)
+        self.slots = memoryview(self.slots_array).cast("B").cast("q")
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.woken = False
+        self.deferred: list[Callable[[], None]] = []
+        # The first worker starts now, so that a first task can go at once; the
+        # dispatcher starts the others. Under "fork" all start here (forking is
+        # safe only before the dispatcher thread exists), and under "spawn" too
+        # (a spawn child started from another thread than the main one dies at
+        # start-up: see the note in tests/test_engine_faults.py).
+        now = 1 if ctx.get_start_method() == "zygote" else workers
+        self.unstarted = list(range(now, workers))
+        try:
+            for slot in range(now):
+                self.start_worker(slot, replacement=False)
+        except BaseException:
+            self.state = CLOSED
+            self._release()
+            raise
+        self.thread = threading.Thread(target=self._run, name="procesos-dispatcher", daemon=True)
+        self.thread.start()
+
+    # -- entry points (any thread) ---------------------------------------------
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self.lock:
+            self._check_open()
+            call = Call(future, self.entry(fn), args, kwargs)
+            if self.progress is not None:
+                self.progress.add(1)
+            if not self.pending and not self.retry:
+                for worker in self.workers:
+                    if worker is not None and not worker.outstanding and worker.accepts_work():
+                        future.set_running_or_notify_cancel()
+                        self.send(worker, CallBatch([call], self.call_sizer.tracked))
+                        return future
+            self.pending.append(call)
+            if len(self.pending) == 1:
+                self.wake()
+        return future
+
+    def map_job(self, fn: Callable[..., Any], iterable: Iterable[Any], *, star: bool,
+                ordered: bool, return_exceptions: bool, collect: bool,
+                chunksize: int | None) -> MapJob:
+        with self.lock:
+            self._check_open()
+            job = MapJob(self.entry(fn), iterable, star=star, ordered=ordered,
+                         return_exceptions=return_exceptions, collect=collect,
+                         workers=self.size, chunksize=chunksize, wake=self.wake)
+            self.jobs.append(job)
+            if self.progress is not None:
+                self.progress.add(job.total)
+        self.wake()
+        return job
+
+    def entry(self, fn: Callable[..., Any]) -> FnEntry:
+        """The function's cache entry (pickled once per engine); under the lock."""
+        if not callable(fn):
+            raise TypeError(f"a task must be callable, got {type(fn).__name__} {fn!r}")
+        entry = self.fns.get(id(fn))
+        if entry is not None and entry.fn is fn:
+            self.fns.move_to_end(id(fn))
+            return entry
+        entry = FnEntry(fn, self.next_fn)
+        self.next_fn += 1
+        self.fns[id(fn)] = entry
+        while len(self.fns) > _FN_CACHE:
+            _, evicted = self.fns.popitem(last=False)
+            evicted.discard()
+        return entry
+
+    def _check_open(self) -> None:
+        if self.state == BROKEN:
+            cause = self.error.__cause__ if self.error is not None else None
+            raise BrokenExecutorError(str(self.error)) from cause
+        if self.state != RUNNING:
+            raise self.closed_error(self.closed_message)
+
+    def wake(self) -> None:
+        """Make the dispatcher look at the books again."""
+        if not self.woken:
+            self.woken = True
+            try:
+                os.write(self.wake_w, b"\0")
+            except (BlockingIOError, OSError):
+                pass
+
+    def shutdown(self, wait: bool, cancel_futures: bool) -> None:
+        """No new work; finish (or cancel) the rest; with *wait*, until workers have ended."""
+        with self.lock:
+            if self.state == RUNNING:
+                self.state = CLOSING
+            if cancel_futures:
+                for call in self.pending:
+                    call.future.cancel()
+                self.pending.clear()
+                self.retry = deque(b for b in self.retry if b.is_map())
+                self.cancel_inputs = True
+            for job in self.jobs:
+                job.collect = True  # nobody may read them before we stop: keep everything
+            self.wake()
+        if wait:
+            self.join()
+
+    def terminate(self) -> None:
+        """Kill the workers now; unfinished tasks are cancelled."""
+        with self.lock:
+            if self.state in (RUNNING, CLOSING):
+                self.state = TERMINATING
+                self._kill_all()
+            self.wake()
+        self.join()
+
+    def join(self) -> None:
+        if threading.current_thread() is not self.thread:
+            self.thread.join()
+
+    def stats(self) -> list[WorkerStats]:
+        with self.lock:
+            return [record.snapshot() for record in self.records]
+
+    # -- workers (under the lock) ------------------------------------------------
+    def start_worker(self, slot: int, replacement: bool) -> None:
+        base = slot * SLOT_WIDTH
+        for i in range(SLOT_WIDTH):
+            self.slots[base + i] = -1 if i == 0 else 0
+        worker = WorkerHandle(self.ctx, slot, self.slots_array, self.config,
+                              self.config.max_tasks)
+        self.workers[slot] = worker
+        self.records[slot].worker_started(worker.pid, replacement)
+
+    def send(self, worker: WorkerHandle, batch: Batch) -> None:
+        seq = self.next_seq
+        self.next_seq += batch.n
+        batch_id = self.next_batch
+        self.next_batch += 1
+        worker.send_batch(batch, batch_id, seq, self.timeout is not None)
+        if worker.outbox:
+            self.wake()  # the dispatcher must watch for the socket to become writable
+
+    def _kill_all(self) -> None:
+        for worker in self.workers:
+            if worker is not None and not worker.dead:
+                worker.process.kill()
+
+    # -- the dispatcher thread ---------------------------------------------------
+    def _run(self) -> None:
+        poller = select.poll()
+        registered: dict[int, int] = {}
+        owners: dict[int, tuple[WorkerHandle, bool]] = {}
+        try:
+            while self.unstarted:
+                with self.lock:
+                    if self.state in (RUNNING, CLOSING):
+                        self.start_worker(self.unstarted[0], replacement=False)
+                    self.unstarted.pop(0)
+                    self._fill()
+            while True:
+                with self.lock:
+                    if self._finished():
+                        break
+                    wanted = {self.wake_r: _POLL_IN}
+                    owners.clear()
+                    for worker in self.workers:
+                        if worker is None or worker.dead:
+                            continue
+                        wanted[worker.fd] = _POLL_IN | (select.POLLOUT if worker.outbox else 0)
+                        wanted[worker.sentinel] = _POLL_IN
+                        owners[worker.fd] = (worker, False)
+                        owners[worker.sentinel] = (worker, True)
+                    timeout = self._poll_timeout()
+                for fd in [fd for fd in registered if fd not in wanted]:
+                    poller.unregister(fd)
+                    del registered[fd]
+                for fd, mask in wanted.items():
+                    if registered.get(fd) != mask:
+                        poller.register(fd, mask)
+                        registered[fd] = mask
+                events = poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1))
+                self._round(events, owners)
+        except BaseException as exc:  # a bug here must not leave callers waiting forever
+            with self.lock:
+                self._break(BrokenExecutorError(f"the task engine failed: {exc!r}"), exc)
+            self._run_deferred()
+            raise
+        finally:
+            self._release()
+
+    def _round(self, events: list[tuple[int, int]],
+               owners: dict[int, tuple[WorkerHandle, bool]]) -> None:
+        arrived: list[tuple[WorkerHandle, Any, memoryview]] = []
+        dead: list[WorkerHandle] = []
+        for fd, mask in events:
+            if fd == self.wake_r:
+                self.woken = False
+                try:
+                    while os.read(self.wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
+            owner = owners.get(fd)
+            if owner is None:
+                continue
+            worker, is_sentinel = owner
+            if is_sentinel:
+                dead.append(worker)
+            elif mask & select.POLLOUT:
+                with self.lock:
+                    worker.flush()
+            if not is_sentinel and mask & ~select.POLLOUT:
+                frames, _ = worker.reader.read_available()
+                arrived.extend((worker, header, payload) for header, payload in frames)
+        for worker in dead:  # what it wrote before dying is already in its socket
+            frames, _ = worker.reader.read_available()
+            arrived.extend((worker, header, payload) for header, payload in frames)
+        decoded = [(w, h, self._decode_payload(h, p)) for w, h, p in arrived]
+        deliveries: list[tuple[Batch, int, list[Any], dict[int, BaseException]]] = []
+        with self.lock:
+            for worker, header, values in decoded:
+                self._on_message(worker, header, values, deliveries)
+            for worker in dead:
+                self.on_death(worker, deliveries)
+            if self.timeout is not None:
+                self.check_timeouts()
+            if self.cancel_inputs:
+                for job in self.jobs:
+                    if not job.exhausted:
+                        job.end_input(_cancelled())
+                self.cancel_inputs = False
+            self._fill()
+        self._deliver(deliveries)
+        self._run_deferred()
+
+    def _run_deferred(self) -> None:
+        if not self.deferred:
+            return
+        with self.lock:
+            deferred, self.deferred = self.deferred, []
+        for action in deferred:
+            action()
+
+    @staticmethod
+    def _decode_payload(header: Any, payload: memoryview) -> Any:
+        if header[0] != DONE:
+            return None
+        try:
+            return decode_values(payload)
+        except Exception as exc:
+            return exc
+
+    def _on_message(self, worker: WorkerHandle, header: Any, values: Any,
+                    deliveries: list[tuple[Batch, int, list[Any], dict[int, BaseException]]],
+                    ) -> None:
+        tag = header[0]
+        if tag == DONE:
+            _, batch_id, offset, count, errors, busy_ns = header
+            batch = worker.outstanding.get(batch_id)
+            if batch is None:
+                return
+            batch.reported = offset + count
+            if batch.reported >= batch.n:
+                del worker.outstanding[batch_id]
+            busy = busy_ns / 1e9
+            record = self.records[worker.slot]
+            record.tasks += count
+            record.busy_s += busy
+            (batch.job.sizer if batch.is_map() else self.call_sizer).record(  # type: ignore[attr-defined]
+                count, busy)
+            self.batch_s = 0.8 * self.batch_s + 0.2 * busy
+            deliveries.append((batch, offset, *self._errors(batch, offset, count, values,
+                                                             dict(errors))))
+        elif tag == READY:
+            worker.ready = True
+            self.startup_failures = 0
+        elif tag == RETIRE:
+            _, batch_id, next_offset = header
+            worker.retiring = True
+            self.requeue_from(worker, batch_id, next_offset)
+        elif tag == UNREADABLE:
+            _, batch_id, error_frame = header
+            batch = worker.outstanding.pop(batch_id, None)
+            if batch is None:
+                return
+            if batch.n == 1:
+                _, error = decode(error_frame, "the arguments")
+                self.annotate(error, batch, 0, worker)
+                deliveries.append((batch, 0, [None], {0: error}))
+            else:  # find which item: send each alone (nothing ran)
+                self.retry.extendleft(reversed([batch.part(i, i + 1, True)
+                                                for i in range(batch.n)]))
+        elif tag == INIT_FAILED:
+            _, error_frame = header
+            _, cause = decode(error_frame, "the initializer's exception")
+            self._break(BrokenExecutorError(
+                f"the pool's initializer raised {type(cause).__name__}: {cause}; no task can "
+                "run. Fix the initializer (its traceback is attached) and create a new pool."
+            ), cause)
+
+    def _errors(self, batch: Batch, offset: int, count: int, values: Any,
+                frames: dict[int, bytes]) -> tuple[list[Any], dict[int, BaseException]]:
+        errors: dict[int, BaseException] = {}
+        if isinstance(values, BaseException):  # results that could not be unpickled here
+            for i in range(count):
+                errors[i] = values
+            values = [None] * count
+        for i, error_frame in frames.items():
+            _, error = decode(error_frame, "the task's exception")
+            errors[i] = error
+        for i in list(errors):
+            self.annotate(errors[i], batch, offset + i, None)
+        for index, error in batch.skips.items():
+            if offset <= index < offset + count:
+                errors[index - offset] = error
+        if self.progress is not None:
+            self.progress.advance(count - len(errors), len(errors))
+        return values, errors
+
+    @staticmethod
+    def annotate(error: BaseException, batch: Batch, offset: int,
+                 worker: WorkerHandle | None) -> None:
+        where = f" in worker pid {worker.pid}" if worker is not None else ""
+        try:
+            error.add_note(f"(raised by {batch.label(offset)}{where})")
+        except (AttributeError, TypeError):
+            pass
+
+    def _deliver(self, deliveries: list[tuple[Batch, int, list[Any],
+                                              dict[int, BaseException]]]) -> None:
+        for batch, offset, values, errors in deliveries:
+            batch.deliver(offset, values, errors)
+
+    def _fill(self) -> None:
+        """Give work to workers: one batch to each idle worker, then one ahead if quick."""
+        if self.state not in (RUNNING, CLOSING):
+            return
+        live = [w for w in self.workers if w is not None and w.accepts_work()]
+        for depth in (1, 2):
+            if depth == 2 and self.batch_s >= _PREFETCH_BELOW_S:
+                break
+            for worker in live:
+                if len(worker.outstanding) < depth and worker.accepts_work():
+                    batch = self._next_batch(worker.budget)
+                    if batch is None:
+                        return
+                    self.send(worker, batch)
+
+    def _next_batch(self, budget: int | None) -> Batch | None:
+        limit = budget if budget is not None else 1 << 30
+        while self.retry:
+            batch = self.retry.popleft()
+            if not batch.wanted():
+                continue
+            if batch.n > limit:
+                self.retry.appendleft(batch.part(limit, batch.n, batch.tracked))
+                batch = batch.part(0, limit, batch.tracked)
+            return batch
+        if self.pending:
+            calls: list[Call] = []
+            size = min(self.call_sizer.next_size(None), limit)
+            while self.pending and len(calls) < size:
+                call = self.pending.popleft()
+                if call.future.set_running_or_notify_cancel():
+                    calls.append(call)
+            if calls:
+                return CallBatch(calls, self.call_sizer.tracked)
+        for job in list(self.jobs):
+            if job.cancelled or (job.exhausted and job.finished()):
+                self.jobs.remove(job)
+                continue
+            if job.wants_input():
+                known = job.total is not None
+                chunk = job.next_batch(limit)
+                if not known and job.total is not None and self.progress is not None:
+                    self.progress.resolve(job.total)
+                if chunk is not None:
+                    return chunk
+        return None
+
+    def _poll_timeout(self) -> float | None:
+        timeouts = []
+        if self.timeout is not None and any(w is not None and w.outstanding
+                                            for w in self.workers):
+            timeouts.append(self.timeout_poll_s())
+        if self.progress is not None:
+            tick = self.progress.tick()
+            if tick is not None:
+                timeouts.append(tick)
+        return min(timeouts) if timeouts else None
+
+    def _finished(self) -> bool:
+        """Under the lock: decide whether the dispatcher can stop; stop workers when done."""
+        if self.state == RUNNING:
+            return False
+        if self.state == CLOSING:
+            if self.pending or self.retry or any(w is not None and w.outstanding
+                                                 for w in self.workers):
+                return False
+            if any(not (job.exhausted and job.finished()) and not job.cancelled
+                   for job in self.jobs):
+                return False
+            for worker in self.workers:
+                if worker is not None and not worker.stopping and not worker.dead:
+                    worker.stopping = True
+                    worker.write(frame((STOP,)))
+        return all(w is None or w.dead for w in self.workers)
+
+    def _break(self, error: BaseException, cause: BaseException | None) -> None:
+        """Under the lock: the engine cannot go on; fail everything with *error*."""
+        if self.state in (BROKEN, CLOSED):
+            return
+        error.__cause__ = cause
+        self.error = error
+        self.state = BROKEN
+        self._kill_all()
+        self.fail_everything(error)
+
+    def _release(self) -> None:
+        with self.lock:
+            if self.state != BROKEN:
+                self.state = CLOSED
+            self.fail_everything(_cancelled())
+            for worker in self.workers:
+                if worker is not None and not worker.dead:
+                    worker.process.kill()
+                    worker.process.join()
+                    worker.close()
+            for entry in self.fns.values():
+                entry.discard()
+            self.fns.clear()
+        self._run_deferred()
+        for fd in (self.wake_r, self.wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.progress is not None:
+            self.progress.close()
+
+
+def _cancelled() -> BaseException:
+    from concurrent.futures import CancelledError
+
+    return CancelledError("the pool was shut down before this task ran")
+
+
+def decode_values(payload: memoryview) -> list[Any]:
+    """The values of a DONE message."""
+    from .._serialization import loads
+
+    values: list[Any] = loads(payload)
+    return values

@@ -1,0 +1,232 @@
+"""What the engine does when a worker dies, overruns a timeout, or leaves.
+
+A worker runs its batches in order and writes the sequence number of the item
+it runs into its progress slot, so when it dies the parent knows which item
+killed it:
+
+* that item fails with :class:`WorkerCrashedError` (or :class:`TaskTimeoutError`
+  when the parent killed it for its timeout), or runs again if it has retries
+  left;
+* items of the same batch that ran before it, whose results were lost with
+  the worker, and items that never started, are sent again without counting
+  an attempt;
+* in an untracked batch (items too quick to record one by one) the culprit is
+  unknown: the unreported items are sent again as a tracked batch, so a
+  second death names it. Such items may therefore run twice.
+
+Every method here runs in the dispatcher thread, under the engine's lock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from typing import TYPE_CHECKING, Any
+
+from .._errors import BrokenExecutorError, TaskTimeoutError, WorkerCrashedError, describe_exitcode
+from ._crash import crash_hint, oom_kills
+from ._jobs import Batch, Call, MapJob
+from ._messages import SLOT_RSS, SLOT_SEQ, SLOT_START, SLOT_WIDTH
+from ._worker import WorkerConfig
+
+if TYPE_CHECKING:
+    from ._progress import Progress
+    from ._stats import SlotRecord
+    from ._workers import WorkerHandle
+
+__all__ = ["Faults"]
+
+_STARTUP_FAILURES = 3
+_Delivery = tuple[Batch, int, list[Any], dict[int, BaseException]]
+
+
+class Faults:
+    """Death, timeout and retirement handling, mixed into the engine."""
+
+    # Provided by the engine.
+    config: WorkerConfig
+    lock: Any
+    state: str
+    timeout: float | None
+    retries: int
+    workers: list[WorkerHandle | None]
+    records: list[SlotRecord]
+    slots: memoryview
+    retry: deque[Batch]
+    pending: deque[Call]
+    jobs: list[MapJob]
+    oom_seen: int
+    startup_failures: int
+    deferred: list[Callable[[], None]]
+    progress: Progress | None
+
+    def start_worker(self, slot: int, replacement: bool) -> None: ...
+    def _break(self, error: BaseException, cause: BaseException | None) -> None: ...
+    @staticmethod
+    def annotate(error: BaseException, batch: Batch, offset: int,
+                 worker: WorkerHandle | None) -> None: ...
+
+    def on_death(self, worker: WorkerHandle, deliveries: list[_Delivery]) -> None:
+        """A worker's sentinel fired: settle its tasks and start a replacement."""
+        process = worker.process
+        process.join(5.0)
+        exitcode = process.exitcode
+        base = worker.slot * SLOT_WIDTH
+        seq, rss = self.slots[base + SLOT_SEQ], self.slots[base + SLOT_RSS]
+        batches = list(worker.outstanding.values())
+        worker.outstanding.clear()
+        worker.close()
+        self.workers[worker.slot] = None
+        record = self.records[worker.slot]
+        record.worker_ended()
+        if self.state not in ("running", "closing"):
+            # Failed when the engine closes.
+            self.retry.extendleft(reversed([b.part(b.reported, b.n, b.tracked)
+                                            for b in batches if b.reported < b.n]))
+            return
+        if batches and not (worker.retiring or worker.stopping):
+            parts = self._settle_crash(worker, exitcode, seq, rss, batches, deliveries)
+            if parts is not None:
+                record.crashes += 1
+            else:
+                parts = [b.part(b.reported, b.n, b.tracked) for b in batches if b.reported < b.n]
+            self.retry.extendleft(reversed(parts))
+        if worker.stopping or not self._work_left():
+            return
+        if not worker.ready and not worker.retiring:
+            self.startup_failures += 1
+            if self.startup_failures >= _STARTUP_FAILURES:
+                self._break(BrokenExecutorError(
+                    f"workers keep dying before they can take work (the last one, pid "
+                    f"{worker.pid}, {describe_exitcode(exitcode)}); check the initializer and "
+                    "the start method"), None)
+                return
+        try:
+            self.start_worker(worker.slot, replacement=True)
+        except Exception as exc:
+            self._break(BrokenExecutorError(f"could not start a replacement worker: {exc}"), exc)
+
+    def _work_left(self) -> bool:
+        if self.state == "running":
+            return True
+        return bool(self.pending or self.retry or self.jobs
+                    or any(w is not None and w.outstanding for w in self.workers))
+
+    def _settle_crash(self, worker: WorkerHandle, exitcode: int | None, seq: int, rss: int,
+                      batches: list[Batch], deliveries: list[_Delivery]) -> list[Batch] | None:
+        """Fail or retry the item that was running; the batches to send again.
+
+        None when no item had started (nothing to blame).
+        """
+        first, rest = batches[0], batches[1:]
+        offset = seq - first.seq_base
+        if not 0 <= offset < first.n or offset < first.reported:
+            return None
+        parts = [first.part(first.reported, offset, True)] if offset > first.reported else []
+        if not first.tracked:
+            parts = [first.part(first.reported, first.n, True)]
+        else:
+            error = self._crash_error(worker, exitcode, rss, first, offset)
+            if isinstance(error, WorkerCrashedError) and first.attempts(offset) < self.retries:
+                first.add_attempt(offset)
+                parts.append(first.part(offset, offset + 1, True))
+            else:
+                first.add_attempt(offset)
+                deliveries.append((first, offset, [None], {0: error}))
+                if self.progress is not None:
+                    self.progress.advance(0, 1)
+            if offset + 1 < first.n:
+                parts.append(first.part(offset + 1, first.n, first.tracked))
+        return parts + [b.part(b.reported, b.n, b.tracked) for b in rest if b.reported < b.n]
+
+    def _crash_error(self, worker: WorkerHandle, exitcode: int | None, rss: int, batch: Batch,
+                     offset: int) -> BaseException:
+        label = batch.label(offset)
+        if worker.timed_out_seq == batch.seq_base + offset:
+            error: BaseException = TaskTimeoutError(
+                f"{label} ran longer than its timeout of {self.timeout} s; its worker "
+                f"(pid {worker.pid}) was killed and replaced")
+        else:
+            kills = oom_kills()
+            hint = crash_hint(exitcode, rss, self.config.max_memory, kills > self.oom_seen)
+            self.oom_seen = kills
+            attempts = batch.attempts(offset) + 1
+            text = f"it was running {label}"
+            if attempts > 1:
+                text += f" (attempt {attempts})"
+            if hint:
+                text += f"; {hint}"
+            error = WorkerCrashedError(worker.process.name, worker.pid, exitcode, text)
+        error.task = label  # type: ignore[attr-defined]
+        return error
+
+    def requeue_from(self, worker: WorkerHandle, batch_id: int, next_offset: int) -> None:
+        """A retiring worker ran nothing from *next_offset* of *batch_id* on: send it again."""
+        parts = []
+        for batch in worker.outstanding.values():
+            start = next_offset if batch.id == batch_id else batch.reported
+            if start < batch.n:
+                parts.append(batch.part(start, batch.n, batch.tracked))
+        worker.outstanding.clear()
+        self.retry.extendleft(reversed(parts))
+
+    def check_timeouts(self) -> None:
+        """Kill each worker whose current item has run past the timeout."""
+        assert self.timeout is not None
+        now = time.monotonic_ns()
+        limit = int(self.timeout * 1e9)
+        for worker, seq, start in self._running_items():
+            if now - start > limit and worker.timed_out_seq is None:
+                worker.timed_out_seq = seq
+                worker.process.kill()
+
+    def timeout_poll_s(self) -> float:
+        """How long the dispatcher may sleep before a timeout could be due."""
+        assert self.timeout is not None
+        cap = max(0.005, min(self.timeout / 4, 0.25))
+        now = time.monotonic_ns()
+        waits = [self.timeout - (now - start) / 1e9 for _, _, start in self._running_items()]
+        return max(0.0, min([cap, *waits]))
+
+    def _running_items(self) -> list[tuple[WorkerHandle, int, int]]:
+        running = []
+        for worker in self.workers:
+            if worker is None or worker.dead or not worker.outstanding:
+                continue
+            first = next(iter(worker.outstanding.values()))
+            base = worker.slot * SLOT_WIDTH
+            seq = self.slots[base + SLOT_SEQ]
+            start = self.slots[base + SLOT_START]  # written before the sequence number
+            if first.seq_base + first.reported <= seq < first.seq_base + first.n:
+                running.append((worker, seq, start))
+        return running
+
+    def fail_everything(self, error: BaseException) -> None:
+        """Every task not finished gets *error* (delivered once the lock is released)."""
+        batches = list(self.retry)
+        self.retry.clear()
+        for worker in self.workers:
+            if worker is not None:
+                batches.extend(b.part(b.reported, b.n, b.tracked)
+                               for b in worker.outstanding.values() if b.reported < b.n)
+                worker.outstanding.clear()
+        calls = list(self.pending)
+        self.pending.clear()
+        jobs = list(self.jobs)
+        self.jobs.clear()
+
+        def deliver() -> None:
+            for call in calls:
+                if isinstance(error, CancelledError):
+                    call.future.cancel()
+                elif call.future.set_running_or_notify_cancel():
+                    call.future.set_exception(error)
+            for batch in batches:
+                if not batch.is_map():
+                    batch.deliver(0, [None] * batch.n, dict.fromkeys(range(batch.n), error))
+            for job in jobs:
+                job.abort(error)
+
+        self.deferred.append(deliver)

@@ -1,0 +1,575 @@
+"""What the engine runs: single calls, map jobs, and the batches that carry them.
+
+A :class:`Call` is one ``submit()``: a future and its arguments. A
+:class:`MapJob` is one ``map()``: a lazily read input, a chunk sizer, and the
+results as they come back, in pieces keyed by their index. A batch is what
+one RUN message carries to a worker: a contiguous run of a map's items
+(:class:`MapBatch`) or a few calls (:class:`CallBatch`). Batches keep their
+items until every result is in, so that the items of a dead worker can be
+sent again.
+"""
+
+from __future__ import annotations
+
+import reprlib
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError, Future
+from itertools import islice
+from typing import Any
+
+from .._errors import SerializationError
+from .._serialization import discard, dumps
+from ._batching import ChunkSizer
+from ._messages import CALL, ONE, SKIP, STAR, encode_objects
+
+__all__ = ["Batch", "Call", "CallBatch", "FnEntry", "MapBatch", "MapJob", "ResultIterator"]
+
+_repr = reprlib.Repr()
+_repr.maxstring = 40
+_repr.maxother = 40
+
+
+def _name(fn: object) -> str:
+    return str(getattr(fn, "__qualname__", None) or type(fn).__qualname__)
+
+
+def _type_name(obj: object) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class FnEntry:
+    """A function pickled once for this engine, known by its id."""
+
+    __slots__ = ("data", "fn", "fn_id", "name")
+
+    def __init__(self, fn: Callable[..., Any], fn_id: int) -> None:
+        try:
+            # Loaded by every worker (and replacements): large buffers that go through
+            # shared memory must stay until the engine discards the entry.
+            self.data = dumps(fn, reusable=True)
+        except Exception as exc:
+            raise SerializationError(
+                f"the function {_name(fn)!r}, a {_type_name(fn)} object, cannot be pickled "
+                f"({exc}); pass a picklable callable"
+            ) from exc
+        self.fn = fn
+        self.fn_id = fn_id
+        self.name = _name(fn)
+
+    def discard(self) -> None:
+        """No worker will load this function again: free its shared memory, if any."""
+        discard(self.data)
+
+
+def _unpicklable_argument(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+    for k, arg in enumerate(args):
+        try:
+            dumps(arg)
+        except Exception as exc:
+            return f"argument {k}, a {_type_name(arg)} object, cannot be pickled ({exc})"
+    for key, arg in kwargs.items():
+        try:
+            dumps(arg)
+        except Exception as exc:
+            return (f"keyword argument {key!r}, a {_type_name(arg)} object, "
+                    f"cannot be pickled ({exc})")
+    return "its arguments cannot be pickled"
+
+
+def _encode_items(items: Sequence[Any], describe: Callable[[int, Any], str]
+                  ) -> tuple[bytes, dict[int, BaseException]]:
+    """Pickle *items*; an item that cannot be pickled is replaced by SKIP and reported."""
+    try:
+        return encode_objects(items), {}
+    except Exception:
+        pass
+    safe = list(items)
+    bad: dict[int, BaseException] = {}
+    for i, item in enumerate(safe):
+        try:
+            dumps(item)
+        except Exception:
+            bad[i] = SerializationError(describe(i, item) + "; pass picklable arguments")
+            safe[i] = SKIP
+    return dumps(safe), bad
+
+
+class Call:
+    """One submitted call."""
+
+    __slots__ = ("args", "attempts", "entry", "future", "kwargs")
+
+    def __init__(self, future: Future[Any], entry: FnEntry, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
+        self.future = future
+        self.entry = entry
+        self.args = args
+        self.kwargs = kwargs
+        self.attempts = 0
+
+    def label(self) -> str:
+        args = ", ".join([_repr.repr(a) for a in self.args]
+                         + [f"{k}={_repr.repr(v)}" for k, v in self.kwargs.items()])
+        return f"{self.entry.name}({args})"
+
+
+class Batch:
+    """What one RUN message carries; set by the dispatcher when sent."""
+
+    __slots__ = ("id", "n", "reported", "seq_base", "skips", "tracked")
+
+    n: int
+
+    def __init__(self, tracked: bool) -> None:
+        self.id = 0
+        self.seq_base = 0
+        self.reported = 0
+        self.tracked = tracked
+        self.skips: dict[int, BaseException] = {}
+
+    # Overridden by the two kinds of batches.
+    def entries(self) -> list[FnEntry]:
+        raise NotImplementedError
+
+    def encode(self) -> tuple[int, bytes]:
+        """The style and pickled items; items that cannot be pickled go to ``skips``."""
+        raise NotImplementedError
+
+    def label(self, offset: int) -> str:
+        raise NotImplementedError
+
+    def attempts(self, offset: int) -> int:
+        raise NotImplementedError
+
+    def add_attempt(self, offset: int) -> None:
+        raise NotImplementedError
+
+    def part(self, start: int, stop: int, tracked: bool) -> Batch:
+        raise NotImplementedError
+
+    def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
+        """Hand results of items ``offset ..`` to their owners (outside the engine lock)."""
+        raise NotImplementedError
+
+    def wanted(self) -> bool:
+        """False once nobody waits for these results any more."""
+        return True
+
+    def is_map(self) -> bool:
+        return False
+
+
+class CallBatch(Batch):
+    """A few independent calls."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self, calls: list[Call], tracked: bool = True) -> None:
+        super().__init__(tracked)
+        self.calls = calls
+        self.n = len(calls)
+
+    def entries(self) -> list[FnEntry]:
+        seen: dict[int, FnEntry] = {}
+        for call in self.calls:
+            seen.setdefault(call.entry.fn_id, call.entry)
+        return list(seen.values())
+
+    def encode(self) -> tuple[int, bytes]:
+        index = {entry.fn_id: i for i, entry in enumerate(self.entries())}
+        items = [(index[c.entry.fn_id], c.args, c.kwargs) for c in self.calls]
+        payload, bad = _encode_items(items, lambda i, item: (
+            f"task {self.calls[i].label()}: "
+            + _unpicklable_argument(self.calls[i].args, self.calls[i].kwargs)))
+        self.skips = bad
+        return CALL, payload
+
+    def label(self, offset: int) -> str:
+        return self.calls[offset].label()
+
+    def attempts(self, offset: int) -> int:
+        return self.calls[offset].attempts
+
+    def add_attempt(self, offset: int) -> None:
+        self.calls[offset].attempts += 1
+
+    def part(self, start: int, stop: int, tracked: bool) -> Batch:
+        return CallBatch(self.calls[start:stop], tracked)
+
+    def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
+        for i, value in enumerate(values):
+            future = self.calls[offset + i].future
+            error = errors.get(i)
+            try:
+                if error is None:
+                    future.set_result(value)
+                else:
+                    future.set_exception(error)
+            except Exception:  # cancelled by shutdown meanwhile
+                pass
+
+    def wanted(self) -> bool:
+        return not all(c.future.done() for c in self.calls)
+
+
+class MapBatch(Batch):
+    """A contiguous run of one map's items, ``start .. start + n - 1``."""
+
+    __slots__ = ("items", "job", "start")
+
+    def __init__(self, job: MapJob, start: int, items: Sequence[Any], tracked: bool) -> None:
+        super().__init__(tracked)
+        self.job = job
+        self.start = start
+        self.items = items
+        self.n = len(items)
+
+    def entries(self) -> list[FnEntry]:
+        return [self.job.entry]
+
+    def encode(self) -> tuple[int, bytes]:
+        job = self.job
+        star = job.star
+
+        def describe(i: int, item: Any) -> str:
+            where = _unpicklable_argument(item, {}) if star else _unpicklable_argument((item,), {})
+            return f"task {self.start + i} of map({job.entry.name}): {where}"
+
+        payload, bad = _encode_items(self.items, describe)
+        self.skips = bad
+        return (STAR if star else ONE), payload
+
+    def label(self, offset: int) -> str:
+        return self.job.label(self.start + offset, self.items[offset])
+
+    def attempts(self, offset: int) -> int:
+        return self.job.attempts.get(self.start + offset, 0)
+
+    def add_attempt(self, offset: int) -> None:
+        index = self.start + offset
+        self.job.attempts[index] = self.job.attempts.get(index, 0) + 1
+
+    def part(self, start: int, stop: int, tracked: bool) -> Batch:
+        return MapBatch(self.job, self.start + start, self.items[start:stop], tracked)
+
+    def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
+        self.job.deliver(self.start + offset, values, errors)
+
+    def wanted(self) -> bool:
+        return not self.job.cancelled
+
+    def is_map(self) -> bool:
+        return True
+
+
+class _InputError:
+    """Marks where a map's input ended early: the exception to raise there."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class MapJob:
+    """One map: its input, read lazily by the dispatcher, and its results.
+
+    *ordered* results are kept by index until consumed in order; unordered
+    ones as they come. *collect*: all results are kept for one final list
+    (no back-pressure). Otherwise the dispatcher reads more input only while
+    fewer than a few chunks per worker wait to be consumed.
+    """
+
+    def __init__(self, entry: FnEntry, iterable: Iterable[Any], *, star: bool, ordered: bool,
+                 return_exceptions: bool, collect: bool, workers: int,
+                 chunksize: int | None, wake: Callable[[], None]) -> None:
+        self.entry = entry
+        self.star = star
+        self.ordered = ordered
+        self.return_exceptions = return_exceptions
+        self.collect = collect
+        self.workers = workers
+        self.sizer = ChunkSizer(workers, chunksize)
+        self._wake = wake
+        self.attempts: dict[int, int] = {}
+        # Input side: the dispatcher thread only.
+        self._sequence: Sequence[Any] | None = None
+        self._iterator: Iterator[Any] | None = None
+        if isinstance(iterable, (range, list, tuple)):
+            self._sequence = iterable
+            self.total: int | None = len(iterable)
+        else:
+            self._iterator = iter(iterable)
+            self.total = None
+        self.pulled = 0
+        self.exhausted = self.total == 0
+        # Output side: under self.cond.
+        self.cond = threading.Condition(threading.Lock())
+        self.pieces: dict[int, tuple[list[Any], dict[int, BaseException]]] = {}
+        self.arrived: deque[tuple[int, list[Any], dict[int, BaseException]]] = deque()
+        self.next_index = 0  # ordered: the next index to hand out
+        self.consumed = 0
+        self.done = 0
+        self.cancelled = False
+        self.throttled = False
+        self.end_error: _InputError | None = None
+        self.abort_error: BaseException | None = None
+        self.listeners: list[Callable[[], None]] = []
+
+    # -- input (dispatcher thread) -------------------------------------------
+    def wants_input(self) -> bool:
+        if self.exhausted or self.cancelled:
+            return False
+        if self.collect:
+            return True
+        limit = self.max_ahead()
+        with self.cond:
+            if self.pulled - self.consumed < limit:
+                return True
+            self.throttled = True  # the consumer wakes the dispatcher when it takes results
+            return False
+
+    def max_ahead(self) -> int:
+        """How many items may be read ahead of the consumer (back-pressure)."""
+        return 2 * self.workers * max(self.sizer.size, 1) + 64
+
+    def next_batch(self, limit: int) -> MapBatch | None:
+        """The next chunk of input (at most *limit* items), or None when there is none."""
+        remaining = None if self.total is None else self.total - self.pulled
+        size = min(self.sizer.next_size(remaining), limit)
+        start = self.pulled
+        items: Sequence[Any]
+        if self._sequence is not None:
+            items = self._sequence[start:start + size]
+        else:
+            assert self._iterator is not None
+            try:
+                items = list(islice(self._iterator, size))
+            except BaseException as exc:
+                items = []
+                self.end_input(exc)
+                return None
+            if len(items) < size:
+                self.exhausted = True
+                self.total = start + len(items)
+                self._iterator = None
+        self.pulled += len(items)
+        if self.total is not None and self.pulled >= self.total:
+            self.exhausted = True
+        if not items:
+            self._check_finished()
+            return None
+        return MapBatch(self, start, items, self.sizer.tracked)
+
+    def end_input(self, error: BaseException) -> None:
+        """No more input: results stop at the current position with *error*."""
+        self.exhausted = True
+        self._iterator = None
+        self.total = self.pulled
+        with self.cond:
+            self.end_error = _InputError(error)
+        self._check_finished()
+
+    def label(self, index: int, item: Any) -> str:
+        return f"task {index} of map({self.entry.name}) (argument: {_repr.repr(item)})"
+
+    # -- output (dispatcher thread delivers, the consumer takes) ------------------
+    def deliver(self, start: int, values: list[Any], errors: dict[int, BaseException]) -> None:
+        if not values:
+            return
+        with self.cond:
+            if self.cancelled:
+                return
+            absolute = {start + i: e for i, e in errors.items()}
+            if self.ordered:
+                self.pieces[start] = (values, absolute)
+            else:
+                self.arrived.append((start, values, absolute))
+            self.done += len(values)
+            self.cond.notify_all()
+        self._notify()
+
+    def _check_finished(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(self.listeners):
+            listener()
+
+    def finished(self) -> bool:
+        """All results are in (or the job was cancelled); under ``cond``."""
+        return self.cancelled or (self.exhausted and self.done >= (self.total or 0))
+
+    def cancel(self) -> None:
+        """Nobody wants the rest: stop reading input, drop what comes back."""
+        with self.cond:
+            if self.cancelled:
+                return
+            self.cancelled = True
+            self.pieces.clear()
+            self.arrived.clear()
+            self.cond.notify_all()
+        self._wake()
+        self._notify()
+
+    def abort(self, error: BaseException) -> None:
+        """The engine stopped: results end here with *error*."""
+        with self.cond:
+            if self.cancelled or self.finished():
+                return
+            self.abort_error = error
+            self.cancelled = True
+            self.cond.notify_all()
+        self._notify()
+
+    def _stop_error(self) -> BaseException:
+        return self.abort_error or CancelledError("the map was cancelled")
+
+    def _consumed(self, count: int) -> None:
+        # Under cond. Wakes the dispatcher if it held input back for us.
+        self.consumed += count
+        if self.throttled:
+            self.throttled = False
+            self._wake()
+
+    def take_ready(self) -> tuple[list[tuple[bool, Any]], bool]:
+        """Results ready now, in delivery order: ``([(ok, value or error)], finished)``.
+
+        A cancelled job, or one whose input raised, ends with ``(False, error)``.
+        """
+        with self.cond:
+            return self._take_locked()
+
+    def _take_locked(self) -> tuple[list[tuple[bool, Any]], bool]:
+        # One piece at a time: what was taken counts as consumed (back-pressure).
+        out: list[tuple[bool, Any]] = []
+        if self.ordered:
+            if self.next_index in self.pieces:
+                values, errors = self.pieces.pop(self.next_index)
+                out.extend(_pairs(self.next_index, values, errors))
+                self.next_index += len(values)
+        elif self.arrived:
+            start, values, errors = self.arrived.popleft()
+            out.extend(_pairs(start, values, errors))
+        self._consumed(len(out))
+        more = (self.next_index in self.pieces) if self.ordered else bool(self.arrived)
+        if more:
+            return out, False
+        if self.cancelled:
+            out.append((False, self._stop_error()))
+            return out, True
+        if self.exhausted and self.done >= self.pulled and not self.pieces and not self.arrived:
+            if self.end_error is not None:
+                out.append((False, self.end_error.error))
+            return out, True
+        return out, False
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait until every result is in; False on timeout."""
+        with self.cond:
+            return self.cond.wait_for(self.finished, timeout)
+
+    def results(self) -> tuple[list[Any], dict[int, BaseException], BaseException | None]:
+        """Every value in input order, the failed tasks' errors by index, and the error
+        that ended the map early (a collecting job, once finished)."""
+        with self.cond:
+            values: list[Any] = []
+            errors: dict[int, BaseException] = {}
+            for start in sorted(self.pieces):
+                piece, piece_errors = self.pieces[start]
+                values.extend(piece)
+                errors.update(piece_errors)
+            self.pieces.clear()
+            end = self._stop_error() if self.cancelled else (
+                self.end_error.error if self.end_error is not None else None)
+            return values, errors, end
+
+    def _terminal(self, error: BaseException) -> bool:
+        end = self.end_error
+        return self.cancelled or (end is not None and end.error is error)
+
+
+def _pairs(start: int, values: list[Any], errors: dict[int, BaseException]
+           ) -> list[tuple[bool, Any]]:
+    if not errors:
+        return [(True, v) for v in values]
+    return [(True, v) if start + i not in errors else (False, errors[start + i])
+            for i, v in enumerate(values)]
+
+
+class ResultIterator:
+    """The results of one map, in order or as they come; dropping it cancels the map.
+
+    ``next(it)`` raises a failed task's exception (unless the map was made
+    with ``return_exceptions=True``; the iteration can go on after it), and
+    ends with what the input raised, if it raised, or ``CancelledError`` when
+    the map was cancelled or the pool shut down first.
+    """
+
+    def __init__(self, job: MapJob, deadline: float | None = None,
+                 timeout_error: type[Exception] = TimeoutError) -> None:
+        self._job = job
+        self._deadline = deadline
+        self._timeout_error = timeout_error
+        self._ready: deque[tuple[bool, Any]] = deque()
+        self._finished = False
+        weakref.finalize(self, job.cancel)
+
+    def __iter__(self) -> ResultIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return self.next()
+
+    def next(self, timeout: float | None = None) -> Any:
+        """The next result, waiting at most *timeout* seconds (then ``TimeoutError``)."""
+        deadline = self._deadline
+        if timeout is not None:
+            end = time.monotonic() + timeout
+            deadline = end if deadline is None else min(deadline, end)
+        job = self._job
+        while not self._ready:
+            if self._finished:
+                raise StopIteration
+            with job.cond:
+                while True:
+                    ready, finished = job._take_locked()
+                    if ready or finished:
+                        break
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise self._timeout_error("the next result was not ready in time")
+                    job.cond.wait(remaining)
+            self._ready.extend(ready)
+            if finished:
+                self._finished = True
+                if ready and not ready[-1][0] and job._terminal(ready[-1][1]):
+                    self._ready.pop()
+                    self._ready.append((False, _Terminal(ready[-1][1])))
+        ok, value = self._ready.popleft()
+        if ok:
+            return value
+        if isinstance(value, _Terminal):
+            self._ready.clear()
+            raise value.error
+        if job.return_exceptions:
+            return value
+        raise value
+
+    def close(self) -> None:
+        """Stop the map: no more input is read, pending results are dropped."""
+        self._job.cancel()
+
+
+class _Terminal:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error

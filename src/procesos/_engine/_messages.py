@@ -1,0 +1,185 @@
+"""The wire format between the engine and its workers: the only place that defines it.
+
+Each worker has one duplex socket (a ``multiprocessing.Pipe()``), used by
+nobody else, so a worker killed mid-write can never corrupt another's channel.
+A message is one frame::
+
+    !Q  length of header + payload
+    !I  length of header
+    header    stdlib pickle of a plain tuple whose first element is a tag
+    payload   the rest of the body: user objects (see :func:`encode_objects`)
+
+Parent -> worker
+
+``(RUN, batch_id, seq_base, style, tracked, timed, fns)`` + payload *items*
+    Run a batch. *fns* lists ``(fn_id, pickled fn or None)`` in the order in
+    which both sides update their function caches (None: the worker has it).
+    *style*: ``ONE`` calls ``fn(item)``, ``STAR`` calls ``fn(*item)`` (fn is
+    ``fns[0]``), ``CALL`` items are ``(index into fns, args, kwargs)``.
+    *tracked*: write the sequence number ``seq_base + i`` of each item into the
+    worker's progress slot before running it (else only ``seq_base``, once);
+    *timed*: also write its start time.
+``(STOP,)``
+    Finish and exit.
+
+Worker -> parent
+
+``(READY, pid)``
+    The initializer has run; the worker is about to read work.
+``(INIT_FAILED, error_frame)``
+    The initializer raised; the worker exits.
+``(DONE, batch_id, offset, count, errors, busy_ns)`` + payload *values*
+    Items ``offset .. offset+count-1`` of a batch have run (in order; a batch
+    reports in one or more pieces). *errors*: ``((i, error_frame), ...)``
+    with *i* relative to *offset* (its value is None).
+``(UNREADABLE, batch_id, error_frame)``
+    The items of a batch could not be unpickled; none ran.
+``(RETIRE, batch_id or None, next_offset)``
+    The worker leaves (memory or task limit): items from *next_offset* of
+    *batch_id* and every later batch never ran.
+
+Error frames are :mod:`procesos._outcome` frames. A progress slot is
+``SLOT_WIDTH`` int64 in shared memory per worker: current item's sequence
+number, its start (``time.monotonic_ns``), the worker's resident memory.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+from collections import deque
+from typing import Any
+
+from .._serialization import dumps
+
+__all__ = [
+    "CALL", "DONE", "INIT_FAILED", "ONE", "READY", "RETIRE", "RUN", "SKIP", "SLOT_RSS",
+    "SLOT_SEQ", "SLOT_START", "SLOT_WIDTH", "STAR", "STOP", "UNREADABLE", "FrameReader",
+    "encode_objects", "frame", "write_all",
+]
+
+RUN, STOP, READY, INIT_FAILED, DONE, UNREADABLE, RETIRE = range(7)
+ONE, STAR, CALL = range(3)
+SLOT_WIDTH, SLOT_SEQ, SLOT_START, SLOT_RSS = 4, 0, 1, 2
+
+_PREFIX = struct.Struct("!QI")
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_READ_SIZE = 1 << 18
+
+
+class _Skip:
+    """Stands for an argument that could not be pickled (the parent reports it)."""
+
+    def __reduce__(self) -> str:
+        return "SKIP"
+
+
+SKIP = _Skip()
+
+
+def encode_objects(obj: Any) -> bytes:
+    """Pickle user objects for a worker: the C pickler, else cloudpickle.
+
+    Workers never import the parent's ``__main__``, so anything that the C
+    pickler would save as a reference into ``__main__`` goes by value instead.
+    Raises what the pickler raised when *obj* cannot be pickled.
+    """
+    try:
+        data = pickle.dumps(obj, _PROTOCOL)
+    except Exception:
+        return dumps(obj)
+    if b"__main__" in data:
+        return dumps(obj)
+    return data
+
+
+def frame(header: tuple[Any, ...], payload: bytes = b"") -> list[bytes]:
+    """The parts of one frame, ready for ``os.writev``."""
+    head = pickle.dumps(header, _PROTOCOL)
+    return [_PREFIX.pack(len(head) + len(payload), len(head)), head, payload]
+
+
+def write_all(fd: int, parts: list[bytes]) -> None:
+    """Write *parts* to a blocking descriptor."""
+    views = [memoryview(p) for p in parts if p]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if written:
+            views[0] = views[0][written:]
+
+
+def write_some(fd: int, views: deque[memoryview]) -> None:
+    """Write what a non-blocking descriptor takes now from *views* (consumed in place)."""
+    while views:
+        try:
+            written = os.writev(fd, list(views)[:64])
+        except BlockingIOError:
+            return
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.popleft()
+        if written:
+            views[0] = views[0][written:]
+            return
+
+
+class FrameReader:
+    """Split the byte stream of one descriptor into ``(header, payload)`` frames."""
+
+    __slots__ = ("_buffer", "_fd")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+
+    def _frames(self) -> list[tuple[Any, memoryview]]:
+        frames = []
+        buffer = self._buffer
+        while len(buffer) >= _PREFIX.size:
+            size, head = _PREFIX.unpack_from(buffer)
+            end = _PREFIX.size + size
+            if len(buffer) < end:
+                break
+            with memoryview(buffer) as view:
+                body = memoryview(bytes(view[_PREFIX.size:end]))
+            del buffer[:end]
+            frames.append((pickle.loads(body[:head]), body[head:]))
+        return frames
+
+    def read_blocking(self) -> list[tuple[Any, memoryview]]:
+        """Wait for at least one frame (blocking descriptor); EOFError at end of file."""
+        while True:
+            frames = self._frames()
+            if frames:
+                return frames
+            need = _READ_SIZE
+            if len(self._buffer) >= _PREFIX.size:
+                need = max(need, _PREFIX.size + _PREFIX.unpack_from(self._buffer)[0]
+                           - len(self._buffer))
+            data = os.read(self._fd, need)
+            if not data:
+                raise EOFError
+            self._buffer += data
+
+    def read_available(self) -> tuple[list[tuple[Any, memoryview]], bool]:
+        """Read what a non-blocking descriptor has: the complete frames, and whether EOF."""
+        eof = False
+        while True:
+            try:
+                data = os.read(self._fd, _READ_SIZE)
+            except BlockingIOError:
+                break
+            except (ConnectionResetError, OSError):
+                eof = True
+                break
+            if not data:
+                eof = True
+                break
+            self._buffer += data
+            if len(data) < _READ_SIZE:
+                break
+        return self._frames(), eof

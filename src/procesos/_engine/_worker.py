@@ -1,0 +1,345 @@
+"""The worker loop: read batches from the parent, run them, send results back.
+
+One worker is one procesos ``Process`` running :func:`worker_main`. It reads
+frames from its own socket (:mod:`._messages`), keeps the functions it was
+sent in a small cache mirrored by the parent, writes the item it is running
+into its progress slot (so that the parent can name the task if the worker
+dies), and reports results in pieces: at the end of each batch, and
+mid-batch when results have waited more than ``FLUSH_NS``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from itertools import starmap
+from multiprocessing.connection import Connection
+from typing import Any, NamedTuple
+
+from .._errors import SerializationError
+from .._outcome import encode_error
+from .._serialization import dumps, loads
+from ._messages import (
+    CALL,
+    DONE,
+    INIT_FAILED,
+    ONE,
+    READY,
+    RETIRE,
+    RUN,
+    SKIP,
+    SLOT_RSS,
+    SLOT_SEQ,
+    SLOT_START,
+    SLOT_WIDTH,
+    STOP,
+    UNREADABLE,
+    FrameReader,
+    frame,
+    write_all,
+)
+from ._threads import limit_threads
+
+__all__ = ["FN_CACHE_SIZE", "WorkerConfig", "resident_bytes", "worker_main"]
+
+FN_CACHE_SIZE = 64
+FLUSH_NS = 2_000_000
+_MEMORY_WATCH_S = 0.02
+_NOTE_MEMORY_NS = 50_000_000
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class WorkerConfig(NamedTuple):
+    """What a worker needs besides its socket and progress slot."""
+
+    initializer: Callable[..., object] | None
+    initargs: tuple[Any, ...]
+    max_tasks: int | None
+    max_memory: int | None
+    threads: int | None
+
+
+class _FnError:
+    """Stands in the cache for a function that could not be unpickled here."""
+
+    def __init__(self, frame_: bytes) -> None:
+        self.frame = frame_
+
+
+def _open_statm() -> int | None:
+    try:
+        return os.open("/proc/self/statm", os.O_RDONLY)
+    except OSError:
+        return None
+
+
+def resident_bytes(statm_fd: int | None) -> int:
+    """This process's resident memory in bytes (peak memory where /proc is missing)."""
+    if statm_fd is not None:
+        return int(os.pread(statm_fd, 64, 0).split()[1]) * _PAGE
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _user_traceback(exc: BaseException) -> str:
+    # Skip the worker's own frame: the traceback starts in the user's code.
+    tb = exc.__traceback__
+    tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _error_frame(exc: BaseException) -> bytes:
+    """The outcome frame of a task's exception; SerializationError if it cannot travel."""
+    text = _user_traceback(exc)
+    try:
+        dumps(exc)
+    except Exception as pickle_exc:
+        cls = type(exc)
+        error = SerializationError(
+            f"the task raised {cls.__module__}.{cls.__qualname__}: {exc}; that exception "
+            f"could not be pickled in the worker ({pickle_exc}); its traceback is attached"
+        )
+        return encode_error(error, text)
+    return encode_error(exc, text)
+
+
+class _Worker:
+    def __init__(self, conn: Connection, progress: Any, slot: int, config: WorkerConfig) -> None:
+        self.fd = conn.fileno()
+        os.set_blocking(self.fd, True)
+        self.conn = conn  # keeps the descriptor open
+        self.slot = memoryview(progress).cast("B").cast("q")
+        self.base = slot * SLOT_WIDTH
+        self.config = config
+        self.fns: OrderedDict[int, Any] = OrderedDict()
+        self.tasks_done = 0
+        self.statm = _open_statm()
+        self.retired = False
+        self.noted_at = 0
+
+    # -- sending -----------------------------------------------------------
+    def send(self, header: tuple[Any, ...], payload: bytes = b"") -> None:
+        write_all(self.fd, frame(header, payload))
+
+    def note_memory(self) -> int:
+        rss = resident_bytes(self.statm)
+        self.slot[self.base + SLOT_RSS] = rss
+        return rss
+
+    def flush(self, batch_id: int, offset: int, values: list[Any],
+              errors: list[tuple[int, bytes]], busy_ns: int) -> None:
+        try:
+            payload = pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            payload = self._pickle_values_carefully(values, errors)
+        now = time.monotonic_ns()
+        if now - self.noted_at > _NOTE_MEMORY_NS:
+            self.noted_at = now
+            self.note_memory()
+        self.send((DONE, batch_id, offset, len(values), tuple(errors), busy_ns), payload)
+
+    def _pickle_values_carefully(self, values: list[Any], errors: list[tuple[int, bytes]]) -> bytes:
+        try:
+            return dumps(values)
+        except Exception:
+            pass
+        for i, value in enumerate(values):
+            try:
+                dumps(value)
+            except Exception as exc:
+                cls = type(value)
+                error = SerializationError(
+                    f"the result, a {cls.__module__}.{cls.__qualname__} object, could not be "
+                    f"pickled in the worker ({exc}). Return something picklable."
+                )
+                errors.append((i, encode_error(error, _user_traceback(exc))))
+                values[i] = None
+        return dumps(values)
+
+    # -- the loop ------------------------------------------------------------
+    def serve(self) -> None:
+        reader = FrameReader(self.fd)
+        while True:
+            try:
+                frames = reader.read_blocking()
+            except (EOFError, OSError):
+                return  # the parent has gone
+            for header, payload in frames:
+                if header[0] == STOP:
+                    return
+                if header[0] == RUN:
+                    self.run(header, payload)
+                    if self.retired:
+                        return
+
+    def update_fns(self, fns: tuple[tuple[int, bytes | None], ...]) -> list[Any]:
+        """Apply the parent's function-cache updates, in its order; the functions."""
+        table = []
+        for fn_id, data in fns:
+            if data is None:
+                self.fns.move_to_end(fn_id)
+                table.append(self.fns[fn_id])
+                continue
+            try:
+                fn = loads(data)
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                error = SerializationError(
+                    f"the function could not be unpickled in the worker: {exc!r}"
+                )
+                fn = _FnError(encode_error(error, _user_traceback(exc)))
+            self.fns[fn_id] = fn
+            table.append(fn)
+            while len(self.fns) > FN_CACHE_SIZE:
+                self.fns.popitem(last=False)
+        return table
+
+    def run(self, header: tuple[Any, ...], payload: memoryview) -> None:
+        _, batch_id, seq_base, style, tracked, timed, fns = header
+        table = self.update_fns(fns)
+        try:
+            items = loads(payload)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            error = SerializationError(
+                f"the arguments could not be unpickled in the worker: {exc!r}"
+            )
+            self.send((UNREADABLE, batch_id, encode_error(error, _user_traceback(exc))))
+            return
+        if style != CALL and isinstance(table[0], _FnError):
+            errors = [(i, table[0].frame) for i in range(len(items))]
+            self.flush(batch_id, 0, [None] * len(items), errors, 0)
+            return
+        if tracked or style == CALL:
+            self.run_tracked(batch_id, seq_base, style, timed, table, items)
+        else:
+            self.run_fast(batch_id, seq_base, style, table[0], items)
+
+    def run_fast(self, batch_id: int, seq_base: int, style: int, fn: Callable[..., Any],
+                 items: Any) -> None:
+        """Run a batch of quick items: no per-item bookkeeping."""
+        self.slot[self.base + SLOT_SEQ] = seq_base
+        values: list[Any] = []
+        errors: list[tuple[int, bytes]] = []
+        it = iter(items)
+        mapped: Iterator[Any] = map(fn, it) if style == ONE else starmap(fn, it)
+        start = time.monotonic_ns()
+        while True:
+            try:
+                values.extend(mapped)  # keeps what ran before an exception
+                break
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                errors.append((len(values), _error_frame(exc)))
+                values.append(None)
+        busy = time.monotonic_ns() - start
+        self.flush(batch_id, 0, values, errors, busy)
+        self.tasks_done += len(values)
+        self.check_retire(batch_id, len(values), per_item=False)
+
+    def run_tracked(self, batch_id: int, seq_base: int, style: int, timed: bool,
+                    table: list[Any], items: Any) -> None:
+        """Run a batch item by item, recording each in the progress slot."""
+        slot, base = self.slot, self.base
+        values: list[Any] = []
+        errors: list[tuple[int, bytes]] = []
+        offset = 0
+        clock = time.monotonic_ns
+        last_flush = piece_start = clock()
+        fn = table[0]
+        for i, item in enumerate(items):
+            if timed:  # the start first: the parent reads the sequence number first
+                slot[base + SLOT_START] = clock()
+            slot[base + SLOT_SEQ] = seq_base + i
+            try:
+                if item is SKIP:
+                    value = None
+                elif style == ONE:
+                    value = fn(item)
+                elif style == CALL:
+                    index, args, kwargs = item
+                    call = table[index]
+                    if isinstance(call, _FnError):
+                        errors.append((len(values), call.frame))
+                        value = None
+                    else:
+                        value = call(*args, **kwargs)
+                else:
+                    value = fn(*item)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                errors.append((len(values), _error_frame(exc)))
+                value = None
+            values.append(value)
+            self.tasks_done += 1
+            now = clock()
+            if self.check_retire(batch_id, i + 1, per_item=True, pending=(
+                    offset, values, errors, now - piece_start)):
+                return
+            if now - last_flush >= FLUSH_NS:
+                self.flush(batch_id, offset, values, errors, now - piece_start)
+                offset += len(values)
+                values, errors = [], []
+                last_flush = piece_start = now
+        if values or offset == 0:
+            self.flush(batch_id, offset, values, errors, clock() - piece_start)
+
+    def check_retire(self, batch_id: int, next_offset: int, per_item: bool,
+                     pending: tuple[int, list[Any], list[tuple[int, bytes]], int] | None = None,
+                     ) -> bool:
+        """Leave after this item if a limit is reached; True if the worker retired."""
+        config = self.config
+        over_tasks = config.max_tasks is not None and self.tasks_done >= config.max_tasks
+        over_memory = config.max_memory is not None and self.note_memory() > config.max_memory
+        if not (over_tasks or over_memory):
+            return False
+        if pending is not None:
+            offset, values, errors, busy = pending
+            self.flush(batch_id, offset, values, errors, busy)
+        self.send((RETIRE, batch_id, next_offset))
+        self.retired = True
+        return True
+
+
+def _watch_memory(slot: memoryview, index: int, stop: threading.Event) -> None:
+    statm = _open_statm()
+    while not stop.wait(_MEMORY_WATCH_S):
+        slot[index] = resident_bytes(statm)
+
+
+def worker_main(conn: Connection, progress: Any, slot: int, config: WorkerConfig) -> None:
+    """Entry point of a worker process (the target of its ``Process``)."""
+    if config.threads is not None:
+        limit_threads(config.threads)
+    worker = _Worker(conn, progress, slot, config)
+    if config.initializer is not None:
+        try:
+            config.initializer(*config.initargs)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            worker.send((INIT_FAILED, encode_error(exc, _user_traceback(exc))))
+            return
+    worker.note_memory()
+    worker.send((READY, os.getpid()))
+    stop = threading.Event()
+    if config.max_memory is not None:
+        # Samples memory while a task runs, so that a worker killed for its memory is named so.
+        threading.Thread(target=_watch_memory, args=(worker.slot, worker.base + SLOT_RSS, stop),
+                         name="procesos-memory-watch", daemon=True).start()
+    try:
+        worker.serve()
+    finally:
+        stop.set()

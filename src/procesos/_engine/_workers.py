@@ -1,0 +1,114 @@
+"""The parent's handle on one worker: its process, socket, outbox and batches in flight.
+
+Writes never block: what the socket does not take now waits in the outbox
+until the dispatcher sees the socket writable, so the parent can never
+deadlock with a worker that is itself writing results.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict, deque
+from multiprocessing import Pipe
+from typing import Any
+
+from .._context import ProcesosContext
+from ._jobs import Batch
+from ._messages import RUN, FrameReader, frame, write_some
+from ._worker import FN_CACHE_SIZE, WorkerConfig, worker_main
+
+__all__ = ["WorkerHandle"]
+
+
+class WorkerHandle:
+    """One running worker, as the dispatcher sees it."""
+
+    def __init__(self, ctx: ProcesosContext, slot: int, progress: Any, config: WorkerConfig,
+                 budget: int | None) -> None:
+        parent_end, child_end = Pipe(duplex=True)
+        self.process = ctx.Process(
+            target=worker_main, args=(child_end, progress, slot, config),
+            name=f"procesos-worker-{slot}", daemon=False,
+        )
+        try:
+            self.process.start()
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()
+        self.slot = slot
+        self.conn = parent_end
+        self.fd = parent_end.fileno()
+        os.set_blocking(self.fd, False)
+        self.sentinel: int = self.process.sentinel
+        self.pid: int = self.process.pid  # type: ignore[assignment,unused-ignore]
+        self.reader = FrameReader(self.fd)
+        self.outbox: deque[memoryview] = deque()
+        self.outstanding: OrderedDict[int, Batch] = OrderedDict()  # in the order sent
+        self.known_fns: OrderedDict[int, None] = OrderedDict()
+        self.budget = budget  # tasks it may still be sent (max_tasks_per_worker)
+        self.ready = False
+        self.retiring = False
+        self.stopping = False
+        self.dead = False
+        self.timed_out_seq: int | None = None
+
+    def accepts_work(self) -> bool:
+        return not (self.retiring or self.stopping or self.dead) and self.budget != 0
+
+    def send_batch(self, batch: Batch, batch_id: int, seq_base: int, timed: bool) -> None:
+        """Send *batch* (encoding it now); raises what pickling the function raised."""
+        style, payload = batch.encode()
+        fns: list[tuple[int, bytes | None]] = []
+        for entry in batch.entries():
+            if entry.fn_id in self.known_fns:
+                self.known_fns.move_to_end(entry.fn_id)
+                fns.append((entry.fn_id, None))
+            else:
+                self.known_fns[entry.fn_id] = None
+                fns.append((entry.fn_id, entry.data))
+                while len(self.known_fns) > FN_CACHE_SIZE:
+                    self.known_fns.popitem(last=False)
+        batch.id, batch.seq_base, batch.reported = batch_id, seq_base, 0
+        tracked = batch.tracked or timed or bool(batch.skips)
+        self.write(frame((RUN, batch_id, seq_base, style, tracked, timed, tuple(fns)), payload))
+        self.outstanding[batch_id] = batch
+        if self.budget is not None:
+            self.budget -= batch.n
+
+    def write(self, parts: list[bytes]) -> None:
+        """Write *parts* now, queueing what the socket does not take."""
+        if not self.outbox and not self.dead:
+            try:
+                written = os.writev(self.fd, parts)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                return  # the worker died; its sentinel will say so
+            for part in parts:
+                if written >= len(part):
+                    written -= len(part)
+                    continue
+                self.outbox.append(memoryview(part)[written:])
+                written = 0
+            return
+        self.outbox.extend(memoryview(p) for p in parts if p)
+        self.flush()
+
+    def flush(self) -> None:
+        if self.outbox and not self.dead:
+            try:
+                write_some(self.fd, self.outbox)
+            except OSError:
+                self.outbox.clear()  # the worker died; its sentinel will say so
+
+    def close(self) -> None:
+        """Release the process and the socket (the worker has ended)."""
+        self.dead = True
+        self.outbox.clear()
+        self.conn.close()
+        try:
+            self.process.close()
+        except ValueError:
+            pass

@@ -1,0 +1,484 @@
+"""The shared-memory tracker: one small server per process tree that owns every segment.
+
+It runs as a script (``python -I _tracker.py ...``, standard library only, so
+it starts in a few tens of milliseconds and never imports the user's code).
+Every procesos process of the tree keeps one connection to it; a process's
+holds on segments live on that connection, so a process that dies, however it
+dies (SIGKILL included), gives them back when the kernel closes its socket.
+
+Segments are ``memfd`` files on Linux: they have no name in ``/dev/shm``; the
+tracker holds their descriptors and clients open them through
+``/proc/<tracker pid>/fd/<n>``. The kernel frees a segment's memory once the
+tracker has closed its descriptor and no process maps it, so even a SIGKILLed
+tracker leaves nothing behind. Elsewhere segments are POSIX shared memory
+(``/procesos-<tree>-<n>``) that the tracker unlinks.
+
+The wire format, in one place: each message is a 4-byte big-endian length and
+a pickled tuple whose first item names it.
+
+=================================  ==========================================
+client -> tracker                  reply
+=================================  ==========================================
+``("alloc", nbytes, reusable)``    ``("ok", seg, ticket, path, capacity)``: a
+                                   segment to write, with an unclaimed ticket
+``("seal", ticket)``               none: the writer is done, the frame is sent
+``("drop", ticket)``               none: the frame will never be sent
+``("claim", [ticket, ...])``       ``("ok", [(seg, path, size), ...])`` or
+                                   ``("err", text)``: tickets become holds of
+                                   this connection (a reusable ticket stays)
+``("discard", [ticket, ...])``     none: these frames will never be loaded
+``("release", seg)``               none: this connection lets go of one hold
+``("create", nbytes)``             ``("ok", seg, path)``: a segment for a
+                                   ``SharedArray``, held by this connection
+``("ticket", seg)``                ``("ok", ticket)`` or ``("err", text)``
+``("poison", [seg, ...])``         none: never pool these (a fork maps them)
+``("sync",)`` / ``("trim",)``      ``("ok", stats)``, after everything that
+                                   was pending (``trim`` also empties the pool)
+=================================  ==========================================
+
+A segment is freed (or returned to the pool) when it has no hold, no ticket
+and no writer. A ticket outlives the process that created it (a child's
+result is read after the child exited); an unclaimed ticket ends when it is
+claimed or discarded, or when the tree ends. The tree ends when its root
+process has exited and no connection is left: the tracker then frees
+everything and exits.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+HEADER = struct.Struct("!I")
+MAX_MESSAGE = 1 << 20
+MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
+
+
+class Segment:
+    """One shared-memory file and who needs it."""
+
+    __slots__ = (
+        "capacity",
+        "fd",
+        "holds",
+        "ident",
+        "kind",
+        "name",
+        "poisoned",
+        "pooled_at",
+        "tickets",
+        "writer",
+    )
+
+    def __init__(self, ident: int, fd: int, capacity: int, kind: str, name: str) -> None:
+        self.ident = ident
+        self.fd = fd
+        self.capacity = capacity
+        self.kind = kind  # "transport" (poolable) or "shared" (a SharedArray)
+        self.name = name  # POSIX name when not a memfd
+        self.holds: dict[int, int] = {}  # connection id -> count
+        self.tickets: set[int] = set()
+        self.writer: int | None = None
+        self.poisoned = False
+        self.pooled_at: float | None = None
+
+
+class Ticket:
+    __slots__ = ("owner", "reusable", "sealed", "segment")
+
+    def __init__(self, segment: int, owner: int, reusable: bool, sealed: bool) -> None:
+        self.segment = segment
+        self.owner = owner
+        self.reusable = reusable
+        self.sealed = sealed
+
+
+class Tracker:
+    def __init__(self, listener: socket.socket, token: str, root_pid: int,
+                 pool_budget: int, pool_idle: float) -> None:
+        self.listener = listener
+        self.token = token
+        self.root_pid = root_pid
+        self.pool_budget = pool_budget
+        self.pool_idle = pool_idle
+        self.conns: dict[int, socket.socket] = {}  # fd -> socket
+        self.inbox: dict[int, bytearray] = {}
+        self.segments: dict[int, Segment] = {}
+        self.tickets: dict[int, Ticket] = {}
+        self.pool: list[Segment] = []  # oldest first
+        self.next_id = 1
+        self.root_fd: int | None = None
+        self.root_alive = True
+        self.sync_waiters: list[tuple[socket.socket, str]] = []
+        try:
+            self.root_fd = os.pidfd_open(root_pid)
+        except ProcessLookupError:
+            self.root_alive = False
+        except (AttributeError, OSError):
+            self.root_fd = None  # polled instead
+
+    # -- the loop -----------------------------------------------------------------
+    def serve(self) -> None:
+        while self.root_alive or self.conns:
+            watched = [self.listener.fileno(), *self.conns]
+            if self.root_fd is not None and self.root_alive:
+                watched.append(self.root_fd)
+            ready, _, _ = select.select(watched, [], [], self.timeout())
+            self.handle(ready)
+            if self.sync_waiters:
+                # Answer only after everything already queued (a dead client's
+                # end of file included) has been handled.
+                for _ in range(100):
+                    ready, _, _ = select.select([*self.conns], [], [], 0)
+                    if not ready:
+                        break
+                    self.handle(ready)
+                waiters, self.sync_waiters = self.sync_waiters, []
+                for sock, kind in waiters:
+                    if kind == "trim":
+                        while self.pool:
+                            self.free(self.pool[0])
+                    self.reply(sock, ("ok", self.stats()))
+            self.trim_idle()
+            if self.root_fd is None and self.root_alive:
+                self.root_alive = pid_alive(self.root_pid)
+        self.shutdown()
+
+    def timeout(self) -> float | None:
+        waits = []
+        if self.pool:
+            oldest = self.pool[0].pooled_at or 0.0
+            waits.append(max(0.0, oldest + self.pool_idle - time.monotonic()))
+        if self.root_fd is None and self.root_alive:
+            waits.append(1.0)
+        return min(waits) if waits else None
+
+    def handle(self, ready: list[int]) -> None:
+        for fd in ready:
+            if fd == self.listener.fileno():
+                self.accept()
+            elif fd == self.root_fd:
+                self.root_alive = False
+                os.close(fd)
+                self.root_fd = None
+            elif fd in self.conns:
+                self.receive(fd)
+
+    def accept(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        if hasattr(socket, "SO_PEERCRED"):
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _, uid, _ = struct.unpack("3i", creds)
+            if uid != os.getuid():
+                sock.close()
+                return
+        self.conns[sock.fileno()] = sock
+        self.inbox[sock.fileno()] = bytearray()
+
+    def receive(self, fd: int) -> None:
+        sock = self.conns[fd]
+        try:
+            data = sock.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            self.disconnect(fd)
+            return
+        inbox = self.inbox[fd]
+        inbox += data
+        while len(inbox) >= HEADER.size:
+            (size,) = HEADER.unpack_from(inbox)
+            if size > MAX_MESSAGE:
+                self.disconnect(fd)
+                return
+            if len(inbox) < HEADER.size + size:
+                break
+            message = pickle.loads(inbox[HEADER.size:HEADER.size + size])
+            del inbox[:HEADER.size + size]
+            try:
+                self.dispatch(fd, sock, message)
+            except Exception as exc:  # a malformed message must not end the tree
+                self.reply(sock, ("err", f"tracker: {exc!r}"))
+
+    def reply(self, sock: socket.socket, message: tuple[Any, ...]) -> None:
+        data = pickle.dumps(message, 4)
+        try:
+            sock.sendall(HEADER.pack(len(data)) + data)
+        except OSError:
+            pass  # its end of file comes next
+
+    # -- the messages ---------------------------------------------------------------
+    def dispatch(self, conn: int, sock: socket.socket, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "alloc":
+            seg = self.allocate(int(message[1]))
+            if seg is None:
+                self.reply(sock, ("err", f"no room for {message[1]} bytes of shared memory"))
+                return
+            seg.writer = conn
+            ticket = self.new_ticket(seg, conn, reusable=bool(message[2]), sealed=False)
+            self.reply(sock, ("ok", seg.ident, ticket, self.path(seg), seg.capacity))
+        elif kind == "seal":
+            sealed = self.tickets.get(message[1])
+            if sealed is not None:
+                sealed.sealed = True
+                seg = self.segments[sealed.segment]
+                if seg.writer == conn:
+                    seg.writer = None
+        elif kind == "drop":
+            dropped = self.tickets.get(message[1])
+            if dropped is not None:
+                seg = self.segments[dropped.segment]
+                if seg.writer == conn:
+                    seg.writer = None
+                self.end_ticket(message[1])
+        elif kind == "claim":
+            claimed: list[int] = []
+            for ident in message[1]:
+                claim = self.tickets.get(ident)
+                if claim is None:
+                    self.reply(sock, ("err", "its shared memory was already received or freed"))
+                    for seg_id in claimed:
+                        self.release(conn, seg_id)
+                    return
+                seg = self.segments[claim.segment]
+                seg.holds[conn] = seg.holds.get(conn, 0) + 1
+                claimed.append(seg.ident)
+                # A claimed frame was sent, so its writer is done (its seal may
+                # still be on the way).
+                claim.sealed = True
+                if seg.writer is not None and claim.owner == seg.writer:
+                    seg.writer = None
+                if not claim.reusable:
+                    self.end_ticket(ident)
+            self.reply(sock, ("ok", [
+                (s, self.path(self.segments[s]), self.segments[s].capacity) for s in claimed
+            ]))
+        elif kind == "discard":
+            for ident in message[1]:
+                self.end_ticket(ident)
+        elif kind == "release":
+            self.release(conn, message[1])
+        elif kind == "create":
+            seg = self.create(max(1, int(message[1])), "shared")
+            if seg is None:
+                self.reply(sock, ("err", f"no room for {message[1]} bytes of shared memory"))
+                return
+            seg.holds[conn] = 1
+            self.reply(sock, ("ok", seg.ident, self.path(seg)))
+        elif kind == "ticket":
+            seg = self.segments.get(message[1])
+            if seg is None or seg.pooled_at is not None:
+                self.reply(sock, ("err", "this shared memory has been freed"))
+                return
+            self.reply(sock, ("ok", self.new_ticket(seg, conn, reusable=False, sealed=True)))
+        elif kind == "poison":
+            for ident in message[1]:
+                seg = self.segments.get(ident)
+                if seg is not None:
+                    seg.poisoned = True
+        elif kind in ("sync", "trim"):
+            self.sync_waiters.append((sock, kind))
+        else:
+            self.reply(sock, ("err", f"unknown message {kind!r}"))
+
+    def disconnect(self, conn: int) -> None:
+        sock = self.conns.pop(conn)
+        del self.inbox[conn]
+        self.sync_waiters = [(s, k) for s, k in self.sync_waiters if s is not sock]
+        sock.close()
+        for ident, ticket in list(self.tickets.items()):
+            if ticket.owner == conn and not ticket.sealed:
+                self.end_ticket(ident)  # it died while writing: the frame was never sent
+        for seg in list(self.segments.values()):
+            touched = False
+            if seg.writer == conn:
+                seg.writer = None
+                touched = True
+            if seg.holds.pop(conn, None) is not None:
+                touched = True
+            if touched:
+                self.maybe_free(seg)
+
+    # -- segments ---------------------------------------------------------------------
+    def path(self, seg: Segment) -> str:
+        return f"/proc/{os.getpid()}/fd/{seg.fd}" if MEMFD else seg.name
+
+    def new_ticket(self, seg: Segment, owner: int, reusable: bool, sealed: bool) -> int:
+        ident = self.next_id
+        self.next_id += 1
+        self.tickets[ident] = Ticket(seg.ident, owner, reusable, sealed)
+        seg.tickets.add(ident)
+        return ident
+
+    def end_ticket(self, ident: int) -> None:
+        ticket = self.tickets.pop(ident, None)
+        if ticket is not None:
+            seg = self.segments[ticket.segment]
+            seg.tickets.discard(ident)
+            self.maybe_free(seg)
+
+    def release(self, conn: int, seg_id: int) -> None:
+        seg = self.segments.get(seg_id)
+        if seg is None or conn not in seg.holds:
+            return
+        seg.holds[conn] -= 1
+        if seg.holds[conn] <= 0:
+            del seg.holds[conn]
+        self.maybe_free(seg)
+
+    def allocate(self, nbytes: int) -> Segment | None:
+        best = None
+        for seg in self.pool:
+            if nbytes <= seg.capacity <= max(2 * nbytes, nbytes + (1 << 20)) and (
+                best is None or seg.capacity < best.capacity
+            ):
+                best = seg
+        if best is not None:
+            self.pool.remove(best)
+            best.pooled_at = None
+            return best
+        return self.create(size_class(nbytes), "transport")
+
+    def create(self, capacity: int, kind: str) -> Segment | None:
+        ident = self.next_id
+        self.next_id += 1
+        name = f"/procesos-{self.token[:12]}-{ident}"
+        try:
+            if MEMFD:
+                fd = os.memfd_create(f"procesos-{ident}", os.MFD_CLOEXEC)
+            else:
+                import _posixshmem  # type: ignore[import-not-found]
+
+                fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        except OSError:
+            return None
+        try:
+            os.ftruncate(fd, capacity)
+            if kind == "transport" and hasattr(os, "posix_fallocate"):
+                # Reserve the pages now: a full /dev/shm is an error here, not a
+                # SIGBUS in the writer later.
+                os.posix_fallocate(fd, 0, capacity)
+        except OSError:
+            os.close(fd)
+            self.unlink(name)
+            return None
+        seg = Segment(ident, fd, capacity, kind, name)
+        self.segments[ident] = seg
+        return seg
+
+    def maybe_free(self, seg: Segment) -> None:
+        if seg.holds or seg.tickets or seg.writer is not None or seg.pooled_at is not None:
+            return
+        if seg.kind == "transport" and not seg.poisoned and seg.capacity <= self.pool_budget:
+            seg.pooled_at = time.monotonic()
+            self.pool.append(seg)
+            while sum(s.capacity for s in self.pool) > self.pool_budget:
+                self.free(self.pool[0])
+            return
+        self.free(seg)
+
+    def free(self, seg: Segment) -> None:
+        if seg.pooled_at is not None:
+            self.pool.remove(seg)
+        del self.segments[seg.ident]
+        os.close(seg.fd)
+        self.unlink(seg.name)
+
+    def unlink(self, name: str) -> None:
+        if not MEMFD:
+            import _posixshmem
+
+            try:
+                _posixshmem.shm_unlink(name)
+            except OSError:
+                pass
+
+    def trim_idle(self) -> None:
+        now = time.monotonic()
+        while self.pool and (self.pool[0].pooled_at or 0.0) + self.pool_idle <= now:
+            self.free(self.pool[0])
+
+    def stats(self) -> dict[str, int]:
+        live = [s for s in self.segments.values() if s.pooled_at is None]
+        return {
+            "pid": os.getpid(),
+            "segments": len(live),
+            "segment_bytes": sum(s.capacity for s in live),
+            "tickets": len(self.tickets),
+            "pooled": len(self.pool),
+            "pooled_bytes": sum(s.capacity for s in self.pool),
+            "connections": len(self.conns),
+        }
+
+    def shutdown(self) -> None:
+        for seg in list(self.segments.values()):
+            self.free(seg)
+        self.listener.close()
+
+
+def size_class(nbytes: int) -> int:
+    """Round up so that segments of similar sizes can be reused (at most 1/16 waste)."""
+    granule = 1 << max(16, nbytes.bit_length() - 4)
+    return -(-nbytes // granule) * granule
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def main(argv: list[str]) -> None:
+    """``_tracker.py TOKEN ROOT_PID ADDRESS POOL_BYTES POOL_IDLE_S``.
+
+    Exits 0 once listening (the server itself goes on in a grandchild, so it
+    is nobody's child to reap), 3 if a tracker already listens there.
+    """
+    token, root_pid, address, pool_budget, pool_idle = argv
+    if address.startswith("@"):  # Linux's abstract namespace: no file to clean up
+        address = "\0" + address[1:]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            os._exit(3)
+        raise
+    if not address.startswith("\0"):
+        os.chmod(address, 0o600)
+    listener.listen(128)
+    if os.fork():
+        os._exit(0)
+    os.setsid()  # Ctrl-C in the terminal is not for the tracker
+    os.chdir("/")
+    tracker = Tracker(listener, token, int(root_pid), int(pool_budget), float(pool_idle))
+    try:
+        tracker.serve()
+    finally:
+        if not address.startswith("\0"):
+            try:
+                os.unlink(address)
+            except OSError:
+                pass
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

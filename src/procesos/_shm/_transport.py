@@ -1,0 +1,435 @@
+"""Frames: a pickle stream whose large parts travel through shared memory.
+
+:func:`pack` pickles with protocol 5 into a writer that keeps references
+instead of copying. Out-of-band buffers (PEP 574: numpy arrays, ``memoryview``,
+pandas and Arrow objects) and large parts of the stream itself (``bytes``,
+``bytearray``, ``str``) of at least the threshold are then copied, once, into
+one segment from the tracker's pool; the frame holds the rest of the stream and
+where each part lies. :func:`unpack` claims the segment and maps it: out-of-band
+buffers become views on the mapping (copy on write: what the receiver writes
+stays its own), stream parts are read from it. The receiver's hold ends when
+the last object viewing the mapping is garbage.
+
+Frame layout::
+
+    MAGIC (4 bytes) | header length (4 bytes, big-endian) | header (pickle) | inline stream
+
+    header = (VERSION, token, ticket, capacity, plan, buffers)
+    plan    = [(in_shared_memory, start, length), ...]  # the stream, in order
+    buffers = [(offset, length), ...]                    # out-of-band buffers, in order
+
+Data with nothing large is a plain pickle stream (it starts with ``0x80``),
+readable by :func:`pickle.loads`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import sys
+import threading
+import weakref
+from multiprocessing import context
+from typing import Any
+
+from ._client import ShmError, client, map_segment, track_mapping, tree_token
+
+__all__ = [
+    "MAGIC",
+    "PROTOCOL",
+    "THRESHOLD_ENV",
+    "discard",
+    "get_threshold",
+    "pack",
+    "plain_if_simple",
+    "reducers",
+    "set_threshold",
+    "unpack",
+]
+
+PROTOCOL = 5
+MAGIC = b"\xfePR5"
+VERSION = 1
+THRESHOLD_ENV = "PROCESOS_SHM_THRESHOLD"
+DEFAULT_THRESHOLD = 1 << 20
+_ALIGN = 64
+_HEADER = struct.Struct("!I")
+
+
+def _threshold_from_env() -> int:
+    try:
+        return max(1, int(os.environ.get(THRESHOLD_ENV, DEFAULT_THRESHOLD)))
+    except ValueError:
+        return DEFAULT_THRESHOLD
+
+
+_threshold = _threshold_from_env()
+
+
+def get_threshold() -> int:
+    """Buffers of at least this many bytes travel through shared memory."""
+    return _threshold
+
+
+def set_threshold(nbytes: int) -> None:
+    """Set the threshold here and in the processes started from now on."""
+    global _threshold
+    _threshold = max(1, int(nbytes))
+    os.environ[THRESHOLD_ENV] = str(_threshold)
+
+
+# Reducers that every procesos pickler puts first in its dispatch table.
+reducers: dict[type, Any] = {}
+_numpy_registered = False
+
+
+class _Collector:
+    """A file for the pickler that keeps large writes by reference, and its buffer callback."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.chunks: list[Any] = []  # bytes, or a large object to copy later
+        self.large: set[int] = set()  # indexes of the large chunks
+        self.buffers: list[Any] = []  # out-of-band: a memoryview, or an array to copy
+        self.deferred: dict[int, Any] = {}  # id(placeholder) -> strided array
+        self.keep: list[Any] = []
+
+    def write(self, data: Any) -> int:
+        if type(data) is bytes:
+            size = len(data)
+            if size >= self.threshold:
+                self.large.add(len(self.chunks))
+            self.chunks.append(data)
+            return size
+        view = memoryview(data)
+        size = view.nbytes
+        if size >= self.threshold and view.obj is not None:
+            self.large.add(len(self.chunks))
+            self.chunks.append(view)  # the user's bytearray: copied once, later
+        else:
+            self.chunks.append(view.tobytes())  # a temporary: copy it now
+        return size
+
+    def callback(self, buffer: pickle.PickleBuffer) -> bool:
+        array = self.deferred.get(id(buffer))
+        if array is not None:
+            self.buffers.append(array)
+            return False
+        raw = buffer.raw()
+        if raw.nbytes < self.threshold:
+            return True
+        self.buffers.append(raw)
+        return False
+
+    def defer(self, array: Any) -> pickle.PickleBuffer:
+        placeholder = pickle.PickleBuffer(bytearray())
+        self.keep.append(placeholder)
+        self.deferred[id(placeholder)] = array
+        return placeholder
+
+    @property
+    def spilled(self) -> bool:
+        return bool(self.large or self.buffers)
+
+    def plain(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+_local = threading.local()
+
+
+def _current() -> _Collector | None:
+    stack: list[_Collector] = getattr(_local, "stack", [])
+    return stack[-1] if stack else None
+
+
+def _run(obj: Any, pickler: type, collector: _Collector) -> None:
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    stack.append(collector)
+    try:
+        pickler(collector, PROTOCOL, buffer_callback=collector.callback).dump(obj)
+    finally:
+        stack.pop()
+
+
+_SCALARS = frozenset({int, float, bool, complex, type(None)})
+_SMALL_TEXT = 1 << 14
+
+
+def plain_if_simple(obj: Any, depth: int = 0) -> bool:
+    """Whether *obj* is small plain data (scalars, short text, small containers of
+    them), which ``pickle.dumps`` pickles exactly as procesos' pickler would."""
+    kind = type(obj)
+    if kind in _SCALARS:
+        return True
+    if kind is str or kind is bytes:
+        return len(obj) < _SMALL_TEXT
+    if kind not in (tuple, list, dict) or depth >= 2 or len(obj) > 32:
+        return False
+    if kind is dict:
+        return all(plain_if_simple(k, depth + 1) and plain_if_simple(v, depth + 1)
+                   for k, v in obj.items())
+    return all(plain_if_simple(item, depth + 1) for item in obj)
+
+
+def pack(obj: Any, pickler: type, reusable: bool = False) -> bytes:
+    """Pickle *obj* with *pickler* (a ``pickle.Pickler`` subclass) into one frame.
+
+    A frame with shared memory can be loaded once; with *reusable*, any number
+    of times, until :func:`discard` (or the end of the process tree).
+    """
+    if plain_if_simple(obj):
+        return pickle.dumps(obj, PROTOCOL)
+    if not _numpy_registered and "numpy" in sys.modules:
+        _register_numpy()
+    collector = _Collector(_threshold)
+    _run(obj, pickler, collector)
+    if not collector.spilled:
+        return collector.plain()
+    try:
+        return _spill(collector, reusable)
+    except ShmError:
+        # No shared memory to be had: the slow way still works.
+        collector = _Collector(sys.maxsize)
+        _run(obj, pickler, collector)
+        return collector.plain()
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // _ALIGN) * _ALIGN
+
+
+def _spill(collector: _Collector, reusable: bool) -> bytes:
+    inline: list[bytes] = []
+    inline_size = 0
+    plan: list[tuple[bool, int, int]] = []
+    copies: list[tuple[int, Any]] = []
+    offset = 0
+    for index, chunk in enumerate(collector.chunks):
+        size = len(chunk) if type(chunk) is bytes else memoryview(chunk).nbytes
+        if index in collector.large:
+            plan.append((True, offset, size))
+            copies.append((offset, chunk))
+            offset = _aligned(offset + size)
+        else:
+            if plan and not plan[-1][0]:
+                plan[-1] = (False, plan[-1][1], plan[-1][2] + size)
+            else:
+                plan.append((False, inline_size, size))
+            inline.append(chunk)
+            inline_size += size
+    layout: list[tuple[int, int]] = []
+    for buffer in collector.buffers:
+        size = buffer.nbytes
+        layout.append((offset, size))
+        copies.append((offset, buffer))
+        offset = _aligned(offset + size)
+
+    tracker = client()
+    reply = tracker.request("alloc", max(offset, 1), reusable)
+    if reply[0] != "ok":
+        raise ShmError(str(reply[1]))
+    _, _seg, ticket, path, capacity = reply
+    sent = False
+    try:
+        mapping = map_segment(path, capacity, "write")
+        try:
+            view = memoryview(mapping)
+            try:
+                for start, data in copies:
+                    if isinstance(data, memoryview) or type(data) is bytes:
+                        source = memoryview(data).cast("B")
+                        view[start:start + source.nbytes] = source
+                    else:  # a strided numpy array: one strided copy, straight in
+                        numpy = sys.modules["numpy"]
+                        target = numpy.ndarray(data.shape, data.dtype, buffer=view, offset=start)
+                        numpy.copyto(target, data, casting="no")
+                        del target
+            finally:
+                view.release()
+        finally:
+            mapping.close()
+        header = pickle.dumps(
+            (VERSION, tree_token(), ticket, capacity, plan, layout), PROTOCOL
+        )
+        frame = b"".join([MAGIC, _HEADER.pack(len(header)), header, *inline])
+        tracker.notify("seal", ticket)
+        sent = True
+    finally:
+        if not sent:  # an error or Ctrl-C while copying: give the segment back
+            tracker.notify("drop", ticket)
+    _discard_with_spawning_popen(tree_token(), ticket)
+    return frame
+
+
+def _discard_with_spawning_popen(token: str, ticket: int) -> None:
+    # While a process object is pickled for a child, a ticket that child never
+    # claimed (it died first) ends with the parent's popen for it.
+    popen = context.get_spawning_popen()
+    if popen is not None:
+        try:
+            weakref.finalize(popen, _discard_ticket, token, ticket).atexit = False
+        except TypeError:
+            pass
+
+
+def register_ticket(token: str, ticket: int) -> None:
+    """Tie *ticket* (made while pickling) to the child being started, if any."""
+    _discard_with_spawning_popen(token, ticket)
+
+
+def _discard_ticket(token: str, ticket: int) -> None:
+    client(token).notify("discard", [ticket])
+
+
+def _parse(data: bytes | bytearray | memoryview) -> tuple[tuple[Any, ...], memoryview] | None:
+    if data[:4] != MAGIC:
+        return None
+    view = memoryview(data)
+    (size,) = _HEADER.unpack_from(view, 4)
+    header = pickle.loads(view[8:8 + size])
+    if header[0] != VERSION:
+        raise ShmError(f"a frame of version {header[0]} cannot be read by this procesos")
+    return header, view[8 + size:]
+
+
+def discard(data: bytes | bytearray | memoryview) -> None:
+    """Say that the frame *data* will never be loaded (again): its shared memory may go."""
+    parsed = _parse(data)
+    if parsed is not None:
+        (_, token, ticket, *_rest), _ = parsed
+        _discard_ticket(token, ticket)
+
+
+def unpack(data: bytes | bytearray | memoryview) -> Any:
+    """Load a frame made by :func:`pack` (or any pickle stream)."""
+    parsed = _parse(data)
+    if parsed is None:
+        return pickle.loads(data)
+    (_, token, ticket, _capacity, plan, layout), inline = parsed
+    tracker = client(token)
+    reply = tracker.request("claim", [ticket])
+    if reply[0] != "ok":
+        raise ShmError(
+            f"cannot load this data: {reply[1]}. A frame with shared memory can be loaded "
+            "once (dumps(..., reusable=True) makes one that can be loaded many times)."
+        )
+    seg, path, size = reply[1][0]
+    try:
+        mapping = map_segment(path, size, "private")
+    except BaseException:
+        tracker.notify("release", seg)
+        raise
+    track_mapping(mapping, token, seg)
+    view = memoryview(mapping)
+    buffers = [view[offset:offset + length] for offset, length in layout]
+    if any(in_shm for in_shm, _, _ in plan):
+        parts = [(view if in_shm else inline)[start:start + length]
+                 for in_shm, start, length in plan]
+        return pickle.Unpickler(_Reader(parts), buffers=buffers).load()
+    return pickle.loads(inline, buffers=buffers)
+
+
+class _Reader:
+    """A read-only file over the parts of a stream, for ``pickle.Unpickler``."""
+
+    def __init__(self, parts: list[memoryview]) -> None:
+        self.parts = parts
+        self.index = 0
+        self.position = 0
+
+    def readinto(self, target: Any) -> int:
+        out = memoryview(target).cast("B")
+        done = 0
+        while done < out.nbytes and self.index < len(self.parts):
+            part = self.parts[self.index]
+            take = min(out.nbytes - done, part.nbytes - self.position)
+            out[done:done + take] = part[self.position:self.position + take]
+            done += take
+            self.position += take
+            if self.position == part.nbytes:
+                self.index += 1
+                self.position = 0
+        return done
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = sum(p.nbytes for p in self.parts[self.index:]) - self.position
+        buffer = bytearray(size)
+        done = self.readinto(buffer)
+        return bytes(buffer[:done])
+
+    def readline(self) -> bytes:
+        line = bytearray()
+        while self.index < len(self.parts):
+            part = self.parts[self.index]
+            rest = bytes(part[self.position:])
+            end = rest.find(b"\n")
+            if end >= 0:
+                line += rest[:end + 1]
+                self.position += end + 1
+                return bytes(line)
+            line += rest
+            self.index += 1
+            self.position = 0
+        return bytes(line)
+
+
+# -- reducers for what protocol 5 leaves in-band ---------------------------------------------
+
+def _rebuild_memoryview(buffer: Any, fmt: str, shape: tuple[int, ...]) -> memoryview:
+    view = memoryview(buffer)
+    if view.format != fmt or view.shape != shape:
+        try:
+            view = view.cast("B").cast(fmt, shape)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            pass  # a format memoryview cannot cast to: the bytes, flat
+    return view
+
+
+def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
+    if view.c_contiguous:
+        return _rebuild_memoryview, (pickle.PickleBuffer(view), view.format, view.shape)
+    data = view.tobytes()
+    return _rebuild_memoryview, (data if view.readonly else bytearray(data), view.format,
+                                 view.shape)
+
+
+reducers[memoryview] = _reduce_memoryview
+
+
+def _rebuild_ndarray(buffer: Any, dtype: Any, shape: tuple[int, ...]) -> Any:
+    numpy = sys.modules.get("numpy") or __import__("numpy")
+    return numpy.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
+def _reduce_ndarray(array: Any) -> Any:
+    collector = _current()
+    if (
+        collector is None
+        or array.nbytes < collector.threshold
+        or array.dtype.hasobject
+        or array.flags.c_contiguous
+        or array.flags.f_contiguous
+    ):
+        return array.__reduce_ex__(PROTOCOL)
+    # A strided view: copied once, straight into shared memory, C-ordered.
+    return _rebuild_ndarray, (collector.defer(array), array.dtype, array.shape)
+
+
+def _register_numpy() -> None:
+    global _numpy_registered
+    numpy = sys.modules["numpy"]
+    reducers[numpy.ndarray] = _reduce_ndarray
+    _numpy_registered = True
+
+
+def plain_pickle(obj: Any) -> bytes:
+    """Protocol 5 in-band, for callers that need bytes with no shared memory."""
+    out = io.BytesIO()
+    pickle.Pickler(out, PROTOCOL).dump(obj)
+    return out.getvalue()

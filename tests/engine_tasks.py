@@ -1,0 +1,127 @@
+"""Tasks for the engine's tests (importable, so every start method can run them)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+STATE: dict[str, Any] = {}
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def pid_of(_: object = None) -> int:
+    return os.getpid()
+
+
+def fail_on(x: int, bad: int = 2) -> int:
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def die_on(x: int, bad: int, how: str) -> int:
+    """Kill this worker when *x* is *bad*."""
+    if x == bad:
+        if how == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif how == "exit":
+            os._exit(3)
+        elif how == "segfault":
+            ctypes.string_at(0)
+    return x * 10
+
+
+def die_once(x: int, bad: int, marker: str) -> int:
+    """Kill this worker the first time *x* is *bad* (a marker file remembers)."""
+    if x == bad and not os.path.exists(marker):
+        Path(marker).write_text("died")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * 10
+
+
+def block_on_fifo(path: str, value: object = None) -> object:
+    """Wait until someone writes to the FIFO at *path*."""
+    with open(path) as fifo:
+        fifo.read()
+    return value
+
+
+def hang_on(x: int, bad: int, fifo: str) -> int:
+    if x == bad:
+        block_on_fifo(fifo)  # nobody writes: only the timeout ends it
+    return x
+
+
+def record_start_and_block(directory: str, x: int) -> int:
+    Path(directory, f"started-{os.getpid()}-{x}").touch()
+    threading.Event().wait()
+    return x
+
+
+def return_lock(x: int) -> object:
+    return threading.Lock() if x == 1 else x
+
+
+class Unpicklable(Exception):
+    def __init__(self) -> None:
+        super().__init__("holds a lock")
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable(x: int) -> int:
+    if x == 1:
+        raise Unpicklable
+    return x
+
+
+def set_state(value: object) -> None:
+    STATE["value"] = value
+
+
+def get_state(_: object = None) -> object:
+    return STATE.get("value")
+
+
+def init_that_raises() -> None:
+    raise RuntimeError("the initializer broke")
+
+
+def init_that_exits() -> None:
+    os._exit(7)
+
+
+def hold_memory(megabytes: int) -> int:
+    block = bytearray(b"x" * (megabytes << 20))  # touched, so resident
+    STATE.setdefault("blocks", []).append(block)
+    return os.getpid()
+
+
+def thread_limits(_: object = None) -> dict[str, str | None]:
+    from procesos._engine._threads import THREAD_VARIABLES
+
+    return {name: os.environ.get(name) for name in THREAD_VARIABLES}
+
+
+def openblas_threads(_: object = None) -> int | None:
+    import numpy  # noqa: F401
+
+    from procesos._engine._threads import _loaded_libraries
+
+    for path in _loaded_libraries():
+        if "openblas" in os.path.basename(path):
+            lib = ctypes.CDLL(path)
+            for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads"):
+                if hasattr(lib, name):
+                    return int(getattr(lib, name)())
+    return None

@@ -1,0 +1,320 @@
+"""The engine's faults, as the caller sees them: each fails only the tasks it touches."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import procesos
+from conftest import START_METHODS
+from engine_tasks import (
+    block_on_fifo,
+    die_on,
+    die_once,
+    fail_on,
+    get_state,
+    hang_on,
+    hold_memory,
+    init_that_exits,
+    init_that_raises,
+    pid_of,
+    raise_unpicklable,
+    return_lock,
+    square,
+)
+from procesos._engine import _crash, _faults
+from procesos._engine._batching import MAX_CHUNK
+
+TESTS = Path(__file__).resolve().parent
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", START_METHODS)
+@pytest.mark.parametrize("how", ["sigkill", "exit", "segfault"])
+def test_worker_killed_mid_task_fails_only_its_tasks(method: str, how: str) -> None:
+    if how == "segfault" and method != "zygote":
+        pytest.skip("one start method is enough for the third way to die")
+    with procesos.Executor(2, context=method) as ex:
+        results = list(ex.map(die_on, range(20), [7] * 20, [how] * 20, return_exceptions=True))
+        assert [r for i, r in enumerate(results) if i != 7] == [i * 10 for i in range(20) if i != 7]
+        error = results[7]
+        assert isinstance(error, procesos.WorkerCrashedError)
+        assert "task 7 of map(die_on)" in str(error)
+        expected = {"sigkill": "SIGKILL", "exit": "exited with code 3", "segfault": "SIGSEGV"}
+        assert expected[how] in str(error)
+        # The pool replaced the worker and goes on.
+        assert ex.submit(square, 5).result() == 25
+        assert sum(s.crashes for s in ex.stats()) >= 1
+        assert sum(s.replacements for s in ex.stats()) >= 1
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_retries_recover_a_task_that_killed_its_worker_once(method: str, tmp_path: Path) -> None:
+    marker = str(tmp_path / "died")
+    with procesos.Executor(2, retries=1, context=method) as ex:
+        assert list(ex.map(die_once, range(20), [5] * 20, [marker] * 20)) == [
+            i * 10 for i in range(20)]
+    assert Path(marker).exists()
+
+
+def test_a_submitted_task_that_kills_its_worker_fails_alone() -> None:
+    with procesos.Executor(2) as ex:
+        doomed = ex.submit(die_on, 1, 1, "sigkill")
+        fine = [ex.submit(square, i) for i in range(10)]
+        with pytest.raises(procesos.WorkerCrashedError,
+                           match=re.escape("die_on(1, 1, 'sigkill')")):
+            doomed.result()
+        assert [f.result() for f in fine] == [i * i for i in range(10)]
+
+
+def test_retries_give_up_after_the_last_attempt() -> None:
+    with procesos.Executor(2, retries=2) as ex:
+        future = ex.submit(die_on, 1, 1, "exit")
+        with pytest.raises(procesos.WorkerCrashedError, match=r"\(attempt 3\)"):
+            future.result()
+        assert sum(s.crashes for s in ex.stats()) == 3
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_task_timeout_stops_that_task_and_the_pool_goes_on(method: str, tmp_path: Path) -> None:
+    fifo = str(tmp_path / "never")
+    os.mkfifo(fifo)
+    with procesos.Executor(2, timeout=0.5, context=method) as ex:
+        results = list(ex.map(hang_on, range(6), [3] * 6, [fifo] * 6, return_exceptions=True))
+        assert isinstance(results[3], procesos.TaskTimeoutError)
+        assert isinstance(results[3], TimeoutError)
+        assert "task 3 of map(hang_on)" in str(results[3])
+        assert [r for i, r in enumerate(results) if i != 3] == [0, 1, 2, 4, 5]
+        assert ex.submit(square, 3).result() == 9
+
+
+def test_unpicklable_argument_fails_only_its_task() -> None:
+    import threading
+
+    with procesos.Executor(2) as ex:
+        results = list(ex.map(square, [1, threading.Lock(), 3], return_exceptions=True))
+        assert results[0] == 1 and results[2] == 9
+        assert isinstance(results[1], procesos.SerializationError)
+        assert "argument 0, a _thread.lock object" in str(results[1])
+        assert "task 1 of map(square)" in str(results[1])
+        future = ex.submit(square, threading.Lock())
+        with pytest.raises(procesos.SerializationError, match=r"argument 0, a _thread\.lock"):
+            future.result()
+
+
+def test_unpicklable_result_fails_only_its_task() -> None:
+    with procesos.Executor(2) as ex:
+        results = list(ex.map(return_lock, range(3), return_exceptions=True))
+        assert results[0] == 0 and results[2] == 2
+        assert isinstance(results[1], procesos.SerializationError)
+        assert "the result, a _thread.lock object" in str(results[1])
+
+
+def test_unpicklable_exception_fails_only_its_task() -> None:
+    with procesos.Executor(2) as ex:
+        results = list(ex.map(raise_unpicklable, range(3), return_exceptions=True))
+        assert results[0] == 0 and results[2] == 2
+        assert isinstance(results[1], procesos.SerializationError)
+        assert "engine_tasks.Unpicklable" in str(results[1])
+
+
+def test_unpicklable_function_is_refused_at_once() -> None:
+    import threading
+
+    lock = threading.Lock()
+    with procesos.Executor(1) as ex, pytest.raises(procesos.SerializationError, match="function"):
+        ex.submit(lambda: lock)
+
+
+def test_task_exception_keeps_its_type_and_the_workers_traceback() -> None:
+    with procesos.Executor(2) as ex:
+        with pytest.raises(ValueError, match="bad item 2") as info:
+            ex.submit(fail_on, 2).result()
+        cause = info.value.__cause__
+        assert isinstance(cause, procesos.RemoteTraceback)
+        assert "in fail_on" in cause.text and "engine_tasks.py" in cause.text
+        assert "_worker.py" not in cause.text
+        with pytest.raises(ValueError, match="bad item 2"):
+            list(ex.map(fail_on, range(5)))
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_initializer_that_raises_breaks_the_pool_with_a_clear_error(method: str) -> None:
+    ex = procesos.Executor(2, initializer=init_that_raises, context=method)
+    try:
+        with pytest.raises(procesos.BrokenExecutorError, match="initializer raised RuntimeError"
+                           ) as info:
+            ex.submit(square, 2).result()
+        assert isinstance(info.value.__cause__, RuntimeError)
+        with pytest.raises(procesos.BrokenExecutorError):
+            ex.submit(square, 2)
+        assert sum(s.replacements for s in ex.stats()) <= 2
+    finally:
+        ex.shutdown()
+
+
+def test_initializer_that_exits_does_not_respawn_forever() -> None:
+    ex = procesos.Executor(1, initializer=init_that_exits)
+    try:
+        with pytest.raises(procesos.BrokenExecutorError, match="keep dying"):
+            ex.submit(square, 2).result()
+        assert ex.stats()[0].replacements < 5
+    finally:
+        ex.shutdown()
+
+
+def test_max_memory_per_worker_replaces_a_worker_above_it() -> None:
+    with procesos.Executor(1, max_memory_per_worker=150 << 20) as ex:
+        first = ex.submit(hold_memory, 200).result()
+        second = ex.submit(pid_of).result()
+        assert first != second
+        assert ex.stats()[0].crashes == 0 and ex.stats()[0].replacements == 1
+
+
+def test_max_tasks_per_worker_replaces_workers() -> None:
+    with procesos.Executor(2, max_tasks_per_worker=3) as ex:
+        pids = list(ex.map(pid_of, range(30)))
+    counts = {pid: pids.count(pid) for pid in set(pids)}
+    assert max(counts.values()) <= 3
+    assert len(counts) >= 10
+
+
+def test_sigkill_after_an_out_of_memory_kill_is_named_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    kills = iter(range(1000, 1100))  # more than the engine saw when it started
+    monkeypatch.setattr(_faults, "oom_kills", lambda: next(kills))
+    with procesos.Executor(1) as ex:
+        with pytest.raises(procesos.WorkerCrashedError, match=_crash.OOM_HINT):
+            ex.submit(die_on, 1, 1, "sigkill").result()
+
+
+def test_crash_hint_names_high_memory_and_signals() -> None:
+    assert _crash.OOM_HINT in _crash.crash_hint(-signal.SIGKILL, 300 << 20, 100 << 20, False)
+    assert _crash.OOM_HINT not in _crash.crash_hint(-signal.SIGKILL, 1 << 20, 100 << 20, False)
+    assert _crash.OOM_HINT not in _crash.crash_hint(-signal.SIGSEGV, 300 << 20, 100 << 20, True)
+    assert "segmentation fault" in _crash.crash_hint(-signal.SIGSEGV, 0, None, False)
+
+
+def test_closed_pools_refuse_new_work() -> None:
+    ex = procesos.Executor(1)
+    ex.shutdown()
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(square, 1)
+    pool = procesos.Pool(1)
+    pool.close()
+    with pytest.raises(ValueError, match="Pool not running"):
+        pool.apply(square, (1,))
+    pool.join()
+
+
+def test_shutdown_cancel_futures_cancels_what_has_not_started(tmp_path: Path) -> None:
+    fifo = str(tmp_path / "go")
+    os.mkfifo(fifo)
+    ex = procesos.Executor(1)
+    first = ex.submit(block_on_fifo, fifo, "first")
+    rest = [ex.submit(square, i) for i in range(10)]
+    with open(fifo, "w") as release:  # opens once the first task is running
+        ex.shutdown(wait=False, cancel_futures=True)
+        release.write("go")
+    ex.shutdown(wait=True)
+    assert first.result() == "first"
+    assert all(f.cancelled() or f.result() == i * i for i, f in enumerate(rest))
+    assert sum(f.cancelled() for f in rest) >= 8
+
+
+def test_imap_over_an_endless_generator_reads_input_lazily() -> None:
+    pulled = 0
+
+    def endless():
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield pulled
+
+    with procesos.Pool(2) as pool:
+        results = pool.imap(square, endless())
+        for i in range(1, 300_001):
+            assert next(results) == i * i
+            if i % 10_000 == 0:  # never more than a few chunks per worker ahead
+                assert pulled - i <= (2 * 2 + 2) * MAX_CHUNK + 64
+        results.close()
+
+
+def _script(tmp_path: Path, body: str) -> subprocess.Popen[str]:
+    script = tmp_path / "script.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(TESTS)!r})\n{body}")
+    return subprocess.Popen([sys.executable, str(script), str(tmp_path)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for_files(directory: Path, pattern: str, count: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while len(list(directory.glob(pattern))) < count:
+        assert time.monotonic() < deadline, f"no {pattern} in {directory}"
+        time.sleep(0.01)
+
+
+_BLOCKING_MAP = """
+import os, procesos
+from engine_tasks import record_start_and_block
+ex = procesos.Executor(2)
+open(os.path.join(sys.argv[1], "zygote.tmp"), "w").write(str(procesos.zygote_pid()))
+os.rename(os.path.join(sys.argv[1], "zygote.tmp"), os.path.join(sys.argv[1], "zygote"))
+list(ex.map(record_start_and_block, [sys.argv[1]] * 10, range(10)))
+"""
+
+
+def _pids(tmp_path: Path) -> list[int]:
+    """The zygote's and the workers' pids (each task's marker file names its worker)."""
+    workers = {int(p.name.split("-")[1]) for p in tmp_path.glob("started-*")}
+    return [int((tmp_path / "zygote").read_text()), *workers]
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_a_map_ends_everything_promptly(tmp_path: Path) -> None:
+    proc = _script(tmp_path, _BLOCKING_MAP)
+    try:
+        _wait_for_files(tmp_path, "zygote", 1)
+        _wait_for_files(tmp_path, "started-*", 2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert "KeyboardInterrupt" in err
+    assert err.count("Traceback") == 1, err
+    workers = [psutil.Process(pid) for pid in _pids(tmp_path) if psutil.pid_exists(pid)]
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    assert not alive
+
+
+@pytest.mark.timeout(60)
+def test_killed_parent_leaves_no_orphans(tmp_path: Path) -> None:
+    proc = _script(tmp_path, _BLOCKING_MAP)
+    try:
+        _wait_for_files(tmp_path, "zygote", 1)
+        _wait_for_files(tmp_path, "started-*", 2)
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    workers = []
+    for pid in _pids(tmp_path):
+        try:
+            workers.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    assert not alive
+
+
+def test_workers_started_under_the_state_of_the_initializer() -> None:
+    from engine_tasks import set_state
+
+    with procesos.Executor(2, initializer=set_state, initargs=("ready",)) as ex:
+        assert set(ex.map(get_state, range(10))) == {"ready"}

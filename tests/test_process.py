@@ -1,0 +1,280 @@
+"""Process: the multiprocessing API, plus results and exceptions handed back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import traceback
+
+import pytest
+
+import procesos
+from conftest import run_script
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def fail_with_value_error(message: str) -> None:
+    raise ValueError(message)
+
+
+def exit_with(code: int) -> None:
+    os._exit(code)
+
+
+def kill_myself(sig: int) -> None:
+    os.kill(os.getpid(), sig)
+
+
+def wait_for(event: procesos.synchronize.Event) -> None:  # type: ignore[name-defined]
+    event.wait()
+
+
+class NeedsTwoArguments(Exception):
+    def __init__(self, a: str, b: str) -> None:
+        super().__init__(f"{a}-{b}")
+
+
+def raise_needs_two() -> None:
+    raise NeedsTwoArguments("x", "y")
+
+
+def return_a_lock() -> object:
+    return threading.Lock()
+
+
+def describe_me() -> tuple[str, int, int | None, int]:
+    parent = procesos.parent_process()
+    return (
+        procesos.current_process().name,
+        os.getpid(),
+        None if parent is None else parent.pid,
+        os.getppid(),
+    )
+
+
+def test_result_returns_the_targets_value(ctx: procesos.ProcesosContext) -> None:
+    p = ctx.Process(target=square, args=(7,))
+    p.start()
+    assert p.result(timeout=30) == 49
+    assert p.exitcode == 0
+    assert p.exception() is None
+
+
+def test_lambdas_and_closures_work_under_every_start_method(ctx: procesos.ProcesosContext) -> None:
+    offset = 10
+    p = ctx.Process(target=lambda x: x + offset, args=(5,))
+    p.start()
+    assert p.result(timeout=30) == 15
+
+
+def test_exception_is_reraised_with_its_type_and_the_childs_traceback(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    p = ctx.Process(target=fail_with_value_error, args=("boom",))
+    p.start()
+    with pytest.raises(ValueError, match="boom") as info:
+        p.result(timeout=30)
+    assert p.exitcode == 1
+    assert isinstance(info.value.__cause__, procesos.RemoteTraceback)
+    text = "".join(traceback.format_exception(info.value))
+    assert "fail_with_value_error" in text  # the child's frame
+    assert "raise ValueError(message)" in text
+    assert isinstance(p.exception(), ValueError)
+
+
+def test_exception_that_cannot_be_rebuilt_becomes_remote_error(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    p = ctx.Process(target=raise_needs_two)
+    p.start()
+    with pytest.raises(procesos.RemoteError) as info:
+        p.result(timeout=30)
+    assert "NeedsTwoArguments" in str(info.value)
+    assert "x-y" in str(info.value)
+    assert "raise_needs_two" in info.value.remote_traceback
+
+
+def test_os_exit_is_reported_as_a_crash_with_its_code(ctx: procesos.ProcesosContext) -> None:
+    p = ctx.Process(target=exit_with, args=(3,))
+    p.start()
+    with pytest.raises(procesos.ProcessCrashedError, match="exited with code 3") as info:
+        p.result(timeout=30)
+    assert info.value.exitcode == 3 == p.exitcode
+
+
+def test_sigkill_is_named_in_the_crash(ctx: procesos.ProcesosContext) -> None:
+    p = ctx.Process(target=kill_myself, args=(signal.SIGKILL,))
+    p.start()
+    p.join(30)
+    assert p.exitcode == -signal.SIGKILL
+    error = p.exception()
+    assert isinstance(error, procesos.ProcessCrashedError)
+    assert error.signal_name == "SIGKILL"
+    assert "SIGKILL" in str(error)
+
+
+def test_unpicklable_result_is_a_serialization_error(ctx: procesos.ProcesosContext) -> None:
+    p = ctx.Process(target=return_a_lock)
+    p.start()
+    with pytest.raises(procesos.SerializationError, match="result of process"):
+        p.result(timeout=30)
+
+
+@pytest.mark.parametrize("method", ["zygote", "spawn"])
+def test_unpicklable_argument_fails_at_start_naming_it(method: str) -> None:
+    p = procesos.get_context(method).Process(target=square, args=(1, threading.Lock()))
+    with pytest.raises(procesos.SerializationError, match=r"argument 1 \(args\[1\]\)") as info:
+        p.start()
+    assert "_thread.lock" in str(info.value)
+    assert p.pid is None  # nothing was started
+
+
+def test_unpicklable_argument_is_fine_under_fork() -> None:
+    lock = threading.Lock()
+    p = procesos.get_context("fork").Process(target=lambda lk: lk.locked(), args=(lock,))
+    p.start()
+    assert p.result(timeout=30) is False
+
+
+def test_target_that_is_not_callable_is_refused_at_construction() -> None:
+    with pytest.raises(TypeError, match="callable"):
+        procesos.Process(target=42)  # type: ignore[arg-type]
+
+
+def test_result_before_start_says_so() -> None:
+    with pytest.raises(ValueError, match="never started"):
+        procesos.Process(target=square, args=(1,)).result()
+
+
+def test_result_timeout_leaves_the_process_running(ctx: procesos.ProcesosContext) -> None:
+    event = ctx.Event()
+    p = ctx.Process(target=wait_for, args=(event,))
+    p.start()
+    with pytest.raises(TimeoutError):
+        p.result(timeout=0.05)
+    assert p.is_alive()
+    event.set()
+    assert p.result(timeout=30) is None
+
+
+def test_terminate_and_kill_give_negative_exit_codes(ctx: procesos.ProcesosContext) -> None:
+    for stop, sig in ((procesos.Process.terminate, signal.SIGTERM),
+                      (procesos.Process.kill, signal.SIGKILL)):
+        event = ctx.Event()
+        p = ctx.Process(target=wait_for, args=(event,))
+        p.start()
+        assert p.is_alive()
+        stop(p)
+        p.join(30)
+        assert p.exitcode == -sig
+        assert not p.is_alive()
+
+
+def test_join_with_timeout_returns_while_running(ctx: procesos.ProcesosContext) -> None:
+    event = ctx.Event()
+    p = ctx.Process(target=wait_for, args=(event,))
+    p.start()
+    p.join(0.01)
+    assert p.exitcode is None
+    assert p in procesos.active_children()
+    event.set()
+    p.join(30)
+    assert p.exitcode == 0
+    assert p not in procesos.active_children()
+
+
+def test_identity_of_child_and_parent(ctx: procesos.ProcesosContext) -> None:
+    p = ctx.Process(target=describe_me, name="worker-a")
+    p.start()
+    name, pid, parent_pid, ppid = p.result(timeout=30)
+    assert name == "worker-a"
+    assert pid == p.pid
+    assert parent_pid == os.getpid()
+    if ctx.get_start_method() == "zygote":
+        assert ppid == procesos.zygote_pid()
+    else:
+        assert ppid == os.getpid()
+
+
+def test_result_survives_close(ctx: procesos.ProcesosContext) -> None:
+    p = ctx.Process(target=square, args=(3,))
+    p.start()
+    p.join(30)
+    p.close()
+    assert p.result() == 9
+    with pytest.raises(ValueError):
+        p.is_alive()
+
+
+def test_large_result_does_not_block_the_childs_exit(ctx: procesos.ProcesosContext) -> None:
+    p = ctx.Process(target=lambda: b"x" * (8 << 20))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    assert len(p.result()) == 8 << 20
+
+
+def test_interrupt_ends_the_child_quietly(ctx: procesos.ProcesosContext) -> None:
+    event = ctx.Event()
+    p = ctx.Process(target=wait_for, args=(event,))
+    p.start()
+    # At once: the child may still be starting. SIGINT is held back until its
+    # target runs, so it is never lost and never shows procesos' own frames.
+    p.interrupt()
+    p.join(30)
+    assert p.exitcode == -signal.SIGINT
+
+
+def test_interrupt_while_the_target_runs(ctx: procesos.ProcesosContext) -> None:
+    running, never = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=lambda: (running.set(), never.wait()))
+    p.start()
+    assert running.wait(30)
+    p.interrupt()
+    p.join(30)
+    assert p.exitcode == -signal.SIGINT
+
+
+MAIN_CLASSES = """
+import procesos as mp
+
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+    def norm2(self):
+        return self.x ** 2 + self.y ** 2
+
+def make(x, y):
+    return Point(x, y)
+
+p = mp.Process(target=lambda pt: pt.norm2(), args=(Point(3, 4),))
+p.start()
+print(p.result())
+q = mp.Process(target=make, args=(1, 2))
+q.start()
+r = q.result()
+print(type(r).__name__, isinstance(r, Point), r.x, r.y)
+"""
+
+
+@pytest.mark.parametrize("method", ["zygote", "fork", "spawn"])
+def test_main_module_functions_and_classes_work_without_guard(method: str, tmp_path) -> None:
+    result = run_script(MAIN_CLASSES, tmp_path, method)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["25", "Point True 1 2"]
+
+
+def test_unknown_start_method_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown start method 'forkk'"):
+        procesos.get_context("forkk")
+
+
+def test_start_method_from_environment(tmp_path) -> None:
+    source = "import procesos; print(procesos.get_start_method())"
+    assert run_script(source, tmp_path, "spawn").stdout.strip() == "spawn"
+    bad = run_script(source, tmp_path, "nope")
+    assert bad.returncode != 0 and "PROCESOS_START_METHOD='nope'" in bad.stderr

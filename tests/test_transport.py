@@ -1,0 +1,407 @@
+"""Data without copies: what crosses a process boundary travels through shared memory."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+import procesos
+from conftest import run_script
+from procesos._serialization import discard, dumps, dumps_fast, get_threshold, loads
+from procesos._shm import ShmError, tracker_stats
+from shm_helpers import (  # noqa: F401  (fixtures)
+    dev_shm_unchanged_by_module,
+    live_shared_memory,
+    no_resource_tracker_warning,
+    no_shared_memory_left,
+)
+
+MB = 1 << 20
+LARGE = 4 * MB
+
+
+def is_plain_pickle(frame: bytes) -> bool:
+    return frame[:1] == b"\x80"
+
+
+def roundtrip(obj: object) -> object:
+    frame = dumps(obj)
+    return loads(frame)
+
+
+# -- in one process: the frame ------------------------------------------------------------
+
+DTYPES = ["float64", "float32", "int64", "uint8", "complex128", "bool", "datetime64[ns]",
+          [("x", "f8"), ("n", "i4")]]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_numpy_arrays_of_every_dtype_round_trip_out_of_band(dtype: object) -> None:
+    a = np.zeros(LARGE // 4, dtype=dtype)
+    a.view(np.uint8)[:] = np.arange(a.nbytes, dtype=np.uint64).astype(np.uint8)
+    frame = dumps(a)
+    assert len(frame) < 4096  # the data went through shared memory
+    b = loads(frame)
+    assert b.dtype == a.dtype and b.shape == a.shape
+    assert a.tobytes() == b.tobytes()
+    b[0] = b[1]  # received arrays are writable, like unpickled ones
+
+
+@pytest.mark.parametrize("make_view", [
+    lambda a: a[::2],
+    lambda a: a.T,
+    lambda a: a[:, ::3],
+    lambda a: a[::-1, 5:],
+    lambda a: np.asfortranarray(a),
+], ids=["step", "transpose", "columns", "reversed", "fortran"])
+def test_non_contiguous_and_fortran_views_round_trip(make_view: object) -> None:
+    a = np.arange(1024 * 1024, dtype=np.float64).reshape(1024, 1024)
+    view = make_view(a)  # type: ignore[operator]
+    frame = dumps(view)
+    assert len(frame) < 4096
+    b = loads(frame)
+    np.testing.assert_array_equal(b, view)
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 5), (3, 0, 2)])
+def test_zero_size_arrays_round_trip(shape: tuple[int, ...]) -> None:
+    a = np.empty(shape, dtype=np.float64)
+    b = roundtrip(a)
+    assert isinstance(b, np.ndarray) and b.shape == shape and b.dtype == a.dtype
+
+
+def test_small_data_stays_a_plain_pickle() -> None:
+    frame = dumps({"a": np.arange(10), "b": b"x" * 100, "c": "hola"})
+    assert is_plain_pickle(frame)
+    assert pickle.loads(frame)["c"] == "hola"
+    assert get_threshold() == MB
+
+
+def test_bytes_bytearray_str_and_memoryviews_round_trip() -> None:
+    data = os.urandom(LARGE)
+    values = [
+        data,
+        bytearray(data),
+        "ñ" * LARGE,
+        memoryview(data),
+        memoryview(bytearray(data)),
+        memoryview(np.arange(LARGE // 8, dtype=np.float64)),
+        memoryview(np.arange(LARGE // 8, dtype=np.int64).reshape(512, -1)),
+        memoryview(np.arange(LARGE // 8, dtype=np.int64))[::2],
+        memoryview(b"small"),
+    ]
+    frame = dumps(values)
+    assert len(frame) < 64 * 1024
+    back = loads(frame)
+    for sent, received in zip(values, back, strict=True):
+        assert type(received) is type(sent)
+        if isinstance(sent, memoryview):
+            assert received.tolist() == sent.tolist()
+            assert received.readonly == sent.readonly
+        else:
+            assert received == sent
+
+
+def test_one_object_shared_twice_arrives_once() -> None:
+    a = np.ones(LARGE)
+    b, c = roundtrip([a, a])  # type: ignore[misc]
+    assert b is c
+
+
+def test_c_pickler_path_sends_large_buffers_out_of_band() -> None:
+    frame = dumps_fast((np.ones(LARGE), b"x" * LARGE))
+    assert len(frame) < 4096
+    arr, raw = loads(frame)
+    assert arr.sum() == LARGE and raw == b"x" * LARGE
+
+
+def test_a_frame_is_loaded_once_unless_made_reusable() -> None:
+    a = np.arange(LARGE // 8)
+    frame = dumps(a)
+    loads(frame)
+    with pytest.raises(ShmError, match="loaded once"):
+        loads(frame)
+    shared = dumps(a, reusable=True)
+    x, y = loads(shared), loads(shared)
+    x[0] = -1  # each receiver's writes stay its own
+    assert y[0] == 0
+    discard(shared)
+
+
+def test_discarded_frame_frees_its_memory() -> None:
+    frame = dumps(np.ones(LARGE))
+    assert live_shared_memory() == {"segments": 1, "tickets": 1}
+    discard(frame)
+
+
+def test_ctrl_c_while_copying_gives_the_segment_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "copyto", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dumps(np.ones((1024, 1024))[:, ::2])  # strided: copied by numpy.copyto
+
+
+def test_segments_are_reused_from_the_pool() -> None:
+    a = np.ones(LARGE)
+    loads(dumps(a))
+    before = tracker_stats()
+    loads(dumps(a))
+    after = tracker_stats()
+    assert after["pooled"] == before["pooled"] >= 1
+
+
+def test_more_than_2_gib_round_trips() -> None:
+    size = (2 << 30) + 4096
+    if psutil.virtual_memory().available < 3 * size:
+        pytest.skip("not enough memory for a > 2 GiB array")
+    a = np.empty(size, dtype=np.uint8)
+    a[::4096] = 7
+    a[-1] = 9
+    b = loads(dumps(a))
+    assert b.nbytes == size and b[-1] == 9 and int(b[::4096].sum()) == 7 * len(a[::4096])
+    del a, b
+
+
+# -- between processes --------------------------------------------------------------------
+
+def total(a: np.ndarray) -> float:
+    return float(a.sum())
+
+
+def ones(n: int) -> np.ndarray:
+    return np.ones(n)
+
+
+def echo(x: object) -> object:
+    return x
+
+
+def test_process_arguments_and_results_travel_without_copies(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    a = np.arange(LARGE, dtype=np.float64)
+    p = ctx.Process(target=total, args=(a,))
+    p.start()
+    assert p.result(timeout=30) == a.sum()
+    p.join()
+    q = ctx.Process(target=ones, args=(LARGE,))
+    q.start()
+    result = q.result(timeout=30)
+    q.join()
+    assert result.shape == (LARGE,) and result.sum() == LARGE
+    values = [b"b" * LARGE, bytearray(b"c" * LARGE), np.arange(LARGE)[::3]]
+    r = ctx.Process(target=echo, args=(values,))
+    r.start()
+    back = r.result(timeout=30)
+    r.join()
+    assert back[:2] == values[:2] and np.array_equal(back[2], values[2])
+    for proc in (p, q, r):
+        proc.close()
+
+
+def test_more_than_2_gib_reach_a_child() -> None:
+    size = (2 << 30) + 4096
+    if psutil.virtual_memory().available < 3 * size:
+        pytest.skip("not enough memory for a > 2 GiB array")
+    a = np.zeros(size, dtype=np.uint8)
+    a[-1] = 5
+    p = procesos.Process(target=total, args=(a,))
+    p.start()
+    assert p.result(timeout=60) == 5
+    p.join()
+    p.close()
+
+
+def consume(queue: procesos.Queue, out: procesos.Queue) -> None:  # type: ignore[valid-type]
+    item = queue.get()
+    out.put((float(item.sum()), item[::-1]))
+
+
+@pytest.mark.parametrize("kind", ["Queue", "JoinableQueue", "SimpleQueue"])
+def test_queues_carry_large_arrays_both_ways(kind: str) -> None:
+    queue, out = getattr(procesos, kind)(), getattr(procesos, kind)()
+    a = np.arange(LARGE, dtype=np.float64)
+    p = procesos.Process(target=consume, args=(queue, out))
+    p.start()
+    queue.put(a)
+    s, reversed_a = out.get()
+    p.join(30)
+    assert s == a.sum() and np.array_equal(reversed_a, a[::-1])
+    assert p.exitcode == 0
+    p.close()
+    for q in (queue, out):
+        q.close()
+        if hasattr(q, "join_thread"):
+            q.join_thread()
+
+
+def pipe_echo(conn: object) -> None:
+    conn.send(conn.recv()[1:])  # type: ignore[attr-defined]
+
+
+def test_pipe_carries_large_arrays_and_keeps_the_standard_api() -> None:
+    here, there = procesos.Pipe()
+    p = procesos.Process(target=pipe_echo, args=(there,))
+    p.start()
+    a = np.arange(LARGE)
+    here.send(a)
+    assert np.array_equal(here.recv(), a[1:])
+    here.send_bytes(b"raw")  # the byte-level API is untouched
+    p.join(30)
+    p.close()
+    here.close()
+    there.close()
+
+
+def put_and_die(queue: procesos.Queue) -> None:  # type: ignore[valid-type]
+    queue.put(np.full(LARGE, 3.0))
+    queue.close()
+    queue.join_thread()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_data_sent_by_a_process_that_then_died_is_still_received() -> None:
+    queue = procesos.Queue()
+    p = procesos.Process(target=put_and_die, args=(queue,))
+    p.start()
+    p.join(30)
+    assert p.exitcode == -signal.SIGKILL
+    received = queue.get(timeout=30)
+    assert received.sum() == 3.0 * LARGE
+    p.close()
+    queue.close()
+    queue.join_thread()
+
+
+def hold_until_killed(a: np.ndarray, ready: object) -> None:
+    ready.set()  # type: ignore[attr-defined]
+    signal.pause()
+
+
+def test_a_receiver_killed_while_holding_data_frees_it() -> None:
+    ready = procesos.Event()
+    p = procesos.Process(target=hold_until_killed, args=(np.ones(LARGE), ready))
+    p.start()
+    assert ready.wait(30)
+    p.kill()
+    p.join(30)
+    p.close()
+
+
+def test_a_child_killed_before_reading_its_arguments_frees_them() -> None:
+    p = procesos.get_context("spawn").Process(target=total, args=(np.ones(LARGE),))
+    p.start()
+    p.kill()  # most likely still starting its interpreter
+    p.join(30)
+    p.close()
+
+
+def send_forever(conn: object) -> None:
+    a = np.ones(8 * MB)
+    while True:
+        conn.send(a[::2])  # type: ignore[attr-defined]  (a strided copy into shared memory)
+
+
+def test_ctrl_c_in_a_sender_mid_transfer_leaves_nothing() -> None:
+    here, there = procesos.Pipe(duplex=False)
+    p = procesos.Process(target=send_forever, args=(there,))
+    p.start()
+    there.close()
+    assert here.recv().sum() == 4 * MB
+    p.interrupt()  # wherever it is: copying, sending or between the two
+    received = 1
+    while True:
+        try:
+            here.recv()
+        except EOFError:
+            break
+        received += 1
+    p.join(30)
+    assert p.exitcode == -signal.SIGINT
+    p.close()
+    here.close()
+
+
+def check_inherited(a: np.ndarray, go: object) -> float:
+    go.wait()  # type: ignore[attr-defined]
+    return float(a.sum())
+
+
+def test_memory_a_fork_inherited_is_never_reused_under_it() -> None:
+    received = loads(dumps(np.full(LARGE, 2.0)))
+    go = procesos.Event()
+    p = procesos.get_context("fork").Process(target=check_inherited, args=(received, go))
+    p.start()
+    del received
+    # The same size again: a pooled segment would be reused here if the fork
+    # had not marked it.
+    other = loads(dumps(np.full(LARGE, 5.0)))
+    go.set()
+    assert p.result(timeout=30) == 2.0 * LARGE
+    p.join()
+    p.close()
+    del other
+
+
+# -- the process tree -----------------------------------------------------------------------
+
+def test_importing_procesos_does_not_import_numpy() -> None:
+    code = "import sys, procesos; print('numpy' in sys.modules)"
+    out = os.popen(f"{sys.executable} -c \"{code}\"").read()
+    assert out.strip() == "False"
+
+
+TREE_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np
+    import procesos
+    from procesos._serialization import dumps, loads
+    from procesos._shm import tracker_stats
+
+    def twice(a):
+        return a * 2
+
+    frame = dumps(np.ones(1 << 20))  # never loaded: freed when the tree ends
+    p = procesos.Process(target=twice, args=(np.ones(1 << 20),))
+    p.start()
+    kept = p.result()
+    print(tracker_stats()["pid"], flush=True)
+    if sys.argv[-1] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+@pytest.mark.parametrize("end", ["exit", "kill"])
+def test_the_tracker_frees_everything_when_its_tree_ends(tmp_path: Path, end: str) -> None:
+    script = tmp_path / "tree.py"
+    script.write_text(TREE_SCRIPT)
+    done = run_script(
+        TREE_SCRIPT.replace("sys.argv[-1]", repr(end)), tmp_path, env={"PROCESOS_SHM_TREE": ""}
+    )
+    assert "resource_tracker" not in done.stderr
+    tracker = psutil.Process(int(done.stdout.split()[0]))
+    psutil.wait_procs([tracker], timeout=10)
+    assert not tracker.is_running()
+
+
+def test_standard_library_pools_on_a_procesos_context_carry_arrays_without_copies() -> None:
+    import concurrent.futures
+    import multiprocessing.pool
+
+    a = np.arange(LARGE, dtype=np.float64)
+    ctx = procesos.get_context("zygote")
+    with multiprocessing.pool.Pool(1, context=ctx) as pool:
+        assert pool.apply(total, (a,)) == a.sum()
+        assert pool.apply(ones, (LARGE,)).sum() == LARGE
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as ex:
+        assert ex.submit(ones, LARGE).result().sum() == LARGE
