@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest test-py313 test-cpython bench clean
+.PHONY: demo test lint typecheck pytest test-ray test-py313 test-cpython bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(PY) -m pytest -q
+
+# The Ray backend's tests (Ray is large: not in the dev extra, and plain
+# `make test` skips them).
+test-ray: $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,ray]"
+	PROCESOS_TEST_RAY=1 $(PY) -m pytest -q tests/test_ray_backend.py
 
 # The suite again on Python 3.13 where pyenv has it (skipped quietly elsewhere).
 test-py313:

@@ -1,17 +1,24 @@
 """Start-up of one process, side by side: procesos' start methods and the standard library's.
 
-Three measurements, each in a fresh interpreter so that what one imports (numpy,
+Four measurements, each in a fresh interpreter so that what one imports (numpy,
 a running server) cannot change another:
 
 1. create + start + join of a no-op process, median and p90 over many runs
    (interleaved across methods; warm-up runs excluded; the first start, which
-   includes starting the zygote or the forkserver, reported on its own);
+   includes starting the zygote or the forkserver, reported on its own).
+   procesos' rows use its default output mode (relayed through the parent);
+   the "output inherited" rows let the child write to the parent's
+   descriptors, as the standard library's children do;
 2. with numpy imported in the parent, the time from ``Process(...).start()``
    to the child's value in the parent's hands, for a child that computes
    ``numpy.arange(10).sum()`` (procesos: ``result()``, which also waits for the
    exit; the standard library: a ``Pipe``, whose ``recv()`` does not);
-3. the memory that only the server owns (USS) of procesos' zygote and of the
-   standard library's forkserver, with and without numpy preloaded.
+3. the memory that only the server owns (USS) of procesos' zygote (without
+   its spare child, which would share, and so hide, its pages) and of the
+   standard library's forkserver, with and without numpy preloaded; and the
+   spare's own USS;
+4. ``import procesos`` against ``import multiprocessing``, in a fresh
+   interpreter each time (what a spawn child and the zygote pay first).
 
     python benchmarks/bench_startup.py [--quick]
 
@@ -69,6 +76,9 @@ def contexts() -> dict[str, object]:
     found: dict[str, object] = {}
     for method in ("zygote", "fork", "spawn"):
         found[f"procesos {method}"] = procesos.get_context(method)
+        if method != "spawn":
+            found[f"procesos {method}, output inherited"] = _Inherited(
+                procesos.get_context(method))
     for method in ("fork", "forkserver", "spawn"):
         found[f"stdlib {method}"] = multiprocessing.get_context(method)
     for peer in ("multiprocess", "billiard"):
@@ -81,6 +91,19 @@ def contexts() -> dict[str, object]:
             except (ValueError, AttributeError):
                 pass
     return found
+
+
+class _Inherited:
+    """A procesos context whose processes write straight to the parent's descriptors."""
+
+    def __init__(self, ctx: object) -> None:
+        self.ctx = ctx
+
+    def Process(self, **kwargs: object) -> object:
+        return self.ctx.Process(output="inherit", **kwargs)  # type: ignore[attr-defined]
+
+    def Pipe(self, duplex: bool = True) -> object:
+        return self.ctx.Pipe(duplex)  # type: ignore[attr-defined]
 
 
 def is_slow(label: str) -> bool:
@@ -177,11 +200,15 @@ def phase_uss(with_numpy: bool) -> dict[str, object]:
     import multiprocessing.forkserver
 
     import procesos
+    from procesos._launch import _zygote_client
 
     if with_numpy:
         import numpy  # noqa: F401  (the zygote preloads what the parent imported)
 
         multiprocessing.set_forkserver_preload(["numpy"])
+    # The zygote alone first: a spare child shares its pages, so that neither
+    # would count them as its own.
+    os.environ["PROCESOS_ZYGOTE_SPARE"] = "0"
     _start_join(procesos.get_context("zygote"))
     _start_join(multiprocessing.get_context("forkserver"))
     # Imported only now: the zygote preloads what the parent had imported when it started.
@@ -193,7 +220,30 @@ def phase_uss(with_numpy: bool) -> dict[str, object]:
     for label, pid in (("procesos zygote", zygote), ("stdlib forkserver", forkserver)):
         info = psutil.Process(pid).memory_full_info()
         result[label] = {"uss": info.uss, "rss": info.rss}
+    # Then a zygote with its spare, the default: what the spare adds.
+    _zygote_client._zygote.stop()
+    os.environ["PROCESOS_ZYGOTE_SPARE"] = "1"
+    _start_join(procesos.get_context("zygote"))
+    spares: list[psutil.Process] = []
+    deadline = time.monotonic() + 10
+    while not spares and time.monotonic() < deadline:
+        spares = psutil.Process(procesos.zygote_pid()).children()
+        time.sleep(0.01)
+    info = spares[0].memory_full_info()
+    result["procesos zygote's spare"] = {"uss": info.uss, "rss": info.rss}
     return result
+
+
+def phase_import(runs: int) -> dict[str, object]:
+    code = ("import time; t = time.perf_counter(); import {}; "
+            "print(time.perf_counter() - t)")
+    samples: dict[str, list[float]] = {"procesos": [], "multiprocessing": []}
+    for _ in range(runs):
+        for module in samples:
+            out = subprocess.run([sys.executable, "-c", code.format(module)],
+                                 capture_output=True, text=True, check=True)
+            samples[module].append(float(out.stdout))
+    return {label: statistics.median(values) for label, values in samples.items()}
 
 
 # -- the driver ------------------------------------------------------------------------
@@ -226,12 +276,12 @@ def print_timing_table(title: str, result: dict[str, object], reference: str) ->
     samples: dict[str, list[float]] = result["samples"]  # type: ignore[assignment]
     medians = {label: statistics.median(values) for label, values in samples.items()}
     print(f"\n{title}")
-    print(f"| {'method':<32} | {'median ms':>9} | {'p90 ms':>8} | {'first start ms':>14} "
+    print(f"| {'method':<34} | {'median ms':>9} | {'p90 ms':>8} | {'first start ms':>14} "
           f"| {'runs':>4} | {'time / ' + reference:>22} |")
-    print(f"|{'-' * 34}|{'-' * 10}:|{'-' * 9}:|{'-' * 15}:|{'-' * 5}:|{'-' * 23}:|")
+    print(f"|{'-' * 36}|{'-' * 10}:|{'-' * 9}:|{'-' * 15}:|{'-' * 5}:|{'-' * 23}:|")
     for label, values in samples.items():
         ratio = medians[label] / medians[reference]
-        print(f"| {label:<32} | {ms(medians[label]):>9} | {ms(p90(values)):>8} "
+        print(f"| {label:<34} | {ms(medians[label]):>9} | {ms(p90(values)):>8} "
               f"| {ms(first[label]):>14} | {len(values):>4} | {ratio:>21.1f}x |")
     return medians
 
@@ -246,6 +296,8 @@ def main() -> int:
         name, *rest = args.phase
         if name == "uss":
             result = phase_uss(rest == ["numpy"])
+        elif name == "import":
+            result = phase_import(int(rest[0]))
         else:
             fast, slow, warmup = (int(x) for x in rest)
             result = (phase_startup if name == "startup" else phase_numpy)(fast, slow, warmup)
@@ -261,38 +313,46 @@ def main() -> int:
     numpy_result = run_phase(["numpy", str(max(fast // 3, 10)), str(max(slow // 2, 5)),
                               str(warmup)])
     uss = {"without numpy": run_phase(["uss"]), "numpy preloaded": run_phase(["uss", "numpy"])}
+    imports = run_phase(["import", "5" if args.quick else "20"])
 
     medians = print_timing_table(
         "Create + start + join of a no-op process", startup, "procesos zygote")
-    zygote = medians["procesos zygote"]
     print_timing_table(
         "First result of a fresh process, numpy imported in the parent "
         "(start -> numpy.arange(10).sum() in hand)", numpy_result, "procesos zygote")
 
     print("\nServer memory (USS: pages only the server owns; RSS for reference), MiB")
-    print(f"| {'server':<20} | {'USS':>8} | {'RSS':>8} | {'USS, numpy':>10} | {'RSS, numpy':>10} |")
-    print(f"|{'-' * 22}|{'-' * 9}:|{'-' * 9}:|{'-' * 11}:|{'-' * 11}:|")
-    for label in ("procesos zygote", "stdlib forkserver"):
+    print(f"| {'server':<24} | {'USS':>8} | {'RSS':>8} | {'USS, numpy':>10} | {'RSS, numpy':>10} |")
+    print(f"|{'-' * 26}|{'-' * 9}:|{'-' * 9}:|{'-' * 11}:|{'-' * 11}:|")
+    for label in ("procesos zygote", "procesos zygote's spare", "stdlib forkserver"):
         plain = uss["without numpy"][label]  # type: ignore[index]
         heavy = uss["numpy preloaded"][label]  # type: ignore[index]
         mib = [x / 2**20 for x in (plain["uss"], plain["rss"], heavy["uss"], heavy["rss"])]
-        print(f"| {label:<20} | {mib[0]:>8.1f} | {mib[1]:>8.1f} | {mib[2]:>10.1f} "
+        print(f"| {label:<24} | {mib[0]:>8.1f} | {mib[1]:>8.1f} | {mib[2]:>10.1f} "
               f"| {mib[3]:>10.1f} |")
 
-    vs_forkserver = medians["stdlib forkserver"] / zygote
-    vs_spawn = medians["stdlib spawn"] / zygote
+    print("\nImport time, fresh interpreter, median of "
+          f"{5 if args.quick else 20} runs: import procesos {ms(imports['procesos'])} ms, "  # type: ignore[arg-type]
+          f"import multiprocessing {ms(imports['multiprocessing'])} ms")  # type: ignore[arg-type]
+
     print("\nGoals (issue 2):")
-    for text, ok in (
-        (f"zygote median {ms(zygote)} ms <= {GOAL_MEDIAN_MS} ms", zygote * 1000 <= GOAL_MEDIAN_MS),
-        (f"{vs_forkserver:.1f}x faster than stdlib forkserver (goal >= {GOAL_VS_FORKSERVER}x)",
-         vs_forkserver >= GOAL_VS_FORKSERVER),
-        (f"{vs_spawn:.1f}x faster than stdlib spawn (goal >= {GOAL_VS_SPAWN}x)",
-         vs_spawn >= GOAL_VS_SPAWN),
-    ):
-        print(f"  {'met   ' if ok else 'MISSED'} {text}")
+    for label in ("procesos zygote", "procesos zygote, output inherited"):
+        zygote = medians[label]
+        vs_forkserver = medians["stdlib forkserver"] / zygote
+        vs_spawn = medians["stdlib spawn"] / zygote
+        print(f"  {label}:")
+        for text, ok in (
+            (f"median {ms(zygote)} ms <= {GOAL_MEDIAN_MS} ms", zygote * 1000 <= GOAL_MEDIAN_MS),
+            (f"{vs_forkserver:.1f}x faster than stdlib forkserver (goal >= {GOAL_VS_FORKSERVER}x)",
+             vs_forkserver >= GOAL_VS_FORKSERVER),
+            (f"{vs_spawn:.1f}x faster than stdlib spawn (goal >= {GOAL_VS_SPAWN}x)",
+             vs_spawn >= GOAL_VS_SPAWN),
+        ):
+            print(f"    {'met   ' if ok else 'MISSED'} {text}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"startup": startup, "numpy": numpy_result, "uss": uss}, f, indent=1)
+            json.dump({"startup": startup, "numpy": numpy_result, "uss": uss,
+                       "import": imports}, f, indent=1)
     return 0
 
 

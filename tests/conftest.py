@@ -26,13 +26,20 @@ def _shm_entries() -> set[str]:
         return set()
 
 
+FIXTURE_CHILDREN: set[int] = set()
+"""Pids of processes that a module- or session-scoped fixture owns (a Dask
+cluster): it stops them itself and checks that they are gone, so they are not
+any one test's leftovers. Empty outside such fixtures."""
+
+
 def _stray_children() -> list[psutil.Process]:
-    """Children of this test process other than the zygote and the stdlib resource tracker."""
+    """Children of this test process other than the zygote, the stdlib resource
+    tracker and the processes of the fixtures in :data:`FIXTURE_CHILDREN`."""
     me = psutil.Process()
     zygote = procesos.zygote_pid()
     strays = []
     for child in me.children(recursive=False):
-        if child.pid == zygote:
+        if child.pid == zygote or child.pid in FIXTURE_CHILDREN:
             continue
         try:
             cmdline = " ".join(child.cmdline())

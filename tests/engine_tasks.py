@@ -125,3 +125,11 @@ def openblas_threads(_: object = None) -> int | None:
                 if hasattr(lib, name):
                     return int(getattr(lib, name)())
     return None
+
+
+def engine_modules(_: object = None) -> list[str]:
+    """The parent-side engine modules loaded in this process."""
+    import sys
+
+    parent_side = ("_api", "_dispatcher", "_jobs", "_faults", "_direct", "_progress")
+    return [m for m in parent_side if f"procesos._engine.{m}" in sys.modules]

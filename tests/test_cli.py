@@ -229,7 +229,7 @@ def test_info_prints_the_start_methods_and_the_default() -> None:
 
 def test_info_follows_procesos_start_method() -> None:
     out, _ = finish(procesos_command("info", env={"PROCESOS_START_METHOD": "spawn"}))
-    assert "zygote, fork, spawn (default)" in out
+    assert "spawn (default), zygote, fork" in out
     assert "spawn (from PROCESOS_START_METHOD)" in out
 
 

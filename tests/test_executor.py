@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from conftest import run_script
 from engine_tasks import (
     add,
     block_on_fifo,
+    engine_modules,
     fail_on,
     get_state,
     openblas_threads,
@@ -142,6 +145,82 @@ def test_asyncio_wrap_future_asubmit_and_amap() -> None:
     assert streamed == [i * i for i in range(10)]
 
 
+def warm_executor(workers: int = 1) -> procesos.Executor:
+    """An executor whose workers are all ready (so that a submit goes straight to one)."""
+    ex = procesos.Executor(workers)
+    list(ex.map(pid_of, range(4 * workers)))
+    return ex
+
+
+def test_one_call_on_an_idle_worker_completes_however_it_is_waited_for() -> None:
+    with warm_executor() as ex:
+        assert ex.submit(square, 2).result(timeout=30) == 4
+        assert ex.submit(square, 3).exception(timeout=30) is None
+        done, _ = concurrent.futures.wait([ex.submit(square, 4)], timeout=30)
+        assert [f.result() for f in done] == [16]
+        assert [f.result() for f in concurrent.futures.as_completed(
+            [ex.submit(square, 5)], timeout=30)] == [25]
+        called = threading.Event()
+        future = ex.submit(square, 6)
+        future.add_done_callback(lambda f: called.set())
+        assert called.wait(30) and future.result() == 36
+        polled = ex.submit(square, 7)
+        deadline = time.monotonic() + 30
+        while not polled.done():  # polling done() alone must be enough
+            assert time.monotonic() < deadline
+        assert polled.result() == 49
+        assert asyncio.run(ex.asubmit(square, 8)) == 64
+        # Nobody waits: shutdown still collects it.
+        forgotten = ex.submit(square, 9)
+    assert forgotten.result(timeout=0) == 81
+
+
+def test_result_timeout_on_an_idle_worker_leaves_the_call_running(tmp_path: Path) -> None:
+    fifo = str(tmp_path / "go")
+    os.mkfifo(fifo)
+    with warm_executor() as ex:
+        future = ex.submit(block_on_fifo, fifo, "done")
+        with pytest.raises(TimeoutError):
+            future.result(timeout=0.05)
+        with open(fifo, "w") as release:
+            release.write("go")
+        assert future.result(timeout=30) == "done"
+        assert ex.submit(square, 3).result(timeout=30) == 9
+
+
+def test_the_result_is_read_by_one_thread_while_others_wait() -> None:
+    with warm_executor(2) as ex:
+        for _ in range(20):
+            future = ex.submit(square, 11)
+            with concurrent.futures.ThreadPoolExecutor(4) as threads:
+                assert list(threads.map(lambda _: future.result(timeout=30), range(4))) == [121] * 4
+
+
+def test_submits_racing_shutdown_either_run_or_are_refused() -> None:
+    for _ in range(5):
+        ex = procesos.Executor(2)
+        futures: list[concurrent.futures.Future[int]] = []
+        refused = threading.Event()
+
+        def submit_until_refused() -> None:
+            while True:
+                try:
+                    futures.append(ex.submit(square, 2))
+                except RuntimeError:
+                    refused.set()
+                    return
+
+        thread = threading.Thread(target=submit_until_refused)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while len(futures) < 200:  # let submits queue up behind busy workers
+            assert time.monotonic() < deadline
+        ex.shutdown(wait=True)
+        thread.join(30)
+        assert refused.is_set()
+        assert all(f.result(timeout=30) == 4 for f in futures)
+
+
 def test_initializer_prepares_each_worker() -> None:
     with procesos.Executor(2, initializer=set_state, initargs=("ready",)) as ex:
         assert set(ex.map(get_state, range(20))) == {"ready"}
@@ -210,3 +289,20 @@ def test_progress_bar_on_a_terminal() -> None:
     progress.close()
     text = stream.getvalue()
     assert "10/10" in text and "1 failed" in text
+
+
+def test_a_map_of_a_function_already_measured_starts_from_what_was_learned() -> None:
+    from procesos._engine._batching import MAX_CHUNK, TARGET_S, ChunkSizer
+
+    assert ChunkSizer(2).size == 1  # nothing known: one item first
+    assert ChunkSizer(2, learned_s=1e-6).size == min(MAX_CHUNK, int(TARGET_S / 1e-6)) // 16
+    assert ChunkSizer(2, learned_s=1.0).size == 1
+    assert ChunkSizer(2, fixed=7, learned_s=1e-6).size == 7
+    with procesos.Executor(2) as ex:
+        for _ in range(3):
+            assert list(ex.map(square, range(20_000))) == [i * i for i in range(20_000)]
+
+
+def test_workers_load_only_their_side_of_the_engine() -> None:
+    with procesos.Executor(1, context="zygote") as ex:
+        assert ex.submit(engine_modules).result(timeout=30) == []

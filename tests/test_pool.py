@@ -84,8 +84,9 @@ def test_get_with_timeout_raises_multiprocessing_timeout_error(tmp_path: Path) -
     os.mkfifo(fifo)
     with procesos.Pool(1) as pool:
         result = pool.apply_async(block_on_fifo, (fifo, "late"))
-        with pytest.raises(multiprocessing.TimeoutError):
+        with pytest.raises(multiprocessing.TimeoutError) as info:
             result.get(timeout=0.1)
+        assert isinstance(info.value, procesos.TimeoutError)
         assert not result.ready()
         with open(fifo, "w") as release:
             release.write("go")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
@@ -86,6 +87,19 @@ def test_exception_is_reraised_with_its_type_and_the_childs_traceback(
     assert isinstance(p.exception(), ValueError)
 
 
+def test_traceback_of_a_function_sent_by_value_names_its_file(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    p = ctx.Process(target=lambda: 1 / 0)  # a lambda travels by value
+    p.start()
+    with pytest.raises(ZeroDivisionError) as info:
+        p.result(timeout=30)
+    text = "".join(traceback.format_exception(info.value))
+    assert f'File "{__file__}"' in text
+    assert "<dynamic-code>" not in text
+    assert "lambda: 1 / 0" in text  # the source line, read from that file
+
+
 def test_exception_that_cannot_be_rebuilt_becomes_remote_error(
     ctx: procesos.ProcesosContext,
 ) -> None:
@@ -154,8 +168,12 @@ def test_result_timeout_leaves_the_process_running(ctx: procesos.ProcesosContext
     event = ctx.Event()
     p = ctx.Process(target=wait_for, args=(event,))
     p.start()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(procesos.TimeoutError) as info:
         p.result(timeout=0.05)
+    # One class answers every way a caller may spell it.
+    assert isinstance(info.value, TimeoutError)
+    assert isinstance(info.value, multiprocessing.TimeoutError)
+    assert p.name in str(info.value)
     assert p.is_alive()
     event.set()
     assert p.result(timeout=30) is None
@@ -278,3 +296,27 @@ def test_start_method_from_environment(tmp_path) -> None:
     assert run_script(source, tmp_path, "spawn").stdout.strip() == "spawn"
     bad = run_script(source, tmp_path, "nope")
     assert bad.returncode != 0 and "PROCESOS_START_METHOD='nope'" in bad.stderr
+
+
+def test_processes_started_from_several_threads_at_once(ctx: procesos.ProcesosContext) -> None:
+    # multiprocessing's own clean-up in one thread polls the processes of the
+    # others: none of them may see its channel closed under it.
+    errors: list[BaseException] = []
+    results: list[int] = []
+
+    def starter(base: int) -> None:
+        try:
+            for i in range(8):
+                p = ctx.Process(target=square, args=(base + i,))
+                p.start()
+                results.append(p.result(timeout=60))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=starter, args=(k * 100,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    assert sorted(results) == sorted((k * 100 + i) ** 2 for k in range(4) for i in range(8))

@@ -7,6 +7,7 @@ import pickle
 import signal
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -405,3 +406,88 @@ def test_standard_library_pools_on_a_procesos_context_carry_arrays_without_copie
         assert pool.apply(ones, (LARGE,)).sum() == LARGE
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as ex:
         assert ex.submit(ones, LARGE).result().sum() == LARGE
+
+
+# -- the task engine: Executor and Pool ------------------------------------------------------
+
+def in_shared_memory(a: np.ndarray) -> bool:
+    """Whether *a* is a view on a mapping (it came through shared memory)."""
+    import mmap
+
+    base = a
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    return isinstance(getattr(base, "obj", base), mmap.mmap)
+
+
+def total_where(a: np.ndarray) -> tuple[float, bool]:
+    return float(a.sum()), in_shared_memory(a)
+
+
+def total_or_die(a: np.ndarray, die: bool) -> float:
+    if die:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return float(a.sum())
+
+
+def test_executor_and_pool_carry_large_arguments_and_results_through_shared_memory(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    a = np.arange(LARGE, dtype=np.float64)
+    with procesos.Executor(2, context=ctx) as ex:
+        assert ex.submit(total_where, a).result(timeout=30) == (a.sum(), True)
+        back = ex.submit(ones, LARGE).result(timeout=30)
+        assert back.sum() == LARGE and in_shared_memory(back)
+        back[0] = 7.0  # a copy on write: the receiver's own
+        assert list(ex.map(total_where, [a, a[::2], a[:10]])) == [
+            (a.sum(), True), (a[::2].sum(), True), (a[:10].sum(), False)]
+        assert np.array_equal(ex.submit(echo, a[::3]).result(timeout=30), a[::3])
+    with procesos.Pool(2, context=ctx) as pool:
+        assert pool.apply(total_where, (a,)) == (a.sum(), True)
+        results = pool.map(ones, [LARGE, 3, LARGE])
+        assert [r.sum() for r in results] == [LARGE, 3, LARGE]
+        assert pool.starmap(total_or_die, [(a, False)] * 3) == [a.sum()] * 3
+        del results
+
+
+def test_small_tasks_stay_plain_pickles() -> None:
+    from procesos._engine._messages import encode_objects, encode_values, is_shared
+
+    for data in ([(0, (3,), {})], list(range(1000)), [np.arange(10)], [b"x" * 1000]):
+        assert is_plain_pickle(encode_objects(data)) and is_plain_pickle(encode_values(data))
+    frame = encode_values([np.ones(LARGE)])
+    assert is_shared(frame)
+    assert loads(frame)[0].sum() == LARGE
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_killed_while_holding_a_large_argument_leaves_no_shared_memory() -> None:
+    a = np.ones(LARGE)
+    with procesos.Executor(2) as ex:
+        results = list(ex.map(total_or_die, [a] * 6, [i == 2 for i in range(6)],
+                              return_exceptions=True))
+        assert isinstance(results[2], procesos.WorkerCrashedError)
+        assert [r for i, r in enumerate(results) if i != 2] == [float(LARGE)] * 5
+        future = ex.submit(total_or_die, a, True)
+        with pytest.raises(procesos.WorkerCrashedError):
+            future.result(timeout=30)
+        assert ex.submit(total_or_die, a, False).result(timeout=30) == LARGE
+    # The fixture checks that no segment and no ticket is left in the tracker.
+
+
+@pytest.mark.timeout(60)
+def test_terminate_with_large_data_in_flight_leaves_no_shared_memory(tmp_path: Path) -> None:
+    from engine_tasks import block_on_fifo
+
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    pool = procesos.Pool(1)
+    blocked = pool.apply_async(block_on_fifo, (fifo,))
+    queued = pool.apply_async(total, (np.ones(LARGE),))
+    # Quick batches are sent one ahead: the array waits in the busy worker's socket.
+    deadline = time.monotonic() + 30
+    while tracker_stats()["tickets"] == 0:
+        assert time.monotonic() < deadline, "the second task was never sent"
+    pool.terminate()
+    pool.join()
+    assert not blocked.successful() and not queued.successful()

@@ -8,13 +8,12 @@ no ``if __name__ == "__main__":`` guard, and a fast, safe default start method
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as _mp
-from multiprocessing import shared_memory
 from multiprocessing.context import (
     AuthenticationError,
     BufferTooShort,
     ProcessError,
-    TimeoutError,
 )
 from multiprocessing.process import active_children, current_process, parent_process
 from typing import TYPE_CHECKING, Any
@@ -23,20 +22,25 @@ from . import _exit  # noqa: F401  (registers the Ctrl-C exit handler)
 from ._context import ProcesosContext, default_context
 from ._errors import (
     BrokenExecutorError,
+    ClusterConnectionError,
     ProcesosError,
     ProcessCrashedError,
     RemoteError,
     RemoteTraceback,
     SerializationError,
     TaskTimeoutError,
+    TimeoutError,
     WorkerCrashedError,
 )
-from ._executor import Executor
 from ._launch._zygote_client import set_zygote_preload, zygote_pid
-from ._pool import Pool
+from ._output import get_output, set_output
 from ._process import Process
 
 if TYPE_CHECKING:
+    from multiprocessing import shared_memory
+
+    from ._executor import Executor
+    from ._pool import Pool
     from ._sharing._shared_array import SharedArray
 
 __version__ = "0.1.0"
@@ -74,13 +78,29 @@ set_executable = _ctx.set_executable
 reducer = _mp.reducer
 
 
-def __getattr__(name: str) -> Any:
-    # SharedArray needs numpy, which importing procesos must not import.
-    if name == "SharedArray":
-        from ._sharing._shared_array import SharedArray
+# Imported on first use, so that ``import procesos`` stays light: a spawn child
+# and the zygote import procesos, and the engine pulls in asyncio, SharedArray
+# numpy. Name -> (module, attribute).
+_LAZY = {
+    "Executor": ("procesos._executor", "Executor"),
+    "Pool": ("procesos._pool", "Pool"),
+    "SharedArray": ("procesos._sharing._shared_array", "SharedArray"),
+    "shared_memory": ("multiprocessing.shared_memory", None),
+}
 
-        return SharedArray
-    raise AttributeError(f"module 'procesos' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'procesos' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [
@@ -90,6 +110,7 @@ __all__ = [
     "BoundedSemaphore",
     "BrokenExecutorError",
     "BufferTooShort",
+    "ClusterConnectionError",
     "Condition",
     "Event",
     "Executor",
@@ -125,10 +146,12 @@ __all__ = [
     "get_all_start_methods",
     "get_context",
     "get_logger",
+    "get_output",
     "get_start_method",
     "log_to_stderr",
     "parent_process",
     "set_executable",
+    "set_output",
     "set_start_method",
     "set_zygote_preload",
     "shared_memory",

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import builtins
+import multiprocessing
 import signal
 from typing import Any
 
 __all__ = [
     "BrokenExecutorError",
+    "ClusterConnectionError",
+    "ClusterWorkerCrashedError",
     "ProcesosError",
     "ProcessCrashedError",
     "RemoteError",
     "RemoteTraceback",
     "SerializationError",
     "TaskTimeoutError",
+    "TimeoutError",
     "WorkerCrashedError",
     "describe_exitcode",
 ]
@@ -105,8 +110,22 @@ class WorkerCrashedError(ProcessCrashedError):
     """A pool worker died while it held a task; only that task fails."""
 
 
-class TaskTimeoutError(ProcesosError, TimeoutError):
-    """A task ran longer than its timeout and was stopped."""
+class TimeoutError(ProcesosError, multiprocessing.TimeoutError, builtins.TimeoutError):
+    """A wait ran out of time (``Process.result(timeout)``, ``AsyncResult.get``).
+
+    One class for every timeout procesos raises: it is at once the standard
+    library's ``multiprocessing.TimeoutError`` and the built-in
+    ``TimeoutError``, so code written for either catches it.
+    """
+
+
+class TaskTimeoutError(TimeoutError):
+    """A task ran longer than its timeout.
+
+    On the local engine the task was stopped (its worker killed and replaced).
+    On a cluster backend (Dask, Ray) the call cannot be stopped: it goes on in
+    its worker and its result is dropped; the message says which.
+    """
 
 
 class SerializationError(ProcesosError):
@@ -119,3 +138,29 @@ class SerializationError(ProcesosError):
 
 class BrokenExecutorError(ProcesosError):
     """The task engine itself cannot go on (not raised for a single task's failure)."""
+
+
+class ClusterConnectionError(ProcesosError, ConnectionError):
+    """A cluster backend (Dask, Ray) could not reach its scheduler in time.
+
+    The message names the backend, the address and the time waited.
+    """
+
+
+class ClusterWorkerCrashedError(WorkerCrashedError):
+    """A cluster worker (Dask, Ray) died while it held a task.
+
+    The cluster reports which worker died, not how: ``pid`` and ``exitcode``
+    are None; ``name`` is the worker's address or id, ``task`` the task.
+    """
+
+    def __init__(self, message: str, worker: str, task: str) -> None:
+        ProcesosError.__init__(self, message)
+        self.name = worker
+        self.pid = None
+        self.exitcode = None
+        self.hint = ""
+        self.task = task
+
+    def __reduce__(self) -> tuple[type[ProcessCrashedError], tuple[Any, ...]]:
+        return (type(self), (str(self), self.name, self.task))

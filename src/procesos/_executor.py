@@ -50,12 +50,24 @@ class Executor(futures.Executor):
     A worker that dies fails only the tasks it held; a replacement is started
     and the other tasks go on. An unpicklable argument or result fails its task
     alone with :class:`~procesos.SerializationError`.
+
+    *backend* ``"dask"`` or ``"ray"`` (with *address* of a cluster, or None
+    for a local one) runs the same calls on a cluster: see docs/scaling.md.
     """
+
+    def __new__(cls, *args: Any, backend: str = "local", **kwargs: Any) -> Executor:
+        if cls is Executor and backend != "local":
+            from ._backends import executor_class  # layer 6, only when asked for
+
+            cls = executor_class(backend)
+        return super().__new__(cls)
 
     def __init__(
         self,
         max_workers: int | None = None,
         *,
+        backend: str = "local",
+        address: str | None = None,
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
         max_tasks_per_worker: int | None = None,
@@ -67,6 +79,8 @@ class Executor(futures.Executor):
         mp_context: object = None,
         threads_per_worker: int | None = 1,
     ) -> None:
+        if address is not None:
+            raise ValueError("address= needs a cluster backend: backend='dask' or 'ray'")
         self._engine: Engine = create_engine(
             max_workers=max_workers, initializer=initializer, initargs=initargs,
             max_tasks_per_worker=max_tasks_per_worker,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
@@ -11,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from ._engine import Engine, MapJob, WorkerStats, create_engine
 from ._engine._jobs import ResultIterator
+from ._errors import TimeoutError as WaitTimeoutError
 
 __all__ = ["ApplyResult", "AsyncResult", "MapResult", "Pool"]
 
@@ -29,7 +29,7 @@ class AsyncResult(Generic[T]):
         raise NotImplementedError
 
     def get(self, timeout: float | None = None) -> T:
-        """The result; re-raises the task's exception; ``multiprocessing.TimeoutError``
+        """The result; re-raises the task's exception; ``procesos.TimeoutError``
         if it is not ready within *timeout* seconds."""
         raise NotImplementedError
 
@@ -77,7 +77,7 @@ class ApplyResult(AsyncResult[T]):
             return self._future.result(timeout)
         except TimeoutError:
             if not self._future.done():
-                raise multiprocessing.TimeoutError from None
+                raise WaitTimeoutError from None
             raise
 
 
@@ -132,7 +132,7 @@ class MapResult(AsyncResult[list[T]]):
 
     def get(self, timeout: float | None = None) -> list[T]:
         if not self._job.wait(timeout):
-            raise multiprocessing.TimeoutError
+            raise WaitTimeoutError
         ok, value = self._settle()
         if ok:
             return value  # type: ignore[no-any-return]
@@ -248,7 +248,7 @@ class Pool:
         """
         return ResultIterator(self._job(func, iterable, chunksize, star=False, ordered=True,
                                         collect=False, return_exceptions=return_exceptions),
-                              timeout_error=multiprocessing.TimeoutError)
+                              timeout_error=WaitTimeoutError)
 
     def imap_unordered(self, func: Callable[..., T], iterable: Iterable[Any],
                        chunksize: int | None = None, *,
@@ -256,7 +256,7 @@ class Pool:
         """Like :meth:`imap`, results in the order they finish."""
         return ResultIterator(self._job(func, iterable, chunksize, star=False, ordered=False,
                                         collect=False, return_exceptions=return_exceptions),
-                              timeout_error=multiprocessing.TimeoutError)
+                              timeout_error=WaitTimeoutError)
 
     # -- lifetime ----------------------------------------------------------------
     def close(self) -> None:

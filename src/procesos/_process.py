@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._errors import ProcessCrashedError
+from ._errors import ProcessCrashedError, TimeoutError
 from ._launch._popen import BasePopen
 from ._outcome import decode
+from ._output import check_output_mode
 
 __all__ = ["Process"]
 
@@ -56,6 +57,7 @@ class Process(BaseProcess):
         kwargs: Mapping[str, Any] | None = None,
         *,
         daemon: bool | None = None,
+        output: str | None = None,
     ) -> None:
         if target is not None and not callable(target):
             raise TypeError(
@@ -64,6 +66,9 @@ class Process(BaseProcess):
         if group is not None:
             raise ValueError("group argument must be None")
         super().__init__(None, target, name, tuple(args), dict(kwargs or {}), daemon=daemon)
+        #: "relay", "prefix", "capture", "inherit", or None: procesos.get_output() at start().
+        self._output = None if output is None else check_output_mode(output)
+        self._kept_streams: tuple[str | None, str | None] = (None, None)
         self._settled: tuple[bool, Any] | None = None
         self._kept_outcome: bytes | None = None
         self._kept_exitcode: int | None = None
@@ -111,7 +116,31 @@ class Process(BaseProcess):
         if self._popen is not None and self._popen.poll() is not None:
             self._kept_outcome = self._popen.outcome
             self._kept_exitcode = self._popen.returncode
+            output = self._popen.output
+            if output is not None:
+                output.finish()
+                self._kept_streams = (output.captured(0), output.captured(1))
         super().close()
+
+    @property
+    def stdout(self) -> str | None:
+        """With ``output="capture"``: what the child wrote to its stdout, complete after
+        ``join()``; None in the other modes."""
+        return self._captured(0)
+
+    @property
+    def stderr(self) -> str | None:
+        """With ``output="capture"``: what the child wrote to its stderr, complete after
+        ``join()``; None in the other modes."""
+        return self._captured(1)
+
+    def _captured(self, which: int) -> str | None:
+        popen = self._popen
+        if popen is not None and popen.output is not None:
+            return popen.output.captured(which)
+        if popen is None and self._output == "capture" and not self._closed:
+            return ""  # not started yet
+        return self._kept_streams[which]
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the process and return what its target returned.

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import copyreg
 import pickle
+import types
 from collections import ChainMap
+from collections.abc import Callable
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -41,10 +43,24 @@ __all__ = [
 PROTOCOL = _transport.PROTOCOL
 
 
+def _rebuild_code(rebuild: Callable[..., types.CodeType], args: tuple[Any, ...],
+                  filename: str) -> types.CodeType:
+    return rebuild(*args).replace(co_filename=filename)
+
+
+def _reduce_code_keeping_its_file(code: types.CodeType) -> tuple[Any, ...]:
+    # cloudpickle names every function sent by value "<dynamic-code>"; keep
+    # the real file so that a child's traceback shows where the code is (and
+    # its source lines, when the file is there).
+    rebuild, args = cloudpickle.cloudpickle._code_reduce(code)
+    return _rebuild_code, (rebuild, args, code.co_filename)
+
+
 class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     """cloudpickle with multiprocessing's reducers for its own types."""
 
     dispatch_table = ChainMap(
+        {types.CodeType: _reduce_code_keeping_its_file},
         _transport.reducers,
         ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
         cloudpickle.Pickler.dispatch_table,

@@ -10,15 +10,20 @@ The dispatcher waits with one ``poll()`` on every worker's socket and exit
 sentinel plus a wake-up pipe. Each round it reads what arrived (no lock),
 updates the books and sends more work (under the lock), then hands results to
 futures and map jobs (no lock, so callbacks may submit). ``submit()`` writes
-straight to an idle worker under the lock, without waking the dispatcher.
-Deaths, timeouts and retries are handled in :mod:`._faults`.
+straight to an idle worker under the lock, without waking the dispatcher, and
+its caller may read the answer itself (:mod:`._direct`). The dispatcher
+watches a worker's socket only while something can come from it (a batch in
+flight, its READY message). Deaths, timeouts and retries are handled in
+:mod:`._faults`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -30,13 +35,14 @@ from .._errors import BrokenExecutorError
 from .._outcome import decode
 from ._batching import ChunkSizer
 from ._crash import oom_kills
+from ._direct import DirectFuture
 from ._faults import Faults
 from ._jobs import Batch, Call, CallBatch, FnEntry, MapJob
 from ._messages import DONE, INIT_FAILED, READY, RETIRE, SLOT_WIDTH, STOP, UNREADABLE, frame
 from ._progress import Progress
 from ._stats import SlotRecord, WorkerStats
 from ._worker import WorkerConfig
-from ._workers import WorkerHandle
+from ._workers import DISPATCHER, READING, WAITING, WorkerHandle
 
 __all__ = ["CLOSED", "CLOSING", "RUNNING", "TERMINATING", "Engine"]
 
@@ -103,22 +109,107 @@ class Engine(Faults):
     # -- entry points (any thread) ---------------------------------------------
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> Future[Any]:
-        future: Future[Any] = Future()
+        if self.pending and self.progress is None and self.state == RUNNING:
+            # Calls already wait: no worker can be idle for this one, so it joins
+            # the queue without the lock (appends are atomic; the dispatcher pops).
+            entry = self._known_entry(fn)
+            if entry is not None:
+                future: Future[Any] = Future()
+                call = Call(future, entry, args, kwargs)
+                self.pending.append(call)
+                if len(self.pending) == 1:  # else the dispatcher has more to come for it
+                    self.wake()
+                if self.state != RUNNING:
+                    self._withdraw(call)
+                return future
         with self.lock:
             self._check_open()
-            call = Call(future, self.entry(fn), args, kwargs)
+            entry = self.entry(fn)
             if self.progress is not None:
                 self.progress.add(1)
             if not self.pending and not self.retry:
                 for worker in self.workers:
                     if worker is not None and not worker.outstanding and worker.accepts_work():
-                        future.set_running_or_notify_cancel()
-                        self.send(worker, CallBatch([call], self.call_sizer.tracked))
-                        return future
+                        return self._send_now(worker, entry, args, kwargs)
+            future = Future()
+            call = Call(future, entry, args, kwargs)
             self.pending.append(call)
             if len(self.pending) == 1:
                 self.wake()
         return future
+
+    def _known_entry(self, fn: Callable[..., Any]) -> FnEntry | None:
+        """*fn*'s cache entry if it has one, without the lock (None: take the lock)."""
+        entry = self.fns.get(id(fn))
+        if entry is None or entry.fn is not fn:
+            return None
+        try:
+            self.fns.move_to_end(id(fn))
+        except (KeyError, RuntimeError):  # evicted meanwhile
+            return None
+        return entry
+
+    def _withdraw(self, call: Call) -> None:
+        """A call queued without the lock while the engine closed: refuse it, unless the
+        dispatcher already took it (then it runs, or fails with the engine)."""
+        with self.lock:
+            try:
+                self.pending.remove(call)
+            except ValueError:
+                return
+            self._check_open()
+
+    def _send_now(self, worker: WorkerHandle, entry: FnEntry, args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> Future[Any]:
+        """Under the lock: send one call to an idle worker; its caller may read the answer."""
+        direct = worker.idle() and self.timeout is None and self.progress is None
+        future: Future[Any] = DirectFuture(self) if direct else Future()
+        future.set_running_or_notify_cancel()
+        self.send(worker, CallBatch([Call(future, entry, args, kwargs)],
+                                    self.call_sizer.tracked))
+        if direct and not worker.outbox and not worker.dead:
+            worker.reader_role = WAITING
+            worker.direct = future
+            future.worker = worker  # type: ignore[attr-defined]
+        else:
+            self.wake()  # the dispatcher does not watch an idle worker's socket
+        return future
+
+    def read_direct(self, future: DirectFuture, deadline: float | None) -> None:
+        """In the caller's thread: read *future*'s answer from its worker, unless the
+        dispatcher took the worker back; until done, the deadline, or trouble."""
+        worker = future.worker
+        with self.lock:
+            if worker is None or worker.direct is not future or worker.reader_role != WAITING:
+                return
+            worker.reader_role = READING
+        try:
+            poller = select.poll()
+            poller.register(worker.fd, _POLL_IN)
+            poller.register(worker.sentinel, _POLL_IN)
+            while not future.finished():
+                wait_ms = None
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    wait_ms = math.ceil(left * 1000)
+                events = poller.poll(wait_ms)
+                if any(fd == worker.fd for fd, _ in events):
+                    frames, eof = worker.reader.read_available()
+                    self._handle(worker, frames)
+                    if eof:
+                        return
+                if any(fd == worker.sentinel for fd, _ in events):
+                    return  # it died: the dispatcher settles that
+        finally:
+            with self.lock:
+                worker.reader_role = DISPATCHER
+                worker.direct = None
+                busy = (not worker.idle() or bool(self.pending or self.retry or self.jobs)
+                        or self.state != RUNNING)
+            if busy or not future.finished():
+                self.wake()
 
     def map_job(self, fn: Callable[..., Any], iterable: Iterable[Any], *, star: bool,
                 ordered: bool, return_exceptions: bool, collect: bool,
@@ -201,10 +292,13 @@ class Engine(Faults):
             return [record.snapshot() for record in self.records]
 
     # -- workers (under the lock) ------------------------------------------------
-    def start_worker(self, slot: int, replacement: bool) -> None:
+    def _reset_slot(self, slot: int) -> None:
         base = slot * SLOT_WIDTH
         for i in range(SLOT_WIDTH):
             self.slots[base + i] = -1 if i == 0 else 0
+
+    def start_worker(self, slot: int, replacement: bool) -> None:
+        self._reset_slot(slot)
         worker = WorkerHandle(self.ctx, slot, self.slots_array, self.config,
                               self.config.max_tasks)
         self.workers[slot] = worker
@@ -230,12 +324,7 @@ class Engine(Faults):
         registered: dict[int, int] = {}
         owners: dict[int, tuple[WorkerHandle, bool]] = {}
         try:
-            while self.unstarted:
-                with self.lock:
-                    if self.state in (RUNNING, CLOSING):
-                        self.start_worker(self.unstarted[0], replacement=False)
-                    self.unstarted.pop(0)
-                    self._fill()
+            self._start_the_others()
             while True:
                 with self.lock:
                     if self._finished():
@@ -245,9 +334,16 @@ class Engine(Faults):
                     for worker in self.workers:
                         if worker is None or worker.dead:
                             continue
-                        wanted[worker.fd] = _POLL_IN | (select.POLLOUT if worker.outbox else 0)
+                        if worker.reader_role == WAITING:  # nobody came for it yet: ours
+                            worker.reader_role = DISPATCHER
+                            worker.direct = None
+                        if worker.reader_role == READING:
+                            continue  # its caller watches it, and gives it back
+                        if not worker.idle():
+                            wanted[worker.fd] = _POLL_IN | (select.POLLOUT if worker.outbox
+                                                            else 0)
+                            owners[worker.fd] = (worker, False)
                         wanted[worker.sentinel] = _POLL_IN
-                        owners[worker.fd] = (worker, False)
                         owners[worker.sentinel] = (worker, True)
                     timeout = self._poll_timeout()
                 for fd in [fd for fd in registered if fd not in wanted]:
@@ -267,18 +363,39 @@ class Engine(Faults):
         finally:
             self._release()
 
+    def _start_the_others(self) -> None:
+        """Start the workers that the constructor left to the dispatcher, outside the
+        lock: submit() and the first worker's callers do not wait for them."""
+        while self.unstarted:
+            with self.lock:
+                if self.state not in (RUNNING, CLOSING):
+                    self.unstarted.clear()
+                    return
+                slot = self.unstarted.pop(0)
+                self._reset_slot(slot)
+            worker = WorkerHandle(self.ctx, slot, self.slots_array, self.config,
+                                  self.config.max_tasks)
+            with self.lock:
+                self.workers[slot] = worker
+                self.records[slot].worker_started(worker.pid, False)
+                if self.state not in (RUNNING, CLOSING):
+                    worker.process.kill()  # terminate() came while it started
+                self._fill()
+
     def _round(self, events: list[tuple[int, int]],
                owners: dict[int, tuple[WorkerHandle, bool]]) -> None:
         arrived: list[tuple[WorkerHandle, Any, memoryview]] = []
         dead: list[WorkerHandle] = []
         for fd, mask in events:
             if fd == self.wake_r:
-                self.woken = False
                 try:
                     while os.read(self.wake_r, 4096):
                         pass
                 except BlockingIOError:
                     pass
+                # Only now: a wake() that comes after the pipe was drained must write
+                # again, and this round looks at the books after this line.
+                self.woken = False
                 continue
             owner = owners.get(fd)
             if owner is None:
@@ -292,6 +409,12 @@ class Engine(Faults):
             if not is_sentinel and mask & ~select.POLLOUT:
                 frames, _ = worker.reader.read_available()
                 arrived.extend((worker, header, payload) for header, payload in frames)
+        if dead:
+            with self.lock:  # a worker whose caller reads it is the caller's to give back
+                dead = [w for w in dead if w.reader_role != READING]
+                for worker in dead:
+                    worker.reader_role = DISPATCHER
+                    worker.direct = None
         for worker in dead:  # what it wrote before dying is already in its socket
             frames, _ = worker.reader.read_available()
             arrived.extend((worker, header, payload) for header, payload in frames)
@@ -310,6 +433,16 @@ class Engine(Faults):
                         job.end_input(_cancelled())
                 self.cancel_inputs = False
             self._fill()
+        self._deliver(deliveries)
+        self._run_deferred()
+
+    def _handle(self, worker: WorkerHandle, frames: list[tuple[Any, memoryview]]) -> None:
+        """A direct reader's share of a round: what one worker sent, handed over."""
+        decoded = [(header, self._decode_payload(header, payload)) for header, payload in frames]
+        deliveries: list[tuple[Batch, int, list[Any], dict[int, BaseException]]] = []
+        with self.lock:
+            for header, values in decoded:
+                self._on_message(worker, header, values, deliveries)
         self._deliver(deliveries)
         self._run_deferred()
 
@@ -346,8 +479,12 @@ class Engine(Faults):
             record = self.records[worker.slot]
             record.tasks += count
             record.busy_s += busy
-            (batch.job.sizer if batch.is_map() else self.call_sizer).record(  # type: ignore[attr-defined]
-                count, busy)
+            if batch.is_map():
+                job = batch.job  # type: ignore[attr-defined]
+                job.sizer.record(count, busy)
+                job.entry.per_item_s = job.sizer.per_item_s
+            else:
+                self.call_sizer.record(count, busy)
             self.batch_s = 0.8 * self.batch_s + 0.2 * busy
             deliveries.append((batch, offset, *self._errors(batch, offset, count, values,
                                                              dict(errors))))
@@ -363,6 +500,7 @@ class Engine(Faults):
             batch = worker.outstanding.pop(batch_id, None)
             if batch is None:
                 return
+            batch.lost()
             if batch.n == 1:
                 _, error = decode(error_frame, "the arguments")
                 self.annotate(error, batch, 0, worker)
@@ -505,6 +643,7 @@ class Engine(Faults):
                 if worker is not None and not worker.dead:
                     worker.process.kill()
                     worker.process.join()
+                    worker.discard_unread()
                     worker.close()
             for entry in self.fns.values():
                 entry.discard()

@@ -76,6 +76,8 @@ class Faults:
         base = worker.slot * SLOT_WIDTH
         seq, rss = self.slots[base + SLOT_SEQ], self.slots[base + SLOT_RSS]
         batches = list(worker.outstanding.values())
+        for batch in batches:
+            batch.lost()
         worker.outstanding.clear()
         worker.close()
         self.workers[worker.slot] = None
@@ -166,6 +168,7 @@ class Faults:
         """A retiring worker ran nothing from *next_offset* of *batch_id* on: send it again."""
         parts = []
         for batch in worker.outstanding.values():
+            batch.lost()
             start = next_offset if batch.id == batch_id else batch.reported
             if start < batch.n:
                 parts.append(batch.part(start, batch.n, batch.tracked))
@@ -209,6 +212,8 @@ class Faults:
         self.retry.clear()
         for worker in self.workers:
             if worker is not None:
+                for batch in worker.outstanding.values():
+                    batch.lost()
                 batches.extend(b.part(b.reported, b.n, b.tracked)
                                for b in worker.outstanding.values() if b.reported < b.n)
                 worker.outstanding.clear()

@@ -24,7 +24,7 @@ from typing import Any
 from .._errors import SerializationError
 from .._serialization import discard, dumps
 from ._batching import ChunkSizer
-from ._messages import CALL, ONE, SKIP, STAR, encode_objects
+from ._messages import CALL, ONE, SKIP, STAR, discard_shared, encode_objects
 
 __all__ = ["Batch", "Call", "CallBatch", "FnEntry", "MapBatch", "MapJob", "ResultIterator"]
 
@@ -45,7 +45,7 @@ def _type_name(obj: object) -> str:
 class FnEntry:
     """A function pickled once for this engine, known by its id."""
 
-    __slots__ = ("data", "fn", "fn_id", "name")
+    __slots__ = ("data", "fn", "fn_id", "name", "per_item_s")
 
     def __init__(self, fn: Callable[..., Any], fn_id: int) -> None:
         try:
@@ -60,6 +60,7 @@ class FnEntry:
         self.fn = fn
         self.fn_id = fn_id
         self.name = _name(fn)
+        self.per_item_s: float | None = None  # learned by the maps that ran it
 
     def discard(self) -> None:
         """No worker will load this function again: free its shared memory, if any."""
@@ -121,7 +122,7 @@ class Call:
 class Batch:
     """What one RUN message carries; set by the dispatcher when sent."""
 
-    __slots__ = ("id", "n", "reported", "seq_base", "skips", "tracked")
+    __slots__ = ("frame", "id", "n", "reported", "seq_base", "skips", "tracked")
 
     n: int
 
@@ -131,6 +132,12 @@ class Batch:
         self.reported = 0
         self.tracked = tracked
         self.skips: dict[int, BaseException] = {}
+        self.frame: bytes | None = None  # the payload sent, when it holds shared memory
+
+    def lost(self) -> None:
+        """Its worker will never read it (died, retired): free its shared memory."""
+        frame, self.frame = self.frame, None
+        discard_shared(frame)
 
     # Overridden by the two kinds of batches.
     def entries(self) -> list[FnEntry]:
@@ -167,18 +174,21 @@ class Batch:
 class CallBatch(Batch):
     """A few independent calls."""
 
-    __slots__ = ("calls",)
+    __slots__ = ("_entries", "calls")
 
     def __init__(self, calls: list[Call], tracked: bool = True) -> None:
         super().__init__(tracked)
         self.calls = calls
         self.n = len(calls)
+        self._entries: list[FnEntry] | None = None
 
     def entries(self) -> list[FnEntry]:
-        seen: dict[int, FnEntry] = {}
-        for call in self.calls:
-            seen.setdefault(call.entry.fn_id, call.entry)
-        return list(seen.values())
+        if self._entries is None:
+            seen: dict[int, FnEntry] = {}
+            for call in self.calls:
+                seen.setdefault(call.entry.fn_id, call.entry)
+            self._entries = list(seen.values())
+        return self._entries
 
     def encode(self) -> tuple[int, bytes]:
         index = {entry.fn_id: i for i, entry in enumerate(self.entries())}
@@ -293,8 +303,11 @@ class MapJob:
         self.ordered = ordered
         self.return_exceptions = return_exceptions
         self.collect = collect
+        # A consumer takes results as they come; a collecting job's caller only
+        # waits for the end, so it is woken once, not once per piece.
+        self.streaming = not collect
         self.workers = workers
-        self.sizer = ChunkSizer(workers, chunksize)
+        self.sizer = ChunkSizer(workers, chunksize, entry.per_item_s)
         self._wake = wake
         self.attempts: dict[int, int] = {}
         # Input side: the dispatcher thread only.
@@ -391,7 +404,8 @@ class MapJob:
             else:
                 self.arrived.append((start, values, absolute))
             self.done += len(values)
-            self.cond.notify_all()
+            if self.streaming or self.finished():
+                self.cond.notify_all()
         self._notify()
 
     def _check_finished(self) -> None:

@@ -9,6 +9,12 @@ A message is one frame::
     header    stdlib pickle of a plain tuple whose first element is a tag
     payload   the rest of the body: user objects (see :func:`encode_objects`)
 
+A payload is a plain pickle stream, or, when it holds a buffer of at least the
+shared-memory threshold, a :mod:`procesos._serialization` frame whose large
+buffers wait in shared memory (:func:`is_shared`): the receiver maps them. The
+sender discards such a frame when its receiver can no longer load it (a
+worker that died or retired before reading its batch).
+
 Parent -> worker
 
 ``(RUN, batch_id, seq_base, style, tracked, timed, fns)`` + payload *items*
@@ -51,12 +57,13 @@ import struct
 from collections import deque
 from typing import Any
 
-from .._serialization import dumps
+from .._serialization import discard, dumps, dumps_fast, get_threshold
+from .._shm._transport import MAGIC
 
 __all__ = [
     "CALL", "DONE", "INIT_FAILED", "ONE", "READY", "RETIRE", "RUN", "SKIP", "SLOT_RSS",
     "SLOT_SEQ", "SLOT_START", "SLOT_WIDTH", "STAR", "STOP", "UNREADABLE", "FrameReader",
-    "encode_objects", "frame", "write_all",
+    "discard_shared", "encode_objects", "encode_values", "frame", "is_shared", "write_all",
 ]
 
 RUN, STOP, READY, INIT_FAILED, DONE, UNREADABLE, RETIRE = range(7)
@@ -78,20 +85,69 @@ class _Skip:
 SKIP = _Skip()
 
 
+class _Large(Exception):
+    """A buffer at least as large as the shared-memory threshold was met."""
+
+
+def _in_band(buffer: pickle.PickleBuffer) -> bool:
+    # The buffer callback of the quick path: small buffers stay in the stream.
+    if memoryview(buffer).nbytes >= get_threshold():
+        raise _Large
+    return True
+
+
+def _quick(obj: Any) -> bytes | None:
+    """A plain pickle of *obj* with the C pickler, or None when something in it is
+    large enough for shared memory. Raises what the pickler raised."""
+    try:
+        data = pickle.dumps(obj, _PROTOCOL, buffer_callback=_in_band)
+    except _Large:
+        return None
+    return data if len(data) < get_threshold() else None
+
+
 def encode_objects(obj: Any) -> bytes:
     """Pickle user objects for a worker: the C pickler, else cloudpickle.
 
     Workers never import the parent's ``__main__``, so anything that the C
     pickler would save as a reference into ``__main__`` goes by value instead.
-    Raises what the pickler raised when *obj* cannot be pickled.
+    Small data is one plain pickle (the quick path); large buffers go through
+    shared memory. Raises what the pickler raised when *obj* cannot be pickled.
     """
     try:
-        data = pickle.dumps(obj, _PROTOCOL)
+        data = _quick(obj)
+    except Exception:
+        return dumps(obj)
+    if data is not None:
+        return dumps(obj) if b"__main__" in data else data
+    try:
+        data = dumps_fast(obj)
     except Exception:
         return dumps(obj)
     if b"__main__" in data:
+        discard(data)
         return dumps(obj)
     return data
+
+
+def encode_values(values: Any) -> bytes:
+    """Pickle results for the parent (which has ``__main__``: the C pickler is enough).
+
+    Raises what the pickler raised.
+    """
+    data = _quick(values)
+    return dumps_fast(values) if data is None else data
+
+
+def is_shared(payload: bytes | memoryview) -> bool:
+    """Whether *payload* holds data in shared memory (a frame to discard if never loaded)."""
+    return bytes(payload[:4]) == MAGIC
+
+
+def discard_shared(payload: bytes | memoryview | None) -> None:
+    """*payload* will never be loaded: free its shared memory now, if it has any."""
+    if payload is not None and is_shared(payload):
+        discard(payload)
 
 
 def frame(header: tuple[Any, ...], payload: bytes = b"") -> list[bytes]:

@@ -11,7 +11,6 @@ mid-batch when results have waited more than ``FLUSH_NS``.
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 import threading
 import time
@@ -41,6 +40,7 @@ from ._messages import (
     STOP,
     UNREADABLE,
     FrameReader,
+    encode_values,
     frame,
     write_all,
 )
@@ -137,7 +137,7 @@ class _Worker:
     def flush(self, batch_id: int, offset: int, values: list[Any],
               errors: list[tuple[int, bytes]], busy_ns: int) -> None:
         try:
-            payload = pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
+            payload = encode_values(values)
         except Exception:
             payload = self._pickle_values_carefully(values, errors)
         now = time.monotonic_ns()

@@ -3,6 +3,13 @@
 Writes never block: what the socket does not take now waits in the outbox
 until the dispatcher sees the socket writable, so the parent can never
 deadlock with a worker that is itself writing results.
+
+Who reads a worker's socket (``WorkerHandle.reader_role``, changed under the
+engine's lock): the dispatcher (``DISPATCHER``), or, for a single call sent
+to an idle worker, the caller waiting for its result (``WAITING`` until the
+caller comes for it, then ``READING``). The dispatcher takes back a
+``WAITING`` worker whenever it looks at its books, and a ``READING`` one
+when the caller gives it back; never both read at once.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ from typing import Any
 
 from .._context import ProcesosContext
 from ._jobs import Batch
-from ._messages import RUN, FrameReader, frame, write_some
+from ._messages import DONE, RUN, FrameReader, discard_shared, frame, is_shared, write_some
 from ._worker import FN_CACHE_SIZE, WorkerConfig, worker_main
 
-__all__ = ["WorkerHandle"]
+__all__ = ["DISPATCHER", "READING", "WAITING", "WorkerHandle"]
+
+DISPATCHER, WAITING, READING = "dispatcher", "waiting", "reading"
 
 
 class WorkerHandle:
@@ -53,13 +62,21 @@ class WorkerHandle:
         self.stopping = False
         self.dead = False
         self.timed_out_seq: int | None = None
+        self.reader_role = DISPATCHER
+        self.direct: object = None  # the future whose caller may read the result itself
 
     def accepts_work(self) -> bool:
-        return not (self.retiring or self.stopping or self.dead) and self.budget != 0
+        return (not (self.retiring or self.stopping or self.dead) and self.budget != 0
+                and self.reader_role == DISPATCHER)
+
+    def idle(self) -> bool:
+        """Ready, with nothing sent and nothing to send: nothing can arrive from it."""
+        return self.ready and not self.outstanding and not self.outbox
 
     def send_batch(self, batch: Batch, batch_id: int, seq_base: int, timed: bool) -> None:
         """Send *batch* (encoding it now); raises what pickling the function raised."""
         style, payload = batch.encode()
+        batch.frame = payload if is_shared(payload) else None
         fns: list[tuple[int, bytes | None]] = []
         for entry in batch.entries():
             if entry.fn_id in self.known_fns:
@@ -102,6 +119,19 @@ class WorkerHandle:
                 write_some(self.fd, self.outbox)
             except OSError:
                 self.outbox.clear()  # the worker died; its sentinel will say so
+
+    def discard_unread(self) -> None:
+        """Nobody will load what the worker sent and the parent has not read: free the
+        shared memory of its results, and of the batches it never read."""
+        try:
+            frames, _ = self.reader.read_available()
+        except OSError:
+            frames = []
+        for header, payload in frames:
+            if header[0] == DONE:
+                discard_shared(payload)
+        for batch in self.outstanding.values():
+            batch.lost()
 
     def close(self) -> None:
         """Release the process and the socket (the worker has ended)."""

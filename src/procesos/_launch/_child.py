@@ -28,6 +28,7 @@ from multiprocessing.process import BaseProcess
 from typing import NoReturn
 
 from .._outcome import encode_error, encode_value
+from .._output import above_std_fds, adopt_std_streams, install_std_fds
 from .._serialization import loads
 from ._fds import install_inherited_fds
 from ._lifetime import die_with_parent
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 _INTERRUPT = {signal.SIGINT}
+STD_TARGETS = (1, 2)
 
 
 def block_interrupts() -> set[int | signal.Signals]:
@@ -99,12 +101,17 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
             outcome = encode_error(exc, traceback.format_exc())
             raise
         else:
-            outcome = encode_value(value, f"the result of process {process_obj.name!r}")
+            # None needs no frame: exit code 0 without one reads as None
+            # (Process._settle), and the parent is spared a wake-up.
+            if value is not None:
+                outcome = encode_value(value, f"the result of process {process_obj.name!r}")
 
     # As the standard library's start methods do: the exit handlers of the
     # process we were forked from are not ours.
     atexit._clear()
     atexit.register(util._exit_function)  # type: ignore[attr-defined]
+    if getattr(process_obj, "_output_mode", "inherit") != "inherit":
+        adopt_std_streams()  # descriptors 1 and 2 lead to the parent's relay
     process_obj.run = run_and_record  # type: ignore[method-assign]
     exitcode = process_obj._bootstrap(parent_sentinel=channel.fileno())  # type: ignore[attr-defined]
     try:
@@ -184,19 +191,23 @@ def _serve(channel: Connection, received_fds: list[int] | None, parent_pid: int,
     return run_process(process_obj, channel)
 
 
-def spawn_main(channel_fd: int, parent_thread_is_main: int) -> NoReturn:
-    """Entry point of a ``spawn`` child (a fresh interpreter)."""
+def spawn_main(channel_fd: int, parent_thread_is_main: int,
+               std_fds: list[int] | None = None) -> NoReturn:
+    """Entry point of a ``spawn`` child (a fresh interpreter).
+
+    *std_fds*, when given, become descriptors 1 and 2 (the pipes to the parent's relay).
+    """
     code = 1
     try:
+        if std_fds:
+            channel_fd = above_std_fds(channel_fd)
+            install_std_fds(std_fds)
         channel = Connection(channel_fd)
         code = _serve(channel, None, os.getppid(), bool(parent_thread_is_main))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-
-
-STD_TARGETS = (1, 2)
 
 
 def zygote_child_main(channel_fd: int, std_mask: int, fds: list[int], zygote_pid: int) -> NoReturn:
@@ -209,13 +220,18 @@ def zygote_child_main(channel_fd: int, std_mask: int, fds: list[int], zygote_pid
     code = 1
     try:
         position = 0
-        for bit, target in enumerate(STD_TARGETS):
+        std_fds: list[int | None] = []
+        for bit in range(len(STD_TARGETS)):
             if std_mask & (1 << bit):
-                os.dup2(fds[position], target)
-                os.close(fds[position])
+                std_fds.append(fds[position])
                 position += 1
+            else:
+                std_fds.append(None)
+        channel_fd = above_std_fds(channel_fd)
+        received = [above_std_fds(fd) for fd in fds[position:]]
+        install_std_fds(std_fds)
         channel = Connection(channel_fd)
-        code = _serve(channel, fds[position:], zygote_pid, True)
+        code = _serve(channel, received, zygote_pid, True)
     finally:
         try:
             sys.stdout.flush()

@@ -13,6 +13,7 @@ from multiprocessing import util
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from .._output import above_std_fds, output_quiet
 from ._child import block_interrupts, fork_child_main, unblock_interrupts
 from ._popen import BasePopen
 from ._wire import channel_pair
@@ -32,13 +33,15 @@ class ForkPopen(BasePopen):
         parent_r, child_w = os.pipe()
         # The child starts with SIGINT blocked and unblocks it around run().
         old_mask = block_interrupts()
-        self.pid = os.fork()
+        with output_quiet():  # the relay thread holds no stream's lock while we fork
+            self.pid = os.fork()
         if self.pid == 0:
             try:
                 channel.close()
                 os.close(parent_r)
-                code = fork_child_main(process_obj, Connection(child_sock.detach()),
-                                       parent_thread_is_main)
+                channel_fd = above_std_fds(child_sock.detach())
+                self.install_std_fds_in_forked_child()
+                code = fork_child_main(process_obj, Connection(channel_fd), parent_thread_is_main)
             finally:
                 os._exit(code)
         unblock_interrupts(old_mask)

@@ -20,6 +20,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, ClassVar
 
 from .._errors import SerializationError
+from .._output import ChildOutput, install_std_fds, open_child_output, resolve_output_mode
 from .._serialization import dumps
 from ._fds import InheritedFd
 from ._wire import ChildSetup
@@ -44,6 +45,10 @@ def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> Serializat
             culprit = f"{label}, a {cls.__module__}.{cls.__qualname__} object,"
             detail = str(part_exc)
             break
+    if "fork context" in detail:
+        detail += (" (multiprocessing's default context on Linux is 'fork': create the "
+                   "object with procesos, e.g. procesos.Queue(), or with "
+                   "multiprocessing.get_context('spawn'))")
     return SerializationError(
         f"cannot start process {process_obj.name!r}: {culprit} cannot be pickled ({detail}). "
         "The 'zygote' and 'spawn' start methods send the target and its arguments to the "
@@ -67,8 +72,29 @@ class BasePopen:
         self.finalizer: util.Finalize | None = None
         self.channel: Connection | None = None
         self.outcome: bytes | None = None
+        # multiprocessing's _cleanup() polls every child from whichever thread
+        # starts a process: the channel and the exit status are read under
+        # this lock, never by two threads at once.
+        self._lock = threading.RLock()
+        # BaseProcess.start() drops its target and arguments once started; a
+        # Lock, Queue or manager proxy made just for this child would then be
+        # collected (its semaphore unlinked, its manager object deleted) before
+        # or while the child uses it. Keep them until the child has ended.
+        self._keepalive: tuple[object, ...] | None = (
+            getattr(process_obj, "_target", None),
+            getattr(process_obj, "_args", None),
+            getattr(process_obj, "_kwargs", None),
+        )
         self._fds: list[int] = []
-        self._launch(process_obj)
+        self.output = self._open_output(process_obj)
+        try:
+            self._launch(process_obj)
+        except BaseException:
+            if self.output is not None:
+                self.output.abandon()
+            raise
+        if self.output is not None:
+            self.output.attach()
 
     # -- the popen protocol -------------------------------------------------
     def duplicate_for_child(self, fd: int) -> int:
@@ -86,14 +112,27 @@ class BasePopen:
     def poll(self, flag: int = os.WNOHANG) -> int | None:
         if self.returncode is None:
             self._drain(0)
-            self.returncode = self._reap(block=flag == 0)
+            with self._lock:
+                if self.returncode is None:
+                    # Never back to None: a second reader finds nothing to reap.
+                    self.returncode = self._reap(block=flag == 0)
+                    if self.returncode is not None:
+                        self._keepalive = None
+                        if self.output is not None:
+                            self.output.request_finish()
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the end of the process and the delivery of all its output."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         if self.returncode is None:
             if not self._drain(timeout):
                 return None
-            return self.poll(0)
+            self.poll(0)
+        if self.output is not None:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self.output.finish(remaining):
+                return None
         return self.returncode
 
     def _signal_target(self) -> int:
@@ -116,9 +155,12 @@ class BasePopen:
         self._send_signal(signal.SIGINT)
 
     def close(self) -> None:
+        if self.output is not None:
+            self.output.finish()
         if self.finalizer is not None:
             self.finalizer()
         self.channel = None
+        self._keepalive = None
 
     # -- the channel --------------------------------------------------------
     def _drain(self, timeout: float | None) -> bool:
@@ -126,10 +168,17 @@ class BasePopen:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             channel = self.channel
-            watched = [self.sentinel] if channel is None else [self.sentinel, channel.fileno()]
+            try:  # another thread (multiprocessing's _cleanup) may have closed it
+                channel_fd = None if channel is None else channel.fileno()
+            except OSError:
+                channel, channel_fd = None, None
+            watched = [self.sentinel] if channel_fd is None else [self.sentinel, channel_fd]
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select(watched, [], [], remaining)
-            if channel is not None and (channel.fileno() in ready or self.sentinel in ready):
+            try:
+                ready, _, _ = select.select(watched, [], [], remaining)
+            except (OSError, ValueError):  # closed by close() in another thread
+                return True
+            if channel is not None and (channel_fd in ready or self.sentinel in ready):
                 self._receive(channel)
             if self.sentinel in ready:
                 return True
@@ -137,14 +186,36 @@ class BasePopen:
                 return False
 
     def _receive(self, channel: Connection) -> None:
-        try:
-            if channel.poll(0):
-                self.outcome = channel.recv_bytes()
+        with self._lock:
+            if self.channel is not channel:
+                return  # another thread read it to the end meanwhile
+            try:
+                if channel.poll(0):
+                    self.outcome = channel.recv_bytes()
+                return
+            except (EOFError, OSError):
+                # End of file: nothing more will come.
+                channel.close()
+                self.channel = None
+
+    # -- the child's standard streams ----------------------------------------
+    def _open_output(self, process_obj: BaseProcess) -> ChildOutput | None:
+        mode = resolve_output_mode(getattr(process_obj, "_output", None))
+        # The child reads it back to make its streams line-buffered (_child.run_process).
+        process_obj._output_mode = mode  # type: ignore[attr-defined]
+        return open_child_output(mode, process_obj.name)
+
+    def std_fds_for_child(self) -> tuple[int, int]:
+        """The descriptors the child gets as its 1 and 2: its output pipes, or ours (inherit)."""
+        return (1, 2) if self.output is None else self.output.child_fds
+
+    def install_std_fds_in_forked_child(self) -> None:
+        """In a child just forked from this popen's process: descriptors 1 and 2 are its pipes."""
+        if self.output is None:
             return
-        except (EOFError, OSError):
-            # End of file: nothing more will come.
-            channel.close()
-            self.channel = None
+        for sink in self.output.sinks:
+            os.close(sink.fd)
+        install_std_fds(self.output.child_fds)
 
     # -- helpers for the start methods ---------------------------------------
     def _pickle_process(self, process_obj: BaseProcess) -> bytes:

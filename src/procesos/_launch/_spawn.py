@@ -51,11 +51,13 @@ class SpawnPopen(BasePopen):
         channel, child_sock = channel_pair()
         parent_r, child_w = os.pipe()
         main = int(threading.current_thread() is threading.main_thread())
+        # Pipes to the relay, if any, become the child's 1 and 2 (spawn_main).
+        std_fds = [] if self.output is None else list(self.output.child_fds)
         try:
             self.pid = spawn_interpreter(
                 "from procesos._launch._child import spawn_main; "
-                f"spawn_main({child_sock.fileno()}, {main})",
-                [child_sock.fileno(), child_w, *self._fds],
+                f"spawn_main({child_sock.fileno()}, {main}, {std_fds})",
+                [child_sock.fileno(), child_w, *std_fds, *self._fds],
             )
         finally:
             child_sock.close()

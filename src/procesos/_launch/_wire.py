@@ -12,16 +12,25 @@ Child to parent, once, when the target has returned or raised:
 The parent never writes after step 2, so a readable channel in the child means
 the parent has gone (end of file).
 
+A frame is ``Connection.send_bytes``'s: a ``struct "!i"`` length, then the
+bytes (from 2 GiB on: ``-1``, then a ``struct "!Q"`` length). The zygote
+client writes the frames itself (:func:`frame_header`), in the same
+``sendmsg`` as its request to the zygote.
+
 The zygote's own request format is documented in :mod:`._zygote_server`.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 from multiprocessing.connection import Connection
 from typing import NamedTuple
 
-__all__ = ["ChildSetup", "channel_pair"]
+__all__ = ["ChildSetup", "channel_pair", "frame_header"]
+
+_SHORT = struct.Struct("!i")
+_LONG = struct.Struct("!iQ")
 
 
 class ChildSetup(NamedTuple):
@@ -30,8 +39,11 @@ class ChildSetup(NamedTuple):
     start_method: str | None  # the parent's default start method, if chosen
     sys_path: list[str]
     sys_argv: list[str]
-    cwd: str | None  # zygote children follow the parent's current directory
-    environ: dict[str, str] | None  # ... and its current environment
+    # Zygote children follow the parent's current directory and environment;
+    # None: keep the process's own (spawn), or the zygote's, which is the
+    # parent's as it was when the zygote started and has not changed since.
+    cwd: str | None
+    environ: dict[str, str] | None
     fds: list[int]  # descriptors the child received, indexed by InheritedFd
     resource_tracker_fd: int | None  # index into fds
     parent_thread_is_main: bool  # whether PR_SET_PDEATHSIG is safe to use
@@ -43,3 +55,10 @@ def channel_pair() -> tuple[Connection, socket.socket]:
     """A parent ``Connection`` and the child's socket end of one channel."""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     return Connection(parent.detach()), child
+
+
+def frame_header(size: int) -> bytes:
+    """The header ``Connection.send_bytes`` writes before *size* bytes of data."""
+    if size > 0x7FFFFFFF:
+        return _LONG.pack(-1, size)
+    return _SHORT.pack(size)

@@ -8,6 +8,7 @@ a 32-byte secret that only the parent and the zygote know.
 
 from __future__ import annotations
 
+import array
 import os
 import pickle
 import secrets
@@ -21,7 +22,7 @@ import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from multiprocessing import util
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -30,7 +31,8 @@ from .._errors import ProcesosError
 from ._fork import close_channel_and_fds
 from ._popen import BasePopen
 from ._spawn import spawn_interpreter
-from ._zygote_server import _REQUEST, SECRET_SIZE, ZygoteConfig
+from ._wire import ChildSetup, frame_header
+from ._zygote_server import _PID, _REQUEST, SECRET_SIZE, ZygoteConfig
 
 __all__ = ["ZygotePopen", "default_preload", "set_zygote_preload", "zygote_pid"]
 
@@ -39,15 +41,30 @@ _NEVER_PRELOAD = frozenset({
     "this", "antigravity", "readline", "rlcompleter", "tkinter", "turtle", "idlelib",
     "__hello__", "__phello__", "__main__", "__mp_main__", "pydoc", "pdb",
 })
+# The tools the parent runs under (test runners, notebook kernels, debuggers,
+# packaging): large, and never what a child's target needs. Preloading them
+# made a zygote under pytest 10 MiB bigger.
+_PARENT_TOOLING = frozenset({
+    "pytest", "_pytest", "pluggy", "iniconfig", "py", "xdist", "coverage", "pygments",
+    "IPython", "ipykernel", "jupyter_client", "jupyter_core", "zmq", "tornado", "traitlets",
+    "prompt_toolkit", "jedi", "parso", "debugpy", "comm", "ipywidgets", "nest_asyncio",
+    "bdb", "pydevd", "_pydevd_bundle", "_pydev_bundle",
+    "setuptools", "pkg_resources", "_distutils_hack", "distutils", "pip", "wheel",
+})
 _preload_override: list[str] | None = None
+_TIMEOUT = 60.0  # for the zygote's answer; it answers in microseconds unless it hangs
 
 
 def set_zygote_preload(modules: Iterable[str] | None) -> None:
     """Choose the modules a new zygote imports before forking children.
 
     None (the default) preloads the top-level modules the parent has imported
-    from the standard library and site-packages (never the user's own modules,
-    whose import could have side effects). Takes effect for the next zygote.
+    from the standard library and site-packages, except the tools the parent
+    itself runs under (pytest, IPython kernels, debuggers, setuptools), and
+    never the user's own modules, whose import could have side effects. The
+    environment variable ``PROCESOS_ZYGOTE_PRELOAD`` (comma-separated names, or
+    ``none``) does the same for programs that cannot be edited. Takes effect
+    for the next zygote.
     """
     global _preload_override
     _preload_override = None if modules is None else list(modules)
@@ -68,7 +85,8 @@ def default_preload() -> list[str]:
     )
     names = []
     for name, module in list(sys.modules.items()):
-        if "." in name or name in _NEVER_PRELOAD or name.startswith("procesos"):
+        if ("." in name or name in _NEVER_PRELOAD or name in _PARENT_TOOLING
+                or name.startswith("procesos")):
             continue
         file = getattr(module, "__file__", None)
         if file and os.path.realpath(file).startswith(roots):
@@ -86,6 +104,11 @@ class _Zygote:
         self.address = ""
         self.secret = b""
         self.alive_w = -1
+        # The parent's directory and environment when the zygote started: the
+        # zygote's own, so a child need not be told them while they are unchanged.
+        self.cwd = ""
+        self.environ_data: Mapping[object, object] = {}
+        self._setup: tuple[ChildSetup, bytes] | None = None  # the last one, pickled
 
     def running(self) -> bool:
         if self.pid is None:
@@ -121,12 +144,16 @@ class _Zygote:
             listener.close()
             os.close(alive_r)
         secret = secrets.token_bytes(SECRET_SIZE)
-        config = pickle.dumps(ZygoteConfig(secret, list(sys.path), default_preload(), directory))
+        cwd, environ, environ_data = os.getcwd(), dict(os.environ), dict(_environ_data())
+        spare = os.environ.get("PROCESOS_ZYGOTE_SPARE", "1").strip() not in ("0", "")
+        config = pickle.dumps(ZygoteConfig(
+            secret, list(sys.path), default_preload(), directory, cwd, environ, spare))
         os.set_inheritable(alive_w, False)
         with os.fdopen(os.dup(alive_w), "wb") as pipe:
             pipe.write(struct.pack("!I", len(config)) + config)
         self.pid, self.directory, self.address = pid, directory, address
         self.secret, self.alive_w = secret, alive_w
+        self.cwd, self.environ_data = cwd, environ_data
 
     def _forget(self, remove_directory: bool = True) -> None:
         """Drop the handle: the zygote is dead, or belongs to the process we forked from."""
@@ -166,28 +193,52 @@ class _Zygote:
         shutil.rmtree(self.directory, ignore_errors=True)
         self.pid, self.directory, self.address = None, "", ""
 
-    def request(self, fds: list[int], std_mask: int) -> tuple[socket.socket, int]:
-        """Ask the zygote for a child; return the child's channel socket and pid."""
+    def encode_setup(self, setup: ChildSetup) -> bytes:
+        """*setup*, pickled, with our directory and environment where they differ from
+        the zygote's (what its children start with)."""
+        cwd = os.getcwd()
+        if cwd != self.cwd:
+            setup = setup._replace(cwd=cwd)
+        if _environ_data() != self.environ_data:
+            setup = setup._replace(environ=dict(os.environ))
+        last = self._setup
+        if last is not None and last[0] == setup:
+            return last[1]
+        data = pickle.dumps(setup, protocol=pickle.HIGHEST_PROTOCOL)
+        self._setup = (setup, data)
+        return data
+
+    def request(self, fds: list[int], std_mask: int, setup: ChildSetup,
+                payload: bytes) -> tuple[socket.socket, int, int]:
+        """Ask the zygote for a child: its channel socket, pid and status pipe.
+
+        *setup* is for a child that stays where the zygote is (``cwd`` and
+        ``environ`` None). The child's two frames travel with the request, so
+        that the child can start on them while the zygote answers.
+        """
         for attempt in (1, 2):
             with self.lock:
                 if not self.running():
                     self.start()
                 address, secret = self.address, self.secret
+                setup_bytes = self.encode_setup(setup)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            status_r, status_w = os.pipe()
             try:
-                sock.settimeout(60.0)
-                sock.connect(address)
-                socket.send_fds(sock, [secret + _REQUEST.pack(std_mask)], fds)
-                reply = b""
-                while len(reply) < 4:
-                    chunk = sock.recv(4 - len(reply))
-                    if not chunk:
-                        raise ConnectionResetError("the zygote closed the connection")
-                    reply += chunk
+                try:
+                    sock.settimeout(_TIMEOUT)
+                    sock.connect(address)
+                    _send_request(sock, secret + _REQUEST.pack(std_mask), [status_w, *fds],
+                                  [frame_header(len(setup_bytes)), setup_bytes,
+                                   frame_header(len(payload)), payload])
+                finally:
+                    os.close(status_w)
+                pid = _read_pid(status_r)
                 sock.settimeout(None)
-                return sock, struct.unpack("!i", reply)[0]
+                return sock, pid, status_r
             except (OSError, TimeoutError) as exc:
                 sock.close()
+                os.close(status_r)
                 if attempt == 2:
                     raise ProcesosError(
                         f"the zygote did not start the process ({exc}); "
@@ -197,6 +248,51 @@ class _Zygote:
                     if self.running():
                         self.stop()
         raise AssertionError("unreachable")
+
+
+def _environ_data() -> Mapping[object, object]:
+    # The encoded variables, compared without decoding them all (microseconds).
+    return getattr(os.environ, "_data", None) or dict(os.environ)
+
+
+def _read_pid(status_r: int) -> int:
+    """The new child's pid, the first thing the zygote writes to its status pipe."""
+    data = b""
+    while len(data) < _PID.size:
+        if not select.select([status_r], [], [], _TIMEOUT)[0]:
+            raise TimeoutError(f"no answer from the zygote in {_TIMEOUT:.0f} s")
+        chunk = os.read(status_r, _PID.size - len(data))
+        if not chunk:
+            raise ConnectionResetError("the zygote refused the request or died")
+        data += chunk
+    return int(_PID.unpack(data)[0])
+
+
+def _send_request(sock: socket.socket, request: bytes, fds: list[int],
+                  frames: list[bytes]) -> None:
+    """The request with its descriptors, then the frames: one ``sendmsg`` when they fit."""
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+    sent = sock.sendmsg([request, *frames], ancillary)
+    if sent < len(request):
+        sock.sendall(request[sent:])
+        sent = len(request)
+    sent -= len(request)
+    rest = [memoryview(frame) for frame in frames]
+    if sent == sum(len(frame) for frame in rest):
+        return
+    try:
+        # A large payload: no time limit, the child reads it as it comes.
+        sock.settimeout(None)
+        for frame in rest:
+            if sent >= len(frame):
+                sent -= len(frame)
+                continue
+            sock.sendall(frame[sent:])
+            sent = 0
+    except OSError:
+        pass  # the child died early; its exit code tells how
+    finally:
+        sock.settimeout(_TIMEOUT)
 
 
 _zygote = _Zygote()
@@ -226,17 +322,13 @@ class ZygotePopen(BasePopen):
 
     def _launch(self, process_obj: BaseProcess) -> None:
         payload = self._pickle_process(process_obj)
-        setup = self._child_setup([], follow_parent=True)
-        std_fds = [fd for fd in (1, 2) if _valid_fd(fd)]
-        std_mask = sum(1 << bit for bit, fd in enumerate((1, 2)) if fd in std_fds)
-        status_r, status_w = os.pipe()
-        try:
-            sock, self.pid = _zygote.request([status_w, *std_fds, *self._fds], std_mask)
-        except BaseException:
-            os.close(status_r)
-            raise
-        finally:
-            os.close(status_w)
+        # cwd and environ: added by the request only where they differ from the zygote's.
+        setup = self._child_setup([], follow_parent=False)
+        child_std = self.std_fds_for_child()  # the pipes to the relay, or our own 1 and 2
+        std_fds = [fd for fd in child_std if _valid_fd(fd)]
+        std_mask = sum(1 << bit for bit, fd in enumerate(child_std) if fd in std_fds)
+        sock, self.pid, status_r = _zygote.request([*std_fds, *self._fds], std_mask,
+                                                   setup, payload)
         self.sentinel = status_r
         self.zygote_lost = False
         self._pidfd = _open_pidfd(self.pid)
@@ -245,11 +337,6 @@ class ZygotePopen(BasePopen):
         self.finalizer = util.Finalize(
             self, close_channel_and_fds, (channel, status_r, self._pidfd)
         )
-        try:
-            channel.send_bytes(pickle.dumps(setup))
-            channel.send_bytes(payload)
-        except OSError:
-            pass  # the child died early; its exit code tells how
 
     def _reap(self, block: bool) -> int | None:
         if not block and not select.select([self.sentinel], [], [], 0)[0]:
@@ -262,7 +349,7 @@ class ZygotePopen(BasePopen):
                 self.zygote_lost = True
                 return -signal.SIGKILL
             data += chunk
-        return int(struct.unpack("!i", data)[0])
+        return int(_PID.unpack(data)[0])
 
     def _send_signal(self, sig: int) -> None:
         if self.returncode is None and self.poll() is None:

@@ -7,14 +7,29 @@ the parent runs many.
 
 Wire format of one request (one connection per child):
 
-* client -> zygote: ``sendmsg`` of ``secret (32 bytes) + struct "!B"
+* client -> zygote: one ``sendmsg`` of ``secret (32 bytes) + struct "!B"
   std_mask`` with ``SCM_RIGHTS`` descriptors ``[status_w, *std_fds,
-  *user_fds]``;
-* zygote -> client: ``struct "!i"`` pid of the new child. The connection then
-  belongs to the child (it is the child's channel, see :mod:`._wire`).
+  *user_fds]``, followed in the same stream by the child's two channel frames
+  (see :mod:`._wire`). The zygote reads only the request; the frames wait in
+  the socket for the child, which can start on them at once.
+* zygote -> client, on ``status_w``: ``struct "!i"`` pid of the new child. The
+  connection belongs to the child (it is the child's channel, see
+  :mod:`._wire`); the zygote never writes to it, so nothing can interleave
+  with what the child writes.
 * When the child ends, the zygote (its parent) reaps it and writes
-  ``struct "!i"`` exit code to ``status_w``; the client's end of that pipe is
-  the process's ``sentinel``. End of file without a code means the zygote died.
+  ``struct "!i"`` exit code to ``status_w``; the client's end of that pipe,
+  once the pid is read, is the process's ``sentinel``. End of file without a
+  code means the zygote died.
+
+A connection whose first bytes are not the secret is closed unanswered (its
+descriptors closed, so the client's ``status_w`` reaches end of file), and the
+zygote goes on serving.
+
+Spare: while idle, the zygote forks the next child ahead of time. The spare
+waits on a socket pair for the connection and descriptors of a request
+(``struct "!B"`` std_mask with ``SCM_RIGHTS`` ``[connection, *std_fds,
+*user_fds]``) and answers one byte, ``\x01``, before it reads from the
+connection, so a request costs a hand-over rather than a ``fork()``.
 
 The zygote exits when the pipe from its parent reaches end of file (the parent
 exited or died); its children then get ``SIGKILL`` from the kernel
@@ -23,6 +38,8 @@ exited or died); its children then get ``SIGKILL`` from the kernel
 
 from __future__ import annotations
 
+import atexit
+import gc
 import hmac
 import importlib
 import os
@@ -33,13 +50,19 @@ import signal
 import socket
 import struct
 import sys
+from collections.abc import Callable
 from typing import NamedTuple, NoReturn
 
 __all__ = ["ZygoteConfig", "main"]
 
 SECRET_SIZE = 32
 _REQUEST = struct.Struct("!B")
+_REQUEST_SIZE = SECRET_SIZE + _REQUEST.size
+_PID = struct.Struct("!i")
 _MAX_FDS = 253  # SCM_MAX_FD
+_REHEARSE_AFTER = 0.01  # seconds a spare waits for a request before it rehearses
+_HANDOFF_TIMEOUT = 5.0  # seconds a spare has to take a request
+_TAKEN = b"\x01"
 
 
 class ZygoteConfig(NamedTuple):
@@ -49,6 +72,9 @@ class ZygoteConfig(NamedTuple):
     sys_path: list[str]
     preload: list[str]
     directory: str
+    cwd: str  # the parent's, when it started the zygote: children start there
+    environ: dict[str, str]  # likewise
+    spare: bool  # keep a child forked ahead of time
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
@@ -61,6 +87,16 @@ def _read_exactly(fd: int, size: int) -> bytes:
     return data
 
 
+def _recv_exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionResetError("the client closed the connection")
+        data += chunk
+    return data
+
+
 def _preload(names: list[str]) -> None:
     for name in names:
         try:
@@ -69,12 +105,21 @@ def _preload(names: list[str]) -> None:
             pass
 
 
+class _Spare(NamedTuple):
+    """A child forked ahead of time, waiting on *handoff* for its request."""
+
+    pid: int
+    handoff: socket.socket
+
+
 class _Zygote:
     def __init__(self, listener: socket.socket, alive_fd: int, config: ZygoteConfig) -> None:
         self.listener = listener
         self.alive_fd = alive_fd
         self.config = config
         self.children: dict[int, int] = {}  # pid -> status_w
+        self.spare: _Spare | None = None
+        self.rehearsal = _rehearsal()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -84,6 +129,8 @@ class _Zygote:
     def serve(self) -> NoReturn:
         watched = [self.listener.fileno(), self.alive_fd, self.wake_r]
         while True:
+            if self.spare is None and self.config.spare:
+                self.make_spare()
             ready, _, _ = select.select(watched, [], [])
             if self.wake_r in ready:
                 try:
@@ -109,10 +156,13 @@ class _Zygote:
                 return
             if pid == 0:
                 return
+            if self.spare is not None and self.spare.pid == pid:
+                self.spare.handoff.close()
+                self.spare = None
             status_w = self.children.pop(pid, None)
             if status_w is not None:
                 try:
-                    os.write(status_w, struct.pack("!i", os.waitstatus_to_exitcode(status)))
+                    os.write(status_w, _PID.pack(os.waitstatus_to_exitcode(status)))
                 except OSError:
                     pass
                 os.close(status_w)
@@ -121,9 +171,11 @@ class _Zygote:
         fds: list[int] = []
         try:
             conn.settimeout(5.0)
-            message, fds, flags, _ = socket.recv_fds(conn, SECRET_SIZE + _REQUEST.size, _MAX_FDS)
+            message, fds, flags, _ = socket.recv_fds(conn, _REQUEST_SIZE, _MAX_FDS)
+            if fds and 0 < len(message) < _REQUEST_SIZE:  # a request split in two
+                message += _recv_exactly(conn, _REQUEST_SIZE - len(message))
             valid = (
-                len(message) == SECRET_SIZE + _REQUEST.size
+                len(message) == _REQUEST_SIZE
                 and hmac.compare_digest(message[:SECRET_SIZE], self.config.secret)
                 and not flags & socket.MSG_CTRUNC
                 and len(fds) >= 1
@@ -131,37 +183,113 @@ class _Zygote:
             if not valid:
                 raise PermissionError("request refused")
             (std_mask,) = _REQUEST.unpack(message[SECRET_SIZE:])
+            conn.settimeout(None)  # the child's channel blocks
         except (OSError, ValueError):
             for fd in fds:
                 os.close(fd)
             conn.close()
             return
         status_w, rest = fds[0], fds[1:]
-        pid = os.fork()
-        if pid == 0:
-            self.become_child(conn, status_w, std_mask, rest)
+        pid = self.hand_to_spare(conn, std_mask, rest)
+        if pid is None:
+            try:
+                pid = os.fork()
+            except OSError:
+                pid = -1  # no room for a process: the client sees end of file
+            if pid == 0:
+                os.close(status_w)
+                self.become_child(conn.detach(), std_mask, rest)
         for fd in rest:
             os.close(fd)
+        conn.close()
+        if pid < 0:
+            os.close(status_w)
+            return
         self.children[pid] = status_w
         try:
-            conn.settimeout(None)
-            conn.sendall(struct.pack("!i", pid))
+            os.write(status_w, _PID.pack(pid))
         except OSError:
-            pass
-        conn.close()
+            pass  # the client has gone; the child will see end of file
 
-    def become_child(self, conn: socket.socket, status_w: int, std_mask: int,
-                     fds: list[int]) -> NoReturn:
+    def make_spare(self) -> None:
+        """Fork the next child now, while idle: a request then only hands it over."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            ours.close()
+            self.wait_as_spare(theirs)
+        theirs.close()
+        self.spare = _Spare(pid, ours)
+
+    def hand_to_spare(self, conn: socket.socket, std_mask: int, fds: list[int]) -> int | None:
+        """Give the request to the spare child; its pid, or None when there is none."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        try:
+            socket.send_fds(spare.handoff, [_REQUEST.pack(std_mask)], [conn.fileno(), *fds])
+            # The spare answers before it touches the connection. A spare
+            # killed while it waited may take the message and die: the
+            # request then goes to a fork. One that does not answer at all
+            # (stopped) is killed, and the request with it.
+            if not select.select([spare.handoff], [], [], _HANDOFF_TIMEOUT)[0]:
+                os.kill(spare.pid, signal.SIGKILL)
+                return spare.pid
+            if spare.handoff.recv(1) != _TAKEN:
+                return None
+        except OSError:
+            return None  # it died; reap() collects it
+        finally:
+            spare.handoff.close()
+        return spare.pid
+
+    def leave_the_zygote(self) -> None:
+        """In a new child: drop the zygote's signal handling and descriptors."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.listener.close()
+        for fd in (self.alive_fd, self.wake_r, self.wake_w, *self.children.values()):
+            os.close(fd)
+        if self.spare is not None:
+            self.spare.handoff.close()
+
+    def wait_as_spare(self, handoff: socket.socket) -> NoReturn:
         zygote_pid = os.getppid()
         try:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            self.listener.close()
-            for fd in (self.alive_fd, self.wake_r, self.wake_w, status_w, *self.children.values()):
-                os.close(fd)
-            conn.settimeout(None)
-            channel_fd = conn.detach()
+            self.leave_the_zygote()
+            # Processes started back to back find the spare ready: there the
+            # rehearsal would only compete for the CPU with the child before.
+            idle = not select.select([handoff], [], [], _REHEARSE_AFTER)[0]
+            if idle and self.rehearsal is not None:
+                self.rehearsal()
+            message, fds, _, _ = socket.recv_fds(handoff, _REQUEST.size, _MAX_FDS)
+            if len(message) != _REQUEST.size or not fds:
+                os._exit(0)  # the zygote has gone
+            # A Ctrl-C that reached the spare while it waited was meant for
+            # the processes of that moment, not for this one. Dropped before
+            # the answer: the parent learns this pid only after it, so an
+            # interrupt it sends to the new process always stays pending.
+            if signal.SIGINT in signal.sigpending():
+                signal.sigwait({signal.SIGINT})
+            handoff.sendall(_TAKEN)
+            handoff.close()
+        except BaseException:
+            os._exit(1)
+        (std_mask,) = _REQUEST.unpack(message)
+        from ._child import zygote_child_main
+
+        zygote_child_main(fds[0], std_mask, fds[1:], zygote_pid)
+
+    def become_child(self, channel_fd: int, std_mask: int, fds: list[int]) -> NoReturn:
+        zygote_pid = os.getppid()
+        try:
+            self.leave_the_zygote()
         except BaseException:
             os._exit(1)
         from ._child import zygote_child_main
@@ -171,6 +299,75 @@ class _Zygote:
     def shutdown(self) -> NoReturn:
         shutil.rmtree(self.config.directory, ignore_errors=True)
         os._exit(0)
+
+
+def _rehearsal() -> Callable[[], None] | None:
+    """What a spare runs while it waits: the first steps of every child, on samples.
+
+    A forked child copies each page of the zygote's memory that it first
+    writes (a page fault and 4 KiB copied), and reference counting writes to
+    every object the child touches. A spare that has already read a frame,
+    unpickled a setup and a process object and pickled an outcome has those
+    pages of its own: the child that it becomes skips most of those copies.
+    Side effects: none that last (the samples are garbage afterwards).
+    """
+    from multiprocessing import context, util
+    from multiprocessing.connection import Connection
+
+    from .._outcome import encode_value
+    from .._serialization import dumps, loads
+    from ._lifetime import _set_pdeathsig
+    from ._wire import ChildSetup
+
+    class _NoPopen:  # lets the sample's authentication key be pickled
+        @staticmethod
+        def duplicate_for_child(fd: int) -> int:
+            return 0
+
+    def sample_target() -> None:  # local: pickled by value, like a user's function
+        pass
+
+    setup = pickle.dumps(
+        ChildSetup(None, list(sys.path), list(sys.argv), None, None, [], None, True, None, False),
+        protocol=pickle.HIGHEST_PROTOCOL,
+    )
+    context.set_spawning_popen(_NoPopen())  # type: ignore[arg-type]
+    try:
+        # A process object as the parent sends one (preloaded above, if it imports).
+        contexts = sys.modules["procesos._context"]
+        process = dumps(contexts.default_context.get_context("zygote").Process(
+            target=sample_target))
+    except Exception:
+        return None
+    finally:
+        context.set_spawning_popen(None)
+
+    def rehearse() -> None:
+        # What every child does first anyway, done now (the child does it
+        # again, to the same effect): die with the zygote, stdin on
+        # /dev/null, exit handlers and finalizers of the zygote dropped.
+        _set_pdeathsig(signal.SIGKILL)
+        util._close_stdin()  # type: ignore[attr-defined]
+        atexit._clear()
+        atexit.register(util._exit_function)  # type: ignore[attr-defined]
+        util._finalizer_registry.clear()  # type: ignore[attr-defined]
+        try:
+            left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            sender, receiver = Connection(left.detach()), Connection(right.detach())
+            try:
+                for frame in (setup, process):
+                    sender.send_bytes(frame)
+                pickle.loads(receiver.recv_bytes())
+                loads(receiver.recv_bytes())
+                receiver.send_bytes(encode_value(None, "the rehearsal"))
+                sender.recv_bytes()
+            finally:
+                sender.close()
+                receiver.close()
+        except Exception:
+            pass  # a rehearsal only warms up
+
+    return rehearse
 
 
 def main(listener_fd: int, alive_fd: int) -> NoReturn:
@@ -187,7 +384,28 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
     sys.path[:] = config.sys_path
     listener = socket.socket(fileno=listener_fd)
     _preload(config.preload)
-    # Importing the child's code now makes every child start faster.
-    from . import _child  # noqa: F401
+    # What every child runs, imported once here rather than in each child:
+    # its own code, and the contexts, which a child whose parent chose a start
+    # method imports (ChildSetup.start_method) and whose process classes
+    # every process object refers to. Named, like any preloaded module: this
+    # layer does not depend on them.
+    _preload(["procesos._launch._child", "procesos._context"])
 
-    _Zygote(listener, alive_fd, config).serve()
+    _become_like_the_parent(config)
+    zygote = _Zygote(listener, alive_fd, config)
+    # Objects that exist now live as long as the zygote: keeping the collector
+    # off them spares a child's copy-on-write of their pages.
+    gc.collect()
+    gc.freeze()
+    zygote.serve()
+
+
+def _become_like_the_parent(config: ZygoteConfig) -> None:
+    """Directory and environment as the parent's when it started us (preloads may differ)."""
+    try:
+        os.chdir(config.cwd)
+    except OSError:
+        pass
+    if dict(os.environ) != config.environ:
+        os.environ.clear()
+        os.environ.update(config.environ)

@@ -70,19 +70,30 @@ def _forget(item: Any) -> None:
         discard(item.data)
 
 
+_std_put = mp_queues.Queue.put
+_std_get = mp_queues.Queue.get
+
+
 class Queue(mp_queues.Queue):  # type: ignore[type-arg]
     """``multiprocessing.Queue``, with large buffers through shared memory."""
 
+    # Small messages must cost no more than the standard library's: its methods
+    # are called directly (no super() object), and what it returns is checked
+    # inline (no extra call).
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
-        item = _wrap(obj)
+        if _immutable_and_small(obj):
+            _std_put(self, obj, block, timeout)
+            return
+        item = _Frame(dumps(obj))
         try:
-            super().put(item, block, timeout)
+            _std_put(self, item, block, timeout)
         except BaseException:
-            _forget(item)
+            discard(item.data)
             raise
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        return _unwrap(super().get(block, timeout))
+        item = _std_get(self, block, timeout)
+        return loads(item.data) if type(item) is _Frame else item
 
 
 class JoinableQueue(mp_queues.JoinableQueue):  # type: ignore[type-arg]

@@ -37,7 +37,9 @@ __all__ = [
     "TrackerClient",
     "client",
     "map_segment",
+    "open_segment",
     "tree_token",
+    "write_segment",
 ]
 
 TREE_ENV = "PROCESOS_SHM_TREE"
@@ -255,6 +257,22 @@ def _open(path: str) -> int:
     import _posixshmem  # type: ignore[import-not-found]
 
     return int(_posixshmem.shm_open(path, os.O_RDWR, 0o600))
+
+
+def open_segment(path: str) -> int:
+    """A descriptor for writing into a segment (the caller closes it)."""
+    try:
+        return _open(path)
+    except OSError as exc:
+        raise ShmError(f"cannot open shared memory {path}: {exc}") from exc
+
+
+def write_segment(fd: int, data: memoryview, offset: int) -> None:
+    """Write *data* (bytes, contiguous) at *offset*: the kernel copies it straight into
+    the segment's pages, with no mapping to set up and tear down in this process."""
+    done, size = 0, data.nbytes
+    while done < size:
+        done += os.pwrite(fd, data[done:done + (1 << 30)], offset + done)
 
 
 def map_segment(path: str, size: int, mode: str) -> mmap.mmap:

@@ -34,7 +34,15 @@ import weakref
 from multiprocessing import context
 from typing import Any
 
-from ._client import ShmError, client, map_segment, track_mapping, tree_token
+from ._client import (
+    ShmError,
+    client,
+    map_segment,
+    open_segment,
+    track_mapping,
+    tree_token,
+    write_segment,
+)
 
 __all__ = [
     "MAGIC",
@@ -236,23 +244,20 @@ def _spill(collector: _Collector, reusable: bool) -> bytes:
     _, _seg, ticket, path, capacity = reply
     sent = False
     try:
-        mapping = map_segment(path, capacity, "write")
+        # Contiguous data is written with pwrite (cheaper than mapping, pre-faulting
+        # and unmapping the segment here); strided arrays are copied into a mapping.
+        strided = []
+        fd = open_segment(path)
         try:
-            view = memoryview(mapping)
-            try:
-                for start, data in copies:
-                    if isinstance(data, memoryview) or type(data) is bytes:
-                        source = memoryview(data).cast("B")
-                        view[start:start + source.nbytes] = source
-                    else:  # a strided numpy array: one strided copy, straight in
-                        numpy = sys.modules["numpy"]
-                        target = numpy.ndarray(data.shape, data.dtype, buffer=view, offset=start)
-                        numpy.copyto(target, data, casting="no")
-                        del target
-            finally:
-                view.release()
+            for start, data in copies:
+                if isinstance(data, memoryview) or type(data) is bytes:
+                    write_segment(fd, memoryview(data).cast("B"), start)
+                else:
+                    strided.append((start, data))
         finally:
-            mapping.close()
+            os.close(fd)
+        if strided:
+            _copy_strided(path, capacity, strided)
         header = pickle.dumps(
             (VERSION, tree_token(), ticket, capacity, plan, layout), PROTOCOL
         )
@@ -264,6 +269,23 @@ def _spill(collector: _Collector, reusable: bool) -> bytes:
             tracker.notify("drop", ticket)
     _discard_with_spawning_popen(tree_token(), ticket)
     return frame
+
+
+def _copy_strided(path: str, capacity: int, copies: list[tuple[int, Any]]) -> None:
+    """Copy strided numpy arrays into the segment, each in one strided copy, C-ordered."""
+    numpy = sys.modules["numpy"]
+    mapping = map_segment(path, capacity, "write")
+    try:
+        view = memoryview(mapping)
+        try:
+            for start, data in copies:
+                target = numpy.ndarray(data.shape, data.dtype, buffer=view, offset=start)
+                numpy.copyto(target, data, casting="no")
+                del target
+        finally:
+            view.release()
+    finally:
+        mapping.close()
 
 
 def _discard_with_spawning_popen(token: str, ticket: int) -> None:

@@ -1,0 +1,101 @@
+"""The Dask cluster that ``Executor(backend="dask")`` starts when given no address.
+
+A ``dask scheduler`` and a ``dask worker --nworkers N`` process on 127.0.0.1,
+started as fresh interpreters (``python -m distributed.cli...``), not through
+``LocalCluster``: its worker processes are started with ``multiprocessing``'s
+spawn, which runs the user's ``__main__`` again, and procesos promises that no
+``if __name__ == "__main__":`` guard is needed. They follow this process's
+``sys.path`` and directory, leave the dashboard off, and end with it
+(:mod:`._dask_watch`). The scheduler runs a task again only when procesos
+asks (``allowed-failures`` 0), so ``retries=`` means the same as locally.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+import distributed
+
+from ._dask_watch import PARENT_FD_VARIABLE
+
+__all__ = ["LocalDaskCluster"]
+
+_WATCH = "procesos._backends._dask_watch"
+
+
+class LocalDaskCluster:
+    """A scheduler and *workers* worker processes (one thread each) on loopback."""
+
+    def __init__(self, workers: int, start_timeout: float) -> None:
+        self.directory = tempfile.mkdtemp(prefix="procesos-dask-")
+        self.scheduler_file = os.path.join(self.directory, "scheduler.json")
+        self.processes: list[subprocess.Popen[bytes]] = []
+        read_end, self._alive = os.pipe()
+        env = dict(os.environ)
+        env[PARENT_FD_VARIABLE] = str(read_end)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"
+        python = [sys.executable, "-m"]
+        try:
+            self._start([
+                *python, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                "--no-dashboard", "--scheduler-file", self.scheduler_file, "--preload", _WATCH,
+            ], "scheduler", env, read_end)
+            self._start([
+                *python, "distributed.cli.dask_worker", "--scheduler-file", self.scheduler_file,
+                "--host", "127.0.0.1", "--nworkers", str(workers), "--nthreads", "1",
+                "--no-dashboard", "--preload-nanny", _WATCH,
+            ], "workers", env, read_end)
+        finally:
+            os.close(read_end)
+        self.client: Any = None
+        try:
+            self.client = distributed.Client(scheduler_file=self.scheduler_file,
+                                             timeout=start_timeout, set_as_default=False)
+            self.client.wait_for_workers(workers, timeout=start_timeout)
+        except BaseException as exc:
+            logs = self.logs()
+            self.close()
+            raise RuntimeError(f"the local Dask cluster did not start within {start_timeout:g} "
+                               f"s ({exc!r}); its log:\n{logs}") from exc
+
+    def _start(self, command: list[str], name: str, env: dict[str, str], fd: int) -> None:
+        with open(os.path.join(self.directory, f"{name}.log"), "wb") as log:
+            self.processes.append(subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, cwd=os.getcwd(), pass_fds=(fd,)))
+
+    def logs(self) -> str:
+        parts = []
+        for name in ("scheduler", "workers"):
+            try:
+                with open(os.path.join(self.directory, f"{name}.log"), errors="replace") as f:
+                    parts.append(f"--- {name}\n" + "".join(f.readlines()[-20:]))
+            except OSError:
+                pass
+        return "\n".join(parts)
+
+    def close(self, grace: float = 10.0) -> None:
+        """Stop the workers and the scheduler (SIGTERM, then SIGKILL after *grace* s)."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in reversed(self.processes):
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        if self._alive >= 0:
+            os.close(self._alive)
+            self._alive = -1
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -1,0 +1,112 @@
+"""The parent's entry points into the engine: options checked, engines started and ended.
+
+Imported only by the parent (through :mod:`procesos._engine`'s lazy names), so a
+worker, which imports :mod:`._worker` alone, never loads the dispatcher.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from .._context import ProcesosContext, default_context
+from ._dispatcher import Engine
+from ._jobs import MapJob
+from ._progress import Progress
+from ._stats import WorkerStats
+from ._worker import WorkerConfig
+
+__all__ = ["Engine", "MapJob", "WorkerStats", "create_engine", "default_workers",
+           "resolve_context"]
+
+_live: weakref.WeakSet[Engine] = weakref.WeakSet()
+_terminate_at_exit: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def resolve_context(context: object) -> ProcesosContext:
+    """A procesos context from None, a start method name, or any multiprocessing context."""
+    if context is None:
+        return default_context.get_context()
+    if isinstance(context, ProcesosContext):
+        return context.get_context()
+    if isinstance(context, str):
+        return default_context.get_context(context)
+    method = getattr(context, "get_start_method", None)
+    if callable(method):
+        name = method()
+        return default_context.get_context("zygote" if name == "forkserver" else name)
+    raise TypeError(f"context must be a start method name or a context, got {context!r}")
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def create_engine(*, max_workers: int | None, initializer: Callable[..., object] | None,
+                  initargs: tuple[Any, ...], max_tasks_per_worker: int | None,
+                  max_memory_per_worker: int | None, timeout: float | None, retries: int,
+                  progress: bool, context: object, threads_per_worker: int | None,
+                  closed_message: str, terminate_at_exit: bool,
+                  closed_error: type[Exception] = RuntimeError) -> Engine:
+    """Check the options shared by ``Executor`` and ``Pool`` and start an engine."""
+    workers = default_workers() if max_workers is None else max_workers
+    if workers < 1:
+        raise ValueError(f"the number of workers must be at least 1, got {workers}")
+    if max_tasks_per_worker is not None and max_tasks_per_worker < 1:
+        raise ValueError(f"max_tasks_per_worker must be at least 1, got {max_tasks_per_worker}")
+    if max_memory_per_worker is not None and max_memory_per_worker <= 0:
+        raise ValueError("max_memory_per_worker must be a positive number of bytes")
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"timeout must be positive (seconds), got {timeout}")
+    if retries < 0:
+        raise ValueError(f"retries must be 0 or more, got {retries}")
+    if threads_per_worker is not None and threads_per_worker < 1:
+        raise ValueError(f"threads_per_worker must be at least 1, got {threads_per_worker}")
+    if initializer is not None and not callable(initializer):
+        raise TypeError(f"initializer must be callable, got {initializer!r}")
+    config = WorkerConfig(initializer, tuple(initargs), max_tasks_per_worker,
+                          max_memory_per_worker, threads_per_worker)
+    engine = Engine(resolve_context(context), workers, config, timeout=timeout,
+                    retries=retries, progress=Progress() if progress else None,
+                    closed_message=closed_message, closed_error=closed_error)
+    _live.add(engine)
+    if terminate_at_exit:
+        _terminate_at_exit.add(engine)
+    return engine
+
+
+def _at_exit() -> None:
+    """Before the interpreter exits: end every engine still open.
+
+    After an uncaught Ctrl-C, and for pools (as ``multiprocessing.Pool`` does),
+    workers are killed; an executor finishes its submitted tasks first, as
+    ``concurrent.futures`` does, but drops maps that nobody can read any more.
+    """
+    last = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    interrupted = isinstance(last, KeyboardInterrupt)
+    for engine in list(_live):
+        if interrupted or engine in _terminate_at_exit:
+            engine.terminate()
+        else:
+            with engine.lock:
+                jobs = [job for job in engine.jobs if not job.collect]
+            for job in jobs:
+                job.cancel()
+            engine.shutdown(wait=True, cancel_futures=False)
+
+
+def _forget_in_child() -> None:
+    # A forked child (a ``fork`` worker, or the user's own fork) does not own them.
+    _live.clear()
+    _terminate_at_exit.clear()
+
+
+threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+os.register_at_fork(after_in_child=_forget_in_child)

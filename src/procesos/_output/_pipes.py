@@ -1,0 +1,111 @@
+"""The parent's side of one child's output: two pipes, and where their lines go.
+
+:func:`open_child_output` is called at ``start()``. For every mode but
+``"inherit"`` it makes two pipes; the child gets their write ends as its
+descriptors 1 and 2 (:attr:`ChildOutput.child_fds`), the relay reads the
+other ends. The targets are the parent's ``sys.stdout`` and ``sys.stderr``
+*at that moment*, so a process started inside ``contextlib.redirect_stdout``
+writes into the redirected stream.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from ._lines import LineSink
+from ._relay import relay
+
+__all__ = ["ChildOutput", "open_child_output"]
+
+
+class ChildOutput:
+    """One child's stdout and stderr, as the parent relays or captures them."""
+
+    def __init__(self, mode: str, name: str) -> None:
+        self.mode = mode
+        self.done = threading.Event()  # set once both pipes are closed and delivered
+        out_r, out_w = os.pipe()
+        try:
+            err_r, err_w = os.pipe()
+        except BaseException:
+            os.close(out_r)
+            os.close(out_w)
+            raise
+        self.child_fds: tuple[int, int] = (out_w, err_w)
+        self._captured: tuple[list[str], list[str]] | None = None
+        if mode == "capture":
+            self._captured = ([], [])
+            targets: tuple[object, object] = self._captured
+        else:
+            targets = (sys.stdout, sys.stderr)
+        prefix = f"[{name}] " if mode == "prefix" else ""
+        self.sinks = (
+            LineSink(self, out_r, targets[0], prefix),
+            LineSink(self, err_r, targets[1], prefix),
+        )
+        self._attached = False
+        self._finish_requested = False
+
+    def attach(self) -> None:
+        """The child has its ends: close ours and start relaying."""
+        self._close_child_fds()
+        self._attached = True
+        relay().add(self)
+
+    def abandon(self) -> None:
+        """The child was never started: close everything."""
+        self._close_child_fds()
+        for sink in self.sinks:
+            if sink.fd >= 0:
+                os.close(sink.fd)
+                sink.fd = -1
+        self.done.set()
+
+    def request_finish(self) -> None:
+        """The child has ended: ask the relay to deliver what is left and let go of the pipes."""
+        if self._finish_requested or self.done.is_set():
+            return
+        self._finish_requested = True
+        if self._attached:
+            relay().finish(self)
+        else:
+            self.abandon()
+
+    def finish(self, timeout: float | None = None) -> bool:
+        """After the child ended: deliver all it wrote; False if *timeout* passed first."""
+        self.request_finish()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if self.done.wait(max(0.0, wait)):
+                return True
+            if not relay().running():
+                self.done.set()  # the relay has ended (at exit): nothing more will come
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def captured(self, which: int) -> str | None:
+        """What the child wrote to stdout (0) or stderr (1) so far, in capture mode; else None."""
+        if self._captured is None:
+            return None
+        return "".join(self._captured[which])
+
+    def _close_child_fds(self) -> None:
+        for fd in self.child_fds:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.child_fds = (-1, -1)
+
+
+def open_child_output(mode: str, name: str) -> ChildOutput | None:
+    """The pipes for a child starting in *mode* (None for ``"inherit"``: nothing to do)."""
+    if mode == "inherit":
+        return None
+    return ChildOutput(mode, name)

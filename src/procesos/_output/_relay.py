@@ -1,0 +1,269 @@
+"""The relay: one thread per parent process that moves every child's output to its sinks.
+
+It waits on the read ends of all children's pipes at once (``poll``), reads
+what is there (at most :data:`CHUNK` bytes per pipe per round, so no child
+starves the others) and hands it to the pipe's :class:`~._lines.LineSink`.
+Only this thread writes children's output, so whole lines from different
+children can never interleave inside a line.
+
+Requests (a new child, a child to finish, stop) come through a queue and a
+wake-up pipe. *Finish* is how ``join()`` makes sure that everything the child
+wrote has been delivered: the child has ended, so all it wrote is already in
+its pipes; the relay reads until the pipes are empty or at end of file, hands
+on any unfinished last line and closes them. A grandchild that still holds a
+pipe open cannot delay ``join()``: what it writes later is not read.
+
+The thread starts with the first child that needs it, is a daemon (it may not
+keep the interpreter alive) and is stopped and joined by a finalizer at exit,
+after ``multiprocessing`` has joined the children. After ``fork`` the child
+process starts from an empty relay of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import threading
+from collections import deque
+from multiprocessing import util
+from typing import TYPE_CHECKING
+
+from ._lines import LineSink
+
+if TYPE_CHECKING:
+    from ._pipes import ChildOutput
+
+__all__ = ["CHUNK", "Relay", "output_quiet", "relay"]
+
+#: The most bytes read from one pipe in one round.
+CHUNK = 1 << 16
+#: The most bytes a *finish* reads from one pipe (more than any pipe holds).
+_FINISH_LIMIT = 64 << 20
+
+
+class Relay:
+    """The relay thread and the state it owns; see the module's docstring."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: deque[tuple[str, ChildOutput | None]] = deque()
+        self._thread: threading.Thread | None = None
+        self._wake_w = -1
+        self._finalizer_registered = False
+        #: Held by the thread while it reads and writes; see :func:`output_quiet`.
+        self.quiet = threading.Lock()
+
+    # -- called from any thread ---------------------------------------------
+    def add(self, output: ChildOutput) -> None:
+        """Start relaying *output*'s pipes (the child has been started)."""
+        self._request("add", output)
+
+    def finish(self, output: ChildOutput) -> None:
+        """Deliver what *output*'s pipes hold, then close them (the child has ended)."""
+        self._request("finish", output)
+
+    def running(self) -> bool:
+        """Whether the relay thread is running."""
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Finish every child's output, then end the thread and wait for it (at exit)."""
+        with self._lock:
+            thread = self._thread
+        if thread is None:
+            return
+        self._request("stop", None)
+        thread.join(timeout=10.0)
+
+    def _request(self, kind: str, output: ChildOutput | None) -> None:
+        with self._lock:
+            if self._thread is None:
+                if kind != "add":
+                    if output is not None:
+                        output.done.set()
+                    return
+                self._start()
+            self._requests.append((kind, output))
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:
+                pass  # awake already
+
+    def _start(self) -> None:
+        wake_r, self._wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._thread = threading.Thread(
+            target=_RelayLoop(self, wake_r, self._wake_w).run,
+            name="procesos-output-relay", daemon=True,
+        )
+        self._thread.start()
+        if not self._finalizer_registered:
+            self._finalizer_registered = True
+            util.Finalize(None, self.stop, exitpriority=-50)
+
+    def _next_request(self, idle: bool) -> tuple[str, ChildOutput | None] | None:
+        """The next request; with *idle* (nothing left to relay) and none, the thread ends."""
+        with self._lock:
+            if self._requests:
+                return self._requests.popleft()
+            if idle:
+                self._thread = None
+                self._wake_w = -1
+            return None
+
+    def _thread_ended(self) -> None:
+        """The relay thread is ending, maybe on an error: a later request starts a new one."""
+        with self._lock:
+            if self._thread is not threading.current_thread():
+                return  # it ended as asked (_next_request)
+            self._thread = None
+            self._wake_w = -1
+            if self._requests:
+                self._start()
+                os.write(self._wake_w, b"x")
+
+
+class _RelayLoop:
+    """What the relay thread runs; all its state is the thread's own."""
+
+    def __init__(self, relay: Relay, wake_r: int, wake_w: int) -> None:
+        self.relay = relay
+        self.wake_r, self.wake_w = wake_r, wake_w
+        self.selector = selectors.PollSelector()
+        self.selector.register(wake_r, selectors.EVENT_READ, None)
+        self.outputs: set[ChildOutput] = set()
+        self.stopping = False
+
+    def run(self) -> None:
+        try:
+            while True:
+                ready = self.selector.select()
+                with self.relay.quiet:
+                    if self._round(ready):
+                        return
+        finally:
+            for output in self.outputs:  # left only by an error: let no join() wait
+                for sink in output.sinks:
+                    if sink.fd >= 0:
+                        os.close(sink.fd)
+                        sink.fd = -1
+                output.done.set()
+            self.relay._thread_ended()
+            self.selector.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+
+    def _round(self, ready: list[tuple[selectors.SelectorKey, int]]) -> bool:
+        """Relay what is ready, serve the requests; True when the thread should end."""
+        touched: list[LineSink] = []
+        woken = False
+        for key, _ in ready:
+            if key.data is None:
+                woken = True
+            else:
+                self._read_once(key.data, touched)
+        for sink in touched:
+            sink.flush()
+        return (woken or self.stopping) and self._serve_requests()
+
+    def _read_once(self, sink: LineSink, touched: list[LineSink]) -> None:
+        try:
+            data = os.read(sink.fd, CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            sink.feed(data)
+            touched.append(sink)
+        else:
+            self._close(sink)
+
+    def _serve_requests(self) -> bool:
+        """Do what was asked; True when the thread should end."""
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            request = self.relay._next_request(idle=self.stopping and not self.outputs)
+            if request is None:
+                return self.stopping and not self.outputs
+            kind, output = request
+            if kind == "add" and output is not None:
+                self.outputs.add(output)
+                for sink in output.sinks:
+                    os.set_blocking(sink.fd, False)
+                    self.selector.register(sink.fd, selectors.EVENT_READ, sink)
+            elif kind == "finish" and output is not None:
+                self._finish(output)
+            elif kind == "stop":
+                for each in list(self.outputs):
+                    self._finish(each)
+                self.stopping = True
+
+    def _finish(self, output: ChildOutput) -> None:
+        for sink in output.sinks:
+            budget = _FINISH_LIMIT
+            while sink.fd >= 0 and budget > 0:
+                try:
+                    data = os.read(sink.fd, CHUNK)
+                except BlockingIOError:
+                    break  # empty, yet open: a grandchild holds it; stop reading it
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                budget -= len(data)
+                sink.feed(data)
+            if sink.fd >= 0:
+                self._close(sink)
+        self.outputs.discard(output)
+        output.done.set()
+
+    def _close(self, sink: LineSink) -> None:
+        try:
+            self.selector.unregister(sink.fd)
+        except (KeyError, ValueError):
+            pass
+        os.close(sink.fd)
+        sink.fd = -1
+        sink.end()
+        sink.flush()
+        output = sink.owner
+        if output is not None and all(s.fd < 0 for s in output.sinks):
+            self.outputs.discard(output)
+            output.done.set()
+
+
+_relay = Relay()
+
+
+def relay() -> Relay:
+    """This process's relay."""
+    return _relay
+
+
+def output_quiet() -> threading.Lock:
+    """A lock that keeps the relay thread out of every stream while held.
+
+    The ``fork`` start method holds it around ``os.fork()``: a child forked
+    while the relay was writing to ``sys.stdout`` would inherit that stream's
+    lock held, and hang at its first ``print``.
+    """
+    return _relay.quiet
+
+
+def _after_fork_in_child() -> None:
+    # The thread did not survive the fork; the pipes it read belong to the
+    # parent. The old relay must not wake the parent's thread (its finalizer
+    # may still be registered here after a bare os.fork()).
+    global _relay
+    _relay._thread, _relay._wake_w = None, -1
+    _relay = Relay()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

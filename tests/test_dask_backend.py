@@ -1,0 +1,233 @@
+"""``Executor(backend="dask")`` against a real Dask cluster on loopback.
+
+The module's cluster is a ``dask scheduler`` and two ``dask worker``
+processes (one worker process of one thread each, behind a nanny), started
+from the CLIs that ``distributed`` installs, on free ports of 127.0.0.1, and
+stopped by pid at the end. Its scheduler never retries a task itself
+(``allowed-failures`` 0) and gives each worker one task at a time, so that
+what a worker's death does is procesos' ``retries=`` alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import procesos
+from cluster_behaviour import ClusterExecutorBehaviour
+from cluster_tasks import hold_until_released, square
+from conftest import FIXTURE_CHILDREN, ROOT, run_script
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.timeout(120)
+
+TESTS = Path(__file__).resolve().parent
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    address: str
+    scheduler: subprocess.Popen[bytes]
+    workers: list[subprocess.Popen[bytes]]
+    client: Any
+
+    def worker_pids(self) -> set[int]:
+        """The pids of the worker processes (children of the nannies) now."""
+        return set(self.client.run(os.getpid).values())
+
+
+def _stop(processes: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(grace)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    logs = tmp_path_factory.mktemp("dask-cluster")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT / "src"),
+                                         env.get("PYTHONPATH", "")])
+    env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"
+    env["DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION"] = "1.0"  # a worker holds one task
+
+    def start(name: str, *args: str) -> subprocess.Popen[bytes]:
+        with open(logs / f"{name}.log", "wb") as log:
+            process = subprocess.Popen([DASK, *args], stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT, env=env)
+        FIXTURE_CHILDREN.add(process.pid)
+        return process
+
+    port = address.rsplit(":", 1)[1]
+    scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", port,
+                      "--no-dashboard")
+    workers = [start(f"worker{i}", "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                     "--nworkers", "1", "--no-dashboard", "--name", f"worker{i}")
+               for i in range(2)]
+    processes = [*workers, scheduler]
+    descendants: list[psutil.Process] = []
+    client = None
+    try:
+        client = distributed.Client(address, timeout=60, set_as_default=False)
+        client.wait_for_workers(2, timeout=60)
+        yield Cluster(address, scheduler, workers, client)
+    finally:
+        for process in processes:
+            try:
+                descendants.extend(psutil.Process(process.pid).children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+        if client is not None:
+            client.close()
+        _stop(processes)
+        FIXTURE_CHILDREN.difference_update(p.pid for p in processes)
+        assert all(p.poll() is not None for p in processes)
+        # The nannies' worker processes end after their nanny (Dask's own watch).
+        _, left = psutil.wait_procs(descendants, timeout=20)
+        for process in left:
+            process.kill()
+        assert not left, f"the cluster left processes behind: {left}"
+
+
+@pytest.fixture
+def make_executor(cluster: Cluster) -> Iterator[Callable[..., Any]]:
+    made: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        ex = procesos.Executor(backend="dask", address=cluster.address, **options)
+        made.append(ex)
+        return ex
+
+    yield make
+    for ex in made:
+        ex.shutdown(wait=True)
+
+
+class TestDaskExecutor(ClusterExecutorBehaviour):
+    """The shared specification, on the module's Dask cluster."""
+
+    @pytest.fixture(autouse=True)
+    def _prelude(self, cluster: Cluster) -> None:
+        self.script_prelude = (f"OPTIONS = dict(backend='dask', address={cluster.address!r})\n")
+
+
+def _wait_for_file(path: Path, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} did not appear within {timeout} s"
+        time.sleep(0.02)
+    return path.read_text()
+
+
+def _kill_worker_mid_map(cluster: Cluster, tmp_path: Path, retries: int) -> list[Any]:
+    with procesos.Executor(backend="dask", address=cluster.address, retries=retries) as ex:
+        results = ex.map(hold_until_released, range(6), [str(tmp_path)] * 6, [3] * 6,
+                         return_exceptions=True)
+        pid = int(_wait_for_file(tmp_path / "started", 60))
+        assert pid in cluster.worker_pids()
+        (tmp_path / "killed").touch()
+        os.kill(pid, signal.SIGKILL)
+        collected = list(results)
+    cluster.client.wait_for_workers(2, timeout=60)  # the nanny restarts it
+    return [pid, *collected]
+
+
+def test_worker_killed_mid_map_its_task_runs_again_with_retries(
+        cluster: Cluster, tmp_path: Path) -> None:
+    killed, *results = _kill_worker_mid_map(cluster, tmp_path, retries=1)
+    assert [item for item, _ in results] == list(range(6))
+    assert results[3][1] != killed
+
+
+def test_worker_killed_mid_map_fails_only_its_task_with_worker_crashed_error(
+        cluster: Cluster, tmp_path: Path) -> None:
+    _, *results = _kill_worker_mid_map(cluster, tmp_path, retries=0)
+    error = results[3]
+    assert isinstance(error, procesos.WorkerCrashedError)
+    assert "dask worker tcp://127.0.0.1:" in str(error)
+    assert "hold_until_released" in str(error)
+    assert [item for item, _ in results[:3] + results[4:]] == [0, 1, 2, 4, 5]
+
+
+def test_unreachable_scheduler_raises_a_connection_error_in_bounded_time() -> None:
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    with pytest.raises(procesos.ClusterConnectionError, match=address) as info:
+        procesos.Executor(backend="dask", address=address, connect_timeout=2)
+    assert isinstance(info.value, ConnectionError)
+    assert time.monotonic() - started < 15
+
+
+def test_closing_never_stops_the_cluster_it_connected_to(cluster: Cluster) -> None:
+    with procesos.Executor(backend="dask", address=cluster.address) as ex:
+        assert ex.submit(square, 2).result(timeout=30) == 4
+    assert cluster.scheduler.poll() is None
+    assert all(worker.poll() is None for worker in cluster.workers)
+    assert cluster.client.submit(square, 3).result(timeout=30) == 9
+
+
+@pytest.mark.timeout(180)
+def test_without_an_address_starts_a_local_cluster_and_stops_it() -> None:
+    with procesos.Executor(2, backend="dask") as ex:
+        assert ex.max_workers == 2
+        assert list(ex.map(square, range(20))) == [i * i for i in range(20)]
+        worker_pids = set(ex.client.run(os.getpid).values())
+        started = ex._cluster.processes[:]
+        assert len(worker_pids) == 2
+    assert all(p.poll() is not None for p in started)
+    deadline = time.monotonic() + 10
+    while any(psutil.pid_exists(pid) for pid in worker_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(psutil.pid_exists(pid) for pid in worker_pids)
+
+
+def test_unknown_backend_names_the_allowed_ones() -> None:
+    with pytest.raises(ValueError, match=r"'spark'.*'local', 'dask', 'ray'"):
+        procesos.Executor(backend="spark")
+
+
+def test_address_without_a_cluster_backend_is_an_error() -> None:
+    with pytest.raises(ValueError, match="backend='dask' or 'ray'"):
+        procesos.Executor(1, address="tcp://127.0.0.1:1")
+
+
+def test_missing_package_says_which_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(ImportError, match=r"pip install 'procesos\[dask\]'"):
+        procesos.Executor(backend="dask")
+
+
+def test_importing_procesos_imports_no_cluster_library(tmp_path: Path) -> None:
+    result = run_script(
+        "import sys, procesos\n"
+        "procesos.Executor\n"
+        "print(sorted(m for m in ('dask', 'distributed', 'ray') if m in sys.modules))\n",
+        tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[]\n"

@@ -1,0 +1,376 @@
+"""Lifetime: nothing outlives its parent, Ctrl-C ends everything once, the zygote heals.
+
+Scripts run as their own process (and process group); each reports the pids
+it wants checked on its first line of output, then the test acts on it and
+waits, bounded, for the pids to be gone. Waits are on conditions, never on
+sleeps; the bounds are generous so that a loaded machine cannot fail them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import procesos
+from conftest import run_script
+from procesos._launch import _zygote_client
+
+BOUND = 15.0  # seconds: the longest any wait below may take
+
+# Starts a child under every start method, each blocked until killed, and
+# reports every pid that must die with the script.
+CHILDREN_OF_EVERY_METHOD = """
+import json, os, sys, time
+import procesos
+from procesos._launch import _zygote_client
+
+def wait_forever(ready):
+    ready.set()
+    time.sleep(3600)
+
+children = []
+for method in ("zygote", "fork", "spawn"):
+    ctx = procesos.get_context(method)
+    ready = ctx.Event()
+    p = ctx.Process(target=wait_forever, args=(ready,))
+    p.start()
+    assert ready.wait(60), method
+    children.append(p)
+
+import psutil
+print(json.dumps({
+    "children": [p.pid for p in children],
+    "zygote": procesos.zygote_pid(),
+    "zygote_directory": _zygote_client._zygote.directory,
+    "descendants": [c.pid for c in psutil.Process().children(recursive=True)],
+}), flush=True)
+for p in children:
+    p.join()
+"""
+
+
+def start_script(source: str, tmp_path: Path) -> subprocess.Popen[str]:
+    """Start *source* as a script in a new session (so that its group can be signalled)."""
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    env = dict(os.environ)
+    env.pop("PROCESOS_START_METHOD", None)
+    return subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env, cwd=tmp_path, start_new_session=True,
+    )
+
+
+def first_report(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """The JSON line the script prints once everything it starts is running."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 120)
+    if not ready:
+        proc.kill()
+        pytest.fail("the script did not report its processes within 120 s")
+    line = proc.stdout.readline()
+    if not line:
+        _, err = proc.communicate(timeout=BOUND)
+        pytest.fail(f"the script ended without reporting (exit code {proc.returncode}):\n{err}")
+    report: dict[str, Any] = json.loads(line)
+    return report
+
+
+def is_gone(pid: int) -> bool:
+    """True when *pid* has exited (a zombie waiting for init counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def survivors(pids: list[int], timeout: float = BOUND) -> list[int]:
+    """The pids still alive once *timeout* has passed (returns as soon as none is)."""
+    deadline = time.monotonic() + timeout
+    alive = [pid for pid in pids if not is_gone(pid)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling a condition, with a bound
+        alive = [pid for pid in alive if not is_gone(pid)]
+    return alive
+
+
+def kill_everything(proc: subprocess.Popen[str], pids: list[int]) -> None:
+    """Clean up after a failed test: the script's group, then any pid left."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.communicate(timeout=BOUND)
+
+
+def zygote_children(zygote: int) -> list[int]:
+    try:
+        return [c.pid for c in psutil.Process(zygote).children()]
+    except psutil.NoSuchProcess:
+        return []
+
+
+# -- the parent dies --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_parent_killed_leaves_no_survivor(sig: int, tmp_path: Path) -> None:
+    proc = start_script(CHILDREN_OF_EVERY_METHOD, tmp_path)
+    report = first_report(proc)
+    pids = sorted({*report["children"], report["zygote"], *report["descendants"]})
+    assert len(report["children"]) == 3 and report["zygote"] in report["descendants"]
+    try:
+        os.kill(proc.pid, sig)
+        proc.communicate(timeout=BOUND)
+        assert proc.returncode == -sig
+        assert survivors(pids) == []
+        assert not os.path.exists(report["zygote_directory"])
+    finally:
+        kill_everything(proc, pids)
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("whom", ["group", "parent"])
+def test_ctrl_c_ends_parent_and_children_with_one_clean_traceback(
+    whom: str, tmp_path: Path
+) -> None:
+    # "group" is Ctrl-C on a terminal: every process of the foreground group
+    # gets SIGINT. "parent": only the parent does, and must end its children.
+    proc = start_script(CHILDREN_OF_EVERY_METHOD, tmp_path)
+    report = first_report(proc)
+    pids = sorted({*report["children"], report["zygote"], *report["descendants"]})
+    try:
+        if whom == "group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=BOUND)
+        assert survivors(pids) == []
+    finally:
+        kill_everything(proc, pids)
+    assert proc.returncode == -signal.SIGINT, err
+    # One traceback: the parent's own KeyboardInterrupt; none from a child,
+    # none from an exit handler.
+    assert err.count("Traceback (most recent call last)") == 1, err
+    assert err.rstrip().endswith("KeyboardInterrupt"), err
+    assert err.count("KeyboardInterrupt") == 1, err
+    assert "Exception ignored" not in err, err
+    assert not os.path.exists(report["zygote_directory"])
+
+
+CTRL_C_CAUGHT_THEN_START_AGAIN = """
+import os, signal
+import procesos
+
+def noop():
+    return "done"
+
+p = procesos.get_context("zygote").Process(target=noop)
+p.start()
+print(p.result(), flush=True)
+try:
+    os.killpg(0, signal.SIGINT)  # Ctrl-C: the whole group, the zygote's spare included
+    for _ in range(10 ** 9):  # the handler raises KeyboardInterrupt at the next jump
+        pass
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+q = procesos.get_context("zygote").Process(target=noop)
+q.start()
+print(q.result(), q.exitcode, flush=True)
+"""
+
+
+def test_ctrl_c_caught_by_the_parent_does_not_reach_a_later_process(tmp_path: Path) -> None:
+    proc = start_script(CTRL_C_CAUGHT_THEN_START_AGAIN, tmp_path)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            kill_everything(proc, [])
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["done", "interrupted", "done 0"]
+    assert "Traceback" not in err
+
+
+# -- the zygote -----------------------------------------------------------------------------
+
+
+def return_pid() -> int:
+    return os.getpid()
+
+
+def start_and_result(target: Any = return_pid) -> Any:
+    p = procesos.get_context("zygote").Process(target=target)
+    p.start()
+    try:
+        return p.result(timeout=60)
+    finally:
+        p.join(60)
+        p.close()
+
+
+def running_zygote() -> int:
+    start_and_result()
+    zygote = procesos.zygote_pid()
+    assert zygote is not None
+    return zygote
+
+
+@pytest.mark.parametrize("wait_for_its_end", [True, False])
+def test_zygote_killed_between_two_starts_is_replaced(wait_for_its_end: bool) -> None:
+    old = running_zygote()
+    old_directory = _zygote_client._zygote.directory
+    spares = zygote_children(old)
+    os.kill(old, signal.SIGKILL)
+    if wait_for_its_end:
+        assert survivors([old]) == []
+    # Without waiting, the next start may still reach the dying zygote: it
+    # must then retry with a new one.
+    child = start_and_result()
+    new = procesos.zygote_pid()
+    assert new is not None and new != old
+    assert child not in (old, new)
+    assert survivors(spares) == []  # the old zygote's spare went with it
+    assert not os.path.exists(old_directory)
+
+
+def test_a_spare_killed_while_it_waits_is_replaced() -> None:
+    zygote = running_zygote()
+    spares: list[int] = []
+    deadline = time.monotonic() + BOUND
+    while not spares and time.monotonic() < deadline:  # the zygote forks it when idle
+        spares = zygote_children(zygote)
+        time.sleep(0.01)
+    assert spares, "the zygote keeps a spare child while it is idle"
+    for spare in spares:
+        os.kill(spare, signal.SIGKILL)
+    # Whether the zygote has noticed yet or not, the next start works.
+    assert start_and_result() not in spares
+    assert procesos.zygote_pid() == zygote
+
+
+def where_am_i() -> tuple[str, str | None, str | None]:
+    return os.getcwd(), os.environ.get("PROCESOS_TEST_VARIABLE"), os.environ.get("HOME")
+
+
+def test_children_follow_the_parents_directory_and_environment_as_they_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running_zygote()  # started with the directory and environment of now
+    home = os.environ.get("HOME")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROCESOS_TEST_VARIABLE", "changed")
+    assert start_and_result(where_am_i) == (str(tmp_path), "changed", home)
+    monkeypatch.undo()
+    # Back to what the zygote has: nothing to send, and still right.
+    assert start_and_result(where_am_i) == (os.getcwd(), None, home)
+
+
+def connect_to_the_zygote() -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(BOUND)
+    sock.connect(_zygote_client._zygote.address)
+    return sock
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"\0" * 33, b"not the secret", b""],
+    ids=["wrong-secret", "short", "empty"],
+)
+def test_request_without_the_secret_is_refused_and_the_zygote_serves_on(
+    request_bytes: bytes,
+) -> None:
+    zygote = running_zygote()
+    status_r, status_w = os.pipe()
+    try:
+        with connect_to_the_zygote() as sock:
+            if request_bytes:
+                socket.send_fds(sock, [request_bytes], [status_w])
+            sock.shutdown(socket.SHUT_WR)
+            os.close(status_w)
+            status_w = -1
+            # Refused: the connection closed unanswered, the descriptor closed.
+            assert sock.recv(64) == b""
+        ready, _, _ = select.select([status_r], [], [], BOUND)
+        assert ready and os.read(status_r, 64) == b""
+    finally:
+        os.close(status_r)
+        if status_w >= 0:
+            os.close(status_w)
+    # No process was started for it: the zygote has at most its idle spare.
+    assert len(zygote_children(zygote)) <= 1
+    assert start_and_result() != zygote
+    assert procesos.zygote_pid() == zygote
+
+
+def test_zygote_directory_is_private() -> None:
+    running_zygote()
+    directory = Path(_zygote_client._zygote.directory)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert directory.stat().st_uid == os.getuid()
+    sock = directory / "zygote.sock"
+    assert stat.S_ISSOCK(sock.stat().st_mode)
+    assert stat.S_IMODE(sock.stat().st_mode) & 0o077 == 0
+
+
+# -- what is left behind ----------------------------------------------------------------------
+
+LEAVES_NOTHING = """
+import json, os
+import numpy
+import procesos
+
+def shm():
+    try:
+        return sorted(n for n in os.listdir("/dev/shm") if not n.startswith("sem."))
+    except FileNotFoundError:
+        return []
+
+before = shm()
+q = procesos.Queue()
+big = numpy.arange(1 << 19, dtype="float64")  # 4 MiB: travels through shared memory
+p = procesos.Process(target=lambda a, q: q.put(a * 2), args=(big, q))
+p.start()
+assert float(q.get(timeout=60)[-1]) == 2.0 * ((1 << 19) - 1)
+p.join()
+shared = procesos.SharedArray((1000,), dtype="float64")
+shared[:] = 1.0
+p = procesos.Process(target=lambda a: float(a.sum()), args=(shared,))
+p.start()
+assert p.result() == 1000.0
+from procesos._launch import _zygote_client
+print(json.dumps({
+    "zygote_directory": _zygote_client._zygote.directory,
+    "new_shm": sorted(set(shm()) - set(before)),
+}), flush=True)
+"""
+
+
+def test_normal_exit_leaves_no_zygote_directory_and_no_shared_memory(tmp_path: Path) -> None:
+    result = run_script(LEAVES_NOTHING, tmp_path, "zygote", timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[0])
+    assert report["zygote_directory"]
+    assert not os.path.exists(report["zygote_directory"])
+    leftover = [n for n in report["new_shm"] if os.path.exists(f"/dev/shm/{n}")]
+    assert leftover == []

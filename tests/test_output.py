@@ -1,0 +1,479 @@
+"""Child output: relayed line by line, never torn, prefixed, captured or inherited."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import procesos
+from conftest import ROOT, START_METHODS, run_script
+
+JOIN_TIMEOUT = 60
+
+
+def join_bounded(p: Any, timeout: float = JOIN_TIMEOUT) -> None:
+    p.join(timeout)
+    assert p.exitcode is not None, f"{p.name} did not end within {timeout} s"
+
+
+def run_in(ctx: procesos.ProcesosContext, target: Any, *args: Any, **options: Any) -> Any:
+    p = ctx.Process(target=target, args=args, **options)
+    p.start()
+    join_bounded(p)
+    return p
+
+
+class LineCollector:
+    """A parent stream that is no file descriptor (like Jupyter's): it records every write."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.line_arrived = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        if "\n" in text:
+            self.line_arrived.set()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def text(self) -> str:
+        return "".join(self.writes)
+
+
+# -- children's targets --------------------------------------------------------
+
+def write_lines_in_pieces(tag: str, count: int) -> None:
+    """Thousands of lines, each in three unbuffered writes: a torn line is likely if relayed raw."""
+    for n in range(count):
+        os.write(1, f"{tag} {n:06d} ".encode())
+        os.write(1, b"x" * 40)
+        os.write(1, f" end-{tag}\n".encode())
+
+
+def write_both_streams() -> None:
+    print("to stdout 1")
+    print("to stderr 1", file=sys.stderr)
+    print("to stdout 2")
+    print("to stderr 2", file=sys.stderr)
+
+
+def write_bytes(data: bytes) -> None:
+    os.write(1, data)
+
+
+def write_megabytes(megabytes: int) -> None:
+    block = (b"y" * 99 + b"\n") * 10_486  # about 1 MiB of 100-byte lines
+    for _ in range(megabytes):
+        os.write(1, block)
+
+
+def write_half_a_line_then_die() -> None:
+    os.write(1, b"first line\nhalf a li")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def print_then_wait(go: Any) -> None:
+    print("ready")
+    if not go.wait(JOIN_TIMEOUT):
+        raise TimeoutError("the parent never saw the line")
+    print("done")
+
+
+def leave_a_grandchild_holding_the_pipes() -> int:
+    grandchild = subprocess.Popen(["sleep", "60"])  # inherits descriptors 1 and 2
+    print("child done")
+    return grandchild.pid
+
+
+def print_lines(*lines: str) -> None:
+    for line in lines:
+        print(line)
+
+
+# -- the tests -----------------------------------------------------------------
+
+def test_two_children_writing_lines_in_pieces_never_tear_a_line(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    count = 3000
+    sink = LineCollector()
+    with contextlib.redirect_stdout(sink):  # type: ignore[type-var]
+        children = [ctx.Process(target=write_lines_in_pieces, args=(tag, count))
+                    for tag in ("A", "B")]
+        for p in children:
+            p.start()
+        for p in children:
+            join_bounded(p)
+    lines = sink.text().splitlines()
+    whole = re.compile(r"^([AB]) (\d{6}) x{40} end-\1$")
+    torn = [line for line in lines if not whole.match(line)]
+    assert not torn, f"{len(torn)} torn lines, e.g. {torn[:3]}"
+    for tag in ("A", "B"):
+        numbers = [int(line[2:8]) for line in lines if line.startswith(tag)]
+        assert numbers == list(range(count))  # all of them, in order
+
+
+def test_the_lesson_prints_whole_lines_even_unbuffered(tmp_path: Path) -> None:
+    expected = (
+        {"Calcula el cuadrado de los números", "Calcula el cubo de los números"}
+        | {f"cuadrado: {n * n}" for n in range(5)}
+        | {f"cubo: {n ** 3}" for n in range(5)}
+        | {"Termina la ejecución númerica"}
+    )
+    for method in START_METHODS:
+        # Unbuffered, print() writes "cuadrado:", " ", "4" and "\n" separately:
+        # raw descriptors would let the two children tear each other's lines.
+        env = dict(os.environ, PROCESOS_START_METHOD=method, PYTHONUNBUFFERED="1")
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "seed" / "ej3_concurrente.py")],
+            capture_output=True, text=True, env=env, timeout=JOIN_TIMEOUT,
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert set(lines) == expected, (method, lines)
+        assert len(lines) == len(expected)
+
+
+def test_a_stringio_parent_receives_the_lines(ctx: procesos.ProcesosContext) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        p = ctx.Process(target=write_both_streams)
+        p.start()
+    join_bounded(p)  # outside the with block: the streams at start() count
+    assert out.getvalue() == "to stdout 1\nto stdout 2\n"
+    assert err.getvalue() == "to stderr 1\nto stderr 2\n"
+
+
+def test_a_parent_without_stdout_drops_the_output(ctx: procesos.ProcesosContext) -> None:
+    with contextlib.redirect_stdout(None):
+        p = run_in(ctx, write_megabytes, 1)  # more than a pipe holds: it must be read
+    assert p.exitcode == 0
+
+
+def test_capture_keeps_stdout_and_stderr_apart(ctx: procesos.ProcesosContext) -> None:
+    p = run_in(ctx, write_both_streams, output="capture")
+    assert p.stdout == "to stdout 1\nto stdout 2\n"
+    assert p.stderr == "to stderr 1\nto stderr 2\n"
+    p.close()
+    assert p.stdout == "to stdout 1\nto stdout 2\n"  # kept after close()
+
+
+def test_capture_prints_nothing(ctx: procesos.ProcesosContext) -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        p = run_in(ctx, print, "quiet", output="capture")
+    assert out.getvalue() == ""
+    assert p.stdout == "quiet\n"
+
+
+def test_only_capture_fills_stdout_and_stderr(ctx: procesos.ProcesosContext) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        p = run_in(ctx, print, "x", output="relay")
+    assert p.stdout is None and p.stderr is None
+
+
+def test_prefix_puts_the_process_name_before_every_line(ctx: procesos.ProcesosContext) -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        run_in(ctx, write_bytes, b"one\ntwo\n\nlast without newline", name="p1",
+               output="prefix")
+    assert out.getvalue() == "[p1] one\n[p1] two\n[p1] \n[p1] last without newline"
+
+
+def test_a_partial_last_line_is_delivered_at_exit(ctx: procesos.ProcesosContext) -> None:
+    p = run_in(ctx, write_bytes, b"complete\nno newline at the end", output="capture")
+    assert p.stdout == "complete\nno newline at the end"
+
+
+def test_invalid_utf8_and_binary_output_do_not_crash(ctx: procesos.ProcesosContext) -> None:
+    data = b"caf\xc3\xa9 ok\nbad \xff\xfe bytes\n\x00\x01\x80binary"
+    p = run_in(ctx, write_bytes, data, output="capture")
+    assert p.exitcode == 0
+    assert p.stdout == "café ok\nbad \\xff\\xfe bytes\n\x00\x01\\x80binary"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        run_in(ctx, write_bytes, data)
+    assert out.getvalue() == p.stdout
+
+
+def test_a_child_killed_mid_line_delivers_the_half_line(ctx: procesos.ProcesosContext) -> None:
+    p = run_in(ctx, write_half_a_line_then_die, output="capture")
+    assert p.exitcode == -signal.SIGKILL
+    assert p.stdout == "first line\nhalf a li"
+
+
+def test_print_in_a_child_arrives_as_soon_as_the_line_ends(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    sink = LineCollector()
+    go = ctx.Event()
+    with contextlib.redirect_stdout(sink):  # type: ignore[type-var]
+        p = ctx.Process(target=print_then_wait, args=(go,))
+        p.start()
+    try:
+        assert sink.line_arrived.wait(JOIN_TIMEOUT), "the child's line did not arrive"
+        assert sink.text() == "ready\n"
+    finally:
+        go.set()
+        join_bounded(p)
+    assert p.exitcode == 0
+    assert sink.text() == "ready\ndone\n"
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_a_buffered_child_print_arrives_as_soon_as_the_line_ends(
+    method: str, tmp_path: Path,
+) -> None:
+    script = """
+import contextlib, sys, threading
+import procesos as mp
+
+class Lines:
+    def __init__(self):
+        self.text, self.arrived = "", threading.Event()
+    def write(self, text):
+        self.text += text
+        self.arrived.set()
+    def flush(self):
+        pass
+
+def child(go):
+    print("ready")      # no flush: line buffering must send it now
+    go.wait(60)
+    print("done")
+
+lines, go = Lines(), mp.Event()
+with contextlib.redirect_stdout(lines):
+    p = mp.Process(target=child, args=(go,))
+    p.start()
+arrived = lines.arrived.wait(60)
+go.set()
+p.join()
+print(arrived, repr(lines.text), sys.stdout.line_buffering)
+"""
+    # Not a terminal and not unbuffered: Python would block-buffer the child's stdout.
+    result = run_script(script, tmp_path, method=method, env={"PYTHONUNBUFFERED": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "True 'ready\\ndone\\n' False\n"
+
+
+def test_a_grandchild_holding_the_pipes_does_not_hold_up_join(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    p = ctx.Process(target=leave_a_grandchild_holding_the_pipes, output="capture")
+    p.start()
+    try:
+        join_bounded(p)
+        assert p.stdout == "child done\n"
+    finally:
+        grandchild = p.result()
+        os.kill(grandchild, signal.SIGKILL)
+
+
+def test_100_mb_from_one_child_neither_deadlocks_nor_grows_the_parent() -> None:
+    me = psutil.Process()
+
+    class CountingStream:
+        def __init__(self) -> None:
+            self.lines = 0
+            self.peak_rss = 0
+            self.writes = 0
+
+        def write(self, text: str) -> int:
+            self.lines += text.count("\n")
+            self.writes += 1
+            if self.writes % 64 == 0:
+                self.peak_rss = max(self.peak_rss, me.memory_info().rss)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    sink = CountingStream()
+    before = me.memory_info().rss
+    with contextlib.redirect_stdout(sink):  # type: ignore[type-var]
+        p = procesos.Process(target=write_megabytes, args=(100,))
+        p.start()
+        join_bounded(p, 120)
+    assert p.exitcode == 0
+    assert sink.lines == 100 * 10_486
+    growth = max(sink.peak_rss, me.memory_info().rss) - before
+    assert growth < 200 * 2**20, f"the parent grew by {growth / 2**20:.0f} MiB"
+
+
+def test_a_line_longer_than_the_limit_arrives_in_full() -> None:
+    from procesos._output._lines import MAX_PENDING
+
+    line = b"z" * (3 * MAX_PENDING + 5) + b"\nnext\n"
+    p = run_in(procesos.get_context(), write_bytes, line, output="capture")
+    assert p.stdout == line.decode()
+
+
+def test_unknown_modes_are_refused_naming_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"'loud'.*'relay', 'prefix', 'capture', 'inherit'"):
+        procesos.Process(target=print, output="loud")
+    with pytest.raises(ValueError, match=r"'loud'.*'relay'"):
+        procesos.set_output("loud")
+
+
+def test_set_output_changes_the_default() -> None:
+    assert procesos.get_output() == "relay"
+    procesos.set_output("capture")
+    try:
+        assert procesos.get_output() == "capture"
+        p = run_in(procesos.get_context(), print, "kept")
+        assert p.stdout == "kept\n"
+    finally:
+        procesos.set_output("relay")
+
+
+def test_the_environment_variable_sets_the_default(tmp_path: Path) -> None:
+    script = """
+import procesos as mp
+p = mp.Process(target=print, args=("hi",), name="env")
+p.start()
+p.join()
+print(mp.get_output())
+"""
+    result = run_script(script, tmp_path, env={"PROCESOS_OUTPUT": "prefix"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[env] hi\nprefix\n"
+    result = run_script(script, tmp_path, env={"PROCESOS_OUTPUT": "shout"})
+    assert result.returncode != 0
+    assert "'shout'" in result.stderr and "PROCESOS_OUTPUT" in result.stderr
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_inherit_writes_straight_to_the_parents_descriptors(method: str, tmp_path: Path) -> None:
+    script = """
+import contextlib, io, os
+import procesos as mp
+buffer = io.StringIO()
+with contextlib.redirect_stdout(buffer):
+    p = mp.Process(target=os.write, args=(1, b"raw to fd 1\\n"), output="inherit")
+    p.start()
+    p.join()
+    q = mp.Process(target=os.write, args=(1, b"relayed\\n"))
+    q.start()
+    q.join()
+print(repr(buffer.getvalue()))
+"""
+    result = run_script(script, tmp_path, method=method)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "raw to fd 1\n'relayed\\n'\n"
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_a_parent_with_descriptor_1_closed_still_captures(method: str, tmp_path: Path) -> None:
+    script = """
+import os, sys
+os.close(1)     # descriptors made from now on may get number 1
+import procesos as mp
+p = mp.Process(target=print, args=("captured",), output="capture")
+p.start()
+p.join()
+sys.stderr.write(repr((p.exitcode, p.stdout)))
+"""
+    result = run_script(script, tmp_path, method=method)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "(0, 'captured\\n')"
+
+
+def test_engine_workers_output_is_relayed(tmp_path: Path) -> None:
+    script = """
+import procesos as mp
+with mp.Executor(max_workers=2) as ex:
+    list(ex.map(print, ["from worker"] * 4))
+with mp.Pool(2) as pool:
+    pool.map(print, ["from pool"] * 3)
+print("parent done")
+"""
+    result = run_script(script, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sorted(lines) == ["from pool"] * 3 + ["from worker"] * 4 + ["parent done"]
+    assert lines[-1] == "parent done"
+
+
+def test_a_child_of_a_child_is_relayed_through_both(ctx: procesos.ProcesosContext) -> None:
+    def outer() -> None:
+        inner = procesos.Process(target=print_lines, args=("from the grandchild",))
+        inner.start()
+        inner.join()
+        print("from the child")
+
+    p = run_in(ctx, outer, output="capture")
+    assert p.stdout == "from the grandchild\nfrom the child\n"
+
+
+def test_an_interrupted_child_still_delivers_its_lines(ctx: procesos.ProcesosContext) -> None:
+    go = ctx.Event()
+    sink = LineCollector()
+    with contextlib.redirect_stdout(sink):  # type: ignore[type-var]
+        p = ctx.Process(target=print_then_wait, args=(go,))
+        p.start()
+        assert sink.line_arrived.wait(JOIN_TIMEOUT)
+        p.interrupt()
+        join_bounded(p)
+    assert p.exitcode == -signal.SIGINT
+    assert sink.text() == "ready\n"
+
+
+def test_a_parent_that_dies_leaves_no_child_writing(tmp_path: Path) -> None:
+    script = """
+import os, sys, time
+import procesos as mp
+
+def chatter():
+    while True:
+        print("still here")
+
+p = mp.Process(target=chatter)
+p.start()
+sys.__stdout__.write(f"{p.pid}\\n")
+sys.__stdout__.flush()
+os._exit(0)  # no clean-up at all
+"""
+    result = run_script(script, tmp_path)
+    assert result.returncode == 0, result.stderr
+    pid = int(result.stdout.split()[0])
+    try:
+        child = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    _, alive = psutil.wait_procs([child], timeout=10)
+    assert not alive, f"child {pid} outlived its parent"
+
+
+def test_a_failing_relay_never_holds_up_join_and_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from procesos._output._lines import LineSink
+
+    errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+
+    def broken_feed(self: LineSink, data: bytes) -> None:
+        raise RuntimeError("relay bug")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LineSink, "feed", broken_feed)
+        p = run_in(procesos.get_context(), print, "lost", output="capture")
+    assert p.exitcode is not None  # joined; its writes may have failed (EPIPE)
+    assert [str(e) for e in errors] == ["relay bug"]
+    p = run_in(procesos.get_context(), print, "relayed again", output="capture")
+    assert p.stdout == "relayed again\n"
