@@ -444,13 +444,14 @@ def chatter():
 
 p = mp.Process(target=chatter)
 p.start()
-sys.__stdout__.write(f"{p.pid}\\n")
-sys.__stdout__.flush()
+with open("pid", "w") as f:  # not stdout: the child's lines may come first (cwd: tmp_path)
+    f.write(str(p.pid))
 os._exit(0)  # no clean-up at all
 """
+    pid_file = tmp_path / "pid"
     result = run_script(script, tmp_path)
     assert result.returncode == 0, result.stderr
-    pid = int(result.stdout.split()[0])
+    pid = int(pid_file.read_text())
     try:
         child = psutil.Process(pid)
     except psutil.NoSuchProcess:

@@ -89,6 +89,15 @@ _LAZY = {
 }
 
 
+def set_forkserver_preload(module_names: list[str]) -> None:
+    """The standard library's name for :func:`set_zygote_preload`.
+
+    The zygote is procesos' forkserver: the modules named here are imported
+    by the next zygote, so that every process it starts has them loaded.
+    """
+    set_zygote_preload(list(module_names))
+
+
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'procesos' has no attribute {name!r}")
@@ -151,6 +160,7 @@ __all__ = [
     "log_to_stderr",
     "parent_process",
     "set_executable",
+    "set_forkserver_preload",
     "set_output",
     "set_start_method",
     "set_zygote_preload",
