@@ -478,3 +478,31 @@ def test_a_failing_relay_never_holds_up_join_and_is_replaced(
     assert [str(e) for e in errors] == ["relay bug"]
     p = run_in(procesos.get_context(), print, "relayed again", output="capture")
     assert p.stdout == "relayed again\n"
+
+
+def test_relayed_stdout_buffers_like_the_parents_stream(tmp_path: Path) -> None:
+    # To a file or a pipe: block-buffered, as the child would be writing there
+    # itself (the relay still delivers whole lines). To a StringIO, Jupyter or
+    # a terminal: line-buffered, so that lines show as they are printed.
+    script = """
+import contextlib, io, sys
+import procesos as mp
+
+def buffering():
+    return sys.stdout.line_buffering
+
+for method in ("zygote", "fork", "spawn"):
+    ctx = mp.get_context(method)
+    p = ctx.Process(target=buffering)
+    p.start()
+    to_pipe = p.result(30)
+    with contextlib.redirect_stdout(io.StringIO()):
+        q = ctx.Process(target=buffering)
+        q.start()
+        to_stringio = q.result(30)
+    print(method, to_pipe, to_stringio)
+"""
+    result = run_script(script, tmp_path, env={"PYTHONUNBUFFERED": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "zygote False True", "fork False True", "spawn False True"]

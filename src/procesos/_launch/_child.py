@@ -111,7 +111,8 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
     atexit._clear()
     atexit.register(util._exit_function)  # type: ignore[attr-defined]
     if getattr(process_obj, "_output_mode", "inherit") != "inherit":
-        adopt_std_streams()  # descriptors 1 and 2 lead to the parent's relay
+        # descriptors 1 and 2 lead to the parent's relay
+        adopt_std_streams(getattr(process_obj, "_output_line_buffered", True))
     process_obj.run = run_and_record  # type: ignore[method-assign]
     exitcode = process_obj._bootstrap(parent_sentinel=channel.fileno())  # type: ignore[attr-defined]
     try:

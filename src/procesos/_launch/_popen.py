@@ -57,6 +57,18 @@ def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> Serializat
     )
 
 
+def _interactive(stream: object) -> bool:
+    """Whether *stream* is a terminal or no file at all (Jupyter, a StringIO)."""
+    try:
+        stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return True
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return True
+
+
 class BasePopen:
     """The parts of a popen that every start method shares."""
 
@@ -203,6 +215,12 @@ class BasePopen:
         mode = resolve_output_mode(getattr(process_obj, "_output", None))
         # The child reads it back to make its streams line-buffered (_child.run_process).
         process_obj._output_mode = mode  # type: ignore[attr-defined]
+        # Relayed to a file or a pipe, the child's stdout is block-buffered,
+        # as it would be writing there itself (whole lines are put together
+        # by the relay all the same); to a terminal, Jupyter or a StringIO,
+        # line-buffered so that lines show as they are printed.
+        process_obj._output_line_buffered = (  # type: ignore[attr-defined]
+            mode != "relay" or _interactive(sys.stdout))
         return open_child_output(mode, process_obj.name)
 
     def std_fds_for_child(self) -> tuple[int, int]:

@@ -58,20 +58,27 @@ def _writes_to(stream: Any, fd: int) -> bool:
         return False
 
 
-def _line_buffered(stream: TextIO | None, fd: int) -> TextIO:
+def _on_fd(stream: TextIO | None, fd: int, line_buffered: bool) -> TextIO:
     if stream is not None and _writes_to(stream, fd) and isinstance(stream, io.TextIOWrapper):
         try:
-            stream.reconfigure(line_buffering=True)
+            stream.reconfigure(line_buffering=line_buffered)
             return stream
         except (AttributeError, ValueError, OSError):
             pass
     encoding = getattr(stream, "encoding", None) or "utf-8"
     errors = "backslashreplace" if fd == 2 else (getattr(stream, "errors", None) or "strict")
-    return open(fd, "w", buffering=1, encoding=encoding, errors=errors, closefd=False)
+    return open(fd, "w", buffering=1 if line_buffered else -1, encoding=encoding,
+                errors=errors, closefd=False)
 
 
-def adopt_std_streams() -> None:
-    """Make ``sys.stdout`` and ``sys.stderr`` line-buffered streams on descriptors 1 and 2."""
+def adopt_std_streams(line_buffered_stdout: bool = True) -> None:
+    """Make ``sys.stdout`` and ``sys.stderr`` streams on descriptors 1 and 2.
+
+    stderr is line-buffered, as Python's own is; stdout is line-buffered when
+    *line_buffered_stdout* (the parent's stream is a terminal or not a file:
+    lines should show as they are printed), block-buffered otherwise, as it
+    would be writing to the parent's file or pipe itself.
+    """
     for name, fd in (("stdout", 1), ("stderr", 2)):
         current = getattr(sys, name)
         try:
@@ -80,6 +87,6 @@ def adopt_std_streams() -> None:
         except (AttributeError, OSError, ValueError):
             pass
         try:
-            setattr(sys, name, _line_buffered(current, fd))
+            setattr(sys, name, _on_fd(current, fd, fd == 2 or line_buffered_stdout))
         except (OSError, LookupError):
             pass  # no such descriptor, or an unknown encoding: keep what there is
