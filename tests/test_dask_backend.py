@@ -231,3 +231,9 @@ def test_importing_procesos_imports_no_cluster_library(tmp_path: Path) -> None:
         tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[]\n"
+
+
+@pytest.mark.parametrize("bad", [0, -1.5])
+def test_connect_timeout_must_be_positive(bad: float) -> None:
+    with pytest.raises(ValueError, match="connect_timeout must be positive"):
+        procesos.Executor(backend="dask", address="tcp://127.0.0.1:9", connect_timeout=bad)

@@ -79,7 +79,9 @@ class ClusterExecutor(Executor):
     # -- set-up -----------------------------------------------------------
     def _setup(self, *, timeout: float | None, retries: int, progress: bool,
                 scatter_threshold: int | None, threads_per_worker: int | None,
-                options: dict[str, Any]) -> None:
+                connect_timeout: float, options: dict[str, Any]) -> None:
+        if connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be positive (seconds), got {connect_timeout}")
         for name, value in options.items():
             if name not in _UNSUPPORTED_DEFAULTS:
                 raise TypeError(f"Executor() got an unexpected keyword argument {name!r}")

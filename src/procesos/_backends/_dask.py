@@ -64,10 +64,8 @@ class DaskExecutor(ClusterExecutor):
         **options: Any,
     ) -> None:
         self._setup(timeout=timeout, retries=retries, progress=progress,
-                    scatter_threshold=scatter_threshold,
-                    threads_per_worker=threads_per_worker, options=options)
-        if connect_timeout <= 0:
-            raise ValueError(f"connect_timeout must be positive (seconds), got {connect_timeout}")
+                    scatter_threshold=scatter_threshold, threads_per_worker=threads_per_worker,
+                    connect_timeout=connect_timeout, options=options)
         self._cluster: LocalDaskCluster | None = None
         if address is None:
             workers = default_workers() if max_workers is None else max_workers

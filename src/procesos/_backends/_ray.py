@@ -64,10 +64,8 @@ class RayExecutor(ClusterExecutor):
         **options: Any,
     ) -> None:
         self._setup(timeout=timeout, retries=retries, progress=progress,
-                    scatter_threshold=scatter_threshold,
-                    threads_per_worker=threads_per_worker, options=options)
-        if connect_timeout <= 0:
-            raise ValueError(f"connect_timeout must be positive (seconds), got {connect_timeout}")
+                    scatter_threshold=scatter_threshold, threads_per_worker=threads_per_worker,
+                    connect_timeout=connect_timeout, options=options)
         self._owns_ray = False
         if ray.is_initialized():
             if address is not None or max_workers is not None:
