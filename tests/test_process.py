@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import traceback
+from typing import Any
 
 import pytest
 
@@ -320,3 +321,28 @@ def test_processes_started_from_several_threads_at_once(ctx: procesos.ProcesosCo
         t.join(120)
     assert not errors
     assert sorted(results) == sorted((k * 100 + i) ** 2 for k in range(4) for i in range(8))
+
+
+def _count_fds(started: Any, go: Any) -> int:
+    count = len(os.listdir("/proc/self/fd")) - 1  # minus the listing's own
+    started.release()
+    go.wait(60)
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@pytest.mark.parametrize("method", ["zygote", "spawn"])
+def test_children_do_not_inherit_more_descriptors_as_more_run(method: str) -> None:
+    # CPython's test_child_fd_inflation: the number of descriptors a child has
+    # open must not depend on how many others run (or on the zygote's spare).
+    ctx = procesos.get_context(method)
+    for _ in range(2):
+        started, go = ctx.Semaphore(0), ctx.Event()
+        procs = [ctx.Process(target=_count_fds, args=(started, go)) for _ in range(5)]
+        for p in procs:
+            p.start()
+        for _ in procs:
+            assert started.acquire(timeout=60)
+        go.set()
+        counts = [p.result(timeout=60) for p in procs]
+        assert len(set(counts)) == 1, counts

@@ -344,10 +344,11 @@ def _rehearsal() -> Callable[[], None] | None:
 
     def rehearse() -> None:
         # What every child does first anyway, done now (the child does it
-        # again, to the same effect): die with the zygote, stdin on
-        # /dev/null, exit handlers and finalizers of the zygote dropped.
+        # again, to the same effect): die with the zygote, exit handlers and
+        # finalizers of the zygote dropped. Not util._close_stdin(): it opens
+        # /dev/null with closefd=False, so doing it twice leaves a descriptor
+        # open in the child (CPython's test_child_fd_inflation saw it).
         _set_pdeathsig(signal.SIGKILL)
-        util._close_stdin()  # type: ignore[attr-defined]
         atexit._clear()
         atexit.register(util._exit_function)  # type: ignore[attr-defined]
         util._finalizer_registry.clear()  # type: ignore[attr-defined]
