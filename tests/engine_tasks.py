@@ -133,3 +133,17 @@ def engine_modules(_: object = None) -> list[str]:
 
     parent_side = ("_api", "_dispatcher", "_jobs", "_faults", "_direct", "_progress")
     return [m for m in parent_side if f"procesos._engine.{m}" in sys.modules]
+
+
+def _refuse_to_load() -> None:
+    raise ValueError("this object cannot be loaded here")
+
+
+class LoadsNowhere:
+    """Pickles fine; unpickling it (in a worker) raises."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (_refuse_to_load, ())
+
+    def __call__(self, x: int) -> int:
+        return x

@@ -16,6 +16,7 @@ import pytest
 import procesos
 from conftest import START_METHODS
 from engine_tasks import (
+    LoadsNowhere,
     block_on_fifo,
     die_on,
     die_once,
@@ -318,3 +319,14 @@ def test_workers_started_under_the_state_of_the_initializer() -> None:
 
     with procesos.Executor(2, initializer=set_state, initargs=("ready",)) as ex:
         assert set(ex.map(get_state, range(10))) == {"ready"}
+
+
+def test_what_cannot_be_unpickled_in_the_worker_fails_only_its_task() -> None:
+    with procesos.Executor(1) as ex:
+        with pytest.raises(procesos.SerializationError,
+                           match="the arguments could not be unpickled in the worker"):
+            ex.submit(abs, LoadsNowhere()).result(timeout=60)
+        with pytest.raises(procesos.SerializationError,
+                           match="the function could not be unpickled in the worker"):
+            ex.submit(LoadsNowhere(), 3).result(timeout=60)
+        assert ex.submit(abs, -1).result(timeout=60) == 1

@@ -89,6 +89,18 @@ def resident_bytes(statm_fd: int | None) -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+def _load(data: bytes | memoryview, what: str) -> tuple[bool, Any]:
+    """Unpickle *data*: ``(True, the object)``, or ``(False, an encoded
+    SerializationError)`` that names *what* could not be unpickled."""
+    try:
+        return True, loads(data)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        error = SerializationError(f"{what} could not be unpickled in the worker: {exc!r}")
+        return False, encode_error(error, _user_traceback(exc))
+
+
 def _user_traceback(exc: BaseException) -> str:
     # Skip the worker's own frame: the traceback starts in the user's code.
     tb = exc.__traceback__
@@ -188,15 +200,9 @@ class _Worker:
                 self.fns.move_to_end(fn_id)
                 table.append(self.fns[fn_id])
                 continue
-            try:
-                fn = loads(data)
-            except BaseException as exc:
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                error = SerializationError(
-                    f"the function could not be unpickled in the worker: {exc!r}"
-                )
-                fn = _FnError(encode_error(error, _user_traceback(exc)))
+            ok, fn = _load(data, "the function")
+            if not ok:
+                fn = _FnError(fn)
             self.fns[fn_id] = fn
             table.append(fn)
             while len(self.fns) > FN_CACHE_SIZE:
@@ -206,15 +212,9 @@ class _Worker:
     def run(self, header: tuple[Any, ...], payload: memoryview) -> None:
         _, batch_id, seq_base, style, tracked, timed, fns = header
         table = self.update_fns(fns)
-        try:
-            items = loads(payload)
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            error = SerializationError(
-                f"the arguments could not be unpickled in the worker: {exc!r}"
-            )
-            self.send((UNREADABLE, batch_id, encode_error(error, _user_traceback(exc))))
+        ok, items = _load(payload, "the arguments")
+        if not ok:
+            self.send((UNREADABLE, batch_id, items))
             return
         if style != CALL and isinstance(table[0], _FnError):
             errors = [(i, table[0].frame) for i in range(len(items))]
