@@ -186,11 +186,14 @@ def write_some(fd: int, views: deque[memoryview]) -> None:
 class FrameReader:
     """Split the byte stream of one descriptor into ``(header, payload)`` frames."""
 
-    __slots__ = ("_buffer", "_fd")
+    __slots__ = ("_buffer", "_fd", "_scratch")
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._buffer = bytearray()
+        # Read into one reused buffer: ``os.read(fd, 256 KiB)`` allocates (and
+        # the allocator maps and unmaps) a 256 KiB object for every small frame.
+        self._scratch = bytearray(_READ_SIZE)
 
     def _frames(self) -> list[tuple[Any, memoryview]]:
         frames = []
@@ -206,6 +209,18 @@ class FrameReader:
             frames.append((pickle.loads(body[:head]), body[head:]))
         return frames
 
+    def _read(self, size: int) -> int:
+        """Append up to *size* bytes to the buffer; how many (0 at end of file)."""
+        if size > _READ_SIZE:
+            data = os.read(self._fd, size)
+            self._buffer += data
+            return len(data)
+        count = os.readv(self._fd, [self._scratch])
+        if count:
+            with memoryview(self._scratch) as view:
+                self._buffer += view[:count]
+        return count
+
     def read_blocking(self) -> list[tuple[Any, memoryview]]:
         """Wait for at least one frame (blocking descriptor); EOFError at end of file."""
         while True:
@@ -216,26 +231,23 @@ class FrameReader:
             if len(self._buffer) >= _PREFIX.size:
                 need = max(need, _PREFIX.size + _PREFIX.unpack_from(self._buffer)[0]
                            - len(self._buffer))
-            data = os.read(self._fd, need)
-            if not data:
+            if not self._read(need):
                 raise EOFError
-            self._buffer += data
 
     def read_available(self) -> tuple[list[tuple[Any, memoryview]], bool]:
         """Read what a non-blocking descriptor has: the complete frames, and whether EOF."""
         eof = False
         while True:
             try:
-                data = os.read(self._fd, _READ_SIZE)
+                count = self._read(_READ_SIZE)
             except BlockingIOError:
                 break
             except (ConnectionResetError, OSError):
                 eof = True
                 break
-            if not data:
+            if not count:
                 eof = True
                 break
-            self._buffer += data
-            if len(data) < _READ_SIZE:
+            if count < _READ_SIZE:
                 break
         return self._frames(), eof
