@@ -161,6 +161,53 @@ def test_segments_are_reused_from_the_pool() -> None:
     assert after["pooled"] == before["pooled"] >= 1
 
 
+def test_a_reused_segment_is_written_through_the_mapping_kept_from_the_last_send(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from procesos._shm import _write_cache
+
+    first = loads(dumps(np.ones(LARGE)))
+    assert float(first.sum()) == LARGE
+    del first
+    assert len(_write_cache._kept) == 1
+    (kept_mapping, _), = _write_cache._kept.values()
+    second = loads(dumps(np.full(LARGE, 7.0)))  # the same segment, from the pool
+    assert float(second.min()) == float(second.max()) == 7.0
+    del second
+    assert [mapping for mapping, _ in _write_cache._kept.values()] == [kept_mapping]
+    monkeypatch.setattr(_write_cache, "IDLE", 0.0)
+    _write_cache._expire()
+    assert _write_cache._kept == {}
+    assert kept_mapping.closed
+
+
+def test_segments_the_pool_would_not_keep_are_not_kept_mapped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from procesos._shm import _client, _write_cache
+
+    _write_cache.drop_all()
+    monkeypatch.setenv(_client.POOL_ENV, str(MB))  # the tracker frees what is above it
+    received = loads(dumps(np.ones(LARGE)))
+    assert float(received.sum()) == LARGE
+    del received
+    assert _write_cache._kept == {}
+
+
+def count_kept_mappings() -> int:
+    from procesos._shm import _write_cache
+
+    return len(_write_cache._kept)
+
+
+def test_a_forked_child_does_not_keep_its_parents_mappings() -> None:
+    del_me = loads(dumps(np.ones(LARGE)))
+    del del_me
+    p = procesos.get_context("fork").Process(target=count_kept_mappings)
+    p.start()
+    assert p.result(timeout=30) == 0
+    p.join()
+    p.close()
+
+
 def test_more_than_2_gib_round_trips() -> None:
     size = (2 << 30) + 4096
     if psutil.virtual_memory().available < 3 * size:

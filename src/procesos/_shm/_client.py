@@ -37,9 +37,7 @@ __all__ = [
     "TrackerClient",
     "client",
     "map_segment",
-    "open_segment",
     "tree_token",
-    "write_segment",
 ]
 
 TREE_ENV = "PROCESOS_SHM_TREE"
@@ -50,7 +48,6 @@ DEFAULT_POOL_IDLE = 20.0
 
 _HEADER = struct.Struct("!I")
 _TRACKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tracker.py")
-MADV_POPULATE_READ = 22  # Linux 5.14+; mmap does not name it on every Python
 
 
 class ShmError(ProcesosError):
@@ -259,39 +256,23 @@ def _open(path: str) -> int:
     return int(_posixshmem.shm_open(path, os.O_RDWR, 0o600))
 
 
-def open_segment(path: str) -> int:
-    """A descriptor for writing into a segment (the caller closes it)."""
-    try:
-        return _open(path)
-    except OSError as exc:
-        raise ShmError(f"cannot open shared memory {path}: {exc}") from exc
-
-
-def write_segment(fd: int, data: memoryview, offset: int) -> None:
-    """Write *data* (bytes, contiguous) at *offset*: the kernel copies it straight into
-    the segment's pages, with no mapping to set up and tear down in this process."""
-    done, size = 0, data.nbytes
-    while done < size:
-        done += os.pwrite(fd, data[done:done + (1 << 30)], offset + done)
-
-
 def map_segment(path: str, size: int, mode: str) -> mmap.mmap:
     """Map a segment: ``"write"`` (shared, pre-faulted), ``"private"`` (copy on
-    write, pre-faulted for reading) or ``"shared"`` (shared, faulted lazily)."""
+    write) or ``"shared"`` (shared).
+
+    A received segment is faulted in as it is read: for a segment that is
+    read whole that is cheaper than pre-faulting it (the kernel maps several
+    pages around each fault), and a reader of part of it pays for that
+    part only.
+    """
     try:
         fd = _open(path)
     except OSError as exc:
         raise ShmError(f"cannot open shared memory {path}: {exc}") from exc
     try:
         if mode == "private":
-            mapping = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE,
-                                prot=mmap.PROT_READ | mmap.PROT_WRITE)
-            if size >= 1 << 20 and hasattr(mapping, "madvise"):
-                try:
-                    mapping.madvise(MADV_POPULATE_READ)
-                except OSError:
-                    pass
-            return mapping
+            return mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE,
+                             prot=mmap.PROT_READ | mmap.PROT_WRITE)
         flags = mmap.MAP_SHARED
         if mode == "write":
             flags |= getattr(mmap, "MAP_POPULATE", 0)

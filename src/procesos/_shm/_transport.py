@@ -34,14 +34,13 @@ import weakref
 from multiprocessing import context
 from typing import Any
 
+from . import _write_cache as write_cache
 from ._client import (
     ShmError,
     client,
     map_segment,
-    open_segment,
     track_mapping,
     tree_token,
-    write_segment,
 )
 
 __all__ = [
@@ -241,23 +240,10 @@ def _spill(collector: _Collector, reusable: bool) -> bytes:
     reply = tracker.request("alloc", max(offset, 1), reusable)
     if reply[0] != "ok":
         raise ShmError(str(reply[1]))
-    _, _seg, ticket, path, capacity = reply
+    _, seg, ticket, path, capacity = reply
     sent = False
     try:
-        # Contiguous data is written with pwrite (cheaper than mapping, pre-faulting
-        # and unmapping the segment here); strided arrays are copied into a mapping.
-        strided = []
-        fd = open_segment(path)
-        try:
-            for start, data in copies:
-                if isinstance(data, memoryview) or type(data) is bytes:
-                    write_segment(fd, memoryview(data).cast("B"), start)
-                else:
-                    strided.append((start, data))
-        finally:
-            os.close(fd)
-        if strided:
-            _copy_strided(path, capacity, strided)
+        _copy_into(tree_token(), seg, path, capacity, copies)
         header = pickle.dumps(
             (VERSION, tree_token(), ticket, capacity, plan, layout), PROTOCOL
         )
@@ -271,21 +257,33 @@ def _spill(collector: _Collector, reusable: bool) -> bytes:
     return frame
 
 
-def _copy_strided(path: str, capacity: int, copies: list[tuple[int, Any]]) -> None:
-    """Copy strided numpy arrays into the segment, each in one strided copy, C-ordered."""
-    numpy = sys.modules["numpy"]
-    mapping = map_segment(path, capacity, "write")
+def _copy_into(token: str, seg: int, path: str, capacity: int,
+               copies: list[tuple[int, Any]]) -> None:
+    """Copy each ``(offset, data)`` into the segment through a writable mapping;
+    strided numpy arrays in one strided copy each, C-ordered."""
+    mapping = write_cache.take(token, seg, path, capacity)
     try:
-        view = memoryview(mapping)
-        try:
-            for start, data in copies:
-                target = numpy.ndarray(data.shape, data.dtype, buffer=view, offset=start)
-                numpy.copyto(target, data, casting="no")
-                del target
-        finally:
-            view.release()
-    finally:
+        for start, data in copies:
+            if isinstance(data, memoryview) or type(data) is bytes:
+                view = memoryview(data).cast("B")
+                mapping[start:start + view.nbytes] = view
+            else:
+                _copy_strided(mapping, start, data)
+    except BaseException:
         mapping.close()
+        raise
+    write_cache.give_back(token, seg, mapping)
+
+
+def _copy_strided(mapping: Any, start: int, data: Any) -> None:
+    numpy = sys.modules["numpy"]
+    view = memoryview(mapping)
+    try:
+        target = numpy.ndarray(data.shape, data.dtype, buffer=view, offset=start)
+        numpy.copyto(target, data, casting="no")
+        del target
+    finally:
+        view.release()
 
 
 def _discard_with_spawning_popen(token: str, ticket: int) -> None:
