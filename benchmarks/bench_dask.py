@@ -30,6 +30,7 @@ from collections.abc import Callable
 import psutil
 
 import procesos
+from procesos._bench import compile_bytecode
 
 
 def inc(x: int) -> int:
@@ -52,6 +53,7 @@ def measure(run: Callable[[], object], processes: list[psutil.Process]) -> tuple
 
 
 def main(argv: list[str]) -> int:
+    compile_bytecode()  # as an installed procesos has it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tasks", type=int, default=10_000)

@@ -32,6 +32,8 @@ import tempfile
 import threading
 import time
 
+from procesos._bench import compile_bytecode
+
 LINE = "line {:07d} from child {} " + "x" * 40  # about 70 bytes with the newline
 
 
@@ -118,6 +120,7 @@ def measure(case: str, writer: str, count: int) -> dict[str, float]:
 
 
 def main() -> None:
+    compile_bytecode()  # as an installed procesos has it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=200_000, help="lines per child")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (median shown)")

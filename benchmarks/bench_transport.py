@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _transport_tasks as tasks
 import procesos
+from procesos._bench import compile_bytecode
 
 Row = tuple[str, str, list[float] | None, str]  # scenario, who, times, note
 rows: list[Row] = []
@@ -283,6 +284,7 @@ def table(peaks: list[tuple[str, float, str]]) -> str:
 
 
 def main() -> None:
+    compile_bytecode()  # as an installed procesos has it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200, help="size of the large array (MB)")
     parser.add_argument("--repeat", type=int, default=5)

@@ -346,3 +346,34 @@ def test_children_do_not_inherit_more_descriptors_as_more_run(method: str) -> No
         go.set()
         counts = [p.result(timeout=60) for p in procs]
         assert len(set(counts)) == 1, counts
+
+
+# -- what the zygote preloads ---------------------------------------------------------------
+
+PRELOAD_PROBE = """
+import sys
+import multiprocessing.sharedctypes  # a submodule, from the standard library
+import procesos
+
+def loaded(names):
+    return [name in sys.modules for name in names]
+
+if USE_ENGINE:
+    with procesos.Executor(1) as ex:
+        ex.submit(abs, 1).result()
+names = ["multiprocessing.sharedctypes", "procesos._engine._worker"]
+p = procesos.get_context("zygote").Process(target=loaded, args=(names,))
+p.start()
+print(p.result(timeout=30))
+p.join()
+"""
+
+
+@pytest.mark.parametrize("use_engine", [True, False])
+def test_the_zygote_preloads_submodules_and_the_engine_worker_when_the_parent_uses_it(
+        tmp_path: Path, use_engine: bool) -> None:
+    source = f"USE_ENGINE = {use_engine}\n" + PRELOAD_PROBE
+    result = run_script(source, tmp_path)
+    assert result.returncode == 0, result.stderr
+    # the child imported nothing itself: what it has came from its zygote
+    assert result.stdout.strip() == str([True, use_engine])

@@ -58,8 +58,8 @@ _TIMEOUT = 60.0  # for the zygote's answer; it answers in microseconds unless it
 def set_zygote_preload(modules: Iterable[str] | None) -> None:
     """Choose the modules a new zygote imports before forking children.
 
-    None (the default) preloads the top-level modules the parent has imported
-    from the standard library and site-packages, except the tools the parent
+    None (the default) preloads the modules the parent has imported from the
+    standard library and site-packages, except the tools the parent
     itself runs under (pytest, IPython kernels, debuggers, setuptools), and
     never the user's own modules, whose import could have side effects. The
     environment variable ``PROCESOS_ZYGOTE_PRELOAD`` (comma-separated names, or
@@ -85,13 +85,21 @@ def default_preload() -> list[str]:
     )
     names = []
     for name, module in list(sys.modules.items()):
-        if ("." in name or name in _NEVER_PRELOAD or name in _PARENT_TOOLING
-                or name.startswith("procesos")):
+        top = name.partition(".")[0]
+        if top in _NEVER_PRELOAD or top in _PARENT_TOOLING or top == "procesos":
             continue
         file = getattr(module, "__file__", None)
         if file and os.path.realpath(file).startswith(roots):
             names.append(name)
     return sorted(names)
+
+
+def _children_need() -> list[str]:
+    """procesos' own modules that this parent's children will import: the engine's
+    worker once the parent uses the engine (named: this layer does not import it)."""
+    if "procesos._engine._dispatcher" in sys.modules:
+        return ["procesos._engine._worker"]
+    return []
 
 
 class _Zygote:
@@ -147,7 +155,8 @@ class _Zygote:
         cwd, environ, environ_data = os.getcwd(), dict(os.environ), dict(_environ_data())
         spare = os.environ.get("PROCESOS_ZYGOTE_SPARE", "1").strip() not in ("0", "")
         config = pickle.dumps(ZygoteConfig(
-            secret, list(sys.path), default_preload(), directory, cwd, environ, spare))
+            secret, list(sys.path), default_preload() + _children_need(), directory, cwd,
+            environ, spare))
         os.set_inheritable(alive_w, False)
         with os.fdopen(os.dup(alive_w), "wb") as pipe:
             pipe.write(struct.pack("!I", len(config)) + config)
