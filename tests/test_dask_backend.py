@@ -10,11 +10,13 @@ what a worker's death does is procesos' ``retries=`` alone.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ import pytest
 
 import procesos
 from cluster_behaviour import ClusterExecutorBehaviour
-from cluster_tasks import hold_until_released, square
+from cluster_tasks import fail_on, hold_until_released, square
 from conftest import FIXTURE_CHILDREN, ROOT, run_script
 
 distributed = pytest.importorskip("distributed")
@@ -173,6 +175,106 @@ def test_worker_killed_mid_map_fails_only_its_task_with_worker_crashed_error(
     assert "dask worker tcp://127.0.0.1:" in str(error)
     assert "hold_until_released" in str(error)
     assert [item for item, _ in results[:3] + results[4:]] == [0, 1, 2, 4, 5]
+
+
+def _hold(ex: Any, tmp_path: Path) -> Any:
+    """Submit, alone, a task that waits for ``released`` in *tmp_path*; once it
+    runs, its future (whose ``result()`` would fetch the result itself)."""
+    future = ex.submit(hold_until_released, 0, str(tmp_path), 0)
+    assert future.direct
+    _wait_for_file(tmp_path / "started", 60)
+    return future
+
+
+def _kill_worker_under_a_lone_task(cluster: Cluster, tmp_path: Path, retries: int) -> Any:
+    with procesos.Executor(backend="dask", address=cluster.address, retries=retries) as ex:
+        future = _hold(ex, tmp_path)
+        pid = int((tmp_path / "started").read_text())
+        assert pid in cluster.worker_pids()
+        (tmp_path / "killed").touch()
+        os.kill(pid, signal.SIGKILL)
+        try:
+            outcome = future.result(timeout=60)  # read on this thread, death and retry included
+        except procesos.WorkerCrashedError as exc:
+            outcome = exc
+    cluster.client.wait_for_workers(2, timeout=60)
+    return pid, outcome
+
+
+def test_a_lone_tasks_result_read_by_its_caller_survives_a_killed_worker_with_retries(
+        cluster: Cluster, tmp_path: Path) -> None:
+    killed, (item, pid) = _kill_worker_under_a_lone_task(cluster, tmp_path, retries=1)
+    assert item == 0 and pid != killed
+
+
+def test_a_lone_task_whose_worker_dies_fails_with_worker_crashed_error(
+        cluster: Cluster, tmp_path: Path) -> None:
+    _, error = _kill_worker_under_a_lone_task(cluster, tmp_path, retries=0)
+    assert isinstance(error, procesos.WorkerCrashedError)
+    assert "hold_until_released" in str(error)
+
+
+def test_a_lone_tasks_future_settles_for_every_way_of_waiting(
+        make_executor: Callable[..., Any]) -> None:
+    ex = make_executor()
+    called = threading.Event()
+    future = ex.submit(square, 2)
+    assert future.direct
+    future.add_done_callback(lambda f: called.set())
+    assert called.wait(30) and future.result() == 4
+    future = ex.submit(square, 3)
+    assert next(concurrent.futures.as_completed([future], timeout=30)).result() == 9
+    future = ex.submit(fail_on, 2)
+    assert isinstance(future.exception(timeout=30), ValueError)
+    future = ex.submit(square, 5)
+    ex.shutdown(wait=True)  # nobody reads it: shutdown waits for it all the same
+    assert future.done() and future.result() == 25
+
+
+def test_a_lone_tasks_result_after_done_or_a_timeout(make_executor: Callable[..., Any],
+                                                     tmp_path: Path) -> None:
+    ex = make_executor()
+    future = _hold(ex, tmp_path)
+    with pytest.raises(TimeoutError):
+        future.result(timeout=0.1)
+    assert future.direct  # nothing else waits yet: result() may still fetch it
+    assert not future.done()
+    assert not future.direct  # done() handed it to the collector
+    (tmp_path / "released").touch()
+    assert future.result(timeout=30) == (0, int((tmp_path / "started").read_text()))
+
+
+def test_cancelling_a_lone_task_wakes_a_caller_waiting_in_result(
+        make_executor: Callable[..., Any], tmp_path: Path) -> None:
+    ex = make_executor()
+    future = _hold(ex, tmp_path)
+    reading = threading.Event()
+    read_direct = ex._read_direct
+
+    def read_and_tell(*args: Any) -> Any:
+        reading.set()
+        return read_direct(*args)
+
+    ex._read_direct = read_and_tell
+    raised: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            future.result(timeout=60)
+        except BaseException as exc:
+            raised.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    try:
+        assert reading.wait(30)
+        assert future.cancel()
+        waiter.join(30)
+        assert not waiter.is_alive()
+        assert len(raised) == 1 and isinstance(raised[0], concurrent.futures.CancelledError)
+    finally:
+        (tmp_path / "released").touch()  # the task goes on in the worker until then
+    assert ex.submit(square, 4).result(timeout=30) == 16
 
 
 @pytest.mark.timeout(30)  # the bound: connect_timeout=2 must not hang the caller

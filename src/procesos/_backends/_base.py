@@ -75,6 +75,8 @@ class ClusterExecutor(Executor):
     native_retries: ClassVar[bool] = False
     """True when the cluster itself runs a task again after its worker died
     (*retries* times); otherwise :meth:`_settle` launches it again."""
+    future_class: ClassVar[type[futures.Future[Any]]] = futures.Future
+    """The class of the futures handed out (a backend may refine it)."""
 
     # -- set-up -----------------------------------------------------------
     def _setup(self, *, timeout: float | None, retries: int, progress: bool,
@@ -241,7 +243,7 @@ class ClusterExecutor(Executor):
     def _task(self, call: RemoteCall, args: tuple[Any, ...], fn: Callable[..., Any]) -> Task:
         name = getattr(fn, "__name__", type(fn).__name__)
         key = f"{name}-{uuid.uuid4().hex}"
-        return Task(futures.Future(), call, args, label=f"{key} ({name})", key=key)
+        return Task(self.future_class(), call, args, label=f"{key} ({name})", key=key)
 
     def _submit(self, tasks: list[Task], from_map: bool, counted: bool = False) -> None:
         with self._lock:

@@ -1,20 +1,28 @@
 """``procesos.Executor(backend="dask")``: the executor on a ``dask.distributed`` cluster.
 
 Tasks go out with ``Client.submit`` (one call) or ``Client.map`` (a map's
-batch), one task per call, keys named after the function. Submitted tasks are
-settled by one collector thread that takes them from a
-``distributed.as_completed`` and fetches the results of what ended together in
-one ``gather``; a map's batch is settled in input order by a thread of its
-own that gathers parts of growing size (the map's caller reads in that order
-anyway). A task whose worker died ends in ``KilledWorker``:
-procesos runs it again up to *retries* times, then fails it with
-:class:`~procesos.WorkerCrashedError`.
+batch), one task per call, keys named after the function. A task submitted
+while nothing else of the executor is in the cluster (one call at a time)
+returns a :class:`DirectFuture`: nothing watches it, and the caller's
+``result()`` fetches its result itself, as ``distributed.Future.result()``
+does, without the hops through a collector thread; any other way of waiting
+for it hands it to the collector. Other submitted tasks are settled by one
+collector thread that takes them from a ``distributed.as_completed`` and
+fetches the results of what ended together in one ``gather``; a map's batch
+is settled in input order by a thread of its own that gathers parts of
+growing size (the map's caller reads in that order anyway). Whoever settles a
+task first claims it (:meth:`DaskExecutor._claim`), so each task is settled
+once. A task whose worker died ends in ``KilledWorker``: procesos runs it
+again up to *retries* times (the collector watches it then), then fails it
+with :class:`~procesos.WorkerCrashedError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -25,10 +33,67 @@ from .._errors import ClusterConnectionError
 from ._base import ClusterExecutor, Task
 from ._dask_local import LocalDaskCluster
 
-__all__ = ["DaskExecutor"]
+__all__ = ["DaskExecutor", "DirectFuture"]
 
 FETCH_MAX = 1024
 """The most results of a map that one ``gather`` fetches."""
+
+
+class _HandBackWaiters(list):  # type: ignore[type-arg]
+    """``Future._waiters``: ``wait()``/``as_completed()`` add a waiter, and then
+    the collector must settle the task."""
+
+    def __init__(self, future: DirectFuture) -> None:
+        super().__init__()
+        self._future = future
+
+    def append(self, waiter: Any) -> None:
+        super().append(waiter)
+
+
+class DirectFuture(futures.Future[Any]):
+    """A ``concurrent.futures.Future`` whose ``result()`` may fetch its task's result.
+
+    While :attr:`direct` (changed under the executor's lock), nothing else
+    watches the task: ``result()`` and ``exception()`` fetch its result on the
+    caller's thread and settle it; ``add_done_callback``, ``wait``,
+    ``as_completed``, ``done()`` and asyncio hand it to the collector first.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.direct = False
+        self.owner: tuple[DaskExecutor, Task] | None = None
+        self._waiters = _HandBackWaiters(self)
+
+    def hand_back(self) -> None:
+        """Someone waits other than in ``result()``: the collector must settle the task."""
+        if self.direct and self.owner is not None and not super().done():
+            executor, task = self.owner
+            executor._hand_back(self, task)
+
+    def result(self, timeout: float | None = None) -> Any:
+        return super().result(self._read(timeout))
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return super().exception(self._read(timeout))
+
+    def _read(self, timeout: float | None) -> float | None:
+        """Fetch the result here if nobody else does; the time left of *timeout*."""
+        if not self.direct or self.owner is None or super().done():
+            return timeout
+        executor, task = self.owner
+        return executor._read_direct(task, timeout)
+
+    def add_done_callback(self, fn: Callable[[futures.Future[Any]], object]) -> None:
+        super().add_done_callback(fn)
+        self.hand_back()
+
+    def done(self) -> bool:
+        finished = super().done()
+        if not finished:
+            self.hand_back()
+        return finished
 
 
 class DaskExecutor(ClusterExecutor):
@@ -45,6 +110,7 @@ class DaskExecutor(ClusterExecutor):
     """
 
     backend = "dask"
+    future_class = DirectFuture
     retries_note = ("Executor(retries=N) runs such a task again N times; the scheduler "
                     "itself retries it first up to its 'allowed-failures' setting "
                     "(0 on the cluster procesos starts).")
@@ -108,13 +174,7 @@ class DaskExecutor(ClusterExecutor):
     # -- the backend's steps ----------------------------------------------------
     def _launch(self, tasks: list[Task]) -> None:
         if len(tasks) == 1:
-            task = tasks[0]
-            task.handle = self._client.submit(task.call, *task.args, key=task.key, pure=False)
-            with self._wake:
-                self._by_key[task.key] = task
-                self._completed.update([task.handle])
-                self._watching += 1
-                self._wake.notify()
+            self._launch_one(tasks[0])
             return
         # A map's batch: one message to the scheduler, the call pickled once;
         # a thread of its own fetches the results in input order.
@@ -128,6 +188,65 @@ class DaskExecutor(ClusterExecutor):
         with self._wake:
             self._fetchers.add(fetcher)
         fetcher.start()
+
+    def _launch_one(self, task: Task) -> None:
+        handle = self._client.submit(task.call, *task.args, key=task.key, pure=False)
+        future = task.future
+        assert isinstance(future, DirectFuture)
+        # The caller's result() fetches the result of a first attempt sent
+        # alone (one call at a time); in a burst the collector fetches what
+        # ended together in one gather, fewer round trips than one each.
+        direct = task.attempts == 0 and self._alone()
+        with self._wake:
+            task.handle = handle
+            future.owner = (self, task)
+            future.direct = direct
+            if not direct:
+                self._watch(task)
+
+    def _alone(self) -> bool:
+        """Whether the executor has no other task in the cluster."""
+        with self._lock:
+            return len(self._tasks) == 1
+
+    def _watch(self, task: Task) -> None:
+        """Give *task* to the collector (the caller holds ``_wake``)."""
+        self._by_key[task.key] = task
+        self._completed.update([task.handle])
+        self._watching += 1
+        self._wake.notify()
+
+    def _hand_back(self, future: DirectFuture, task: Task) -> None:
+        """A direct task's future is waited for otherwise than in ``result()``."""
+        with self._wake:
+            if not future.direct:
+                return
+            future.direct = False
+            if task.handle is not None:  # else its reader settles it (or launched it again)
+                self._watch(task)
+
+    def _read_direct(self, task: Task, timeout: float | None) -> float | None:
+        """``result()`` of a direct task, on the caller's thread: fetch the result
+        and settle the task unless another thread claimed it first; the time
+        left of *timeout*."""
+        handle = task.handle
+        if handle is None:
+            return timeout
+        started = time.monotonic()
+        value, error = self._outcome(handle, timeout)
+        if isinstance(error, TimeoutError) and timeout is not None:
+            return 0.0  # not ended yet: result() raises its TimeoutError
+        if self._claim(task, handle):
+            self._settle_outcome(task, value, error)
+        return None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+
+    def _claim(self, task: Task, handle: Any) -> bool:
+        """Whether this thread settles *task*, which ended with *handle*: the first to ask."""
+        with self._wake:
+            if handle is None or task.handle is not handle:
+                return False
+            task.handle = None
+            return True
 
     def _fetch_in_order(self, tasks: list[Task]) -> None:
         """Settle a batch of tasks in order, fetching results in parts that grow
@@ -203,22 +322,26 @@ class DaskExecutor(ClusterExecutor):
                 results = None  # an error, a death or a cancel among them
         if results is not None:
             for (task, handle), result in zip(ready, results, strict=True):
-                if task.handle is handle:
-                    task.handle = None
+                if self._claim(task, handle):
                     self._settle(task, "done", result)
         for task, handle in tasks:
-            if task.handle is handle and handle is not None:
-                task.handle = None
-                self._settle_one(task, handle)
+            if self._claim(task, handle):
+                self._settle_outcome(task, *self._outcome(handle))
 
-    def _settle_one(self, task: Task, handle: Any) -> None:
+    @staticmethod
+    def _outcome(handle: Any, timeout: float | None = None) -> tuple[Any, BaseException | None]:
+        """What a Dask future ended with: ``(result, None)`` or ``(None, what it raised)``."""
         try:
-            result = handle.result()
-        except distributed.KilledWorker as exc:
-            self._settle(task, "crashed", getattr(exc.last_worker, "address", "?"))
-        except (futures.CancelledError, asyncio.CancelledError):
+            return handle.result(timeout), None
+        except (Exception, asyncio.CancelledError) as exc:
+            return None, exc
+
+    def _settle_outcome(self, task: Task, result: Any, error: BaseException | None) -> None:
+        if isinstance(error, distributed.KilledWorker):
+            self._settle(task, "crashed", getattr(error.last_worker, "address", "?"))
+        elif isinstance(error, (futures.CancelledError, asyncio.CancelledError)):
             task.future.cancel()
-        except Exception as exc:
-            self._settle(task, "error", exc)
+        elif error is not None:
+            self._settle(task, "error", error)
         else:
             self._settle(task, "done", result)
