@@ -231,6 +231,14 @@ def test_a_lone_tasks_future_settles_for_every_way_of_waiting(
     assert future.done() and future.result() == 25
 
 
+def test_with_a_progress_bar_a_lone_task_is_settled_when_it_ends(
+        make_executor: Callable[..., Any]) -> None:
+    ex = make_executor(progress=True)
+    future = ex.submit(square, 2)
+    assert not future.direct  # the collector settles it, and the bar counts it then
+    assert future.result(timeout=30) == 4
+
+
 def test_a_lone_tasks_result_after_done_or_a_timeout(make_executor: Callable[..., Any],
                                                      tmp_path: Path) -> None:
     ex = make_executor()

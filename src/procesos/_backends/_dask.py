@@ -1,20 +1,21 @@
 """``procesos.Executor(backend="dask")``: the executor on a ``dask.distributed`` cluster.
 
 Tasks go out with ``Client.submit`` (one call) or ``Client.map`` (a map's
-batch), one task per call, keys named after the function. A task submitted
-while nothing else of the executor is in the cluster (one call at a time)
-returns a :class:`DirectFuture`: nothing watches it, and the caller's
-``result()`` fetches its result itself, as ``distributed.Future.result()``
-does, without the hops through a collector thread; any other way of waiting
-for it hands it to the collector. Other submitted tasks are settled by one
-collector thread that takes them from a ``distributed.as_completed`` and
-fetches the results of what ended together in one ``gather``; a map's batch
-is settled in input order by a thread of its own that gathers parts of
-growing size (the map's caller reads in that order anyway). Whoever settles a
-task first claims it (:meth:`DaskExecutor._claim`), so each task is settled
-once. A task whose worker died ends in ``KilledWorker``: procesos runs it
-again up to *retries* times (the collector watches it then), then fails it
-with :class:`~procesos.WorkerCrashedError`.
+batch), one task per call, keys named after the function. Every future is a
+:class:`DirectFuture`; that of a task submitted while nothing else of the
+executor is in the cluster (one call at a time, no progress bar) is direct:
+nothing watches the task, and the caller's ``result()`` fetches its result
+itself, as ``distributed.Future.result()`` does, without the hops through a
+collector thread; any other way of waiting for it hands it to the collector.
+Other submitted tasks are settled by one collector thread that takes them
+from a ``distributed.as_completed`` and fetches the results of what ended
+together in one ``gather``; a map's batch is settled in input order by a
+thread of its own that gathers parts of growing size (the map's caller reads
+in that order anyway). Whoever settles a task first claims it
+(:meth:`DaskExecutor._claim`), so each task is settled once. A task whose
+worker died ends in ``KilledWorker``: procesos runs it again up to *retries*
+times (the collector watches it then), then fails it with
+:class:`~procesos.WorkerCrashedError`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class _HandBackWaiters(list):  # type: ignore[type-arg]
 
     def append(self, waiter: Any) -> None:
         super().append(waiter)
+        self._future.hand_back()
 
 
 class DirectFuture(futures.Future[Any]):
@@ -195,8 +197,9 @@ class DaskExecutor(ClusterExecutor):
         assert isinstance(future, DirectFuture)
         # The caller's result() fetches the result of a first attempt sent
         # alone (one call at a time); in a burst the collector fetches what
-        # ended together in one gather, fewer round trips than one each.
-        direct = task.attempts == 0 and self._alone()
+        # ended together in one gather, fewer round trips than one each. A
+        # progress bar counts a task when it ends, so the collector watches it.
+        direct = task.attempts == 0 and self._progress is None and self._alone()
         with self._wake:
             task.handle = handle
             future.owner = (self, task)
