@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import traceback
+from pathlib import Path
 from typing import Any
 
 import pytest
