@@ -32,8 +32,6 @@ import tempfile
 import threading
 import time
 
-from procesos._bench import compile_bytecode
-
 LINE = "line {:07d} from child {} " + "x" * 40  # about 70 bytes with the newline
 
 
@@ -120,6 +118,10 @@ def measure(case: str, writer: str, count: int) -> dict[str, float]:
 
 
 def main() -> None:
+    # Imported here: each case runs this file in a fresh interpreter, and the
+    # cases that measure the standard library must not import procesos.
+    from procesos._bench import compile_bytecode
+
     compile_bytecode()  # as an installed procesos has it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=200_000, help="lines per child")
