@@ -118,11 +118,6 @@ def measure(case: str, writer: str, count: int) -> dict[str, float]:
 
 
 def main() -> None:
-    # Imported here: each case runs this file in a fresh interpreter, and the
-    # cases that measure the standard library must not import procesos.
-    from procesos._bench import compile_bytecode
-
-    compile_bytecode()  # as an installed procesos has it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=200_000, help="lines per child")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (median shown)")
@@ -136,6 +131,12 @@ def main() -> None:
             json.dump({"seconds": seconds}, out)
         return
 
+    # The driver only, and imported here: the measured interpreters (phases,
+    # and the standard library's spawn and forkserver children, which import
+    # this file again) must not import procesos for it.
+    from procesos._bench import compile_bytecode
+
+    compile_bytecode()  # as an installed procesos has it
     print(f"$ {sys.executable} {' '.join(sys.argv)}")
     print(f"2 children x {args.lines:,} lines of ~70 bytes, Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} cores, median of {args.repeat} interleaved runs\n")

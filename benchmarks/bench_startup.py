@@ -287,11 +287,6 @@ def print_timing_table(title: str, result: dict[str, object], reference: str) ->
 
 
 def main() -> int:
-    # Imported here: the phases run this file in fresh interpreters, and the
-    # standard library's spawn and forkserver children import it again.
-    from procesos._bench import compile_bytecode
-
-    compile_bytecode()  # as an installed procesos has it
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke test)")
     parser.add_argument("--json", help="also write the raw results to this file")
@@ -309,6 +304,12 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
+    # The driver only, and imported here: the measured interpreters (phases,
+    # and the standard library's spawn and forkserver children, which import
+    # this file again) must not import procesos for it.
+    from procesos._bench import compile_bytecode
+
+    compile_bytecode()  # as an installed procesos has it
     fast, slow, warmup = (30, 8, 2) if args.quick else (300, 40, 5)
     command = "python benchmarks/bench_startup.py" + (" --quick" if args.quick else "")
     print(f"{command}   ({datetime.datetime.now():%Y-%m-%d %H:%M})")
