@@ -5,8 +5,10 @@ each library's default chunking, independent ``submit()`` calls, the warm round
 trip of one trivial task, CPU-bound tasks (parallel efficiency: the CPU time
 the tasks report, over workers x wall time), a fresh
 pool's first result, and the memory of an idle pool. Peers that are not
-installed are skipped. Figures depend on the machine and its load: compare
-columns of one run, never runs on different machines.
+installed are skipped. The "raw pipe" column is no library: a byte to a
+forked echo process and back, the floor under any round trip. Figures
+depend on the machine and its load: compare columns of one run, never runs
+on different machines.
 """
 
 from __future__ import annotations
@@ -217,6 +219,41 @@ def _pebble() -> Iterator[_Adapter]:
         yield a
 
 
+def _echo(conn: Any) -> None:
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except EOFError:
+            return
+        conn.send_bytes(message)
+
+
+@contextlib.contextmanager
+def _raw_pipe() -> Iterator[_Adapter]:
+    """Not a library: one byte to a forked echo process and back through a pipe,
+    the floor under any round trip on this machine."""
+    ctx = multiprocessing.get_context("fork")
+    ours, theirs = ctx.Pipe()
+    echo = ctx.Process(target=_echo, args=(theirs,), daemon=True)
+    echo.start()
+    theirs.close()
+
+    def call_one() -> None:
+        ours.send_bytes(b"x")
+        ours.recv_bytes()
+
+    a = _Adapter()
+    a.call_one = call_one
+    try:
+        yield a
+    finally:
+        ours.close()
+        echo.join(5)
+        if echo.is_alive():
+            echo.kill()
+            echo.join()
+
+
 _Factory = Callable[[], contextlib.AbstractContextManager[_Adapter]]
 LIBRARIES: dict[str, tuple[str | None, _Factory]] = {
     "procesos": (None, _procesos),
@@ -226,6 +263,7 @@ LIBRARIES: dict[str, tuple[str | None, _Factory]] = {
     "joblib": ("joblib", _joblib),
     "mpire": ("mpire", _mpire),
     "pebble": ("pebble", _pebble),
+    "raw pipe": (None, _raw_pipe),
 }
 
 # -- measurements ------------------------------------------------------------------
