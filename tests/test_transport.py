@@ -497,6 +497,24 @@ def test_executor_and_pool_carry_large_arguments_and_results_through_shared_memo
         del results
 
 
+def large_bytes() -> bytes:
+    return b"x" * LARGE
+
+
+def test_a_worker_under_a_memory_limit_does_not_count_kept_mappings_against_it() -> None:
+    # A kept mapping (for the next large send) is pooled shared memory in the
+    # worker's RSS; with max_memory_per_worker the worker lets it go before it
+    # measures after a task, so that a large result does not get it replaced.
+    # (A single call is measured before its result is sent: the mapping made
+    # by that send is let go after the next task.)
+    with procesos.Executor(1, max_memory_per_worker=1 << 40) as ex:
+        pid = ex.submit(os.getpid).result()
+        assert len(ex.submit(large_bytes).result()) == LARGE
+        ex.submit(count_kept_mappings).result()
+        assert ex.submit(count_kept_mappings).result() == 0
+        assert ex.submit(os.getpid).result() == pid
+
+
 def test_small_tasks_stay_plain_pickles() -> None:
     from procesos._engine._messages import encode_objects, encode_values, is_shared
 

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from .._errors import SerializationError
 from .._outcome import encode_error
 from .._serialization import dumps, loads
+from .._shm._write_cache import drop_all as drop_kept_mappings
 from ._messages import (
     CALL,
     DONE,
@@ -302,7 +303,12 @@ class _Worker:
         """Leave after this item if a limit is reached; True if the worker retired."""
         config = self.config
         over_tasks = config.max_tasks is not None and self.tasks_done >= config.max_tasks
-        over_memory = config.max_memory is not None and self.note_memory() > config.max_memory
+        over_memory = False
+        if config.max_memory is not None:
+            # Mappings kept for the next large send hold pooled shared memory that
+            # counts in this process's RSS: they are a cache, not the task's memory.
+            drop_kept_mappings()
+            over_memory = self.note_memory() > config.max_memory
         if not (over_tasks or over_memory):
             return False
         if pending is not None:
