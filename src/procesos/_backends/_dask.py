@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
 import distributed
 
 from .._engine import default_workers
+from .._engine._direct import HandBackFuture
 from .._errors import ClusterConnectionError
 from ._base import ClusterExecutor, Task
 from ._dask_local import LocalDaskCluster
@@ -40,20 +40,7 @@ FETCH_MAX = 1024
 """The most results of a map that one ``gather`` fetches."""
 
 
-class _HandBackWaiters(list):  # type: ignore[type-arg]
-    """``Future._waiters``: ``wait()``/``as_completed()`` add a waiter, and then
-    the collector must settle the task."""
-
-    def __init__(self, future: DirectFuture) -> None:
-        super().__init__()
-        self._future = future
-
-    def append(self, waiter: Any) -> None:
-        super().append(waiter)
-        self._future.hand_back()
-
-
-class DirectFuture(futures.Future[Any]):
+class DirectFuture(HandBackFuture):
     """A ``concurrent.futures.Future`` whose ``result()`` may fetch its task's result.
 
     While :attr:`direct` (changed under the executor's lock), nothing else
@@ -66,36 +53,19 @@ class DirectFuture(futures.Future[Any]):
         super().__init__()
         self.direct = False
         self.owner: tuple[DaskExecutor, Task] | None = None
-        self._waiters = _HandBackWaiters(self)
 
     def hand_back(self) -> None:
         """Someone waits other than in ``result()``: the collector must settle the task."""
-        if self.direct and self.owner is not None and not super().done():
+        if self.direct and self.owner is not None and not futures.Future.done(self):
             executor, task = self.owner
             executor._hand_back(self, task)
 
-    def result(self, timeout: float | None = None) -> Any:
-        return super().result(self._read(timeout))
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        return super().exception(self._read(timeout))
-
     def _read(self, timeout: float | None) -> float | None:
         """Fetch the result here if nobody else does; the time left of *timeout*."""
-        if not self.direct or self.owner is None or super().done():
+        if not self.direct or self.owner is None or futures.Future.done(self):
             return timeout
         executor, task = self.owner
         return executor._read_direct(task, timeout)
-
-    def add_done_callback(self, fn: Callable[[futures.Future[Any]], object]) -> None:
-        super().add_done_callback(fn)
-        self.hand_back()
-
-    def done(self) -> bool:
-        finished = super().done()
-        if not finished:
-            self.hand_back()
-        return finished
 
 
 class DaskExecutor(ClusterExecutor):

@@ -24,14 +24,14 @@ if TYPE_CHECKING:
     from ._dispatcher import Engine
     from ._workers import WorkerHandle
 
-__all__ = ["DirectFuture"]
+__all__ = ["DirectFuture", "HandBackFuture"]
 
 
 class _HandBackWaiters(list):  # type: ignore[type-arg]
-    """``Future._waiters``: ``wait()``/``as_completed()`` add a waiter, and then only the
-    dispatcher may deliver the result."""
+    """``Future._waiters``: ``wait()``/``as_completed()`` add a waiter, and then
+    the result must be delivered by whoever delivers it when nobody reads it."""
 
-    def __init__(self, future: DirectFuture) -> None:
+    def __init__(self, future: HandBackFuture) -> None:
         super().__init__()
         self._future = future
 
@@ -40,37 +40,33 @@ class _HandBackWaiters(list):  # type: ignore[type-arg]
         self._future.hand_back()
 
 
-class DirectFuture(Future[Any]):
-    """A ``concurrent.futures.Future`` whose ``result()`` may read its worker's answer."""
+class HandBackFuture(Future[Any]):
+    """A ``concurrent.futures.Future`` whose caller may fetch the result itself.
 
-    def __init__(self, engine: Engine) -> None:
+    ``result()`` and ``exception()`` call :meth:`_read` first, which may fetch
+    and set the result on the caller's thread. Any other way of waiting
+    (``add_done_callback``, ``wait``, ``as_completed``, ``done()``, asyncio)
+    calls :meth:`hand_back`: from then on, something else must deliver it.
+    Subclasses implement both (without calling ``done()``, which hands back).
+    """
+
+    def __init__(self) -> None:
         super().__init__()
-        self._engine = engine
-        self.worker: WorkerHandle | None = None
         self._waiters = _HandBackWaiters(self)
 
-    def finished(self) -> bool:
-        """Done, without handing anything back (``done()`` hands back)."""
-        return self._state in (FINISHED, CANCELLED_AND_NOTIFIED)
-
     def hand_back(self) -> None:
-        """Nobody will read the answer in ``result()``: the dispatcher must."""
-        if not self.finished():
-            self._engine.wake()
+        """Nobody will read the result in ``result()``: the usual path must deliver it."""
+        raise NotImplementedError
+
+    def _read(self, timeout: float | None) -> float | None:
+        """Fetch the result here if nobody else does; the time left of *timeout*."""
+        raise NotImplementedError
 
     def result(self, timeout: float | None = None) -> Any:
         return super().result(self._read(timeout))
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         return super().exception(self._read(timeout))
-
-    def _read(self, timeout: float | None) -> float | None:
-        """Read the answer here if nobody else does; the time left of *timeout*."""
-        if self.finished() or self.worker is None:
-            return timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._engine.read_direct(self, deadline)
-        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
         super().add_done_callback(fn)
@@ -81,3 +77,30 @@ class DirectFuture(Future[Any]):
         if not finished:
             self.hand_back()
         return finished
+
+
+class DirectFuture(HandBackFuture):
+    """The future of a call sent straight to an idle worker: ``result()`` may read
+    the worker's answer."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self._engine = engine
+        self.worker: WorkerHandle | None = None
+
+    def finished(self) -> bool:
+        """Done, without handing anything back (``done()`` hands back)."""
+        return self._state in (FINISHED, CANCELLED_AND_NOTIFIED)
+
+    def hand_back(self) -> None:
+        """Nobody will read the answer in ``result()``: the dispatcher must."""
+        if not self.finished():
+            self._engine.wake()
+
+    def _read(self, timeout: float | None) -> float | None:
+        """Read the answer here if nobody else does; the time left of *timeout*."""
+        if self.finished() or self.worker is None:
+            return timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._engine.read_direct(self, deadline)
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
