@@ -99,10 +99,7 @@ def _after_fork_in_child() -> None:
     global _lock, _timer
     _lock = threading.Lock()
     _timer = None  # the parent's thread: not here
-    closing = [mapping for mapping, _ in _kept.values()]
-    _kept.clear()
-    for mapping in closing:
-        mapping.close()
+    drop_all()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
