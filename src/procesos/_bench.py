@@ -3,8 +3,8 @@
 Workloads (2 workers each): bulk ``map`` of tiny tasks, ordered streaming with
 each library's default chunking, independent ``submit()`` calls, the warm round
 trip of one trivial task, CPU-bound tasks (parallel efficiency: the CPU time
-the tasks report, over workers x wall time), a fresh
-pool's first result, and the memory of an idle pool. Peers that are not
+the tasks report, over workers x wall time), a fresh pool's first result,
+and the memory of an idle pool. Peers that are not
 installed are skipped. The "raw pipe" column is no library: a byte to a
 forked echo process and back, the floor under any round trip. Figures
 depend on the machine and its load: compare columns of one run, never runs
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["main", "spin", "square"]
+__all__ = ["compile_bytecode", "main", "spin", "square"]
 
 WORKERS = 2
 
