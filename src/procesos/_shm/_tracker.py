@@ -30,7 +30,10 @@ client -> tracker                  reply
 ``("release", seg)``               none: this connection lets go of one hold
 ``("create", nbytes)``             ``("ok", seg, path)``: a segment for a
                                    ``SharedArray``, held by this connection
-``("ticket", seg)``                ``("ok", ticket)`` or ``("err", text)``
+``("ticket", seg[, origin])``      ``("ok", ticket)`` or ``("err", text)``: a
+                                   new ticket on a segment in use; with
+                                   *origin* (the ticket it was allocated
+                                   under), only if it was not reused since
 ``("poison", [seg, ...])``         none: never pool these (a fork maps them)
 ``("sync",)`` / ``("trim",)``      ``("ok", stats)``, after everything that
                                    was pending (``trim`` also empties the pool)
@@ -72,6 +75,7 @@ class Segment:
         "ident",
         "kind",
         "name",
+        "origin",
         "poisoned",
         "pooled_at",
         "tickets",
@@ -87,6 +91,7 @@ class Segment:
         self.holds: dict[int, int] = {}  # connection id -> count
         self.tickets: set[int] = set()
         self.writer: int | None = None
+        self.origin = 0  # the ticket of its last allocation: what its bytes are
         self.poisoned = False
         self.pooled_at: float | None = None
 
@@ -228,6 +233,7 @@ class Tracker:
                 return
             seg.writer = conn
             ticket = self.new_ticket(seg, conn, reusable=bool(message[2]), sealed=False)
+            seg.origin = ticket
             self.reply(sock, ("ok", seg.ident, ticket, self.path(seg), seg.capacity))
         elif kind == "seal":
             sealed = self.tickets.get(message[1])
@@ -281,6 +287,9 @@ class Tracker:
             seg = self.segments.get(message[1])
             if seg is None or seg.pooled_at is not None:
                 self.reply(sock, ("err", "this shared memory has been freed"))
+                return
+            if len(message) > 2 and (seg.origin != message[2] or seg.writer is not None):
+                self.reply(sock, ("err", "this shared memory holds other data now"))
                 return
             self.reply(sock, ("ok", self.new_ticket(seg, conn, reusable=False, sealed=True)))
         elif kind == "poison":
@@ -340,7 +349,9 @@ class Tracker:
 
     def allocate(self, nbytes: int) -> Segment | None:
         best = None
-        for seg in self.pool:
+        # The most recently freed of the best fit: its sender is the likeliest
+        # to still have it mapped (``_write_cache.py``); the oldest idle out.
+        for seg in reversed(self.pool):
             if nbytes <= seg.capacity <= max(2 * nbytes, nbytes + (1 << 20)) and (
                 best is None or seg.capacity < best.capacity
             ):

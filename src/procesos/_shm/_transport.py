@@ -5,18 +5,24 @@ instead of copying. Out-of-band buffers (PEP 574: numpy arrays, ``memoryview``,
 pandas and Arrow objects) and large parts of the stream itself (``bytes``,
 ``bytearray``, ``str``) of at least the threshold are then copied, once, into
 one segment from the tracker's pool; the frame holds the rest of the stream and
-where each part lies. :func:`unpack` claims the segment and maps it: out-of-band
-buffers become views on the mapping (copy on write: what the receiver writes
-stays its own), stream parts are read from it. The receiver's hold ends when
-the last object viewing the mapping is garbage.
+where each part lies. An array this process sent before, still in use by its
+receivers and unchanged since, is not copied again: the frame points at the
+segment it already lies in (``_sent.py``). :func:`unpack` claims the segments
+and maps them: out-of-band buffers become views on the mappings (copy on
+write: what the receiver writes stays its own), stream parts are read from
+them. The receiver's hold on a segment ends when the last object viewing its
+mapping is garbage.
 
 Frame layout::
 
     MAGIC (4 bytes) | header length (4 bytes, big-endian) | header (pickle) | inline stream
 
-    header = (VERSION, token, ticket, capacity, plan, buffers)
-    plan    = [(in_shared_memory, start, length), ...]  # the stream, in order
-    buffers = [(offset, length), ...]                    # out-of-band buffers, in order
+    header  = (VERSION, token, tickets, plan, buffers)
+    tickets = [ticket, ...]                    # one per segment the frame uses
+    plan    = [(segment, start, length), ...]  # the stream, in order; segment -1: inline
+    buffers = [(segment, offset, length), ...] # out-of-band buffers, in order
+
+``segment`` is a position in ``tickets``.
 
 Data with nothing large is a plain pickle stream (it starts with ``0x80``),
 readable by :func:`pickle.loads`.
@@ -34,6 +40,7 @@ import weakref
 from multiprocessing import context
 from typing import Any
 
+from . import _sent
 from . import _write_cache as write_cache
 from ._client import (
     ShmError,
@@ -58,7 +65,7 @@ __all__ = [
 
 PROTOCOL = 5
 MAGIC = b"\xfePR5"
-VERSION = 1
+VERSION = 2
 THRESHOLD_ENV = "PROCESOS_SHM_THRESHOLD"
 DEFAULT_THRESHOLD = 1 << 20
 _ALIGN = 64
@@ -211,50 +218,114 @@ def _aligned(offset: int) -> int:
 
 
 def _spill(collector: _Collector, reusable: bool) -> bytes:
+    # Every large part (a stream chunk or an out-of-band buffer), in order: the
+    # stream's parts first, then the buffers.
     inline: list[bytes] = []
     inline_size = 0
-    plan: list[tuple[bool, int, int]] = []
-    copies: list[tuple[int, Any]] = []
-    offset = 0
+    stream: list[tuple[int, int, int]] = []  # (part or -1 for inline, start, length)
+    parts: list[Any] = []
     for index, chunk in enumerate(collector.chunks):
         size = len(chunk) if type(chunk) is bytes else memoryview(chunk).nbytes
         if index in collector.large:
-            plan.append((True, offset, size))
-            copies.append((offset, chunk))
-            offset = _aligned(offset + size)
-        else:
-            if plan and not plan[-1][0]:
-                plan[-1] = (False, plan[-1][1], plan[-1][2] + size)
-            else:
-                plan.append((False, inline_size, size))
+            stream.append((len(parts), 0, size))
+            parts.append(chunk)
+        elif stream and stream[-1][0] < 0:
+            stream[-1] = (-1, stream[-1][1], stream[-1][2] + size)
             inline.append(chunk)
             inline_size += size
-    layout: list[tuple[int, int]] = []
-    for buffer in collector.buffers:
-        size = buffer.nbytes
-        layout.append((offset, size))
-        copies.append((offset, buffer))
-        offset = _aligned(offset + size)
+        else:
+            stream.append((-1, inline_size, size))
+            inline.append(chunk)
+            inline_size += size
+    first_buffer = len(parts)
+    parts.extend(collector.buffers)
 
+    token = tree_token()
     tracker = client()
-    reply = tracker.request("alloc", max(offset, 1), reusable)
-    if reply[0] != "ok":
-        raise ShmError(str(reply[1]))
-    _, seg, ticket, path, capacity = reply
+    tickets: list[int] = []  # the frame's: reused segments', then the new one's
+    places: list[tuple[int, int] | None] = [None] * len(parts)  # (ticket index, offset)
     sent = False
+    new_ticket = None
     try:
-        _copy_into(tree_token(), seg, path, capacity, copies)
-        header = pickle.dumps(
-            (VERSION, tree_token(), ticket, capacity, plan, layout), PROTOCOL
-        )
+        if not reusable:
+            _reuse(tracker, token, parts, tickets, places)
+        copies: list[tuple[int, Any]] = []
+        offset = 0
+        for index, part in enumerate(parts):
+            if places[index] is None:
+                copies.append((offset, part))
+                places[index] = (len(tickets), offset)  # the new segment, added last
+                offset = _aligned(offset + _nbytes(part))
+        if copies:
+            reply = tracker.request("alloc", max(offset, 1), reusable)
+            if reply[0] != "ok":
+                raise ShmError(str(reply[1]))
+            _, seg, new_ticket, path, capacity = reply
+            tickets.append(new_ticket)
+            _copy_into(token, seg, path, capacity, copies)
+            for start, part in copies:
+                _sent.remember(_exporter(part), _nbytes(part),
+                               _sent.Location(token, seg, new_ticket, path, capacity, start))
+        spots = [place for place in places if place is not None]  # every part's, by now
+        plan = [(-1, start, length) if part < 0 else (*spots[part], length)
+                for part, start, length in stream]
+        layout = [(*spot, _nbytes(part))
+                  for spot, part in zip(spots[first_buffer:], parts[first_buffer:], strict=True)]
+        header = pickle.dumps((VERSION, token, tickets, plan, layout), PROTOCOL)
         frame = b"".join([MAGIC, _HEADER.pack(len(header)), header, *inline])
-        tracker.notify("seal", ticket)
+        if new_ticket is not None:
+            tracker.notify("seal", new_ticket)
         sent = True
     finally:
-        if not sent:  # an error or Ctrl-C while copying: give the segment back
-            tracker.notify("drop", ticket)
-    _discard_with_spawning_popen(tree_token(), ticket)
+        if not sent:  # an error or Ctrl-C: give the segments back
+            if new_ticket is not None:
+                tracker.notify("drop", new_ticket)
+            reused = [t for t in tickets if t != new_ticket]
+            if reused:
+                tracker.notify("discard", reused)
+    for ticket in tickets:
+        _discard_with_spawning_popen(token, ticket)
     return frame
+
+
+def _nbytes(part: Any) -> int:
+    return len(part) if type(part) is bytes else int(part.nbytes)
+
+
+def _exporter(part: Any) -> Any:
+    return part.obj if isinstance(part, memoryview) else None
+
+
+def _reuse(tracker: Any, token: str, parts: list[Any], tickets: list[int],
+           places: list[tuple[int, int] | None]) -> None:
+    """Point the parts sent before, unchanged, at the segments they already lie in."""
+    found: dict[int, list[tuple[int, _sent.Location]]] = {}
+    for index, part in enumerate(parts):
+        if isinstance(part, memoryview) and part.obj is not None:
+            where = _sent.find(part.obj, part.nbytes, token)
+            if where is not None:
+                found.setdefault(where.seg, []).append((index, where))
+    for seg, hits in found.items():
+        where = hits[0][1]
+        reply = tracker.request("ticket", seg, where.origin)
+        if reply[0] != "ok":
+            continue  # freed, or another sender's data now: copy
+        ticket = int(reply[1])
+        mapping = write_cache.take(token, seg, where.path, where.capacity)
+        try:
+            same = [(index, spot) for index, spot in hits
+                    if _sent.same_bytes(parts[index], mapping, spot.offset)]
+        except BaseException:
+            mapping.close()
+            tracker.notify("discard", [ticket])
+            raise
+        write_cache.give_back(token, seg, mapping)
+        if not same:
+            tracker.notify("discard", [ticket])
+            continue
+        for index, spot in same:
+            places[index] = (len(tickets), spot.offset)
+        tickets.append(ticket)
 
 
 def _copy_into(token: str, seg: int, path: str, capacity: int,
@@ -321,8 +392,8 @@ def discard(data: bytes | bytearray | memoryview) -> None:
     """Say that the frame *data* will never be loaded (again): its shared memory may go."""
     parsed = _parse(data)
     if parsed is not None:
-        (_, token, ticket, *_rest), _ = parsed
-        _discard_ticket(token, ticket)
+        (_, token, tickets, *_rest), _ = parsed
+        client(token).notify("discard", list(tickets))
 
 
 def unpack(data: bytes | bytearray | memoryview) -> Any:
@@ -330,26 +401,28 @@ def unpack(data: bytes | bytearray | memoryview) -> Any:
     parsed = _parse(data)
     if parsed is None:
         return pickle.loads(data)
-    (_, token, ticket, _capacity, plan, layout), inline = parsed
+    (_, token, tickets, plan, layout), inline = parsed
     tracker = client(token)
-    reply = tracker.request("claim", [ticket])
+    reply = tracker.request("claim", list(tickets))
     if reply[0] != "ok":
         raise ShmError(
             f"cannot load this data: {reply[1]}. A frame with shared memory can be loaded "
             "once (dumps(..., reusable=True) makes one that can be loaded many times)."
         )
-    seg, path, size = reply[1][0]
-    try:
-        mapping = map_segment(path, size, "private")
-    except BaseException:
-        tracker.notify("release", seg)
-        raise
-    track_mapping(mapping, token, seg)
-    view = memoryview(mapping)
-    buffers = [view[offset:offset + length] for offset, length in layout]
-    if any(in_shm for in_shm, _, _ in plan):
-        parts = [(view if in_shm else inline)[start:start + length]
-                 for in_shm, start, length in plan]
+    views: list[memoryview] = []
+    for index, (seg, path, size) in enumerate(reply[1]):
+        try:
+            mapping = map_segment(path, size, "private")
+        except BaseException:
+            for later_seg, _, _ in reply[1][index:]:
+                tracker.notify("release", later_seg)
+            raise
+        track_mapping(mapping, token, seg)
+        views.append(memoryview(mapping))
+    buffers = [views[where][offset:offset + length] for where, offset, length in layout]
+    if any(where >= 0 for where, _, _ in plan):
+        parts = [(inline if where < 0 else views[where])[start:start + length]
+                 for where, start, length in plan]
         return pickle.Unpickler(_Reader(parts), buffers=buffers).load()
     return pickle.loads(inline, buffers=buffers)
 
