@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 import weakref
 
 import numpy as np
@@ -167,3 +168,26 @@ def test_two_workers_given_one_array_share_one_segment() -> None:
         assert tracker_stats()["segments"] == 1
         done.set()
         assert pending.get(timeout=30) == [LARGE, LARGE]
+
+
+def hold_until_killed(a: np.ndarray, holding: object) -> None:
+    holding.wait()  # type: ignore[attr-defined]
+    signal.pause()  # (not an Event: killing a process inside Event.wait breaks the Event)
+
+
+def test_a_holder_killed_leaves_the_shared_segment_to_the_other() -> None:
+    a = np.ones(LARGE)
+    holding, done = procesos.Barrier(3), procesos.Event()
+    doomed = procesos.Process(target=hold_until_killed, args=(a, holding))
+    survivor = procesos.Process(target=hold, args=(a, holding, done))
+    doomed.start()
+    survivor.start()
+    holding.wait(timeout=60)
+    assert tracker_stats()["segments"] == 1
+    doomed.kill()
+    doomed.join(30)
+    done.set()
+    assert survivor.result(timeout=30) == LARGE
+    survivor.join()
+    for p in (doomed, survivor):
+        p.close()
