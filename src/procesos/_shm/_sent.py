@@ -125,9 +125,10 @@ def same_bytes(source: memoryview, mapping: Any, offset: int) -> bool:
         memcmp = _load_memcmp()
     except (ImportError, OSError, AttributeError):
         return False
-    ours = numpy.frombuffer(source, numpy.uint8)
-    theirs = numpy.frombuffer(mapping, numpy.uint8, count=nbytes, offset=offset)
+    ours = theirs = None
     try:
+        ours = numpy.frombuffer(source, numpy.uint8)
+        theirs = numpy.frombuffer(mapping, numpy.uint8, count=nbytes, offset=offset)
         left = ours.__array_interface__["data"][0]
         right = theirs.__array_interface__["data"][0]
         for start in range(0, nbytes, _CHUNK):

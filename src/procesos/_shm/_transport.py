@@ -316,8 +316,11 @@ def _reuse(tracker: Any, token: str, parts: list[Any], tickets: list[int],
             same = [(index, spot) for index, spot in hits
                     if _sent.same_bytes(parts[index], mapping, spot.offset)]
         except BaseException:
-            mapping.close()
             tracker.notify("discard", [ticket])
+            try:
+                mapping.close()
+            except BufferError:
+                pass  # a view of it lives on in the traceback: unmapped when that goes
             raise
         write_cache.give_back(token, seg, mapping)
         if not same:
