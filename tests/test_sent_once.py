@@ -171,18 +171,27 @@ def test_two_workers_given_one_array_share_one_segment() -> None:
 
 
 def hold_until_killed(a: np.ndarray, holding: object) -> None:
-    holding.wait()  # type: ignore[attr-defined]
-    signal.pause()  # (not an Event: killing a process inside Event.wait breaks the Event)
+    holding.set()  # type: ignore[attr-defined]
+    signal.pause()
+
+
+def hold_until_done(a: np.ndarray, holding: object, done: object) -> float:
+    holding.set()  # type: ignore[attr-defined]
+    done.wait()  # type: ignore[attr-defined]
+    return float(a.sum())
 
 
 def test_a_holder_killed_leaves_the_shared_segment_to_the_other() -> None:
+    # Events, not a Barrier: the test returns from Event.wait() only once the
+    # setter has let go of the Event's lock, so the kill cannot catch a holder
+    # inside a lock the other one needs.
     a = np.ones(LARGE)
-    holding, done = procesos.Barrier(3), procesos.Event()
-    doomed = procesos.Process(target=hold_until_killed, args=(a, holding))
-    survivor = procesos.Process(target=hold, args=(a, holding, done))
+    doomed_holds, survivor_holds, done = procesos.Event(), procesos.Event(), procesos.Event()
+    doomed = procesos.Process(target=hold_until_killed, args=(a, doomed_holds))
+    survivor = procesos.Process(target=hold_until_done, args=(a, survivor_holds, done))
     doomed.start()
     survivor.start()
-    holding.wait(timeout=60)
+    assert doomed_holds.wait(60) and survivor_holds.wait(60)
     assert tracker_stats()["segments"] == 1
     doomed.kill()
     doomed.join(30)
