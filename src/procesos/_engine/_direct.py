@@ -3,7 +3,7 @@
 Through the dispatcher, a result costs a thread hop (worker -> dispatcher ->
 caller). When ``submit()`` finds an idle worker and nothing queued, it sends
 the call at once and returns a :class:`DirectFuture`; the dispatcher does not
-watch that worker's socket (``WAITING``). A caller that then waits in
+watch that worker's pipe (``WAITING``). A caller that then waits in
 ``result()`` or ``exception()`` reads the worker's answer itself
 (``READING``) and hands it over exactly as the dispatcher would. Anything
 else that waits for the future (``add_done_callback``, ``wait``,
@@ -19,6 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED
 from typing import TYPE_CHECKING, Any
+
+from ._future import LightFuture
 
 if TYPE_CHECKING:
     from ._dispatcher import Engine
@@ -40,7 +42,7 @@ class _HandBackWaiters(list):  # type: ignore[type-arg]
         self._future.hand_back()
 
 
-class HandBackFuture(Future[Any]):
+class HandBackFuture(LightFuture):
     """A ``concurrent.futures.Future`` whose caller may fetch the result itself.
 
     ``result()`` and ``exception()`` call :meth:`_read` first, which may fetch

@@ -6,13 +6,13 @@ States (``Engine.state``, changed only under ``Engine.lock``)::
        |  \\--terminate()--> TERMINATING --workers dead--> CLOSED
        \\--initializer fails / workers cannot start--> BROKEN --> CLOSED
 
-The dispatcher waits with one ``poll()`` on every worker's socket and exit
+The dispatcher waits with one ``poll()`` on every worker's result pipe and exit
 sentinel plus a wake-up pipe. Each round it reads what arrived (no lock),
 updates the books and sends more work (under the lock), then hands results to
 futures and map jobs (no lock, so callbacks may submit). ``submit()`` writes
 straight to an idle worker under the lock, without waking the dispatcher, and
 its caller may read the answer itself (:mod:`._direct`). The dispatcher
-watches a worker's socket only while something can come from it (a batch in
+watches a worker's pipe only while something can come from it (a batch in
 flight, its READY message). Deaths, timeouts and retries are handled in
 :mod:`._faults`.
 """
@@ -33,16 +33,18 @@ from typing import Any
 from .._context import ProcesosContext
 from .._errors import BrokenExecutorError
 from .._outcome import decode
+from .._serialization import loads
 from ._batching import ChunkSizer
 from ._crash import oom_kills
 from ._direct import DirectFuture
 from ._faults import Faults
+from ._future import LightFuture
 from ._jobs import Batch, Call, CallBatch, FnEntry, MapJob
 from ._messages import DONE, INIT_FAILED, READY, RETIRE, SLOT_WIDTH, STOP, UNREADABLE, frame
 from ._progress import Progress
 from ._stats import SlotRecord, WorkerStats
 from ._worker import WorkerConfig
-from ._workers import DISPATCHER, READING, WAITING, WorkerHandle
+from ._workers import DISPATCHER, POLL_IN, READING, WAITING, WorkerHandle
 
 __all__ = ["CLOSED", "CLOSING", "RUNNING", "TERMINATING", "Engine"]
 
@@ -50,7 +52,7 @@ RUNNING, CLOSING, TERMINATING, BROKEN, CLOSED = "running", "closing", "terminati
     "closed"
 _FN_CACHE = 128
 _PREFETCH_BELOW_S = 0.005  # send a second batch ahead only when batches are this quick
-_POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+_RESULTS, _WRITABLE, _EXITED = range(3)  # what a polled descriptor of a worker says
 
 
 class Engine(Faults):
@@ -114,7 +116,7 @@ class Engine(Faults):
             # the queue without the lock (appends are atomic; the dispatcher pops).
             entry = self._known_entry(fn)
             if entry is not None:
-                future: Future[Any] = Future()
+                future: Future[Any] = LightFuture()
                 call = Call(future, entry, args, kwargs)
                 self.pending.append(call)
                 if len(self.pending) == 1:  # else the dispatcher has more to come for it
@@ -123,7 +125,8 @@ class Engine(Faults):
                     self._withdraw(call)
                 return future
         with self.lock:
-            self._check_open()
+            if self.state != RUNNING:
+                self._check_open()
             entry = self.entry(fn)
             if self.progress is not None:
                 self.progress.add(1)
@@ -131,7 +134,7 @@ class Engine(Faults):
                 for worker in self.workers:
                     if worker is not None and not worker.outstanding and worker.accepts_work():
                         return self._send_now(worker, entry, args, kwargs)
-            future = Future()
+            future = LightFuture()
             call = Call(future, entry, args, kwargs)
             self.pending.append(call)
             if len(self.pending) == 1:
@@ -163,7 +166,7 @@ class Engine(Faults):
                   kwargs: dict[str, Any]) -> Future[Any]:
         """Under the lock: send one call to an idle worker; its caller may read the answer."""
         direct = worker.idle() and self.timeout is None and self.progress is None
-        future: Future[Any] = DirectFuture(self) if direct else Future()
+        future: Future[Any] = DirectFuture(self) if direct else LightFuture()
         future.set_running_or_notify_cancel()
         self.send(worker, CallBatch([Call(future, entry, args, kwargs)],
                                     self.call_sizer.tracked))
@@ -172,7 +175,7 @@ class Engine(Faults):
             worker.direct = future
             future.worker = worker  # type: ignore[attr-defined]
         else:
-            self.wake()  # the dispatcher does not watch an idle worker's socket
+            self.wake()  # the dispatcher does not watch an idle worker's pipe
         return future
 
     def read_direct(self, future: DirectFuture, deadline: float | None) -> None:
@@ -184,9 +187,8 @@ class Engine(Faults):
                 return
             worker.reader_role = READING
         try:
-            poller = select.poll()
-            poller.register(worker.fd, _POLL_IN)
-            poller.register(worker.sentinel, _POLL_IN)
+            poll = worker.poller.poll
+            fd = worker.fd
             while not future.finished():
                 wait_ms = None
                 if deadline is not None:
@@ -194,13 +196,18 @@ class Engine(Faults):
                     if left <= 0:
                         return
                     wait_ms = math.ceil(left * 1000)
-                events = poller.poll(wait_ms)
-                if any(fd == worker.fd for fd, _ in events):
+                readable = died = False
+                for event_fd, _ in poll(wait_ms):
+                    if event_fd == fd:
+                        readable = True
+                    else:
+                        died = True
+                if readable:
                     frames, eof = worker.reader.read_available()
                     self._handle(worker, frames)
                     if eof:
                         return
-                if any(fd == worker.sentinel for fd, _ in events):
+                if died:
                     return  # it died: the dispatcher settles that
         finally:
             with self.lock:
@@ -311,7 +318,7 @@ class Engine(Faults):
         self.next_batch += 1
         worker.send_batch(batch, batch_id, seq, self.timeout is not None)
         if worker.outbox:
-            self.wake()  # the dispatcher must watch for the socket to become writable
+            self.wake()  # the dispatcher must watch for the pipe to become writable
 
     def _kill_all(self) -> None:
         for worker in self.workers:
@@ -322,29 +329,39 @@ class Engine(Faults):
     def _run(self) -> None:
         poller = select.poll()
         registered: dict[int, int] = {}
-        owners: dict[int, tuple[WorkerHandle, bool]] = {}
+        owners: dict[int, tuple[WorkerHandle, int]] = {}
         try:
             self._start_the_others()
             while True:
                 with self.lock:
                     if self._finished():
                         break
-                    wanted = {self.wake_r: _POLL_IN}
+                    taken_back = False
+                    for worker in self.workers:
+                        if (worker is not None and not worker.dead
+                                and worker.reader_role == WAITING):  # nobody came for it
+                            worker.reader_role = DISPATCHER
+                            worker.direct = None
+                            taken_back = True
+                    if taken_back:
+                        # It could not be given work while it was not ours: calls
+                        # queued meanwhile go now (one ahead), not after its call.
+                        self._fill()
+                    wanted = {self.wake_r: POLL_IN}
                     owners.clear()
                     for worker in self.workers:
                         if worker is None or worker.dead:
                             continue
-                        if worker.reader_role == WAITING:  # nobody came for it yet: ours
-                            worker.reader_role = DISPATCHER
-                            worker.direct = None
                         if worker.reader_role == READING:
                             continue  # its caller watches it, and gives it back
                         if not worker.idle():
-                            wanted[worker.fd] = _POLL_IN | (select.POLLOUT if worker.outbox
-                                                            else 0)
-                            owners[worker.fd] = (worker, False)
-                        wanted[worker.sentinel] = _POLL_IN
-                        owners[worker.sentinel] = (worker, True)
+                            wanted[worker.fd] = POLL_IN
+                            owners[worker.fd] = (worker, _RESULTS)
+                            if worker.outbox:
+                                wanted[worker.out_fd] = select.POLLOUT
+                                owners[worker.out_fd] = (worker, _WRITABLE)
+                        wanted[worker.sentinel] = POLL_IN
+                        owners[worker.sentinel] = (worker, _EXITED)
                     timeout = self._poll_timeout()
                 for fd in [fd for fd in registered if fd not in wanted]:
                     poller.unregister(fd)
@@ -383,10 +400,10 @@ class Engine(Faults):
                 self._fill()
 
     def _round(self, events: list[tuple[int, int]],
-               owners: dict[int, tuple[WorkerHandle, bool]]) -> None:
+               owners: dict[int, tuple[WorkerHandle, int]]) -> None:
         arrived: list[tuple[WorkerHandle, Any, memoryview]] = []
         dead: list[WorkerHandle] = []
-        for fd, mask in events:
+        for fd, _ in events:
             if fd == self.wake_r:
                 try:
                     while os.read(self.wake_r, 4096):
@@ -400,13 +417,13 @@ class Engine(Faults):
             owner = owners.get(fd)
             if owner is None:
                 continue
-            worker, is_sentinel = owner
-            if is_sentinel:
+            worker, what = owner
+            if what == _EXITED:
                 dead.append(worker)
-            elif mask & select.POLLOUT:
+            elif what == _WRITABLE:  # or broken: flush() then drops the outbox
                 with self.lock:
                     worker.flush()
-            if not is_sentinel and mask & ~select.POLLOUT:
+            else:
                 frames, _ = worker.reader.read_available()
                 arrived.extend((worker, header, payload) for header, payload in frames)
         if dead:
@@ -415,7 +432,7 @@ class Engine(Faults):
                 for worker in dead:
                     worker.reader_role = DISPATCHER
                     worker.direct = None
-        for worker in dead:  # what it wrote before dying is already in its socket
+        for worker in dead:  # what it wrote before dying is already in its pipe
             frames, _ = worker.reader.read_available()
             arrived.extend((worker, header, payload) for header, payload in frames)
         decoded = [(w, h, self._decode_payload(h, p)) for w, h, p in arrived]
@@ -574,13 +591,15 @@ class Engine(Faults):
                 self.retry.appendleft(batch.part(limit, batch.n, batch.tracked))
                 batch = batch.part(0, limit, batch.tracked)
             return batch
-        if self.pending:
+        pending = self.pending
+        if pending:
             calls: list[Call] = []
             size = min(self.call_sizer.next_size(None), limit)
-            while self.pending and len(calls) < size:
-                call = self.pending.popleft()
+            take, keep = pending.popleft, calls.append
+            while pending and len(calls) < size:
+                call = take()
                 if call.future.set_running_or_notify_cancel():
-                    calls.append(call)
+                    keep(call)
             if calls:
                 return CallBatch(calls, self.call_sizer.tracked)
         for job in list(self.jobs):
@@ -666,7 +685,5 @@ def _cancelled() -> BaseException:
 
 def decode_values(payload: memoryview) -> list[Any]:
     """The values of a DONE message."""
-    from .._serialization import loads
-
     values: list[Any] = loads(payload)
     return values

@@ -212,14 +212,21 @@ class CallBatch(Batch):
         return CallBatch(self.calls[start:stop], tracked)
 
     def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
-        for i, value in enumerate(values):
-            future = self.calls[offset + i].future
+        calls = self.calls[offset:] if offset else self.calls
+        if not errors:
+            for call, value in zip(calls, values, strict=False):
+                try:
+                    call.future.set_result(value)
+                except Exception:  # cancelled by shutdown meanwhile
+                    pass
+            return
+        for i, (call, value) in enumerate(zip(calls, values, strict=False)):
             error = errors.get(i)
             try:
                 if error is None:
-                    future.set_result(value)
+                    call.future.set_result(value)
                 else:
-                    future.set_exception(error)
+                    call.future.set_exception(error)
             except Exception:  # cancelled by shutdown meanwhile
                 pass
 

@@ -1,7 +1,8 @@
 """The wire format between the engine and its workers: the only place that defines it.
 
-Each worker has one duplex socket (a ``multiprocessing.Pipe()``), used by
-nobody else, so a worker killed mid-write can never corrupt another's channel.
+Each worker has two pipes, one each way (``multiprocessing.Pipe(duplex=False)``),
+used by nobody else, so a worker killed mid-write can never corrupt another's
+channel.
 A message is one frame::
 
     !Q  length of header + payload
@@ -141,7 +142,7 @@ def encode_values(values: Any) -> bytes:
 
 def is_shared(payload: bytes | memoryview) -> bool:
     """Whether *payload* holds data in shared memory (a frame to discard if never loaded)."""
-    return bytes(payload[:4]) == MAGIC
+    return payload[:4] == MAGIC
 
 
 def discard_shared(payload: bytes | memoryview | None) -> None:

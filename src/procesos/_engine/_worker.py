@@ -1,7 +1,7 @@
 """The worker loop: read batches from the parent, run them, send results back.
 
 One worker is one procesos ``Process`` running :func:`worker_main`. It reads
-frames from its own socket (:mod:`._messages`), keeps the functions it was
+frames from its own pipe (:mod:`._messages`), keeps the functions it was
 sent in a small cache mirrored by the parent, writes the item it is running
 into its progress slot (so that the parent can name the task if the worker
 dies), and reports results in pieces: at the end of each batch, and
@@ -57,7 +57,7 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class WorkerConfig(NamedTuple):
-    """What a worker needs besides its socket and progress slot."""
+    """What a worker needs besides its pipes and progress slot."""
 
     initializer: Callable[..., object] | None
     initargs: tuple[Any, ...]
@@ -125,10 +125,13 @@ def _error_frame(exc: BaseException) -> bytes:
 
 
 class _Worker:
-    def __init__(self, conn: Connection, progress: Any, slot: int, config: WorkerConfig) -> None:
-        self.fd = conn.fileno()
+    def __init__(self, channel: tuple[Connection, Connection], progress: Any, slot: int,
+                 config: WorkerConfig) -> None:
+        self.channel = channel  # keeps the descriptors open
+        self.fd = channel[0].fileno()  # from the parent
+        self.out_fd = channel[1].fileno()  # to the parent
         os.set_blocking(self.fd, True)
-        self.conn = conn  # keeps the descriptor open
+        os.set_blocking(self.out_fd, True)
         self.slot = memoryview(progress).cast("B").cast("q")
         self.base = slot * SLOT_WIDTH
         self.config = config
@@ -140,7 +143,7 @@ class _Worker:
 
     # -- sending -----------------------------------------------------------
     def send(self, header: tuple[Any, ...], payload: bytes = b"") -> None:
-        write_all(self.fd, frame(header, payload))
+        write_all(self.out_fd, frame(header, payload))
 
     def note_memory(self) -> int:
         rss = resident_bytes(self.statm)
@@ -259,6 +262,7 @@ class _Worker:
         clock = time.monotonic_ns
         last_flush = piece_start = clock()
         fn = table[0]
+        limited = self.config.max_tasks is not None or self.config.max_memory is not None
         for i, item in enumerate(items):
             if timed:  # the start first: the parent reads the sequence number first
                 slot[base + SLOT_START] = clock()
@@ -286,7 +290,7 @@ class _Worker:
             values.append(value)
             self.tasks_done += 1
             now = clock()
-            if self.check_retire(batch_id, i + 1, per_item=True, pending=(
+            if limited and self.check_retire(batch_id, i + 1, per_item=True, pending=(
                     offset, values, errors, now - piece_start)):
                 return
             if now - last_flush >= FLUSH_NS:
@@ -325,11 +329,13 @@ def _watch_memory(slot: memoryview, index: int, stop: threading.Event) -> None:
         slot[index] = resident_bytes(statm)
 
 
-def worker_main(conn: Connection, progress: Any, slot: int, config: WorkerConfig) -> None:
-    """Entry point of a worker process (the target of its ``Process``)."""
+def worker_main(channel: tuple[Connection, Connection], progress: Any, slot: int,
+                config: WorkerConfig) -> None:
+    """Entry point of a worker process (the target of its ``Process``); *channel* is
+    the pipe it reads from the parent and the one it writes to the parent."""
     if config.threads is not None:
         limit_threads(config.threads)
-    worker = _Worker(conn, progress, slot, config)
+    worker = _Worker(channel, progress, slot, config)
     if config.initializer is not None:
         try:
             config.initializer(*config.initargs)

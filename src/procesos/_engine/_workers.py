@@ -1,10 +1,10 @@
-"""The parent's handle on one worker: its process, socket, outbox and batches in flight.
+"""The parent's handle on one worker: its process, pipes, outbox and batches in flight.
 
-Writes never block: what the socket does not take now waits in the outbox
-until the dispatcher sees the socket writable, so the parent can never
+Writes never block: what the pipe does not take now waits in the outbox
+until the dispatcher sees the pipe writable, so the parent can never
 deadlock with a worker that is itself writing results.
 
-Who reads a worker's socket (``WorkerHandle.reader_role``, changed under the
+Who reads a worker's result pipe (``WorkerHandle.reader_role``, changed under the
 engine's lock): the dispatcher (``DISPATCHER``), or, for a single call sent
 to an idle worker, the caller waiting for its result (``WAITING`` until the
 caller comes for it, then ``READING``). The dispatcher takes back a
@@ -14,7 +14,9 @@ when the caller gives it back; never both read at once.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
 from collections import OrderedDict, deque
 from multiprocessing import Pipe
 from typing import Any
@@ -24,9 +26,25 @@ from ._jobs import Batch
 from ._messages import DONE, RUN, FrameReader, discard_shared, frame, is_shared, write_some
 from ._worker import FN_CACHE_SIZE, WorkerConfig, worker_main
 
-__all__ = ["DISPATCHER", "READING", "WAITING", "WorkerHandle"]
+__all__ = ["DISPATCHER", "POLL_IN", "READING", "WAITING", "WorkerHandle"]
 
 DISPATCHER, WAITING, READING = "dispatcher", "waiting", "reading"
+POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+# Larger than the default 64 KiB, so that a batch of small items goes in one
+# write; not much larger: Linux counts pipe capacity against a per-user limit
+# (fs.pipe-user-pages-soft, 64 MiB), past which every new pipe of that user,
+# in any program, gets 8 KiB. 256 KiB x 2 pipes x 64 workers stays under it.
+PIPE_SIZE = 1 << 18
+
+
+def _enlarge(fd: int) -> None:
+    """Let a pipe hold a whole batch of small items (Linux; else its default size)."""
+    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setter is not None:
+        try:
+            fcntl.fcntl(fd, setter, PIPE_SIZE)
+        except OSError:
+            pass
 
 
 class WorkerHandle:
@@ -34,22 +52,31 @@ class WorkerHandle:
 
     def __init__(self, ctx: ProcesosContext, slot: int, progress: Any, config: WorkerConfig,
                  budget: int | None) -> None:
-        parent_end, child_end = Pipe(duplex=True)
+        # One pipe each way: on Linux a pipe's read and write cost a fraction of a
+        # socket's, whose every read also wakes the peer blocked on the same socket.
+        from_worker, to_parent = Pipe(duplex=False)
+        from_parent, to_worker = Pipe(duplex=False)
         self.process = ctx.Process(
-            target=worker_main, args=(child_end, progress, slot, config),
+            target=worker_main, args=((from_parent, to_parent), progress, slot, config),
             name=f"procesos-worker-{slot}", daemon=False,
         )
         try:
             self.process.start()
         except BaseException:
-            parent_end.close()
+            from_worker.close()
+            to_worker.close()
             raise
         finally:
-            child_end.close()
+            from_parent.close()
+            to_parent.close()
         self.slot = slot
-        self.conn = parent_end
-        self.fd = parent_end.fileno()
+        self.conns = (from_worker, to_worker)
+        self.fd = from_worker.fileno()  # read (results)
+        self.out_fd = to_worker.fileno()  # written (batches), never blocking: see write()
+        _enlarge(self.fd)
+        _enlarge(self.out_fd)
         os.set_blocking(self.fd, False)
+        os.set_blocking(self.out_fd, False)
         self.sentinel: int = self.process.sentinel
         self.pid: int = self.process.pid  # type: ignore[assignment,unused-ignore]
         self.reader = FrameReader(self.fd)
@@ -64,6 +91,10 @@ class WorkerHandle:
         self.timed_out_seq: int | None = None
         self.reader_role = DISPATCHER
         self.direct: object = None  # the future whose caller may read the result itself
+        # What that caller waits on: an answer, or the worker's death.
+        self.poller = select.poll()
+        for fd in (self.fd, self.sentinel):
+            self.poller.register(fd, POLL_IN)
 
     def accepts_work(self) -> bool:
         return (not (self.retiring or self.stopping or self.dead) and self.budget != 0
@@ -95,10 +126,10 @@ class WorkerHandle:
             self.budget -= batch.n
 
     def write(self, parts: list[bytes]) -> None:
-        """Write *parts* now, queueing what the socket does not take."""
+        """Write *parts* now, queueing what the pipe does not take."""
         if not self.outbox and not self.dead:
             try:
-                written = os.writev(self.fd, parts)
+                written = os.writev(self.out_fd, parts)
             except BlockingIOError:
                 written = 0
             except OSError:
@@ -116,7 +147,7 @@ class WorkerHandle:
     def flush(self) -> None:
         if self.outbox and not self.dead:
             try:
-                write_some(self.fd, self.outbox)
+                write_some(self.out_fd, self.outbox)
             except OSError:
                 self.outbox.clear()  # the worker died; its sentinel will say so
 
@@ -134,10 +165,11 @@ class WorkerHandle:
             batch.lost()
 
     def close(self) -> None:
-        """Release the process and the socket (the worker has ended)."""
+        """Release the process and the pipes (the worker has ended)."""
         self.dead = True
         self.outbox.clear()
-        self.conn.close()
+        for conn in self.conns:
+            conn.close()
         try:
             self.process.close()
         except ValueError:
