@@ -63,6 +63,17 @@ def no_leftovers() -> Iterator[None]:
         multiprocessing.active_children()
         psutil.wait_procs(strays, timeout=0.1)
         strays = [p for p in _stray_children() if p.is_running()]
+    if strays:
+        # Fail, but end them (our own children, by pid): a live non-daemon child
+        # would otherwise hold the whole session at exit, where multiprocessing
+        # joins it.
+        for stray in strays:
+            try:
+                stray.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(strays, timeout=5)
+        multiprocessing.active_children()
     assert not strays, f"test left child processes behind: {strays}"
     leaked = {n for n in _shm_entries() - shm_before if not n.startswith("sem.")}
     assert not leaked, f"test left shared memory behind: {sorted(leaked)}"
