@@ -188,6 +188,28 @@ def test_result_timeout_on_an_idle_worker_leaves_the_call_running(tmp_path: Path
         assert ex.submit(square, 3).result(timeout=30) == 9
 
 
+@pytest.mark.parametrize("spin", ["0", "5000"])
+def test_round_trips_work_with_polling_off_and_long(spin: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROCESOS_SPIN_US", spin)
+    with procesos.Executor(max_workers=1) as ex:
+        assert [ex.submit(square, n).result(timeout=30) for n in range(20)] == [
+            n * n for n in range(20)]
+        assert list(ex.map(square, range(100))) == [n * n for n in range(100)]
+        with pytest.raises(TimeoutError):
+            ex.submit(time.sleep, 0.5).result(timeout=0.001)  # shorter than the polling
+
+
+@pytest.mark.parametrize("value", ["fast", "-1", "1.5"])
+def test_a_bad_polling_setting_is_refused_by_name(value: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROCESOS_SPIN_US", value)
+    with pytest.raises(ValueError, match="PROCESOS_SPIN_US must be a whole number"):
+        procesos.Executor(max_workers=1)
+    with pytest.raises(ValueError, match="PROCESOS_SPIN_US"):
+        procesos.Pool(1)
+
+
 def test_the_result_is_read_by_one_thread_while_others_wait() -> None:
     with warm_executor(2) as ex:
         for _ in range(20):

@@ -49,6 +49,24 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+SPIN_ENV = "PROCESOS_SPIN_US"
+DEFAULT_SPIN_US = 100
+
+
+def spin_ns() -> int:
+    """How long a worker waiting for work, and a caller waiting for a quick result,
+    poll before they sleep (``PROCESOS_SPIN_US`` microseconds; 0 with one CPU)."""
+    text = os.environ.get(SPIN_ENV, "").strip()
+    try:
+        micros = int(text) if text else DEFAULT_SPIN_US
+    except ValueError:
+        micros = -1
+    if micros < 0:
+        raise ValueError(f"{SPIN_ENV} must be a whole number of microseconds (0 turns "
+                         f"polling off), got {text!r}")
+    return micros * 1000 if default_workers() > 1 else 0
+
+
 def create_engine(*, max_workers: int | None, initializer: Callable[..., object] | None,
                   initargs: tuple[Any, ...], max_tasks_per_worker: int | None,
                   max_memory_per_worker: int | None, timeout: float | None, retries: int,
@@ -72,7 +90,7 @@ def create_engine(*, max_workers: int | None, initializer: Callable[..., object]
     if initializer is not None and not callable(initializer):
         raise TypeError(f"initializer must be callable, got {initializer!r}")
     config = WorkerConfig(initializer, tuple(initargs), max_tasks_per_worker,
-                          max_memory_per_worker, threads_per_worker)
+                          max_memory_per_worker, threads_per_worker, spin_ns())
     engine = Engine(resolve_context(context), workers, config, timeout=timeout,
                     retries=retries, progress=Progress() if progress else None,
                     closed_message=closed_message, closed_error=closed_error)

@@ -189,6 +189,12 @@ class Engine(Faults):
         try:
             poll = worker.poller.poll
             fd = worker.fd
+            spin_ns = self.config.spin_ns
+            if spin_ns and (deadline is None or deadline - time.monotonic() > spin_ns / 1e9):
+                # As the worker does (_worker.py): a quick answer finds us awake.
+                until = time.monotonic_ns() + spin_ns
+                while not poll(0) and time.monotonic_ns() < until:
+                    pass
             while not future.finished():
                 wait_ms = None
                 if deadline is not None:
