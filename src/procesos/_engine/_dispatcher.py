@@ -40,7 +40,17 @@ from ._direct import DirectFuture
 from ._faults import Faults
 from ._future import LightFuture
 from ._jobs import Batch, Call, CallBatch, FnEntry, MapJob
-from ._messages import DONE, INIT_FAILED, READY, RETIRE, SLOT_WIDTH, STOP, UNREADABLE, frame
+from ._messages import (
+    DONE,
+    INIT_FAILED,
+    READY,
+    RETIRE,
+    SLOT_WIDTH,
+    STOP,
+    UNREADABLE,
+    frame,
+    poll_briefly,
+)
 from ._progress import Progress
 from ._stats import SlotRecord, WorkerStats
 from ._worker import WorkerConfig
@@ -191,10 +201,7 @@ class Engine(Faults):
             fd = worker.fd
             spin_ns = self.config.spin_ns
             if spin_ns and (deadline is None or deadline - time.monotonic() > spin_ns / 1e9):
-                # As the worker does (_worker.py): a quick answer finds us awake.
-                until = time.monotonic_ns() + spin_ns
-                while not poll(0) and time.monotonic_ns() < until:
-                    pass
+                poll_briefly(poll, spin_ns)
             while not future.finished():
                 wait_ms = None
                 if deadline is not None:

@@ -55,7 +55,9 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .._serialization import discard, dumps, dumps_fast, get_threshold
@@ -64,7 +66,8 @@ from .._shm._transport import MAGIC
 __all__ = [
     "CALL", "DONE", "INIT_FAILED", "ONE", "READY", "RETIRE", "RUN", "SKIP", "SLOT_RSS",
     "SLOT_SEQ", "SLOT_START", "SLOT_WIDTH", "STAR", "STOP", "UNREADABLE", "FrameReader",
-    "discard_shared", "encode_objects", "encode_values", "frame", "is_shared", "write_all",
+    "discard_shared", "encode_objects", "encode_values", "frame", "is_shared", "poll_briefly",
+    "write_all",
 ]
 
 RUN, STOP, READY, INIT_FAILED, DONE, UNREADABLE, RETIRE = range(7)
@@ -182,6 +185,19 @@ def write_some(fd: int, views: deque[memoryview]) -> None:
         if written:
             views[0] = views[0][written:]
             return
+
+
+def poll_briefly(poll: Callable[[int], list[Any]], spin_ns: int) -> None:
+    """Call ``poll(0)`` until it reports something or *spin_ns* have passed.
+
+    Both ends of a worker's pipes do this before they sleep: waking a sleeping
+    process costs more than the Python on both sides of a quick call, so an
+    answer that comes soon finds its reader awake.
+    """
+    clock = time.monotonic_ns
+    until = clock() + spin_ns
+    while not poll(0) and clock() < until:
+        pass
 
 
 class FrameReader:

@@ -44,6 +44,7 @@ from ._messages import (
     FrameReader,
     encode_values,
     frame,
+    poll_briefly,
     write_all,
 )
 from ._threads import limit_threads
@@ -188,14 +189,9 @@ class _Worker:
         spin_ns = self.config.spin_ns
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
-        clock = time.monotonic_ns
         while True:
             if spin_ns:
-                # Waking a sleeping process costs more than the Python on both
-                # sides of a quick call: a call that comes soon finds us awake.
-                deadline = clock() + spin_ns
-                while not poller.poll(0) and clock() < deadline:
-                    pass
+                poll_briefly(poller.poll, spin_ns)
             try:
                 frames = reader.read_blocking()
             except (EOFError, OSError):
