@@ -1,0 +1,173 @@
+"""procesos' ``Queue`` and ``JoinableQueue``: their own feeder thread.
+
+The feeder writes every message waiting in its buffer with one system call;
+these tests check that what arrives is what was put, in order, whatever mix of
+small, large and shared-memory messages, and that a message the feeder cannot
+send is reported as the standard library reports it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import struct
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+import procesos
+from procesos._sharing import _queues
+
+# Small tuples (batched), text longer than one batch (written alone), a list
+# (pickled by put), bytes below and above the shared-memory threshold.
+MESSAGES: list[Any] = [
+    (1, "a", 2.5),
+    "x" * 100_000,
+    [1, 2, {"three": 3}],
+    b"y" * 20_000,
+    None,
+    np.arange(300_000, dtype=np.float64),  # 2.4 MB: through shared memory
+    *[(i, str(i)) for i in range(500)],
+    b"z" * (2 << 20),
+]
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and np.array_equal(a, b)
+    return bool(type(a) is type(b) and a == b)
+
+
+def put_all(queue: Any, messages: list[Any]) -> None:
+    for message in messages:
+        queue.put(message)
+
+
+@pytest.mark.parametrize("kind", ["Queue", "JoinableQueue"])
+def test_a_mix_of_messages_arrives_whole_and_in_order(kind: str) -> None:
+    queue = getattr(procesos, kind)()
+    p = procesos.Process(target=put_all, args=(queue, MESSAGES * 3))
+    p.start()
+    received = [queue.get(timeout=30) for _ in range(3 * len(MESSAGES))]
+    p.join(30)
+    assert p.exitcode == 0
+    assert all(same(a, b) for a, b in zip(received, MESSAGES * 3, strict=True))
+    p.close()
+    queue.close()
+    queue.join_thread()
+
+
+def test_two_producers_never_interleave_their_batches() -> None:
+    queue = procesos.Queue()
+    first = [("first", i, "." * (i % 50)) for i in range(3000)]
+    second = [("second", i, "." * (i % 70)) for i in range(3000)]
+    producers = [procesos.Process(target=put_all, args=(queue, messages))
+                 for messages in (first, second)]
+    for p in producers:
+        p.start()
+    received = [queue.get(timeout=30) for _ in range(6000)]
+    for p in producers:
+        p.join(30)
+        assert p.exitcode == 0
+        p.close()
+    # Each producer's messages arrive whole and in its own order.
+    assert [m for m in received if m[0] == "first"] == first
+    assert [m for m in received if m[0] == "second"] == second
+    queue.close()
+    queue.join_thread()
+
+
+def test_a_tuple_holding_a_mutable_object_is_pickled_at_put() -> None:
+    queue = procesos.Queue()
+    inner = [1, 2]
+    message = ("tuple", inner)
+    assert not _queues._immutable_and_small(message)
+    queue.put(message)
+    inner.append(3)  # after put: not what is received
+    assert queue.get(timeout=30) == ("tuple", [1, 2])
+    queue.close()
+    queue.join_thread()
+
+
+@pytest.mark.parametrize("message, plain", [
+    ((1, 2.5, None, True, 3j, "text"), True),
+    ("t" * (1 << 20), True),
+    (b"b" * 100, True),
+    (b"b" * (1 << 14), False),
+    ((1, b"bytes"), False),
+    (tuple(range(33)), False),
+    (bytearray(b"mutable"), False),
+])
+def test_which_messages_the_feeder_pickles(message: Any, plain: bool) -> None:
+    assert _queues._immutable_and_small(message) is plain
+
+
+class ReportingQueue(_queues.Queue):
+    """Records what the feeder could not send, instead of printing it."""
+
+    def __init__(self) -> None:
+        super().__init__(ctx=procesos.get_context())
+        self.lost: list[Any] = []
+        self.all_lost = threading.Event()
+
+    def _on_queue_feeder_error(self, exc: BaseException, obj: Any) -> None:
+        self.lost.append((type(exc), obj))
+        if len(self.lost) == 3:
+            self.all_lost.set()
+
+
+def test_messages_the_feeder_cannot_write_are_each_reported() -> None:
+    queue = ReportingQueue()
+    queue._reader.close()  # nobody can read: the write fails with EPIPE
+    sent = [(1, "one"), "two", ["three"]]
+    with queue._wlock:  # the feeder waits: the later messages fail as one batch
+        for message in sent:
+            queue.put(message)
+    assert queue.all_lost.wait(30)
+    assert [kind for kind, _ in queue.lost] == [BrokenPipeError] * 3
+    reported = [_queues._unwrap(obj) for _, obj in queue.lost]
+    assert reported == sent
+    # Each lost message counts as taken off the queue, as in the standard library.
+    assert queue._sem.get_value() == queue._maxsize
+    queue.close()
+    queue.join_thread()
+
+
+def pipe_holding(data: bytes) -> int:
+    """The read end of a pipe that holds *data* and whose writer is closed."""
+    reader, writer = os.pipe()
+    os.write(writer, data)
+    os.close(writer)
+    return reader
+
+
+@pytest.mark.parametrize("one_byte_reads", [False, True])
+def test_messages_are_read_as_connection_writes_them(
+    one_byte_reads: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if one_byte_reads:  # as if every read were cut short
+        monkeypatch.setattr(_queues, "_read", lambda fd, n: os.read(fd, min(n, 1)))
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    payloads = [b"", b"small", b"x" * 40_000]  # all fit in the pipe
+    for payload in payloads:
+        writer.send_bytes(payload)
+    assert [_queues._recv_message(reader.fileno()) for _ in payloads] == payloads
+    # The header for messages above 2 GiB: -1, then the size in 8 bytes.
+    fd = pipe_holding(struct.pack("!i", -1) + struct.pack("!Q", 5) + b"hello")
+    assert _queues._recv_message(fd) == b"hello"
+    os.close(fd)
+    reader.close()
+    writer.close()
+
+
+def test_end_of_file_is_reported_as_connection_reports_it() -> None:
+    fd = pipe_holding(b"")
+    with pytest.raises(EOFError):
+        _queues._recv_message(fd)
+    os.close(fd)
+    fd = pipe_holding(struct.pack("!i", 10) + b"short")
+    with pytest.raises(OSError, match="end of file during message"):
+        _queues._recv_message(fd)
+    os.close(fd)
