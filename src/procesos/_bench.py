@@ -6,7 +6,10 @@ trip of one trivial task, CPU-bound tasks (parallel efficiency: the CPU time
 the tasks report, over workers x wall time), a fresh pool's first result,
 and the memory of an idle pool. Peers that are not
 installed are skipped. The "raw pipe" column is no library: a byte to a
-forked echo process and back, the floor under any round trip. Figures
+forked echo process and back, the floor under any round trip. Nor is the
+"ceiling" column: the bulk map's best possible rate on this machine for any
+library that pickles, from the CPU time that pickling the arguments and
+results and calling the function take alone (see :func:`bulk_ceiling`). Figures
 depend on the machine and its load: compare columns of one run, never runs
 on different machines.
 """
@@ -27,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["compile_bytecode", "main", "spin", "square"]
+__all__ = ["bulk_ceiling", "compile_bytecode", "main", "spin", "square"]
 
 WORKERS = 2
 
@@ -57,6 +60,30 @@ def _best(run: Callable[[], object], repeat: int) -> float:
         run()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def bulk_ceiling(n: int, repeat: int = 5) -> float:
+    """The best rate (tasks/s) at which *n* tasks ``square(x)`` can be mapped here.
+
+    Whatever the library, the parent pickles the arguments and unpickles the
+    results, and the workers unpickle the arguments, call the function and
+    pickle the results. Each step is timed alone, in this process (best of
+    *repeat*). The map takes at least the parent's part, one worker's share
+    of the workers' part, and the whole spread over the CPUs that the parent
+    and the workers can use at once.
+    """
+    import pickle
+
+    data = list(range(n))
+    results = list(map(square, data))
+    args_blob, results_blob = pickle.dumps(data, 5), pickle.dumps(results, 5)
+    parent = (_best(lambda: pickle.dumps(data, 5), repeat)
+              + _best(lambda: pickle.loads(results_blob), repeat))
+    workers = (_best(lambda: pickle.loads(args_blob), repeat)
+               + _best(lambda: list(map(square, data)), repeat)
+               + _best(lambda: pickle.dumps(results, 5), repeat))
+    cpus = min(os.cpu_count() or 1, WORKERS + 1)
+    return n / max(parent, workers / WORKERS, (parent + workers) / cpus)
 
 
 def _median_round_trip(call: Callable[[], object], count: int) -> float:
@@ -433,6 +460,10 @@ def run(quick: bool = False, libraries: list[str] | None = None,
             if first is not None:
                 measured[ROWS[5][0]] = first * 1e3
             _keep_best(results[name], measured)
+        if "procesos" in results:
+            say("ceiling ...")
+            ceiling = bulk_ceiling(50_000 if quick else 200_000, 2 if quick else 5)
+            _keep_best(results.setdefault("ceiling", {}), {ROWS[0][0]: ceiling / 1e6})
     return results
 
 
@@ -502,6 +533,11 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args.quick, args.only, log=lambda s: print(s, file=sys.stderr, flush=True),
                   rounds=max(1, args.rounds))
     print(table(results))
+    ceiling = results.get("ceiling", {}).get(ROWS[0][0])
+    stdlib = results.get("stdlib Pool", {}).get(ROWS[0][0])
+    if ceiling and stdlib:
+        print(f"\nBulk map: no library that pickles can pass {ceiling:.2f} M tasks/s here, "
+              f"{ceiling / stdlib:.1f}x the standard library's Pool.map.")
     if args.plot and not _plot(results, args.plot):
         print("matplotlib is not installed: no plot", file=sys.stderr)
     return 0
