@@ -11,7 +11,6 @@ from __future__ import annotations
 import array
 import os
 import pickle
-import secrets
 import select
 import shutil
 import signal
@@ -151,7 +150,7 @@ class _Zygote:
         finally:
             listener.close()
             os.close(alive_r)
-        secret = secrets.token_bytes(SECRET_SIZE)
+        secret = os.urandom(SECRET_SIZE)
         cwd, environ, environ_data = os.getcwd(), dict(os.environ), dict(_environ_data())
         spare = os.environ.get("PROCESOS_ZYGOTE_SPARE", "1").strip() not in ("0", "")
         config = pickle.dumps(ZygoteConfig(

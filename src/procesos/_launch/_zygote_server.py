@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import atexit
 import gc
-import hmac
 import importlib
 import os
 import pickle
@@ -114,6 +113,9 @@ class _Spare(NamedTuple):
 
 class _Zygote:
     def __init__(self, listener: socket.socket, alive_fd: int, config: ZygoteConfig) -> None:
+        import hmac  # here, not at the top: the parent imports this module for its constants
+
+        self.same_secret = hmac.compare_digest
         self.listener = listener
         self.alive_fd = alive_fd
         self.config = config
@@ -176,7 +178,7 @@ class _Zygote:
                 message += _recv_exactly(conn, _REQUEST_SIZE - len(message))
             valid = (
                 len(message) == _REQUEST_SIZE
-                and hmac.compare_digest(message[:SECRET_SIZE], self.config.secret)
+                and self.same_secret(message[:SECRET_SIZE], self.config.secret)
                 and not flags & socket.MSG_CTRUNC
                 and len(fds) >= 1
             )

@@ -19,7 +19,6 @@ import collections
 import mmap
 import os
 import pickle
-import secrets
 import socket
 import struct
 import subprocess
@@ -69,7 +68,7 @@ def _join_or_found_tree() -> tuple[int, str]:
     root, _, token = value.partition(":")
     if root.isdigit() and token and (int(root) == os.getpid() or _pid_alive(int(root))):
         return int(root), token
-    token = secrets.token_hex(12)
+    token = os.urandom(12).hex()
     os.environ[TREE_ENV] = f"{os.getpid()}:{token}"
     return os.getpid(), token
 
