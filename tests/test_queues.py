@@ -114,19 +114,19 @@ class ReportingQueue(_queues.Queue):
 
     def _on_queue_feeder_error(self, exc: BaseException, obj: Any) -> None:
         self.lost.append((type(exc), obj))
-        if len(self.lost) == 3:
+        if len(self.lost) == 4:
             self.all_lost.set()
 
 
 def test_messages_the_feeder_cannot_write_are_each_reported() -> None:
     queue = ReportingQueue()
     queue._reader.close()  # nobody can read: the write fails with EPIPE
-    sent = [(1, "one"), "two", ["three"]]
+    sent = [(1, "one"), "two", ["three"], "four" * 20_000]  # the last written alone
     with queue._wlock:  # the feeder waits: the later messages fail as one batch
         for message in sent:
             queue.put(message)
     assert queue.all_lost.wait(30)
-    assert [kind for kind, _ in queue.lost] == [BrokenPipeError] * 3
+    assert [kind for kind, _ in queue.lost] == [BrokenPipeError] * 4
     reported = [_queues._unwrap(obj) for _, obj in queue.lost]
     assert reported == sent
     # Each lost message counts as taken off the queue, as in the standard library.
@@ -171,3 +171,14 @@ def test_end_of_file_is_reported_as_connection_reports_it() -> None:
     with pytest.raises(OSError, match="end of file during message"):
         _queues._recv_message(fd)
     os.close(fd)
+
+
+def test_a_queue_closed_with_messages_it_cannot_write_still_ends_its_thread() -> None:
+    queue = ReportingQueue()
+    queue._reader.close()
+    with queue._wlock:
+        queue.put("first")
+        queue.put("second")
+        queue.close()  # the feeder meets the end after messages it cannot write
+    queue.join_thread()  # returns: the feeder thread ended
+    assert [obj for _, obj in queue.lost] == ["first", "second"]

@@ -107,59 +107,78 @@ def _feed(
     """
     popleft = buffer.popleft
     dumps_plain = pickle.dumps
-    sent: list[Any] = []  # what the pending write carries, for onerror
+    pending: list[Any] = []  # the messages of the write being prepared, for onerror
     chunks: list[bytes] = []
+    size = 0
 
     def flush() -> None:
-        if not chunks:
-            return
-        data = b"".join(chunks)
+        nonlocal size
+        if chunks:
+            data = b"".join(chunks)
+            with writelock:
+                write(data)
         chunks.clear()
-        with writelock:
-            write(data)
-        sent.clear()
+        pending.clear()
+        size = 0
+
+    def lost(exc: Exception, objs: list[Any]) -> bool:
+        """Report *objs* as not sent, as the standard library does; True: stop feeding."""
+        if ignore_epipe and getattr(exc, "errno", 0) == errno.EPIPE:
+            return True
+        if util.is_exiting():
+            util.info("error in queue thread: %s", exc)
+            return True
+        # Each message not sent counts as taken off the queue, so that its
+        # size stays right.
+        for obj in objs:
+            queue_sem.release()
+            onerror(exc, obj)
+        return False
 
     while True:
         try:
             with notempty:
                 if not buffer:
                     notempty.wait()
-            size = 0
             while buffer:
                 obj = popleft()
                 if obj is _SENTINEL:
-                    flush()
+                    try:
+                        flush()
+                    except Exception as exc:
+                        lost(exc, pending[:])
                     reader_close()
                     writer_close()
                     return
-                sent.append(obj)
-                data = dumps_plain(obj, 5)
+                try:
+                    data = dumps_plain(obj, 5)
+                except Exception as exc:  # put() lets through nothing that fails here
+                    if lost(exc, [obj]):
+                        return
+                    continue
                 if len(data) >= _BATCH_BYTES:
-                    flush()
+                    try:
+                        flush()
+                    finally:
+                        pending.append(obj)  # not sent either, if that write failed
                     with writelock:
                         send_bytes(data)
-                    sent.clear()
+                    pending.clear()
                     continue
+                pending.append(obj)
                 chunks.append(_HEADER(len(data)))
                 chunks.append(data)
                 size += len(data)
                 if size >= _BATCH_BYTES:
                     flush()
-                    size = 0
             flush()
         except Exception as exc:
+            objs = pending[:]
             chunks.clear()
-            lost, sent[:] = sent[:], []
-            if ignore_epipe and getattr(exc, "errno", 0) == errno.EPIPE:
+            pending.clear()
+            size = 0
+            if lost(exc, objs):
                 return
-            if util.is_exiting():
-                util.info("error in queue thread: %s", exc)
-                return
-            # As the standard library does: each message not sent is as if
-            # taken off the queue, so that its size stays right.
-            for obj in lost:
-                queue_sem.release()
-                onerror(exc, obj)
 
 
 class _BatchingFeeder(mp_queues.Queue):  # type: ignore[type-arg]
