@@ -147,3 +147,10 @@ class LoadsNowhere:
 
     def __call__(self, x: int) -> int:
         return x
+
+
+def modules_loaded(names: list[str]) -> list[bool]:
+    """Whether each module of *names* is loaded in this process."""
+    import sys
+
+    return [name in sys.modules for name in names]

@@ -385,3 +385,52 @@ def test_the_zygote_preloads_submodules_and_the_engine_worker_when_the_parent_us
     assert result.returncode == 0, result.stderr
     # the child imported nothing itself: what it has came from its zygote
     assert result.stdout.strip() == str([True, use_engine])
+
+
+# -- cloudpickle, imported when first needed ---------------------------------------------------
+
+LAZY_PICKLER_PROBE = """
+import sys
+import procesos
+
+def has_cloudpickle():
+    return "cloudpickle" in sys.modules
+
+print("parent after import:", "cloudpickle" in sys.modules)
+for method in ("spawn", "zygote"):
+    ctx = procesos.get_context(method)
+    p = ctx.Process(target=has_cloudpickle)
+    p.start()
+    print(method, "child:", p.result(timeout=60))
+    p.join()
+    q = ctx.Process(target=lambda: 6 * 7)  # by value: the child needs cloudpickle
+    q.start()
+    print(method, "lambda:", q.result(timeout=60))
+    q.join()
+"""
+
+
+def test_cloudpickle_is_imported_only_where_something_is_pickled_by_value(
+        tmp_path: Path) -> None:
+    result = run_script(LAZY_PICKLER_PROBE, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "parent after import: False",
+        # The target is __main__'s, so the parent pickled it by value; a spawn
+        # child loads it with cloudpickle, which the zygote has preloaded anyway.
+        "spawn child: True",
+        "spawn lambda: 42",
+        "zygote child: True",
+        "zygote lambda: 42",
+    ]
+
+
+def test_a_spawn_child_of_importable_code_returning_plain_data_never_imports_cloudpickle(
+        ) -> None:
+    from engine_tasks import modules_loaded
+
+    p = procesos.get_context("spawn").Process(target=modules_loaded, args=(["cloudpickle"],))
+    p.start()
+    assert p.result(timeout=60) == [False]
+    p.join()
+    p.close()

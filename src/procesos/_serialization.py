@@ -11,6 +11,11 @@ Every frame uses pickle protocol 5; buffers of at least the threshold (1 MiB,
 mapped by the receiver (:mod:`procesos._shm`). A frame that carries shared
 memory is meant to be loaded once; ``dumps(obj, reusable=True)`` makes one that
 can be loaded by many receivers, until :func:`discard`.
+
+cloudpickle is imported on the first :func:`dumps` of something that is not
+plain data (importing it and what it imports takes 20 to 30 ms): a program
+that only imports procesos, and a ``spawn`` child whose result is plain data,
+never pay for it.
 """
 
 from __future__ import annotations
@@ -23,15 +28,12 @@ from collections.abc import Callable
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-import cloudpickle  # type: ignore[import-untyped]
-
 from ._shm import _transport
-from ._shm._transport import discard, get_threshold, set_threshold
+from ._shm._transport import discard, get_threshold, plain_if_simple, set_threshold
 
 __all__ = [
     "PROTOCOL",
     "FastPickler",
-    "Pickler",
     "discard",
     "dumps",
     "dumps_fast",
@@ -52,19 +54,35 @@ def _reduce_code_keeping_its_file(code: types.CodeType) -> tuple[Any, ...]:
     # cloudpickle names every function sent by value "<dynamic-code>"; keep
     # the real file so that a child's traceback shows where the code is (and
     # its source lines, when the file is there).
+    import cloudpickle  # type: ignore[import-untyped]
+
     rebuild, args = cloudpickle.cloudpickle._code_reduce(code)
     return _rebuild_code, (rebuild, args, code.co_filename)
 
 
-class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
-    """cloudpickle with multiprocessing's reducers for its own types."""
+_pickler: type | None = None
 
-    dispatch_table = ChainMap(
-        {types.CodeType: _reduce_code_keeping_its_file},
-        _transport.reducers,
-        ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
-        cloudpickle.Pickler.dispatch_table,
-    )
+
+def _cloud_pickler() -> type:
+    """cloudpickle's pickler with multiprocessing's reducers, made (and
+    cloudpickle imported) on first use."""
+    global _pickler
+    if _pickler is None:
+        import cloudpickle
+
+        class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+            """cloudpickle with multiprocessing's reducers for its own types."""
+
+            dispatch_table = ChainMap(
+                {types.CodeType: _reduce_code_keeping_its_file},
+                _transport.reducers,
+                ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
+                cloudpickle.Pickler.dispatch_table,
+            )
+
+        Pickler.__module__, Pickler.__qualname__ = __name__, "Pickler"
+        _pickler = Pickler
+    return _pickler
 
 
 class FastPickler(pickle.Pickler):
@@ -79,7 +97,9 @@ class FastPickler(pickle.Pickler):
 
 def dumps(obj: Any, reusable: bool = False) -> bytes:
     """Pickle *obj* for another process."""
-    return _transport.pack(obj, Pickler, reusable)
+    if plain_if_simple(obj):
+        return pickle.dumps(obj, PROTOCOL)
+    return _transport.pack(obj, _pickler or _cloud_pickler(), reusable)
 
 
 def dumps_fast(obj: Any) -> bytes:

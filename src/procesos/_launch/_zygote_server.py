@@ -388,11 +388,12 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
     listener = socket.socket(fileno=listener_fd)
     _preload(config.preload)
     # What every child runs, imported once here rather than in each child:
-    # its own code, and the contexts, which a child whose parent chose a start
+    # its own code, the contexts, which a child whose parent chose a start
     # method imports (ChildSetup.start_method) and whose process classes
-    # every process object refers to. Named, like any preloaded module: this
-    # layer does not depend on them.
-    _preload(["procesos._launch._child", "procesos._context"])
+    # every process object refers to, and cloudpickle, which loads every
+    # function sent by value (procesos imports it only when first needed).
+    # Named, like any preloaded module: this layer does not depend on them.
+    _preload(["procesos._launch._child", "procesos._context", "cloudpickle"])
 
     _become_like_the_parent(config)
     zygote = _Zygote(listener, alive_fd, config)
