@@ -93,14 +93,6 @@ def default_preload() -> list[str]:
     return sorted(names)
 
 
-def _children_need() -> list[str]:
-    """procesos' own modules that this parent's children will import: the engine's
-    worker once the parent uses the engine (named: this layer does not import it)."""
-    if "procesos._engine._dispatcher" in sys.modules:
-        return ["procesos._engine._worker"]
-    return []
-
-
 class _Zygote:
     """The parent's handle on its zygote."""
 
@@ -154,7 +146,7 @@ class _Zygote:
         cwd, environ, environ_data = os.getcwd(), dict(os.environ), dict(_environ_data())
         spare = os.environ.get("PROCESOS_ZYGOTE_SPARE", "1").strip() not in ("0", "")
         config = pickle.dumps(ZygoteConfig(
-            secret, list(sys.path), default_preload() + _children_need(), directory, cwd,
+            secret, list(sys.path), default_preload(), directory, cwd,
             environ, spare))
         os.set_inheritable(alive_w, False)
         with os.fdopen(os.dup(alive_w), "wb") as pipe:
