@@ -72,10 +72,6 @@ def _wrap(obj: Any) -> Any:
     return obj if _immutable_and_small(obj) else _Frame(dumps(obj))
 
 
-def _unwrap(item: Any) -> Any:
-    return loads(item.data) if type(item) is _Frame else item
-
-
 def _forget(item: Any) -> None:
     if type(item) is _Frame:
         discard(item.data)
@@ -288,8 +284,7 @@ class JoinableQueue(_BatchingFeeder, mp_queues.JoinableQueue):  # type: ignore[t
             _forget(item)
             raise
 
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        return _unwrap(super().get(block, timeout))
+    get = Queue.get
 
 
 class SimpleQueue(mp_queues.SimpleQueue):  # type: ignore[type-arg]
