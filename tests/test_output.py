@@ -466,7 +466,13 @@ def test_a_failing_relay_never_holds_up_join_and_is_replaced(
     from procesos._output._lines import LineSink
 
     errors: list[BaseException | None] = []
-    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    reported = threading.Event()
+
+    def excepthook(args: Any) -> None:
+        errors.append(args.exc_value)
+        reported.set()
+
+    monkeypatch.setattr(threading, "excepthook", excepthook)
 
     def broken_feed(self: LineSink, data: bytes) -> None:
         raise RuntimeError("relay bug")
@@ -475,6 +481,8 @@ def test_a_failing_relay_never_holds_up_join_and_is_replaced(
         patch.setattr(LineSink, "feed", broken_feed)
         p = run_in(procesos.get_context(), print, "lost", output="capture")
     assert p.exitcode is not None  # joined; its writes may have failed (EPIPE)
+    # The thread's error is reported after it has let join() go: wait for it.
+    assert reported.wait(30)
     assert [str(e) for e in errors] == ["relay bug"]
     p = run_in(procesos.get_context(), print, "relayed again", output="capture")
     assert p.stdout == "relayed again\n"
