@@ -49,6 +49,10 @@ import signal
 import socket
 import struct
 import sys
+
+# hmac.compare_digest without hmac: hmac loads OpenSSL, whose pages would be
+# the zygote's alone (about 3 MiB of USS) in a parent that never loaded it.
+from _operator import _compare_digest as compare_digest
 from collections.abc import Callable
 from typing import NamedTuple, NoReturn
 
@@ -113,9 +117,6 @@ class _Spare(NamedTuple):
 
 class _Zygote:
     def __init__(self, listener: socket.socket, alive_fd: int, config: ZygoteConfig) -> None:
-        import hmac  # here, not at the top: the parent imports this module for its constants
-
-        self.same_secret = hmac.compare_digest
         self.listener = listener
         self.alive_fd = alive_fd
         self.config = config
@@ -178,7 +179,7 @@ class _Zygote:
                 message += _recv_exactly(conn, _REQUEST_SIZE - len(message))
             valid = (
                 len(message) == _REQUEST_SIZE
-                and self.same_secret(message[:SECRET_SIZE], self.config.secret)
+                and compare_digest(message[:SECRET_SIZE], self.config.secret)
                 and not flags & socket.MSG_CTRUNC
                 and len(fds) >= 1
             )
