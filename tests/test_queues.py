@@ -31,6 +31,7 @@ MESSAGES: list[Any] = [
     np.arange(300_000, dtype=np.float64),  # 2.4 MB: through shared memory
     *[(i, str(i)) for i in range(500)],
     b"z" * (2 << 20),
+    "s" * (2 << 20),  # text too: through shared memory
 ]
 
 
@@ -92,12 +93,16 @@ def test_a_tuple_holding_a_mutable_object_is_pickled_at_put() -> None:
 
 
 @pytest.mark.parametrize("message, plain", [
-    ((1, 2.5, None, True, 3j, "text"), True),
-    ("t" * (1 << 20), True),
+    ((1, 2.5, None, True, 3j, "text", b"bytes"), True),
+    (tuple(range(32)), True),
+    ("t" * 100, True),
     (b"b" * 100, True),
+    # Long text and bytes go through procesos' pickler (shared memory from 1 MiB).
+    ("t" * (1 << 14), False),
     (b"b" * (1 << 14), False),
-    ((1, b"bytes"), False),
+    ((1, "t" * (2 << 20)), False),
     (tuple(range(33)), False),
+    ((1, [2]), False),
     (bytearray(b"mutable"), False),
 ])
 def test_which_messages_the_feeder_pickles(message: Any, plain: bool) -> None:

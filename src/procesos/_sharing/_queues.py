@@ -49,23 +49,31 @@ class _Frame:
         return _Frame, (self.data,)
 
 
-# Text is pickled in-band by any pickler, so str of any length qualifies;
-# bytes only when too short to go through shared memory.
-_IMMUTABLE = frozenset({int, float, bool, complex, type(None), str})
-_SMALL_BYTES = 1 << 14
+_SCALARS = frozenset({int, float, bool, complex, type(None)})
+# Longer text and bytes go through procesos' pickler, which sends parts of
+# 1 MiB or more through shared memory.
+_SMALL_TEXT = 1 << 14
 
 
 def _immutable_and_small(obj: Any) -> bool:
     # The feeder thread pickles these exactly as procesos would, and later is
     # the same as now for immutable data: no second pickling.
     kind = type(obj)
-    if kind in _IMMUTABLE:
+    if kind in _SCALARS:
         return True
-    if kind is bytes:
-        return len(obj) < _SMALL_BYTES
+    if kind is str or kind is bytes:
+        return len(obj) < _SMALL_TEXT
     if kind is not tuple or len(obj) > 32:
         return False
-    return _IMMUTABLE.issuperset(map(type, obj))
+    if _SCALARS.issuperset(map(type, obj)):  # numbers only: checked in C
+        return True
+    for item in obj:
+        kind = type(item)
+        if kind not in _SCALARS and not (
+            (kind is str or kind is bytes) and len(item) < _SMALL_TEXT
+        ):
+            return False
+    return True
 
 
 def _wrap(obj: Any) -> Any:
