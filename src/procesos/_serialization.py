@@ -29,7 +29,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from ._shm import _transport
-from ._shm._transport import discard, get_threshold, plain_if_simple, set_threshold
+from ._shm._transport import discard, get_threshold, set_threshold
 
 __all__ = [
     "PROTOCOL",
@@ -95,17 +95,19 @@ class FastPickler(pickle.Pickler):
     )
 
 
+def _fast_pickler() -> type:
+    return FastPickler
+
+
 def dumps(obj: Any, reusable: bool = False) -> bytes:
     """Pickle *obj* for another process."""
-    if plain_if_simple(obj):
-        return pickle.dumps(obj, PROTOCOL)
-    return _transport.pack(obj, _pickler or _cloud_pickler(), reusable)
+    return _transport.pack(obj, _cloud_pickler, reusable)
 
 
 def dumps_fast(obj: Any) -> bytes:
     """Like :func:`dumps` with the C pickler: faster, but functions and classes
     travel by reference only (fine towards the parent, which has ``__main__``)."""
-    return _transport.pack(obj, FastPickler)
+    return _transport.pack(obj, _fast_pickler)
 
 
 def loads(data: bytes | bytearray | memoryview) -> Any:

@@ -37,6 +37,7 @@ import struct
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from multiprocessing import context
 from typing import Any
 
@@ -190,14 +191,16 @@ def plain_if_simple(obj: Any, depth: int = 0) -> bool:
     return all(plain_if_simple(item, depth + 1) for item in obj)
 
 
-def pack(obj: Any, pickler: type, reusable: bool = False) -> bytes:
-    """Pickle *obj* with *pickler* (a ``pickle.Pickler`` subclass) into one frame.
+def pack(obj: Any, make_pickler: Callable[[], type], reusable: bool = False) -> bytes:
+    """Pickle *obj* into one frame, with the ``pickle.Pickler`` subclass that
+    *make_pickler* returns (called only when *obj* is not plain data).
 
     A frame with shared memory can be loaded once; with *reusable*, any number
     of times, until :func:`discard` (or the end of the process tree).
     """
     if plain_if_simple(obj):
         return pickle.dumps(obj, PROTOCOL)
+    pickler = make_pickler()
     if not _numpy_registered and "numpy" in sys.modules:
         _register_numpy()
     collector = _Collector(_threshold)
