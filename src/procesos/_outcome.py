@@ -14,7 +14,6 @@ unpickle either is reported for what it is, never lost.
 from __future__ import annotations
 
 import pickle
-import traceback
 from typing import Any
 
 from ._errors import RemoteError, RemoteTraceback, SerializationError
@@ -31,6 +30,8 @@ def _describe(obj: object) -> str:
 def encode_error(exc: BaseException, traceback_text: str | None = None) -> bytes:
     """The outcome frame for an exception raised in this process."""
     if traceback_text is None:
+        import traceback  # here: only an error needs it (4 ms of import)
+
         traceback_text = "".join(traceback.format_exception(exc))
     try:
         payload: bytes | None = dumps(exc)
@@ -51,6 +52,8 @@ def encode_value(value: object, where: str) -> bytes:
             payload = dumps(value)
         return pickle.dumps(("value", payload), PROTOCOL)
     except Exception as exc:
+        import traceback
+
         error = SerializationError(
             f"{where} could not be pickled: a {_describe(value)} object ({exc}). "
             "Return something picklable, or share it through procesos' sharing objects."

@@ -19,7 +19,6 @@ import os
 import pickle
 import signal
 import sys
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing import resource_tracker, util
@@ -98,6 +97,8 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
         except SystemExit:
             raise
         except BaseException as exc:
+            import traceback  # here: only an error needs it (4 ms of import)
+
             outcome = encode_error(exc, traceback.format_exc())
             raise
         else:
@@ -118,6 +119,8 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
     try:
         _run_exit_handlers_like_the_standard_library()
     except BaseException:
+        import traceback
+
         traceback.print_exc()
     if outcome is not None:
         try:
@@ -180,6 +183,8 @@ def _serve(channel: Connection, received_fds: list[int] | None, parent_pid: int,
         process_obj = loads(payload)
     except BaseException as exc:
         sys.stderr.write("procesos: the process object could not be unpickled in the child:\n")
+        import traceback
+
         traceback.print_exc()
         from .._errors import SerializationError
 
