@@ -206,10 +206,6 @@ def phase_uss(with_numpy: bool) -> dict[str, object]:
         import numpy  # noqa: F401  (the zygote preloads what the parent imported)
 
         multiprocessing.set_forkserver_preload(["numpy"])
-    # The zygote imports the parent's libraries while idle, after its first
-    # start; named, they are imported before it: the same modules, measured
-    # once all are in.
-    procesos.set_zygote_preload(_zygote_client.default_preload())
     # The zygote alone first: a spare child shares its pages, so that neither
     # would count them as its own.
     os.environ["PROCESOS_ZYGOTE_SPARE"] = "0"

@@ -370,17 +370,10 @@ if USE_ENGINE:
     with procesos.Executor(1) as ex:
         ex.submit(abs, 1).result()
 names = ["multiprocessing.sharedctypes", "procesos._engine._worker"]
-# The parent's libraries are imported by the zygote between requests, one
-# module each time it is idle: every start below lets it import at least
-# one, so the loop ends once the list is done (a few starts).
-for attempt in range(100):
-    p = procesos.get_context("zygote").Process(target=loaded, args=(names,))
-    p.start()
-    found = p.result(timeout=30)
-    p.join()
-    if all(found):
-        break
-print(found)
+p = procesos.get_context("zygote").Process(target=loaded, args=(names,))
+p.start()
+print(p.result(timeout=30))
+p.join()
 """
 
 
@@ -394,48 +387,6 @@ def test_the_zygote_preloads_submodules_and_the_engine_worker_whatever_the_paren
     assert result.returncode == 0, result.stderr
     # the child imported nothing itself: what it has came from its zygote
     assert result.stdout.strip() == str([True, True])
-
-
-FIRST_START_PROBE = """
-import os
-import sys
-import procesos
-from procesos._launch import _zygote_client
-
-# A library of the parent whose import blocks until we open the fifo: a
-# start that waited for the zygote to import it would never come back.
-os.mkfifo("go")
-with open("slow_library.py", "w") as f:
-    f.write("open('go').read()\\n")
-_zygote_client._automatic_preload = lambda: ["slow_library"]
-
-def loaded():
-    return "slow_library" in sys.modules
-
-def report(queue):
-    queue.put(loaded())
-
-ctx = procesos.get_context("zygote")
-queue = ctx.Queue()
-first = ctx.Process(target=report, args=(queue,))
-first.start()
-# Not join(): the zygote reports the end of a child once that import is done.
-print("first:", queue.get(timeout=30))
-with open("go", "w"):  # the zygote, idle now, is importing it: let it finish
-    pass
-first.join()
-second = ctx.Process(target=loaded)
-second.start()
-print("second:", second.result(timeout=30))
-second.join()
-"""
-
-
-def test_a_first_start_does_not_wait_for_the_parents_libraries(tmp_path: Path) -> None:
-    # ... which the zygote imports once idle, for the processes after it.
-    result = run_script(FIRST_START_PROBE, tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["first: False", "second: True"]
 
 
 USER_PRELOAD_PROBE = """
@@ -453,7 +404,7 @@ p.join()
 """
 
 
-def test_modules_the_user_names_are_preloaded_before_the_first_start(tmp_path: Path) -> None:
+def test_modules_the_user_names_are_preloaded_for_the_first_start(tmp_path: Path) -> None:
     result = run_script(USER_PRELOAD_PROBE, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"

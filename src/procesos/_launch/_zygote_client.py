@@ -57,17 +57,13 @@ _TIMEOUT = 60.0  # for the zygote's answer; it answers in microseconds unless it
 def set_zygote_preload(modules: Iterable[str] | None) -> None:
     """Choose the modules a new zygote imports before forking children.
 
-    Modules named here are imported before the zygote serves its first
-    ``start()``, so every child has them. None (the default) preloads instead
-    the modules the parent has imported from the standard library and
-    site-packages, except the tools the parent itself runs under (pytest,
-    IPython kernels, debuggers, setuptools), and never the user's own modules,
-    whose import could have side effects; the zygote imports those while it
-    is idle, from its first ``start()`` on, so that the first children do not
-    wait for libraries they may not use (they import what they need
-    themselves). The environment variable ``PROCESOS_ZYGOTE_PRELOAD``
-    (comma-separated names, or ``none``) names modules for programs that
-    cannot be edited. Takes effect for the next zygote.
+    None (the default) preloads the modules the parent has imported from the
+    standard library and site-packages, except the tools the parent
+    itself runs under (pytest, IPython kernels, debuggers, setuptools), and
+    never the user's own modules, whose import could have side effects. The
+    environment variable ``PROCESOS_ZYGOTE_PRELOAD`` (comma-separated names, or
+    ``none``) does the same for programs that cannot be edited. Takes effect
+    for the next zygote.
     """
     global _preload_override
     _preload_override = None if modules is None else list(modules)
@@ -75,22 +71,11 @@ def set_zygote_preload(modules: Iterable[str] | None) -> None:
 
 def default_preload() -> list[str]:
     """The modules a new zygote would preload now."""
-    chosen = _chosen_preload()
-    return _automatic_preload() if chosen is None else chosen
-
-
-def _chosen_preload() -> list[str] | None:
-    """The modules the user named (set_zygote_preload, the environment), or None."""
     if _preload_override is not None:
         return list(_preload_override)
     env = os.environ.get("PROCESOS_ZYGOTE_PRELOAD")
     if env is not None:
         return [] if env.strip().lower() in ("", "none") else [m.strip() for m in env.split(",")]
-    return None
-
-
-def _automatic_preload() -> list[str]:
-    """The libraries the parent has imported (stdlib and site-packages), minus its tooling."""
     paths = sysconfig.get_paths()
     roots = tuple(
         os.path.join(os.path.realpath(paths[key]), "")
@@ -166,14 +151,8 @@ class _Zygote:
         secret = os.urandom(SECRET_SIZE)
         cwd, environ, environ_data = os.getcwd(), dict(os.environ), dict(_environ_data())
         spare = os.environ.get("PROCESOS_ZYGOTE_SPARE", "1").strip() not in ("0", "")
-        # Modules the user named are imported before the zygote serves (their
-        # import may do something children rely on); the automatic list, a
-        # speed-up only, while it is idle, so that a first start does not
-        # wait for every library the parent has loaded.
-        chosen = _chosen_preload()
         config = pickle.dumps(ZygoteConfig(
-            secret, list(sys.path), chosen or [],
-            _automatic_preload() if chosen is None else [], directory, cwd,
+            secret, list(sys.path), default_preload(), directory, cwd,
             environ, spare))
         os.set_inheritable(alive_w, False)
         with os.fdopen(os.dup(alive_w), "wb") as pipe:
@@ -348,9 +327,9 @@ class ZygotePopen(BasePopen):
     method = "zygote"
 
     def _launch(self, process_obj: BaseProcess) -> None:
-        # A new zygote boots (a fresh interpreter importing procesos, 80-100 ms)
-        # while we pickle: the first pickle of a function by value imports
-        # cloudpickle (20 ms), and the two overlap.
+        # A new zygote boots (a fresh interpreter importing procesos and the
+        # preloads, 80 ms and more) while we pickle: the first pickle of a
+        # function by value imports cloudpickle (20 ms), and the two overlap.
         _zygote.ensure_running()
         payload = self._pickle_process(process_obj)
         # cwd and environ: added by the request only where they differ from the zygote's.

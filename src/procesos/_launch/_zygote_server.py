@@ -1,12 +1,9 @@
 """The zygote: a small single-threaded server that forks each new process.
 
-Started once per parent by :mod:`._zygote_client`, it forks one child per
-request. It imports the modules the parent had imported, so that children
-start with them loaded: those named by the user before it serves, the
-automatic list (the parent's libraries) while it has nothing else to do, one
-module at a time, so that the first requests do not wait for libraries
-their targets may not use. Because the zygote runs no threads, forking it is
-safe even when the parent runs many.
+Started once per parent by :mod:`._zygote_client`, it imports the modules the
+parent had imported (so children start with them loaded), then forks one child
+per request. Because the zygote runs no threads, forking it is safe even when
+the parent runs many.
 
 Wire format of one request (one connection per child):
 
@@ -76,8 +73,7 @@ class ZygoteConfig(NamedTuple):
 
     secret: bytes
     sys_path: list[str]
-    preload: list[str]  # imported before the first request is served
-    preload_when_idle: list[str]  # imported between requests
+    preload: list[str]
     directory: str
     cwd: str  # the parent's, when it started the zygote: children start there
     environ: dict[str, str]  # likewise
@@ -127,10 +123,6 @@ class _Zygote:
         self.children: dict[int, int] = {}  # pid -> status_w
         self.spare: _Spare | None = None
         self.rehearsal = _rehearsal()
-        # Popped from the end, from the first request on: the parent starts
-        # its zygote to send one, and that one should not wait for them.
-        self.to_preload = list(reversed(config.preload_when_idle))
-        self.preloading = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -140,13 +132,9 @@ class _Zygote:
     def serve(self) -> NoReturn:
         watched = [self.listener.fileno(), self.alive_fd, self.wake_r]
         while True:
-            # A spare forked before the preloading ends would lack its modules.
-            if self.spare is None and self.config.spare and not self.to_preload:
+            if self.spare is None and self.config.spare:
                 self.make_spare()
-            ready, _, _ = select.select(watched, [], [], 0 if self.preloading else None)
-            if not ready:
-                self.preload_next()
-                continue
+            ready, _, _ = select.select(watched, [], [])
             if self.wake_r in ready:
                 try:
                     while os.read(self.wake_r, 512):
@@ -162,20 +150,6 @@ class _Zygote:
                 except OSError:
                     continue
                 self.handle(conn)
-                self.preloading = bool(self.to_preload)
-
-    def preload_next(self) -> None:
-        """Import the next module of the idle-time list that is not loaded yet."""
-        while self.to_preload:
-            name = self.to_preload.pop()
-            if name not in sys.modules:
-                _preload([name])
-                break
-        if not self.to_preload:
-            self.preloading = False
-            # As at start-up: what the preloading made stays out of the collector's way.
-            gc.collect()
-            gc.freeze()
 
     def reap(self) -> None:
         while True:
@@ -413,7 +387,7 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
         os._exit(0)
     sys.path[:] = config.sys_path
     listener = socket.socket(fileno=listener_fd)
-    _preload(config.preload)  # what the user asked for; the automatic list comes later
+    _preload(config.preload)
     # What every child runs, imported once here rather than in each child:
     # its own code, the contexts, which a child whose parent chose a start
     # method imports (ChildSetup.start_method) and whose process classes
