@@ -328,3 +328,86 @@ def test_a_map_of_a_function_already_measured_starts_from_what_was_learned() -> 
 def test_workers_load_only_their_side_of_the_engine() -> None:
     with procesos.Executor(1, context="zygote") as ex:
         assert ex.submit(engine_modules).result(timeout=30) == []
+
+
+MAIN_GLOBALS_SCRIPT = """
+import procesos
+
+queue = None  # set in each worker by the initializer, as with multiprocessing.Pool
+factor = 2
+
+def init(q):
+    global queue
+    queue = q
+
+def report(x):
+    queue.put(x)
+    return x * factor
+
+q = procesos.Queue()
+with procesos.Executor(2, initializer=init, initargs=(q,)) as ex:
+    print(sorted(ex.map(report, range(4))), sorted(q.get(timeout=30) for _ in range(4)))
+    factor = 3
+    times = lambda x: x * factor  # a new function brings the parent's value of now
+    print(list(ex.map(times, range(3))))
+with procesos.Pool(2, initializer=init, initargs=(q,)) as pool:
+    print(pool.map(report, range(3)), sorted(q.get(timeout=30) for _ in range(3)))
+"""
+
+
+@pytest.mark.parametrize("method", ["zygote", "fork", "spawn"])
+def test_an_initializer_sets_globals_of_main_for_the_tasks_sent_later(
+        tmp_path: Path, method: str) -> None:
+    # The functions of a script travel by value, each in its own pickle; once
+    # unpickled they share __main__'s globals again, as in the parent.
+    result = run_script(MAIN_GLOBALS_SCRIPT, tmp_path, method=method)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "[0, 2, 4, 6] [0, 1, 2, 3]",
+        "[0, 3, 6]",
+        "[0, 3, 6] [0, 1, 2]",
+    ]
+
+
+WORKER_STATE_SCRIPT = """
+import procesos
+
+calls = 0
+
+def count(_):
+    global calls
+    calls += 1
+    return calls
+
+def read(_):
+    return calls
+
+def main():
+    return "the script's main"
+
+def call_main():
+    return main()
+
+with procesos.Executor(1) as ex:
+    print([ex.submit(count, i).result() for i in range(3)], ex.submit(read, 0).result())
+    print(ex.submit(call_main).result())
+p = procesos.Process(target=call_main)
+p.start()
+print(p.result(timeout=30))
+p.join()
+"""
+
+
+@pytest.mark.parametrize("method", ["zygote", "fork", "spawn"])
+def test_what_a_worker_assigns_to_a_global_stays_for_its_next_tasks(
+        tmp_path: Path, method: str) -> None:
+    # count() raised the worker's "calls"; read(), sent later with the
+    # parent's 0, sees the worker's 3. And a name the child's own __main__
+    # had (a zygote's "main") is the script's once a function brings it.
+    result = run_script(WORKER_STATE_SCRIPT, tmp_path, method=method)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "[1, 2, 3] 3",
+        "the script's main",
+        "the script's main",
+    ]

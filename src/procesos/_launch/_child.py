@@ -28,7 +28,7 @@ from typing import NoReturn
 
 from .._outcome import encode_error, encode_value
 from .._output import above_std_fds, adopt_std_streams, install_std_fds
-from .._serialization import loads
+from .._serialization import loads, share_main_namespace
 from ._fds import install_inherited_fds
 from ._lifetime import die_with_parent
 from ._wire import ChildSetup
@@ -140,6 +140,7 @@ def fork_child_main(
     process_obj: BaseProcess, channel: Connection, parent_thread_is_main: bool
 ) -> int:
     """The child side of the ``fork`` start method."""
+    share_main_namespace()
     die_with_parent(os.getppid(), channel.fileno(), parent_thread_is_main)
     return run_process(process_obj, channel)
 
@@ -170,6 +171,7 @@ def _apply_setup(setup: ChildSetup, received_fds: list[int]) -> None:
 
 def _serve(channel: Connection, received_fds: list[int] | None, parent_pid: int,
            use_pdeathsig: bool) -> int:
+    share_main_namespace()
     setup: ChildSetup = pickle.loads(channel.recv_bytes())
     _apply_setup(setup, setup.fds if received_fds is None else received_fds)
     try:
