@@ -6,7 +6,9 @@ trip of one trivial task, CPU-bound tasks (parallel efficiency: the CPU time
 the tasks report, over workers x wall time), a fresh pool's first result,
 and the memory of an idle pool. Peers that are not
 installed are skipped. The "raw pipe" column is no library: a byte to a
-forked echo process and back, the floor under any round trip. Nor is the
+forked echo process and back, both ends sleeping until it arrives; nor is
+"polling pipe", the same with both ends polling (awake): the floor under any
+round trip, where the raw pipe mostly measures wake-ups. Nor is the
 "ceiling" column: the bulk map's best possible rate on this machine for any
 library that pickles, from the CPU time that pickling the arguments and
 results and calling the function take alone (see :func:`bulk_ceiling`). Figures
@@ -24,6 +26,7 @@ import gc
 import importlib.util
 import multiprocessing
 import os
+import select
 import statistics
 import sys
 import time
@@ -268,7 +271,7 @@ def _echo(conn: Any) -> None:
 @contextlib.contextmanager
 def _raw_pipe() -> Iterator[_Adapter]:
     """Not a library: one byte to a forked echo process and back through a pipe,
-    the floor under any round trip on this machine."""
+    both ends sleeping until the byte arrives."""
     ctx = multiprocessing.get_context("fork")
     ours, theirs = ctx.Pipe()
     echo = ctx.Process(target=_echo, args=(theirs,), daemon=True)
@@ -291,6 +294,54 @@ def _raw_pipe() -> Iterator[_Adapter]:
             echo.join()
 
 
+def _echo_polling(inbox: int, outbox: int) -> None:
+    poller = select.poll()
+    poller.register(inbox, select.POLLIN)
+    clock = time.monotonic_ns
+    while True:
+        until = clock() + 1_000_000  # awake for 1 ms after each message, then asleep
+        while not poller.poll(0) and clock() < until:
+            pass
+        message = os.read(inbox, 1)
+        if not message:
+            return
+        os.write(outbox, message)
+
+
+@contextlib.contextmanager
+def _polling_pipe() -> Iterator[_Adapter]:
+    """Not a library: the raw pipe with both ends polling instead of sleeping, the
+    floor under a round trip whose two ends are awake (a sleeping end pays for
+    its wake-up, which is most of the raw pipe's figure on a virtual machine)."""
+    ctx = multiprocessing.get_context("fork")
+    to_echo_r, to_echo_w = os.pipe()
+    from_echo_r, from_echo_w = os.pipe()
+    echo = ctx.Process(target=_echo_polling, args=(to_echo_r, from_echo_w), daemon=True)
+    echo.start()
+    os.close(to_echo_r)
+    os.close(from_echo_w)
+    poller = select.poll()
+    poller.register(from_echo_r, select.POLLIN)
+
+    def call_one() -> None:
+        os.write(to_echo_w, b"x")
+        while not poller.poll(0):
+            pass
+        os.read(from_echo_r, 1)
+
+    a = _Adapter()
+    a.call_one = call_one
+    try:
+        yield a
+    finally:
+        os.close(to_echo_w)
+        echo.join(5)
+        if echo.is_alive():
+            echo.kill()
+            echo.join()
+        os.close(from_echo_r)
+
+
 _Factory = Callable[[], contextlib.AbstractContextManager[_Adapter]]
 LIBRARIES: dict[str, tuple[str | None, _Factory]] = {
     "procesos": (None, _procesos),
@@ -301,6 +352,7 @@ LIBRARIES: dict[str, tuple[str | None, _Factory]] = {
     "mpire": ("mpire", _mpire),
     "pebble": ("pebble", _pebble),
     "raw pipe": (None, _raw_pipe),
+    "polling pipe": (None, _polling_pipe),
 }
 
 # -- measurements ------------------------------------------------------------------
