@@ -457,3 +457,27 @@ def test_a_spawn_child_of_importable_code_returning_plain_data_never_imports_clo
     assert p.result(timeout=60) == [False]
     p.join()
     p.close()
+
+
+MAIN_FILE_PROBE = """
+import procesos
+
+def main_has_file():
+    import __main__
+    return hasattr(__main__, "__file__")
+
+p = procesos.Process(target=main_has_file)
+p.start()
+print(p.result(timeout=30))
+p.join()
+"""
+
+
+@pytest.mark.parametrize("method", ["zygote", "spawn"])
+def test_a_childs_main_never_gets_the_parents_script_file(tmp_path: Path, method: str) -> None:
+    # Functions of __main__ live in the child's __main__, but not the script's
+    # __file__: with it, the standard library's spawn would run the script
+    # again in a grandchild started with it.
+    result = run_script(MAIN_FILE_PROBE, tmp_path, method=method)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -85,8 +85,8 @@ def _shared_globals(base: dict[str, Any]) -> dict[str, Any]:
     if entry is None:
         namespace = dict(base)
         entry = _namespaces[name] = (namespace, dict(namespace))
-    for key, value in base.items():
-        entry[0].setdefault(key, value)
+    # Not base's __file__ into a child's real __main__: the standard library's
+    # spawn would then run the parent's script again in a grandchild.
     return entry[0]
 
 
