@@ -146,6 +146,85 @@ def test_parent_killed_leaves_no_survivor(sig: int, tmp_path: Path) -> None:
         kill_everything(proc, pids)
 
 
+ZYGOTE_STUCK_IN_A_PRELOAD = """
+import json, os, threading
+import procesos
+from procesos._launch import _zygote_client
+
+os.mkfifo("reached")
+os.mkfifo("go")
+with open("hanging_library.py", "w") as f:
+    f.write("open('reached', 'w').close()\\nopen('go').read()\\n")
+procesos.set_zygote_preload(["hanging_library"])
+_zygote_client._zygote.ensure_running()
+print(json.dumps({"zygote": procesos.zygote_pid(),
+                  "zygote_directory": _zygote_client._zygote.directory}), flush=True)
+threading.Event().wait()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_zygote_stuck_in_an_import_ends_with_its_parent(sig: int, tmp_path: Path) -> None:
+    # Not in its select() loop, the zygote cannot see the end of its parent's
+    # pipe there: SIGIO from that pipe ends it.
+    proc = start_script(ZYGOTE_STUCK_IN_A_PRELOAD, tmp_path)
+    report = first_report(proc)
+    zygote = report["zygote"]
+    try:
+        with open(tmp_path / "reached") as reached:  # the zygote is in the import
+            reached.read()
+        assert not is_gone(zygote)
+        os.kill(proc.pid, sig)
+        proc.communicate(timeout=BOUND)
+        assert survivors([zygote]) == []
+        assert not os.path.exists(report["zygote_directory"])
+    finally:
+        kill_everything(proc, [zygote])
+
+
+ZYGOTE_OF_A_LIVING_PARENT = """
+import json, sys
+import procesos
+from procesos._launch import _zygote_client
+
+def hello():
+    return "hello"
+
+def run():
+    p = procesos.get_context("zygote").Process(target=hello)
+    p.start()
+    value = p.result(timeout=60)
+    p.join()
+    return value
+
+run()
+print(json.dumps({"zygote": procesos.zygote_pid(),
+                  "zygote_directory": _zygote_client._zygote.directory}), flush=True)
+sys.stdin.readline()  # meanwhile the test terminates the zygote
+print(run(), flush=True)
+"""
+
+
+def test_a_terminated_zygote_removes_its_directory_and_is_replaced(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(ZYGOTE_OF_A_LIVING_PARENT)
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, start_new_session=True)
+    zygote = 0
+    try:
+        report = first_report(proc)
+        zygote = report["zygote"]
+        os.kill(zygote, signal.SIGTERM)
+        assert survivors([zygote]) == []
+        assert not os.path.exists(report["zygote_directory"])
+        out, err = proc.communicate("go\n", timeout=120)
+        assert proc.returncode == 0, err
+        assert out.strip() == "hello"
+    finally:
+        kill_everything(proc, [zygote] if zygote else [])
+
+
 # -- Ctrl-C -------------------------------------------------------------------------------
 
 

@@ -33,12 +33,16 @@ connection, so a request costs a hand-over rather than a ``fork()``.
 
 The zygote exits when the pipe from its parent reaches end of file (the parent
 exited or died); its children then get ``SIGKILL`` from the kernel
-(``PR_SET_PDEATHSIG``), so nothing outlives the parent.
+(``PR_SET_PDEATHSIG``), so nothing outlives the parent. The pipe also raises
+``SIGIO`` in the zygote at that end of file, so a zygote busy elsewhere than
+its ``select()`` (a preloaded module whose import hangs) exits all the same;
+``SIGTERM`` makes it exit too, its directory removed either way.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import gc
 import importlib
 import os
@@ -256,6 +260,8 @@ class _Zygote:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum in _ENDING_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
         self.listener.close()
         for fd in (self.alive_fd, self.wake_r, self.wake_w, *self.children.values()):
             os.close(fd)
@@ -300,8 +306,42 @@ class _Zygote:
         zygote_child_main(channel_fd, std_mask, fds, zygote_pid)
 
     def shutdown(self) -> NoReturn:
-        shutil.rmtree(self.config.directory, ignore_errors=True)
-        os._exit(0)
+        _remove_and_exit(self.config.directory)
+
+
+_ENDING_SIGNALS = (signal.SIGIO, signal.SIGTERM)
+
+
+def _remove_and_exit(directory: str) -> NoReturn:
+    shutil.rmtree(directory, ignore_errors=True)
+    os._exit(0)
+
+
+def _end_with_the_parent(alive_fd: int, directory: str) -> None:
+    """Exit on ``SIGTERM``, and on ``SIGIO`` from the parent's pipe at its end of file,
+    wherever the zygote is blocked (the kernel interrupts the call)."""
+    zygote = os.getpid()
+
+    def end(signum: int, frame: object) -> None:
+        if os.getpid() != zygote:  # a child, between its fork and leave_the_zygote()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        _remove_and_exit(directory)
+
+    for signum in _ENDING_SIGNALS:
+        signal.signal(signum, end)
+    try:
+        fcntl.fcntl(alive_fd, fcntl.F_SETOWN, zygote)
+        fcntl.fcntl(alive_fd, fcntl.F_SETFL, fcntl.fcntl(alive_fd, fcntl.F_GETFL) | os.O_ASYNC)
+    except (OSError, AttributeError):
+        pass  # no SIGIO here: the select() loop still sees the end of file
+    try:
+        # The parent may have gone before the signal was armed.
+        if select.select([alive_fd], [], [], 0)[0]:
+            _remove_and_exit(directory)
+    except OSError:
+        _remove_and_exit(directory)
 
 
 def _rehearsal() -> Callable[[], None] | None:
@@ -385,6 +425,8 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
         config: ZygoteConfig = pickle.loads(_read_exactly(alive_fd, size))
     except EOFError:
         os._exit(0)
+    # From here on the parent writes nothing more: a readable pipe is its end.
+    _end_with_the_parent(alive_fd, config.directory)
     sys.path[:] = config.sys_path
     listener = socket.socket(fileno=listener_fd)
     _preload(config.preload)
