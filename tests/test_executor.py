@@ -355,14 +355,19 @@ with procesos.Pool(2, initializer=init, initargs=(q,)) as pool:
 """
 
 
+def printed_by(source: str, tmp_path: Path, method: str) -> list[str]:
+    """The lines a script printed, run under *method*; it must succeed."""
+    result = run_script(source, tmp_path, method=method)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
 @pytest.mark.parametrize("method", ["zygote", "fork", "spawn"])
 def test_an_initializer_sets_globals_of_main_for_the_tasks_sent_later(
         tmp_path: Path, method: str) -> None:
     # The functions of a script travel by value, each in its own pickle; once
     # unpickled they share __main__'s globals again, as in the parent.
-    result = run_script(MAIN_GLOBALS_SCRIPT, tmp_path, method=method)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
+    assert printed_by(MAIN_GLOBALS_SCRIPT, tmp_path, method) == [
         "[0, 2, 4, 6] [0, 1, 2, 3]",
         "[0, 3, 6]",
         "[0, 3, 6] [0, 1, 2]",
@@ -404,9 +409,7 @@ def test_what_a_worker_assigns_to_a_global_stays_for_its_next_tasks(
     # count() raised the worker's "calls"; read(), sent later with the
     # parent's 0, sees the worker's 3. And a name the child's own __main__
     # had (a zygote's "main") is the script's once a function brings it.
-    result = run_script(WORKER_STATE_SCRIPT, tmp_path, method=method)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
+    assert printed_by(WORKER_STATE_SCRIPT, tmp_path, method) == [
         "[1, 2, 3] 3",
         "the script's main",
         "the script's main",
