@@ -414,3 +414,11 @@ def test_what_a_worker_assigns_to_a_global_stays_for_its_next_tasks(
         "the script's main",
         "the script's main",
     ]
+
+
+def test_max_tasks_per_child_is_accepted_as_in_process_pool_executor() -> None:
+    with procesos.Executor(2, max_tasks_per_child=1) as ex:
+        pids = [ex.submit(pid_of, i).result() for i in range(4)]
+    assert len(set(pids)) == 4  # a fresh worker for every task
+    with pytest.raises(TypeError, match=r"max_tasks_per_child .* max_tasks_per_worker"):
+        procesos.Executor(2, max_tasks_per_child=1, max_tasks_per_worker=2)

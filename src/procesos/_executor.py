@@ -24,8 +24,10 @@ class Executor(futures.Executor):
     ``wait``, ``as_completed`` and ``asyncio.wrap_future``); ``map()`` streams
     results in order while reading its input lazily; ``asubmit()`` and
     ``amap()`` serve asyncio code. Any callable works, lambdas and functions
-    from ``__main__`` included; a function is pickled once per executor (so
-    globals it captures by value are those of its first use).
+    from ``__main__`` included; a function is pickled once per executor, and
+    the globals it uses arrive with it (or with a later function that uses
+    them), unless code in the worker has assigned them: an *initializer* can
+    set globals for the tasks.
 
     Options:
 
@@ -33,7 +35,8 @@ class Executor(futures.Executor):
     * *initializer(\\*initargs)*: runs once in each worker before any task; if
       it raises, the executor breaks and every call raises
       :class:`~procesos.BrokenExecutorError` with its traceback attached;
-    * *max_tasks_per_worker*: a worker is replaced after that many tasks;
+    * *max_tasks_per_worker*: a worker is replaced after that many tasks
+      (``max_tasks_per_child``, ``ProcessPoolExecutor``'s name, is accepted);
     * *max_memory_per_worker*: bytes; a worker whose resident memory is above
       it after a task is replaced;
     * *timeout*: seconds per task; a task running longer is stopped (its
@@ -78,9 +81,15 @@ class Executor(futures.Executor):
         context: object = None,
         mp_context: object = None,
         threads_per_worker: int | None = 1,
+        max_tasks_per_child: int | None = None,
     ) -> None:
         if address is not None:
             raise ValueError("address= needs a cluster backend: backend='dask' or 'ray'")
+        if max_tasks_per_child is not None:
+            if max_tasks_per_worker not in (None, max_tasks_per_child):
+                raise TypeError("max_tasks_per_child is ProcessPoolExecutor's name for "
+                                "max_tasks_per_worker: give one of them")
+            max_tasks_per_worker = max_tasks_per_child
         self._engine: Engine = create_engine(
             max_workers=max_workers, initializer=initializer, initargs=initargs,
             max_tasks_per_worker=max_tasks_per_worker,
