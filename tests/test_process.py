@@ -300,6 +300,32 @@ def test_unknown_start_method_is_a_clear_error() -> None:
         procesos.get_context("forkk")
 
 
+FORKSERVER_SCRIPT = """
+import os
+import procesos
+
+def where():
+    return os.getppid()
+
+procesos.set_start_method("forkserver")
+p = procesos.Process(target=where)
+p.start()
+print(procesos.get_start_method(), p.start_method, p.result(timeout=30) == procesos.zygote_pid())
+p.join()
+print(procesos.get_context("forkserver").get_start_method())
+"""
+
+
+def test_forkserver_is_another_name_for_the_zygote(tmp_path: Path) -> None:
+    # The standard library's default on Linux from Python 3.14: programs that
+    # choose it by name run unchanged, on procesos' own fork server.
+    result = run_script(FORKSERVER_SCRIPT, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["zygote zygote True", "zygote"]
+    from_env = "import procesos; print(procesos.get_start_method())"
+    assert run_script(from_env, tmp_path, "forkserver").stdout.strip() == "zygote"
+
+
 def test_start_method_from_environment(tmp_path) -> None:
     source = "import procesos; print(procesos.get_start_method())"
     assert run_script(source, tmp_path, "spawn").stdout.strip() == "spawn"

@@ -38,10 +38,18 @@ _POPENS: dict[str, type[BasePopen]] = {
 ENV_START_METHOD = "PROCESOS_START_METHOD"
 
 
+# The standard library's name for a fork server (its default on Linux from
+# Python 3.14): a program that asks for one gets procesos' own.
+_ALIASES = {"forkserver": "zygote"}
+
+
 def _check_method(method: str) -> str:
+    """*method*, or the method it names; ValueError when procesos has no such method."""
+    method = _ALIASES.get(method, method)
     if method not in _POPENS:
         raise ValueError(
-            f"unknown start method {method!r}; procesos offers {', '.join(START_METHODS)}"
+            f"unknown start method {method!r}; procesos offers {', '.join(START_METHODS)} "
+            f"('forkserver' names zygote)"
         )
     return method
 
