@@ -85,8 +85,9 @@ def _shared_globals(base: dict[str, Any]) -> dict[str, Any]:
     if entry is None:
         namespace = dict(base)
         entry = _namespaces[name] = (namespace, dict(namespace))
-    # Not base's __file__ into a child's real __main__: the standard library's
-    # spawn would then run the parent's script again in a grandchild.
+    # Nothing of *base* goes into a namespace that exists already: a child's
+    # real __main__ must not get the parent's __file__ (the standard library's
+    # spawn would then run the parent's script again in a grandchild).
     return entry[0]
 
 
