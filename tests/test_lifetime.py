@@ -61,15 +61,16 @@ for p in children:
 """
 
 
-def start_script(source: str, tmp_path: Path) -> subprocess.Popen[str]:
+def start_script(source: str, tmp_path: Path, stdin: int | None = None,
+                 ) -> subprocess.Popen[str]:
     """Start *source* as a script in a new session (so that its group can be signalled)."""
     script = tmp_path / "script.py"
     script.write_text(source)
     env = dict(os.environ)
     env.pop("PROCESOS_START_METHOD", None)
     return subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env, cwd=tmp_path, start_new_session=True,
+        [sys.executable, str(script)], stdin=stdin, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, start_new_session=True,
     )
 
 
@@ -206,11 +207,7 @@ print(run(), flush=True)
 
 
 def test_a_terminated_zygote_removes_its_directory_and_is_replaced(tmp_path: Path) -> None:
-    script = tmp_path / "script.py"
-    script.write_text(ZYGOTE_OF_A_LIVING_PARENT)
-    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, start_new_session=True)
+    proc = start_script(ZYGOTE_OF_A_LIVING_PARENT, tmp_path, stdin=subprocess.PIPE)
     zygote = 0
     try:
         report = first_report(proc)

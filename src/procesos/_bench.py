@@ -288,20 +288,24 @@ def _raw_pipe() -> Iterator[_Adapter]:
         yield a
     finally:
         ours.close()
-        echo.join(5)
-        if echo.is_alive():
-            echo.kill()
-            echo.join()
+        _end_echo(echo)
+
+
+def _end_echo(echo: Any) -> None:
+    """Wait for an echo process whose input was closed; kill it if it lingers."""
+    echo.join(5)
+    if echo.is_alive():
+        echo.kill()
+        echo.join()
 
 
 def _echo_polling(inbox: int, outbox: int) -> None:
+    from ._engine._messages import poll_briefly
+
     poller = select.poll()
     poller.register(inbox, select.POLLIN)
-    clock = time.monotonic_ns
     while True:
-        until = clock() + 1_000_000  # awake for 1 ms after each message, then asleep
-        while not poller.poll(0) and clock() < until:
-            pass
+        poll_briefly(poller.poll, 1_000_000)  # awake for 1 ms after each message
         message = os.read(inbox, 1)
         if not message:
             return
@@ -335,10 +339,7 @@ def _polling_pipe() -> Iterator[_Adapter]:
         yield a
     finally:
         os.close(to_echo_w)
-        echo.join(5)
-        if echo.is_alive():
-            echo.kill()
-            echo.join()
+        _end_echo(echo)
         os.close(from_echo_r)
 
 
