@@ -33,9 +33,8 @@ class _HandBackWaiters(list):  # type: ignore[type-arg]
     """``Future._waiters``: ``wait()``/``as_completed()`` add a waiter, and then
     the result must be delivered by whoever delivers it when nobody reads it."""
 
-    def __init__(self, future: HandBackFuture) -> None:
-        super().__init__()
-        self._future = future
+    __slots__ = ("_future",)  # made per future: no __init__ of its own, no __dict__
+    _future: HandBackFuture
 
     def append(self, waiter: Any) -> None:
         super().append(waiter)
@@ -54,7 +53,8 @@ class HandBackFuture(LightFuture):
 
     def __init__(self) -> None:
         super().__init__()
-        self._waiters = _HandBackWaiters(self)
+        self._waiters = waiters = _HandBackWaiters()
+        waiters._future = self
 
     def hand_back(self) -> None:
         """Nobody will read the result in ``result()``: the usual path must deliver it."""

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import select
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
@@ -49,6 +50,8 @@ from ._messages import (
     STOP,
     UNREADABLE,
     frame,
+    is_shared,
+    plain_call,
     poll_briefly,
 )
 from ._progress import Progress
@@ -178,8 +181,14 @@ class Engine(Faults):
         direct = worker.idle() and self.timeout is None and self.progress is None
         future: Future[Any] = DirectFuture(self) if direct else LightFuture()
         future.set_running_or_notify_cancel()
-        self.send(worker, CallBatch([Call(future, entry, args, kwargs)],
-                                    self.call_sizer.tracked))
+        # Tracked: the worker records every call it starts, so a crash names this one.
+        batch = CallBatch([Call(future, entry, args, kwargs)], True)
+        payload = plain_call(args, kwargs) if direct and entry.fn_id in worker.known_fns else None
+        if payload is None:
+            self.send(worker, batch)
+        else:  # the usual call: a round trip is mostly this Python, so the short way
+            batch_id, seq = self._ids(1)
+            worker.send_known_call(batch, batch_id, seq, payload)
         if direct and not worker.outbox and not worker.dead:
             worker.reader_role = WAITING
             worker.direct = future
@@ -196,40 +205,83 @@ class Engine(Faults):
             if worker is None or worker.direct is not future or worker.reader_role != WAITING:
                 return
             worker.reader_role = READING
+        given_back = False
         try:
             poll = worker.poller.poll
             fd = worker.fd
             spin_ns = self.config.spin_ns
+            events = []
             if spin_ns and (deadline is None or deadline - time.monotonic() > spin_ns / 1e9):
-                poll_briefly(poll, spin_ns)
+                events = poll_briefly(poll, spin_ns)
             while not future.finished():
-                wait_ms = None
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return
-                    wait_ms = math.ceil(left * 1000)
+                if not events:
+                    wait_ms = None
+                    if deadline is not None:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            return
+                        wait_ms = math.ceil(left * 1000)
+                    events = poll(wait_ms)
                 readable = died = False
-                for event_fd, _ in poll(wait_ms):
+                for event_fd, _ in events:
                     if event_fd == fd:
                         readable = True
                     else:
                         died = True
+                events = []
                 if readable:
                     frames, eof = worker.reader.read_available()
+                    if not eof and self._settle_direct(worker, future, frames):
+                        given_back = True
+                        return
                     self._handle(worker, frames)
                     if eof:
                         return
                 if died:
                     return  # it died: the dispatcher settles that
         finally:
-            with self.lock:
-                worker.reader_role = DISPATCHER
-                worker.direct = None
-                busy = (not worker.idle() or bool(self.pending or self.retry or self.jobs)
-                        or self.state != RUNNING)
-            if busy or not future.finished():
-                self.wake()
+            if not given_back:
+                with self.lock:
+                    busy = self._give_back(worker)
+                if busy or not future.finished():
+                    self.wake()
+
+    def _give_back(self, worker: WorkerHandle) -> bool:
+        """Under the lock: a direct reader is done with *worker*; whether the dispatcher
+        has something to do."""
+        worker.reader_role = DISPATCHER
+        worker.direct = None
+        return (not worker.idle() or bool(self.pending or self.retry or self.jobs)
+                or self.state != RUNNING)
+
+    def _settle_direct(self, worker: WorkerHandle, future: DirectFuture,
+                       frames: list[tuple[Any, memoryview]]) -> bool:
+        """The usual answer to a direct call, handled in one step: the books, the worker
+        given back, the result set. False (nothing done) for anything else, which
+        ``_handle`` and ``read_direct``'s ending do in several."""
+        if len(frames) != 1:
+            return False
+        header, payload = frames[0]
+        if header[0] != DONE or header[3] != 1 or header[4] or is_shared(payload):
+            return False  # not one plain result: errors, shared memory, another message
+        batch = worker.outstanding.get(header[1])
+        if (not isinstance(batch, CallBatch) or batch.n != 1 or batch.skips
+                or batch.calls[0].future is not future):
+            return False
+        try:
+            value = pickle.loads(payload)[0]
+        except Exception:
+            return False  # _handle reports it
+        with self.lock:
+            self._record_done(worker, batch, header[2], 1, header[5])
+            busy = self._give_back(worker)
+        try:
+            future.set_result(value)
+        except InvalidStateError:  # cancelled by shutdown meanwhile
+            pass
+        if busy:
+            self.wake()
+        return True
 
     def map_job(self, fn: Callable[..., Any], iterable: Iterable[Any], *, star: bool,
                 ordered: bool, return_exceptions: bool, collect: bool,
@@ -324,11 +376,15 @@ class Engine(Faults):
         self.workers[slot] = worker
         self.records[slot].worker_started(worker.pid, replacement)
 
-    def send(self, worker: WorkerHandle, batch: Batch) -> None:
-        seq = self.next_seq
-        self.next_seq += batch.n
-        batch_id = self.next_batch
+    def _ids(self, items: int) -> tuple[int, int]:
+        """Under the lock: the next batch id, and the sequence number of its first item."""
+        batch_id, seq = self.next_batch, self.next_seq
         self.next_batch += 1
+        self.next_seq += items
+        return batch_id, seq
+
+    def send(self, worker: WorkerHandle, batch: Batch) -> None:
+        batch_id, seq = self._ids(batch.n)
         worker.send_batch(batch, batch_id, seq, self.timeout is not None)
         if worker.outbox:
             self.wake()  # the dispatcher must watch for the pipe to become writable
@@ -502,22 +558,13 @@ class Engine(Faults):
             batch = worker.outstanding.get(batch_id)
             if batch is None:
                 return
-            batch.reported = offset + count
-            if batch.reported >= batch.n:
-                del worker.outstanding[batch_id]
-            busy = busy_ns / 1e9
-            record = self.records[worker.slot]
-            record.tasks += count
-            record.busy_s += busy
-            if batch.is_map():
-                job = batch.job  # type: ignore[attr-defined]
-                job.sizer.record(count, busy)
-                job.entry.per_item_s = job.sizer.per_item_s
+            self._record_done(worker, batch, offset, count, busy_ns)
+            if (errors or batch.skips or self.progress is not None
+                    or isinstance(values, BaseException)):
+                deliveries.append((batch, offset, *self._errors(batch, offset, count, values,
+                                                                 dict(errors))))
             else:
-                self.call_sizer.record(count, busy)
-            self.batch_s = 0.8 * self.batch_s + 0.2 * busy
-            deliveries.append((batch, offset, *self._errors(batch, offset, count, values,
-                                                             dict(errors))))
+                deliveries.append((batch, offset, values, {}))
         elif tag == READY:
             worker.ready = True
             self.startup_failures = 0
@@ -545,6 +592,24 @@ class Engine(Faults):
                 f"the pool's initializer raised {type(cause).__name__}: {cause}; no task can "
                 "run. Fix the initializer (its traceback is attached) and create a new pool."
             ), cause)
+
+    def _record_done(self, worker: WorkerHandle, batch: Batch, offset: int, count: int,
+                     busy_ns: int) -> None:
+        """Under the lock: the books of items ``offset .. offset+count-1`` of *batch* done."""
+        batch.reported = offset + count
+        if batch.reported >= batch.n:
+            del worker.outstanding[batch.id]
+        busy = busy_ns / 1e9
+        record = self.records[worker.slot]
+        record.tasks += count
+        record.busy_s += busy
+        if batch.is_map():
+            job = batch.job  # type: ignore[attr-defined]
+            job.sizer.record(count, busy)
+            job.entry.per_item_s = job.sizer.per_item_s
+        else:
+            self.call_sizer.record(count, busy)
+        self.batch_s = 0.8 * self.batch_s + 0.2 * busy
 
     def _errors(self, batch: Batch, offset: int, count: int, values: Any,
                 frames: dict[int, bytes]) -> tuple[list[Any], dict[int, BaseException]]:

@@ -183,7 +183,9 @@ class CallBatch(Batch):
         self._entries: list[FnEntry] | None = None
 
     def entries(self) -> list[FnEntry]:
-        if self._entries is None:
+        if self._entries is None and self.n == 1:
+            self._entries = [self.calls[0].entry]
+        elif self._entries is None:
             seen: dict[int, FnEntry] = {}
             for call in self.calls:
                 seen.setdefault(call.entry.fn_id, call.entry)
@@ -191,8 +193,12 @@ class CallBatch(Batch):
         return self._entries
 
     def encode(self) -> tuple[int, bytes]:
-        index = {entry.fn_id: i for i, entry in enumerate(self.entries())}
-        items = [(index[c.entry.fn_id], c.args, c.kwargs) for c in self.calls]
+        entries = self.entries()
+        if len(entries) == 1:
+            items = [(0, c.args, c.kwargs) for c in self.calls]
+        else:
+            index = {entry.fn_id: i for i, entry in enumerate(entries)}
+            items = [(index[c.entry.fn_id], c.args, c.kwargs) for c in self.calls]
         payload, bad = _encode_items(items, lambda i, item: (
             f"task {self.calls[i].label()}: "
             + _unpicklable_argument(self.calls[i].args, self.calls[i].kwargs)))

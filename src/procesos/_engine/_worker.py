@@ -143,6 +143,7 @@ class _Worker:
         self.statm = _open_statm()
         self.retired = False
         self.noted_at = 0
+        self.unlimited = config.max_tasks is None and config.max_memory is None
 
     # -- sending -----------------------------------------------------------
     def send(self, header: tuple[Any, ...], payload: bytes = b"") -> None:
@@ -232,7 +233,10 @@ class _Worker:
             errors = [(i, table[0].frame) for i in range(len(items))]
             self.flush(batch_id, 0, [None] * len(items), errors, 0)
             return
-        if tracked or style == CALL:
+        if (style == CALL and len(items) == 1 and not timed and items[0] is not SKIP
+                and self.unlimited):
+            self.run_one(batch_id, seq_base, table, items[0])
+        elif tracked or style == CALL:
             self.run_tracked(batch_id, seq_base, style, timed, table, items)
         else:
             self.run_fast(batch_id, seq_base, style, table[0], items)
@@ -259,6 +263,29 @@ class _Worker:
         self.flush(batch_id, 0, values, errors, busy)
         self.tasks_done += len(values)
         self.check_retire(batch_id, len(values), per_item=False)
+
+    def run_one(self, batch_id: int, seq: int, table: list[Any],
+                item: tuple[int, tuple[Any, ...], dict[str, Any]]) -> None:
+        """Run a batch of one call (what ``submit()`` sends to an idle worker): the
+        tracked path with only what one call needs, since its round trip is all overhead."""
+        index, args, kwargs = item
+        fn = table[index]
+        errors: list[tuple[int, bytes]] = []
+        value = None
+        self.slot[self.base + SLOT_SEQ] = seq
+        clock = time.monotonic_ns
+        start = clock()
+        if isinstance(fn, _FnError):
+            errors.append((0, fn.frame))
+        else:
+            try:
+                value = fn(*args, **kwargs)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                errors.append((0, _error_frame(exc)))
+        self.tasks_done += 1
+        self.flush(batch_id, 0, [value], errors, clock() - start)
 
     def run_tracked(self, batch_id: int, seq_base: int, style: int, timed: bool,
                     table: list[Any], items: Any) -> None:

@@ -23,7 +23,16 @@ from typing import Any
 
 from .._context import ProcesosContext
 from ._jobs import Batch
-from ._messages import DONE, RUN, FrameReader, discard_shared, frame, is_shared, write_some
+from ._messages import (
+    CALL,
+    DONE,
+    RUN,
+    FrameReader,
+    discard_shared,
+    frame,
+    is_shared,
+    write_some,
+)
 from ._worker import FN_CACHE_SIZE, WorkerConfig, worker_main
 
 __all__ = ["DISPATCHER", "POLL_IN", "READING", "WAITING", "WorkerHandle"]
@@ -124,6 +133,17 @@ class WorkerHandle:
         self.outstanding[batch_id] = batch
         if self.budget is not None:
             self.budget -= batch.n
+
+    def send_known_call(self, batch: Batch, batch_id: int, seq: int, payload: bytes) -> None:
+        """``send_batch`` for one call whose function this worker has and whose
+        *payload* is plain (:func:`~._messages.plain_call`): nothing to encode or free."""
+        fn_id = batch.entries()[0].fn_id
+        self.known_fns.move_to_end(fn_id)
+        batch.id, batch.seq_base, batch.reported = batch_id, seq, 0
+        self.write(frame((RUN, batch_id, seq, CALL, True, False, ((fn_id, None),)), payload))
+        self.outstanding[batch_id] = batch
+        if self.budget is not None:
+            self.budget -= 1
 
     def write(self, parts: list[bytes]) -> None:
         """Write *parts* now, queueing what the pipe does not take."""
