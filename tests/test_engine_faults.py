@@ -202,6 +202,25 @@ def test_crash_hint_names_high_memory_and_signals() -> None:
     assert "segmentation fault" in _crash.crash_hint(-signal.SIGSEGV, 0, None, False)
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("end", ["shutdown", "terminate", "answer, then shutdown"])
+def test_a_pool_ended_while_its_workers_start_leaves_nothing(end: str) -> None:
+    # Under the zygote, the workers after the first start in a thread of their
+    # own: however early the pool ends, each that started is stopped (and the
+    # no_leftovers fixture finds no other process).
+    ex = procesos.Executor(4, context="zygote")
+    if end == "answer, then shutdown":
+        assert ex.submit(square, 3).result(timeout=30) == 9
+    first = [s.pid for s in ex.stats() if s.pid]
+    assert first, "the constructor starts the first worker"
+    if end == "terminate":
+        ex.terminate()
+    else:
+        ex.shutdown(wait=True)
+    assert not [pid for pid in first if psutil.pid_exists(pid)]
+    assert all(s.pid is None for s in ex.stats())
+
+
 def test_closed_pools_refuse_new_work() -> None:
     ex = procesos.Executor(1)
     ex.shutdown()

@@ -111,6 +111,7 @@ class Engine(Faults):
         # start-up: see the note in tests/test_engine_faults.py).
         now = 1 if ctx.get_start_method() == "zygote" else workers
         self.unstarted = list(range(now, workers))
+        self.starting = False  # a thread of its own starts the unstarted workers
         try:
             for slot in range(now):
                 self.start_worker(slot, replacement=False)
@@ -400,7 +401,11 @@ class Engine(Faults):
         registered: dict[int, int] = {}
         owners: dict[int, tuple[WorkerHandle, int]] = {}
         try:
-            self._start_the_others()
+            if self.unstarted:
+                with self.lock:
+                    self.starting = True
+                threading.Thread(target=self._start_the_others, name="procesos-worker-starter",
+                                 daemon=True).start()
             while True:
                 with self.lock:
                     if self._finished():
@@ -450,23 +455,35 @@ class Engine(Faults):
             self._release()
 
     def _start_the_others(self) -> None:
-        """Start the workers that the constructor left to the dispatcher, outside the
-        lock: submit() and the first worker's callers do not wait for them."""
-        while self.unstarted:
+        """In a thread of its own: start the workers that the constructor left, outside
+        the lock. submit() and the first worker's callers do not wait for them, nor
+        does the dispatcher, which reads the first worker's answers meanwhile (a
+        start waits milliseconds for the zygote)."""
+        try:
+            while True:
+                with self.lock:
+                    if not self.unstarted or self.state not in (RUNNING, CLOSING):
+                        self.unstarted.clear()
+                        return
+                    slot = self.unstarted.pop(0)
+                    self._reset_slot(slot)
+                worker = WorkerHandle(self.ctx, slot, self.slots_array, self.config,
+                                      self.config.max_tasks)
+                with self.lock:
+                    self.workers[slot] = worker
+                    self.records[slot].worker_started(worker.pid, False)
+                    if self.state not in (RUNNING, CLOSING):
+                        worker.process.kill()  # terminate() came while it started
+                    self._fill()
+                    self.wake()  # the dispatcher watches its pipe and its end
+        except BaseException as exc:
             with self.lock:
-                if self.state not in (RUNNING, CLOSING):
-                    self.unstarted.clear()
-                    return
-                slot = self.unstarted.pop(0)
-                self._reset_slot(slot)
-            worker = WorkerHandle(self.ctx, slot, self.slots_array, self.config,
-                                  self.config.max_tasks)
+                self._break(BrokenExecutorError(f"the task engine failed: {exc!r}"), exc)
+            self._run_deferred()
+        finally:
             with self.lock:
-                self.workers[slot] = worker
-                self.records[slot].worker_started(worker.pid, False)
-                if self.state not in (RUNNING, CLOSING):
-                    worker.process.kill()  # terminate() came while it started
-                self._fill()
+                self.starting = False
+                self.wake()  # under the lock: the dispatcher closes the pipe only after
 
     def _round(self, events: list[tuple[int, int]],
                owners: dict[int, tuple[WorkerHandle, int]]) -> None:
@@ -706,7 +723,7 @@ class Engine(Faults):
 
     def _finished(self) -> bool:
         """Under the lock: decide whether the dispatcher can stop; stop workers when done."""
-        if self.state == RUNNING:
+        if self.state == RUNNING or self.starting:
             return False
         if self.state == CLOSING:
             if self.pending or self.retry or any(w is not None and w.outstanding
