@@ -33,22 +33,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ._bench_tasks import spin, square
+
 __all__ = ["bulk_ceiling", "compile_bytecode", "main", "spin", "square"]
 
 WORKERS = 2
-
-
-def square(x: int) -> int:
-    return x * x
-
-
-def spin(iterations: int) -> float:
-    """CPU-bound work: *iterations* rounds of a small loop; the CPU seconds it took."""
-    start = time.thread_time()
-    total = 0
-    for i in range(iterations):
-        total += i & 7
-    return time.thread_time() - start
 
 
 def _has(module: str) -> bool:
