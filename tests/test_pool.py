@@ -10,7 +10,18 @@ from pathlib import Path
 import pytest
 
 import procesos
-from engine_tasks import add, block_on_fifo, die_on, fail_on, get_state, pid_of, set_state, square
+from conftest import START_METHODS
+from engine_tasks import (
+    add,
+    block_on_fifo,
+    die_on,
+    fail_on,
+    get_state,
+    pid_of,
+    put_square,
+    set_state,
+    square,
+)
 
 
 def test_apply_and_apply_async() -> None:
@@ -115,6 +126,21 @@ def test_terminate_stops_at_once(tmp_path: Path) -> None:
     pool.join()
     assert result.ready()
     assert not procesos.active_children()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", START_METHODS)
+def test_what_tasks_put_in_a_queue_arrives_after_the_with_block(method: str) -> None:
+    # The with block ends with terminate(), the moment map() has returned: an
+    # idle worker exits instead of being killed, so its queue's feeder thread
+    # writes what the tasks put. Many pools: losing a message was a race.
+    for _ in range(15):
+        queue = procesos.Queue()
+        with procesos.Pool(2, set_state, (queue,), context=method) as pool:
+            assert pool.map(put_square, range(4)) == [0, 1, 2, 3]
+        assert sorted(queue.get(timeout=30) for _ in range(4)) == [0, 1, 4, 9]
+        queue.close()
+        queue.join_thread()
 
 
 def test_initializer_initargs_and_maxtasksperchild() -> None:

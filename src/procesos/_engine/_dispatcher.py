@@ -64,6 +64,7 @@ __all__ = ["CLOSED", "CLOSING", "RUNNING", "TERMINATING", "Engine"]
 RUNNING, CLOSING, TERMINATING, BROKEN, CLOSED = "running", "closing", "terminating", "broken", \
     "closed"
 _FN_CACHE = 128
+_TERMINATE_GRACE_S = 1.0  # for an idle worker asked to exit by terminate()
 _PREFETCH_BELOW_S = 0.005  # send a second batch ahead only when batches are this quick
 _RESULTS, _WRITABLE, _EXITED = range(3)  # what a polled descriptor of a worker says
 
@@ -112,6 +113,7 @@ class Engine(Faults):
         now = 1 if ctx.get_start_method() == "zygote" else workers
         self.unstarted = list(range(now, workers))
         self.starting = False  # a thread of its own starts the unstarted workers
+        self.terminate_by = 0.0  # monotonic time after which terminate() kills every worker
         try:
             for slot in range(now):
                 self.start_worker(slot, replacement=False)
@@ -348,11 +350,25 @@ class Engine(Faults):
             self.join()
 
     def terminate(self) -> None:
-        """Kill the workers now; unfinished tasks are cancelled."""
+        """Kill the workers that run tasks now; unfinished tasks are cancelled.
+
+        Idle workers are asked to exit instead, and killed only if they have not
+        within ``_TERMINATE_GRACE_S``: their exit handlers run, so what their tasks
+        put in a queue is written (``with Pool(...)`` ends with ``terminate()``).
+        """
         with self.lock:
             if self.state in (RUNNING, CLOSING):
                 self.state = TERMINATING
-                self._kill_all()
+                self.terminate_by = time.monotonic() + _TERMINATE_GRACE_S
+                for worker in self.workers:
+                    if worker is None or worker.dead:
+                        continue
+                    if (worker.idle() and worker.reader_role == DISPATCHER
+                            and not worker.stopping):
+                        worker.stopping = True
+                        worker.write(frame((STOP,)))
+                    elif not worker.stopping:
+                        worker.process.kill()
             self.wake()
         self.join()
 
@@ -667,7 +683,10 @@ class Engine(Faults):
             return
         live = [w for w in self.workers if w is not None and w.accepts_work()]
         for depth in (1, 2):
-            if depth == 2 and self.batch_s >= _PREFETCH_BELOW_S:
+            # Never one ahead while workers are still starting: each would find
+            # the first worker holding what it could have run (tasks meant to run
+            # side by side, a Barrier among them, would wait forever).
+            if depth == 2 and (self.batch_s >= _PREFETCH_BELOW_S or self.starting):
                 break
             for worker in live:
                 if len(worker.outstanding) < depth and worker.accepts_work():
@@ -712,6 +731,8 @@ class Engine(Faults):
 
     def _poll_timeout(self) -> float | None:
         timeouts = []
+        if self.state == TERMINATING:
+            timeouts.append(max(0.0, self.terminate_by - time.monotonic()))
         if self.timeout is not None and any(w is not None and w.outstanding
                                             for w in self.workers):
             timeouts.append(self.timeout_poll_s())
@@ -736,6 +757,8 @@ class Engine(Faults):
                 if worker is not None and not worker.stopping and not worker.dead:
                     worker.stopping = True
                     worker.write(frame((STOP,)))
+        if self.state == TERMINATING and time.monotonic() >= self.terminate_by:
+            self._kill_all()  # idle workers that did not exit when asked
         return all(w is None or w.dead for w in self.workers)
 
     def _break(self, error: BaseException, cause: BaseException | None) -> None:
