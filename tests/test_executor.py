@@ -99,6 +99,25 @@ def test_map_input_that_raises_ends_the_results_there() -> None:
             next(results)
 
 
+def test_items_read_in_the_chunk_where_the_input_raised_still_run() -> None:
+    # A chunk of 3 reads 1 and 2, then the input raises: 1 and 2 are not lost.
+    def broken():
+        yield 1
+        yield 2
+        raise KeyError("input broke")
+
+    with procesos.Executor(2) as ex:
+        results = ex.map(square, broken(), chunksize=3)
+        assert next(results) == 1 and next(results) == 4
+        with pytest.raises(KeyError, match="input broke"):
+            next(results)
+    with procesos.Pool(2) as pool:
+        pool_results = pool.imap(square, broken(), chunksize=3)
+        assert next(pool_results) == 1 and next(pool_results) == 4
+        with pytest.raises(KeyError, match="input broke"):
+            next(pool_results)
+
+
 def test_map_timeout_raises_timeout_error(tmp_path: Path) -> None:
     fifo = str(tmp_path / "go")
     os.mkfifo(fifo)

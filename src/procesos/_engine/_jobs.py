@@ -374,12 +374,16 @@ class MapJob:
             items = self._sequence[start:start + size]
         else:
             assert self._iterator is not None
+            read: list[Any] = []
             try:
-                items = list(islice(self._iterator, size))
+                # extend() keeps what it read when the input raises midway:
+                # those items still run, and the results end after them.
+                read.extend(islice(self._iterator, size))
             except BaseException as exc:
-                items = []
+                self.pulled += len(read)
                 self.end_input(exc)
-                return None
+                return MapBatch(self, start, read, self.sizer.tracked) if read else None
+            items = read
             if len(items) < size:
                 self.exhausted = True
                 self.total = start + len(items)
