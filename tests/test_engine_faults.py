@@ -221,6 +221,24 @@ def test_a_pool_ended_while_its_workers_start_leaves_nothing(end: str) -> None:
     assert all(s.pid is None for s in ex.stats())
 
 
+def test_a_late_wake_never_writes_into_a_file_that_reused_the_pipes_number(tmp_path: Path) -> None:
+    # Threads wake the dispatcher without the engine's lock (a future's done(),
+    # a lock-free submit). One that does so after the engine has ended must not
+    # write into whatever file took its wake pipe's descriptor number.
+    ex = procesos.Executor(1)
+    assert ex.submit(square, 2).result(timeout=30) == 4
+    engine = ex._engine
+    ex.shutdown(wait=True)
+    files = [os.open(tmp_path / f"f{i}", os.O_RDWR | os.O_CREAT) for i in range(4)]
+    try:
+        engine.woken = False  # as a thread that checked it before the end would see it
+        engine.wake()
+        assert [os.fstat(fd).st_size for fd in files] == [0, 0, 0, 0]
+    finally:
+        for fd in files:
+            os.close(fd)
+
+
 def test_closed_pools_refuse_new_work() -> None:
     ex = procesos.Executor(1)
     ex.shutdown()

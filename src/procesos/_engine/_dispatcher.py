@@ -25,6 +25,7 @@ import pickle
 import select
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, InvalidStateError
@@ -103,6 +104,11 @@ class Engine(Faults):
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
+        # The pipe lives as long as the engine, not only until _release: wake() runs
+        # without the lock, so a thread may write after the end, and must write into
+        # the pipe (full: the write fails), never into a file that took its number,
+        # nor raise SIGPIPE where a program restored its default action.
+        weakref.finalize(self, _close_all, (self.wake_r, self.wake_w))
         self.woken = False
         self.deferred: list[Callable[[], None]] = []
         # The first worker starts now, so that a first task can go at once; the
@@ -786,13 +792,16 @@ class Engine(Faults):
                 entry.discard()
             self.fns.clear()
         self._run_deferred()
-        for fd in (self.wake_r, self.wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
         if self.progress is not None:
             self.progress.close()
+
+
+def _close_all(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _cancelled() -> BaseException:
