@@ -79,6 +79,54 @@ def test_zero_size_arrays_round_trip(shape: tuple[int, ...]) -> None:
     assert isinstance(b, np.ndarray) and b.shape == shape and b.dtype == a.dtype
 
 
+@pytest.mark.parametrize("make", [
+    lambda: os.urandom(LARGE + 3),
+    lambda: np.arange(LARGE // 8 + 5, dtype=np.float64),
+    lambda: np.arange(1024 * 1024, dtype=np.int64).reshape(1024, 1024)[::3, 1::2],
+    lambda: np.asfortranarray(np.arange(512 * 1024, dtype=np.float64).reshape(1024, 512)),
+    lambda: np.arange(LARGE, dtype=np.uint8)[::-1],
+    lambda: np.ones((2, LARGE // 8)),  # fewer rows than threads
+], ids=["bytes", "contiguous", "strided", "fortran", "reversed", "two rows"])
+def test_large_copies_split_between_threads_arrive_whole(
+        make: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from procesos._shm import _copy
+
+    splits: list[int] = []
+    copy_pieces = _copy._copy_pieces
+
+    def recorded(numpy: object, target: object, source: object, threads: int) -> None:
+        splits.append(threads)
+        copy_pieces(numpy, target, source, threads)
+
+    monkeypatch.setattr(_copy, "_threads_for", lambda nbytes: 3)
+    monkeypatch.setattr(_copy, "_copy_pieces", recorded)
+    data = make()  # type: ignore[operator]
+    frame = dumps(data)
+    assert splits == [3]
+    received = loads(frame)
+    if isinstance(data, bytes):
+        assert received == data
+    else:
+        np.testing.assert_array_equal(received, data)
+
+
+def test_a_large_copy_where_no_thread_can_start_is_made_whole_in_the_caller(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # While the interpreter finalizes (after the exit handlers: a __del__ or a
+    # finalizer that sends data), Thread.start() raises RuntimeError.
+    import threading
+
+    from procesos._shm import _copy
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(_copy, "_threads_for", lambda nbytes: 4)
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    data = np.arange(LARGE // 8, dtype=np.float64)
+    np.testing.assert_array_equal(loads(dumps(data)), data)
+
+
 def test_small_data_stays_a_plain_pickle() -> None:
     frame = dumps({"a": np.arange(10), "b": b"x" * 100, "c": "hola"})
     assert is_plain_pickle(frame)

@@ -50,6 +50,7 @@ from ._client import (
     track_mapping,
     tree_token,
 )
+from ._copy import copy_into
 
 __all__ = [
     "MAGIC",
@@ -341,26 +342,11 @@ def _copy_into(token: str, seg: int, path: str, capacity: int,
     mapping = write_cache.take(token, seg, path, capacity)
     try:
         for start, data in copies:
-            if isinstance(data, memoryview) or type(data) is bytes:
-                view = memoryview(data).cast("B")
-                mapping[start:start + view.nbytes] = view
-            else:
-                _copy_strided(mapping, start, data)
+            copy_into(mapping, start, data)
     except BaseException:
         mapping.close()
         raise
     write_cache.give_back(token, seg, mapping)
-
-
-def _copy_strided(mapping: Any, start: int, data: Any) -> None:
-    numpy = sys.modules["numpy"]
-    view = memoryview(mapping)
-    try:
-        target = numpy.ndarray(data.shape, data.dtype, buffer=view, offset=start)
-        numpy.copyto(target, data, casting="no")
-        del target
-    finally:
-        view.release()
 
 
 def _discard_with_spawning_popen(token: str, ticket: int) -> None:

@@ -60,13 +60,27 @@ def give_back(token: str, seg: int, mapping: mmap.mmap) -> None:
         return
     with _lock:
         replaced = _kept.pop((token, seg), None)
-        _kept[(token, seg)] = (mapping, time.monotonic())
         if _timer is None:
-            _timer = threading.Timer(IDLE, _expire)
-            _timer.daemon = True
-            _timer.start()
+            _timer = _start_timer(IDLE)
+        kept = _timer is not None
+        if kept:
+            _kept[(token, seg)] = (mapping, time.monotonic())
     if replaced is not None:
         replaced[0].close()
+    if not kept:
+        mapping.close()
+
+
+def _start_timer(wait: float) -> threading.Timer | None:
+    """The timer that closes idle mappings; None while the interpreter finalizes
+    (no new threads then, so nothing is kept)."""
+    timer = threading.Timer(wait, _expire)
+    timer.daemon = True
+    try:
+        timer.start()
+    except RuntimeError:
+        return None
+    return timer
 
 
 def _expire() -> None:
@@ -77,9 +91,10 @@ def _expire() -> None:
         closing = [_kept.pop(key)[0] for key in old]
         if _kept:
             wait = IDLE - (now - min(used for _, used in _kept.values()))
-            _timer = threading.Timer(max(wait, 0.01), _expire)
-            _timer.daemon = True
-            _timer.start()
+            _timer = _start_timer(max(wait, 0.01))
+            if _timer is None:
+                closing += [mapping for mapping, _ in _kept.values()]
+                _kept.clear()
         else:
             _timer = None
     for mapping in closing:
