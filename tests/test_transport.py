@@ -127,6 +127,28 @@ def test_a_large_copy_where_no_thread_can_start_is_made_whole_in_the_caller(
     np.testing.assert_array_equal(loads(dumps(data)), data)
 
 
+def test_ctrl_c_while_copy_threads_run_goes_on_and_they_finish_safely(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The interrupt must reach the caller (a sender looping on send() stops),
+    # and the helpers, still writing, must not find their mapping closed.
+    import threading
+
+    from procesos._shm import _copy
+
+    def interrupted(self: threading.Thread, timeout: float | None = None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_copy, "_threads_for", lambda nbytes: 4)
+    monkeypatch.setattr(threading.Thread, "join", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dumps(np.ones((64, LARGE // 64)))
+    monkeypatch.undo()
+    for thread in threading.enumerate():
+        if thread.name == "procesos-copy":
+            thread.join(timeout=30)
+    assert not [t for t in threading.enumerate() if t.name == "procesos-copy"]
+
+
 def test_small_data_stays_a_plain_pickle() -> None:
     frame = dumps({"a": np.arange(10), "b": b"x" * 100, "c": "hola"})
     assert is_plain_pickle(frame)

@@ -48,47 +48,45 @@ def copy_into(mapping: mmap.mmap, start: int, data: Any) -> None:
         mapping[start:start + nbytes] = view
         return
     assert numpy is not None  # a numpy array was given, so numpy is imported
+    # numpy's views of the window do not pin the mapping; the window does, until
+    # released. So it is released only once every copy is done: after an error or
+    # Ctrl-C, a helper may still be writing, and the window (garbage once the
+    # helpers' views are) keeps the mapping from being closed under it.
     window = memoryview(mapping)
-    try:
-        if contiguous:
-            source = numpy.frombuffer(data, numpy.uint8)
-            target = numpy.frombuffer(window, numpy.uint8, nbytes, start)
-        else:
-            source = data
-            target = numpy.ndarray(data.shape, data.dtype, buffer=window, offset=start)
-        _copy_pieces(numpy, target, source, threads)
-        del source, target
-    finally:
-        window.release()
+    if contiguous:
+        source = numpy.frombuffer(data, numpy.uint8)
+        target = numpy.frombuffer(window, numpy.uint8, nbytes, start)
+    else:
+        source = data
+        target = numpy.ndarray(data.shape, data.dtype, buffer=window, offset=start)
+    _copy_pieces(numpy, target, source, threads)
+    del source, target
+    window.release()
 
 
 def _copy_pieces(numpy: Any, target: Any, source: Any, threads: int) -> None:
-    """``numpy.copyto(target, source)``, split along the first axis between *threads*."""
+    """``numpy.copyto(target, source)``, split along the first axis between *threads*.
+
+    On Ctrl-C the interrupt goes on at once (the caller gives the segment back),
+    and helpers still copying finish on their own: see :func:`copy_into` for
+    what keeps their target mapped meanwhile.
+    """
     rows = source.shape[0] if source.ndim else 0
     threads = min(threads, rows)
     if threads <= 1:
         numpy.copyto(target, source, casting="no")
         return
     bounds = [rows * i // threads for i in range(threads + 1)]
-    helpers = [threading.Thread(target=numpy.copyto,
-                                args=(target[a:b], source[a:b]), kwargs={"casting": "no"},
-                                name="procesos-copy", daemon=True)
-               for a, b in itertools.pairwise(bounds[1:])]
     started = []
-    try:
-        for helper in helpers:
-            try:
-                helper.start()
-            except RuntimeError:  # no new threads while the interpreter finalizes: copy here
-                helper.run()
-            else:
-                started.append(helper)
-        numpy.copyto(target[:bounds[1]], source[:bounds[1]], casting="no")
-    finally:
-        # Even on Ctrl-C: the helpers write into the mapping, which must outlive them.
-        for helper in started:
-            while helper.is_alive():
-                try:
-                    helper.join()
-                except KeyboardInterrupt:
-                    continue
+    for a, b in itertools.pairwise(bounds[1:]):
+        helper = threading.Thread(target=numpy.copyto, args=(target[a:b], source[a:b]),
+                                  kwargs={"casting": "no"}, name="procesos-copy", daemon=True)
+        try:
+            helper.start()
+        except RuntimeError:  # no new threads while the interpreter finalizes: copy here
+            helper.run()
+        else:
+            started.append(helper)
+    numpy.copyto(target[:bounds[1]], source[:bounds[1]], casting="no")
+    for helper in started:
+        helper.join()

@@ -344,7 +344,10 @@ def _copy_into(token: str, seg: int, path: str, capacity: int,
         for start, data in copies:
             copy_into(mapping, start, data)
     except BaseException:
-        mapping.close()
+        try:
+            mapping.close()
+        except BufferError:
+            pass  # a copy thread still writes (Ctrl-C): unmapped when it lets go
         raise
     write_cache.give_back(token, seg, mapping)
 
