@@ -347,7 +347,7 @@ def _copy_into(token: str, seg: int, path: str, capacity: int,
         try:
             mapping.close()
         except BufferError:
-            pass  # a copy thread still writes (Ctrl-C): unmapped when it lets go
+            pass  # an interrupted copy's window holds it (a copy thread may still write)
         raise
     write_cache.give_back(token, seg, mapping)
 
