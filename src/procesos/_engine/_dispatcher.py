@@ -48,9 +48,7 @@ from ._messages import (
     READY,
     RETIRE,
     SLOT_WIDTH,
-    STOP,
     UNREADABLE,
-    frame,
     is_shared,
     plain_call,
     poll_briefly,
@@ -371,8 +369,7 @@ class Engine(Faults):
                         continue
                     if (worker.idle() and worker.reader_role == DISPATCHER
                             and not worker.stopping):
-                        worker.stopping = True
-                        worker.write(frame((STOP,)))
+                        worker.ask_to_stop()
                     elif not worker.stopping:
                         worker.process.kill()
             self.wake()
@@ -761,8 +758,7 @@ class Engine(Faults):
                 return False
             for worker in self.workers:
                 if worker is not None and not worker.stopping and not worker.dead:
-                    worker.stopping = True
-                    worker.write(frame((STOP,)))
+                    worker.ask_to_stop()
         if self.state == TERMINATING and time.monotonic() >= self.terminate_by:
             self._kill_all()  # idle workers that did not exit when asked
         return all(w is None or w.dead for w in self.workers)

@@ -27,6 +27,7 @@ from ._messages import (
     CALL,
     DONE,
     RUN,
+    STOP,
     FrameReader,
     discard_shared,
     frame,
@@ -109,6 +110,11 @@ class WorkerHandle:
         return (not (self.retiring or self.stopping or self.dead) and self.budget != 0
                 and self.reader_role == DISPATCHER)
 
+    def ask_to_stop(self) -> None:
+        """Ask the worker to exit once it has read what was sent before."""
+        self.stopping = True
+        self.write(frame((STOP,)))
+
     def idle(self) -> bool:
         """Ready, with nothing sent and nothing to send: nothing can arrive from it."""
         return self.ready and not self.outstanding and not self.outbox
@@ -127,23 +133,25 @@ class WorkerHandle:
                 fns.append((entry.fn_id, entry.data))
                 while len(self.known_fns) > FN_CACHE_SIZE:
                     self.known_fns.popitem(last=False)
-        batch.id, batch.seq_base, batch.reported = batch_id, seq_base, 0
         tracked = batch.tracked or timed or bool(batch.skips)
-        self.write(frame((RUN, batch_id, seq_base, style, tracked, timed, tuple(fns)), payload))
-        self.outstanding[batch_id] = batch
-        if self.budget is not None:
-            self.budget -= batch.n
+        self._post(batch, batch_id, seq_base, (style, tracked, timed, tuple(fns)), payload)
 
     def send_known_call(self, batch: Batch, batch_id: int, seq: int, payload: bytes) -> None:
         """``send_batch`` for one call whose function this worker has and whose
         *payload* is plain (:func:`~._messages.plain_call`): nothing to encode or free."""
         fn_id = batch.entries()[0].fn_id
         self.known_fns.move_to_end(fn_id)
-        batch.id, batch.seq_base, batch.reported = batch_id, seq, 0
-        self.write(frame((RUN, batch_id, seq, CALL, True, False, ((fn_id, None),)), payload))
+        self._post(batch, batch_id, seq, (CALL, True, False, ((fn_id, None),)), payload)
+
+    def _post(self, batch: Batch, batch_id: int, seq_base: int, how: tuple[Any, ...],
+              payload: bytes) -> None:
+        """Write the RUN frame of *batch* (*how*: the header after its ids) and keep
+        the books of a batch sent."""
+        batch.id, batch.seq_base, batch.reported = batch_id, seq_base, 0
+        self.write(frame((RUN, batch_id, seq_base, *how), payload))
         self.outstanding[batch_id] = batch
         if self.budget is not None:
-            self.budget -= 1
+            self.budget -= batch.n
 
     def write(self, parts: list[bytes]) -> None:
         """Write *parts* now, queueing what the pipe does not take."""
