@@ -147,6 +147,44 @@ def test_parent_killed_leaves_no_survivor(sig: int, tmp_path: Path) -> None:
         kill_everything(proc, pids)
 
 
+PARENT_STUCK_COPYING_A_CHILDS_ARGUMENTS = """
+import json, threading, time
+import numpy as np
+import psutil
+import procesos
+from procesos._shm import _transport
+
+def stuck(self):  # the copy into shared memory never ends: the child waits for it
+    zygote = psutil.Process(procesos.zygote_pid())
+    deadline = time.monotonic() + 60
+    while len(zygote.children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the spare took the request; the zygote forks the next one
+    print(json.dumps({"zygote": zygote.pid, "children": [c.pid for c in zygote.children()]}),
+          flush=True)
+    threading.Event().wait()
+
+warm = procesos.Process(target=sum, args=([1],))
+warm.start()
+warm.join()
+_transport.PendingCopy.copy = stuck
+procesos.Process(target=sum, args=(np.ones(1 << 20),)).start()
+"""
+
+
+def test_parent_killed_while_copying_a_childs_arguments_leaves_no_survivor(
+        tmp_path: Path) -> None:
+    proc = start_script(PARENT_STUCK_COPYING_A_CHILDS_ARGUMENTS, tmp_path)
+    report = first_report(proc)
+    pids = [report["zygote"], *report["children"]]  # the waiting child and the next spare
+    try:
+        assert len(pids) == 3
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=BOUND)
+        assert survivors(pids) == []
+    finally:
+        kill_everything(proc, pids)
+
+
 ZYGOTE_STUCK_IN_A_PRELOAD = """
 import json, os, threading
 import procesos

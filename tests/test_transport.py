@@ -329,6 +329,135 @@ def test_process_arguments_and_results_travel_without_copies(
         proc.close()
 
 
+def digest(*values: object) -> list[str]:
+    import hashlib
+
+    return [hashlib.sha256(memoryview(np.ascontiguousarray(v)).cast("B")).hexdigest()
+            if isinstance(v, np.ndarray) else hashlib.sha256(v).hexdigest()  # type: ignore[arg-type]
+            for v in values]
+
+
+@pytest.mark.parametrize("pool", ["fresh segment", "pooled segment"])
+def test_zygote_child_maps_its_arguments_while_they_are_copied_and_reads_them_whole(
+        monkeypatch: pytest.MonkeyPatch, pool: str) -> None:
+    from procesos._shm import _transport
+
+    copies_made = []
+    real_copy = _transport.PendingCopy.copy
+
+    def counted(self: _transport.PendingCopy) -> None:
+        copies_made.append(self.seg)
+        real_copy(self)
+
+    monkeypatch.setattr(_transport.PendingCopy, "copy", counted)
+    rng = np.random.default_rng(7)
+    values = (rng.random(3 * LARGE // 8), rng.bytes(2 * LARGE),
+              rng.integers(0, 9, (1024, 2 * LARGE // 1024 // 8))[:, ::2])
+    if pool == "pooled segment":
+        loads(dumps(values))  # leaves a segment of this size in the pool
+    else:
+        tracker_stats(trim=True)  # a new segment: no page exists until one of us touches it
+    p = procesos.get_context("zygote").Process(target=digest, args=values)
+    p.start()
+    assert copies_made, "the copy was not left to start()'s request"
+    assert p.result(timeout=30) == digest(*values)
+    p.join()
+    p.close()
+
+
+def test_ctrl_c_while_a_zygote_child_waits_for_its_arguments_leaves_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from procesos._shm import _transport
+
+    def interrupted(self: _transport.PendingCopy) -> None:
+        raise KeyboardInterrupt
+
+    ctx = procesos.get_context("zygote")
+    monkeypatch.setattr(_transport.PendingCopy, "copy", interrupted)
+    p = ctx.Process(target=total, args=(np.ones(LARGE),))
+    with pytest.raises(KeyboardInterrupt):
+        p.start()
+    # The child that had mapped the memory reads the end of its channel and
+    # exits; its exit gives its hold back, and only then is the segment gone.
+    deadline = time.monotonic() + 30
+    while live_shared_memory()["segments"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert live_shared_memory() == {"segments": 0, "tickets": 0}
+    assert p.exitcode is None and not p.is_alive()  # never started, as far as the caller knows
+    monkeypatch.undo()
+    q = ctx.Process(target=total, args=(np.ones(LARGE),))
+    q.start()
+    assert q.result(timeout=30) == LARGE
+    q.join()
+    q.close()
+
+
+def test_an_unpicklable_argument_beside_a_large_one_leaves_no_shared_memory() -> None:
+    import threading
+
+    p = procesos.get_context("zygote").Process(
+        target=total, args=(np.ones(LARGE), lambda: None, threading.Lock()))
+    with pytest.raises(procesos.SerializationError, match="argument 2"):
+        p.start()
+
+
+def test_a_frame_mapped_before_its_copy_is_made_reads_the_copy() -> None:
+    from procesos._shm import _transport
+
+    a = np.arange(LARGE // 8, dtype=np.float64)
+    tracker_stats(trim=True)
+    with _transport.copies_deferred() as pending:
+        frame = dumps(a)
+    assert len(pending) == 1
+    prepared = _transport.prepare(frame)  # claims and faults in pages not yet written
+    assert prepared is not None
+    pending[0].copy()
+    pending[0].seal()
+    assert np.array_equal(loads(frame, prepared), a)
+
+
+def test_a_frame_whose_copy_was_abandoned_frees_its_memory_once_its_receiver_lets_go() -> None:
+    from procesos._shm import _transport
+
+    with _transport.copies_deferred() as pending:
+        frame = dumps(np.ones(LARGE))
+    prepared = _transport.prepare(frame)
+    pending[0].abandon()
+    pending[0].abandon()  # a second word is not sent: the segment may be another frame's now
+    assert live_shared_memory()["segments"] == 1  # still mapped by the receiver
+    del prepared
+
+
+def test_a_segment_is_kept_while_its_writer_copies_though_its_receiver_let_go() -> None:
+    from procesos._shm import _transport
+
+    with _transport.copies_deferred() as pending:
+        frame = dumps(np.ones(LARGE))
+    prepared = _transport.prepare(frame)
+    del prepared  # a receiver that died early: its hold is gone
+    # Freed or pooled now, the segment could be handed to another writer while
+    # this one still writes into it.
+    assert live_shared_memory()["segments"] == 1
+    pending[0].copy()
+    pending[0].seal()
+
+
+def test_a_child_gone_before_the_copy_is_done_is_not_an_error() -> None:
+    import socket
+
+    from procesos._launch._zygote_client import _copy_then_tell
+    from procesos._shm import _transport
+
+    with _transport.copies_deferred() as pending:
+        frame = dumps(np.ones(LARGE))
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    _copy_then_tell(ours, pending)  # EPIPE on the last word: the child's exit code tells
+    assert pending[0].settled
+    ours.close()
+    discard(frame)
+
+
 def test_more_than_2_gib_reach_a_child() -> None:
     size = (2 << 30) + 4096
     if psutil.virtual_memory().available < 3 * size:

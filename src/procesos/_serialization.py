@@ -201,6 +201,7 @@ def dumps_fast(obj: Any) -> bytes:
     return _transport.pack(obj, _fast_pickler)
 
 
-def loads(data: bytes | bytearray | memoryview) -> Any:
-    """Unpickle what :func:`dumps` produced."""
-    return _transport.unpack(data)
+def loads(data: bytes | bytearray | memoryview,
+          prepared: _transport.Prepared | None = None) -> Any:
+    """Unpickle what :func:`dumps` produced (*prepared*: see ``_transport.prepare``)."""
+    return _transport.unpack(data, prepared)

@@ -27,10 +27,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from .._errors import ProcesosError
+from .._shm._transport import PendingCopy, copies_deferred
 from ._fork import close_channel_and_fds
 from ._popen import BasePopen
 from ._spawn import spawn_interpreter
-from ._wire import ChildSetup, frame_header
+from ._wire import DATA_WRITTEN, ChildSetup, frame_header
 from ._zygote_server import _PID, _REQUEST, SECRET_SIZE, ZygoteConfig
 
 __all__ = ["ZygotePopen", "default_preload", "set_zygote_preload", "zygote_pid"]
@@ -214,14 +215,19 @@ class _Zygote:
         self._setup = (setup, data)
         return data
 
-    def request(self, fds: list[int], std_mask: int, setup: ChildSetup,
-                payload: bytes) -> tuple[socket.socket, int, int]:
+    def request(self, fds: list[int], std_mask: int, setup: ChildSetup, payload: bytes,
+                pending: list[PendingCopy] | None = None) -> tuple[socket.socket, int, int]:
         """Ask the zygote for a child: its channel socket, pid and status pipe.
 
         *setup* is for a child that stays where the zygote is (``cwd`` and
         ``environ`` None). The child's two frames travel with the request, so
-        that the child can start on them while the zygote answers.
+        that the child can start on them while the zygote answers. *pending*:
+        the copies into shared memory that *payload* still needs (see
+        ``_transport.copies_deferred``), made here while the child starts and
+        maps that memory; the child waits for the word that they are done.
         """
+        if pending:
+            setup = setup._replace(data_follows=True)
         for attempt in (1, 2):
             with self.lock:
                 if not self.running():
@@ -230,6 +236,7 @@ class _Zygote:
                 setup_bytes = self.encode_setup(setup)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             status_r, status_w = os.pipe()
+            sent = False
             try:
                 try:
                     sock.settimeout(_TIMEOUT)
@@ -237,15 +244,23 @@ class _Zygote:
                     _send_request(sock, secret + _REQUEST.pack(std_mask), [status_w, *fds],
                                   [frame_header(len(setup_bytes)), setup_bytes,
                                    frame_header(len(payload)), payload])
+                    sent = True
                 finally:
                     os.close(status_w)
+                if pending:
+                    _copy_then_tell(sock, pending)
                 pid = _read_pid(status_r)
                 sock.settimeout(None)
                 return sock, pid, status_r
-            except (OSError, TimeoutError) as exc:
+            except BaseException as exc:
+                # The child, if there is one, reads the end of its channel and exits.
                 sock.close()
                 os.close(status_r)
-                if attempt == 2:
+                if not isinstance(exc, OSError | TimeoutError):
+                    raise  # Ctrl-C
+                # A child that has its frames may have claimed their shared memory:
+                # a second child could not, so no second try then.
+                if attempt == 2 or (sent and pending):
                     raise ProcesosError(
                         f"the zygote did not start the process ({exc}); "
                         "try the 'spawn' start method to see whether the problem is the zygote"
@@ -254,6 +269,31 @@ class _Zygote:
                     if self.running():
                         self.stop()
         raise AssertionError("unreachable")
+
+
+def _copy_then_tell(sock: socket.socket, pending: list[PendingCopy]) -> None:
+    """Make the copies, then send the child the frame that says they are done.
+
+    On an error or Ctrl-C the memory is given back and the channel closed
+    (the waiting child reads its end and exits); the error goes on.
+    """
+    done = False
+    try:
+        for copy in pending:
+            copy.copy()
+        done = True
+        try:
+            sock.sendall(frame_header(len(DATA_WRITTEN)) + DATA_WRITTEN)
+        except OSError:
+            pass  # the child died early; its exit code tells how
+    finally:
+        for copy in pending:
+            if done:
+                copy.seal()
+            else:
+                copy.abandon()
+        if not done:
+            sock.close()
 
 
 def _environ_data() -> Mapping[object, object]:
@@ -331,14 +371,25 @@ class ZygotePopen(BasePopen):
         # preloads, 80 ms and more) while we pickle: the first pickle of a
         # function by value imports cloudpickle (20 ms), and the two overlap.
         _zygote.ensure_running()
-        payload = self._pickle_process(process_obj)
-        # cwd and environ: added by the request only where they differ from the zygote's.
-        setup = self._child_setup([], follow_parent=False)
-        child_std = self.std_fds_for_child()  # the pipes to the relay, or our own 1 and 2
-        std_fds = [fd for fd in child_std if _valid_fd(fd)]
-        std_mask = sum(1 << bit for bit, fd in enumerate(child_std) if fd in std_fds)
-        sock, self.pid, status_r = _zygote.request([*std_fds, *self._fds], std_mask,
-                                                   setup, payload)
+        # Large arguments are copied into shared memory after the request is
+        # sent, while the child starts and maps that memory (see request()).
+        pending: list[PendingCopy] = []
+        try:
+            with copies_deferred() as pending:
+                payload = self._pickle_process(process_obj)
+            # cwd and environ: added by the request only where they differ from the zygote's.
+            setup = self._child_setup([], follow_parent=False)
+            child_std = self.std_fds_for_child()  # the pipes to the relay, or our own 1 and 2
+            std_fds = [fd for fd in child_std if _valid_fd(fd)]
+            std_mask = sum(1 << bit for bit, fd in enumerate(child_std) if fd in std_fds)
+            sock, self.pid, status_r = _zygote.request([*std_fds, *self._fds], std_mask,
+                                                       setup, payload, pending)
+        except BaseException:
+            # Frames never sent (an unpicklable part; looking for it pickles the
+            # parts again) or a copy cut short: their memory goes back.
+            for copy in pending:
+                copy.abandon()  # does nothing for those sealed or given back already
+            raise
         self.sentinel = status_r
         self.zygote_lost = False
         self._pidfd = _open_pidfd(self.pid)

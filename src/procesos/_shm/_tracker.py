@@ -21,11 +21,13 @@ client -> tracker                  reply
 =================================  ==========================================
 ``("alloc", nbytes, reusable)``    ``("ok", seg, ticket, path, capacity)``: a
                                    segment to write, with an unclaimed ticket
-``("seal", ticket)``               none: the writer is done, the frame is sent
-``("drop", ticket)``               none: the frame will never be sent
-``("claim", [ticket, ...])``       ``("ok", [(seg, path, size), ...])`` or
+``("seal", ticket, seg)``          none: the writer is done, the frame is sent
+``("drop", ticket, seg)``          none: the frame will never be sent
+``("claim", [ticket, ...][, early])``  ``("ok", [(seg, path, size), ...])`` or
                                    ``("err", text)``: tickets become holds of
-                                   this connection (a reusable ticket stays)
+                                   this connection (a reusable ticket stays);
+                                   *early*: the writer may still be writing
+                                   (it seals when done)
 ``("discard", [ticket, ...])``     none: these frames will never be loaded
 ``("release", seg)``               none: this connection lets go of one hold
 ``("create", nbytes)``             ``("ok", seg, path)``: a segment for a
@@ -235,21 +237,19 @@ class Tracker:
             ticket = self.new_ticket(seg, conn, reusable=bool(message[2]), sealed=False)
             seg.origin = ticket
             self.reply(sock, ("ok", seg.ident, ticket, self.path(seg), seg.capacity))
-        elif kind == "seal":
-            sealed = self.tickets.get(message[1])
-            if sealed is not None:
-                sealed.sealed = True
-                seg = self.segments[sealed.segment]
-                if seg.writer == conn:
-                    seg.writer = None
-        elif kind == "drop":
-            dropped = self.tickets.get(message[1])
-            if dropped is not None:
-                seg = self.segments[dropped.segment]
-                if seg.writer == conn:
-                    seg.writer = None
+        elif kind in ("seal", "drop"):
+            # The ticket may be gone (an early claim ended it): the segment is named too.
+            told = self.tickets.get(message[1])
+            if told is not None and kind == "seal":
+                told.sealed = True
+            written = self.segments.get(message[2])
+            if written is not None and written.writer == conn:
+                written.writer = None
+                self.maybe_free(written)
+            if kind == "drop":
                 self.end_ticket(message[1])
         elif kind == "claim":
+            early = len(message) > 2 and bool(message[2])
             claimed: list[int] = []
             for ident in message[1]:
                 claim = self.tickets.get(ident)
@@ -262,9 +262,10 @@ class Tracker:
                 seg.holds[conn] = seg.holds.get(conn, 0) + 1
                 claimed.append(seg.ident)
                 # A claimed frame was sent, so its writer is done (its seal may
-                # still be on the way).
+                # still be on the way), unless the claim is early: then the
+                # writer is still copying, and only its seal ends that.
                 claim.sealed = True
-                if seg.writer is not None and claim.owner == seg.writer:
+                if not early and seg.writer is not None and claim.owner == seg.writer:
                     seg.writer = None
                 if not claim.reusable:
                     self.end_ticket(ident)

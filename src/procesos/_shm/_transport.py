@@ -37,7 +37,8 @@ import struct
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing import context
 from typing import Any
 
@@ -56,10 +57,14 @@ __all__ = [
     "MAGIC",
     "PROTOCOL",
     "THRESHOLD_ENV",
+    "PendingCopy",
+    "Prepared",
+    "copies_deferred",
     "discard",
     "get_threshold",
     "pack",
     "plain_if_simple",
+    "prepare",
     "reducers",
     "set_threshold",
     "unpack",
@@ -249,7 +254,8 @@ def _spill(collector: _Collector, reusable: bool) -> bytes:
     tickets: list[int] = []  # the frame's: reused segments', then the new one's
     places: list[tuple[int, int] | None] = [None] * len(parts)  # (ticket index, offset)
     sent = False
-    new_ticket = None
+    new_ticket = seg = None
+    deferred: list[PendingCopy] | None = None if reusable else getattr(_local, "deferred", None)
     try:
         if not reusable:
             _reuse(tracker, token, parts, tickets, places)
@@ -266,10 +272,9 @@ def _spill(collector: _Collector, reusable: bool) -> bytes:
                 raise ShmError(str(reply[1]))
             _, seg, new_ticket, path, capacity = reply
             tickets.append(new_ticket)
-            _copy_into(token, seg, path, capacity, copies)
-            for start, part in copies:
-                _sent.remember(_exporter(part), _nbytes(part),
-                               _sent.Location(token, seg, new_ticket, path, capacity, start))
+            pending = PendingCopy(token, seg, new_ticket, path, capacity, copies)
+            if deferred is None:
+                pending.copy()
         spots = [place for place in places if place is not None]  # every part's, by now
         plan = [(-1, start, length) if part < 0 else (*spots[part], length)
                 for part, start, length in stream]
@@ -278,18 +283,74 @@ def _spill(collector: _Collector, reusable: bool) -> bytes:
         header = pickle.dumps((VERSION, token, tickets, plan, layout), PROTOCOL)
         frame = b"".join([MAGIC, _HEADER.pack(len(header)), header, *inline])
         if new_ticket is not None:
-            tracker.notify("seal", new_ticket)
+            if deferred is None:
+                tracker.notify("seal", new_ticket, seg)
+            else:
+                deferred.append(pending)
         sent = True
     finally:
         if not sent:  # an error or Ctrl-C: give the segments back
             if new_ticket is not None:
-                tracker.notify("drop", new_ticket)
+                tracker.notify("drop", new_ticket, seg)
             reused = [t for t in tickets if t != new_ticket]
             if reused:
                 tracker.notify("discard", reused)
     for ticket in tickets:
         _discard_with_spawning_popen(token, ticket)
     return frame
+
+
+class PendingCopy:
+    """The copy into a new segment that a frame made under :func:`copies_deferred`
+    still needs: :meth:`copy` then :meth:`seal`, or :meth:`abandon`.
+
+    The tracker hears of the segment once, by whichever of :meth:`seal` and
+    :meth:`abandon` comes first: a second word could reach the segment after it
+    went back to the pool and to another writer of this process.
+    """
+
+    def __init__(self, token: str, seg: int, ticket: int, path: str, capacity: int,
+                 copies: list[tuple[int, Any]]) -> None:
+        self.token, self.seg, self.ticket = token, seg, ticket
+        self.path, self.capacity, self.copies = path, capacity, copies
+        self.settled = False
+
+    def copy(self) -> None:
+        """Write the data (the frame's receiver may already map the segment)."""
+        _copy_into(self.token, self.seg, self.path, self.capacity, self.copies)
+        for start, part in self.copies:
+            _sent.remember(_exporter(part), _nbytes(part), _sent.Location(
+                self.token, self.seg, self.ticket, self.path, self.capacity, start))
+
+    def seal(self) -> None:
+        """Say that the writing is done (after :meth:`copy`)."""
+        self._settle("seal")
+
+    def abandon(self) -> None:
+        """The frame will never be read (or its reader was told to give up): give
+        the new segment back."""
+        self._settle("drop")
+
+    def _settle(self, word: str) -> None:
+        if not self.settled:
+            self.settled = True
+            self.copies = []
+            client(self.token).notify(word, self.ticket, self.seg)
+
+
+@contextmanager
+def copies_deferred() -> Iterator[list[PendingCopy]]:
+    """Within it, frames made by this thread leave their copy into shared memory
+    undone: the list gets a :class:`PendingCopy` for each, and the caller runs
+    them (so that the receiver can start, and map the segments, meanwhile).
+    Reusable frames still copy at once."""
+    outer = getattr(_local, "deferred", None)
+    pending: list[PendingCopy] = []
+    _local.deferred = pending
+    try:
+        yield pending
+    finally:
+        _local.deferred = outer
 
 
 def _nbytes(part: Any) -> int:
@@ -391,14 +452,42 @@ def discard(data: bytes | bytearray | memoryview) -> None:
         client(token).notify("discard", list(tickets))
 
 
-def unpack(data: bytes | bytearray | memoryview) -> Any:
-    """Load a frame made by :func:`pack` (or any pickle stream)."""
+class Prepared:
+    """A frame's segments, claimed and mapped before their data is all written
+    (:func:`prepare`); :func:`unpack` reads them once the writer says so."""
+
+    def __init__(self, views: list[memoryview]) -> None:
+        self.views = views
+
+
+def prepare(data: bytes | bytearray | memoryview) -> Prepared | None:
+    """Claim and map the segments of a frame whose sender is still copying into
+    them (a frame made under :func:`copies_deferred`), and fault their pages in
+    meanwhile. Nothing is read from them: pass the result to :func:`unpack`
+    once the sender says the copy is done. None for a frame without segments."""
     parsed = _parse(data)
     if parsed is None:
-        return pickle.loads(data)
-    (_, token, tickets, plan, layout), inline = parsed
+        return None
+    (_, token, tickets, _plan, _layout), _inline = parsed
+    views = _claim_and_map(token, tickets, early=True)
+    for view in views:
+        _fault_in(view)
+    return Prepared(views)
+
+
+_FAULT_STRIDE = 1 << 16  # the kernel maps 64 KiB of a file around each fault (fault_around_bytes)
+
+
+def _fault_in(view: memoryview) -> None:
+    # A read every 64 KiB maps the pages already written (or allocates them):
+    # the target then runs on mapped memory. Reading makes no private copies.
+    for offset in range(0, view.nbytes, _FAULT_STRIDE):
+        view[offset]
+
+
+def _claim_and_map(token: str, tickets: list[int], early: bool = False) -> list[memoryview]:
     tracker = client(token)
-    reply = tracker.request("claim", list(tickets))
+    reply = tracker.request("claim", list(tickets), early)
     if reply[0] != "ok":
         raise ShmError(
             f"cannot load this data: {reply[1]}. A frame with shared memory can be loaded "
@@ -414,6 +503,17 @@ def unpack(data: bytes | bytearray | memoryview) -> Any:
             raise
         track_mapping(mapping, token, seg)
         views.append(memoryview(mapping))
+    return views
+
+
+def unpack(data: bytes | bytearray | memoryview, prepared: Prepared | None = None) -> Any:
+    """Load a frame made by :func:`pack` (or any pickle stream); with *prepared*,
+    :func:`prepare`'s result for this frame, on the segments it mapped."""
+    parsed = _parse(data)
+    if parsed is None:
+        return pickle.loads(data)
+    (_, token, tickets, plan, layout), inline = parsed
+    views = _claim_and_map(token, tickets) if prepared is None else prepared.views
     buffers = [views[where][offset:offset + length] for where, offset, length in layout]
     if any(where >= 0 for where, _, _ in plan):
         parts = [(inline if where < 0 else views[where])[start:start + length]
