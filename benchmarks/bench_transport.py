@@ -35,24 +35,27 @@ Row = tuple[str, str, list[float] | None, str]  # scenario, who, times, note
 rows: list[Row] = []
 
 
-def measure(fn: Callable[[], object], repeat: int, warmup: int = 2) -> list[float]:
+def measure(fn: Callable[[], object], repeat: int, warmup: int = 2,
+            self_timed: bool = False) -> list[float]:
+    """Wall times of *fn*; with *self_timed*, the seconds that *fn* returns (the part
+    of its work it timed itself)."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeat):
         gc.collect()
         start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+        timed = fn()
+        times.append(float(timed) if self_timed else time.perf_counter() - start)  # type: ignore[arg-type]
     return times
 
 
 def record(scenario: str, who: str, fn: Callable[[], object] | None, repeat: int,
-           note: str = "", warmup: int = 2) -> None:
+           note: str = "", warmup: int = 2, self_timed: bool = False) -> None:
     times = None
     if fn is not None:
         try:
-            times = measure(fn, repeat, warmup)
+            times = measure(fn, repeat, warmup, self_timed)
         except Exception as exc:  # a peer that cannot do it: say so in the table
             note = f"failed: {type(exc).__name__}: {exc}"[:80]
     rows.append((scenario, who, times, note))
@@ -75,32 +78,38 @@ def bench_arguments_and_results(mb: int, repeat: int) -> None:
     record("reference", "a.sum() in one process", lambda: a.sum(), repeat)
 
     # Processes first: a fork after the pools below started threads is another story.
-    def process_with(target: Callable[..., Any], *args: Any) -> Callable[[], object]:
+    # Two rows each: until result() hands the value back (the process may still be
+    # exiting: a child that mapped 200 MB unmaps them), and the whole life, join() and
+    # close() included.
+    def process_with(target: Callable[..., Any], *args: Any, context: Any = procesos,
+                     to_result: bool = True) -> Callable[[], object]:
         def run() -> object:
-            p = procesos.Process(target=target, args=args)
+            start = time.perf_counter()
+            p = context.Process(target=target, args=args)
             p.start()
-            value = p.result()
+            p.result()
+            valued = time.perf_counter()
             p.join()
             p.close()
-            return value
+            return (valued if to_result else time.perf_counter()) - start
         return run
 
     name = f"procesos.Process ({procesos.get_start_method()})"
-    record("Process: start, tiny arg, result", name, process_with(tasks.echo, 1), repeat)
-    record(f"Process: {arg}", name, process_with(tasks.total, a), repeat)
-    record(f"Process: makes + returns {mb} MB", name, process_with(tasks.fresh_array, nbytes),
-           repeat, "includes np.ones in a fresh process")
+    forked = "procesos.Process (fork: inherits a)"
     fork = procesos.get_context("fork")
-
-    def forked_total() -> object:
-        p = fork.Process(target=tasks.total, args=(a,))
-        p.start()
-        value = p.result()
-        p.join()
-        p.close()
-        return value
-
-    record(f"Process: {arg}", "procesos.Process (fork: inherits a)", forked_total, repeat)
+    for scenario, who, target, args, note in [
+        ("Process: start, tiny arg, result", name, tasks.echo, (1,), ""),
+        (f"Process: {arg}", name, tasks.total, (a,), ""),
+        (f"Process: makes + returns {mb} MB", name, tasks.fresh_array, (nbytes,),
+         "includes np.ones in a fresh process"),
+        (f"Process: {arg}", forked, tasks.total, (a,), ""),
+    ]:
+        context = fork if who == forked else procesos
+        record(scenario, who, process_with(target, *args, context=context), repeat,
+               ", ".join(filter(None, ["start() to result()", note])), self_timed=True)
+        record(scenario, who, process_with(target, *args, context=context, to_result=False),
+               repeat, ", ".join(filter(None, ["start() to join() and close()", note])),
+               self_timed=True)
 
     with multiprocessing.Pool(1) as pool:
         record(arg, f"multiprocessing.Pool ({multiprocessing.get_start_method()})",

@@ -68,6 +68,69 @@ def test_result_returns_the_targets_value(ctx: procesos.ProcesosContext) -> None
     assert p.exception() is None
 
 
+class _FinalFlushHeld:
+    """A stdout whose flush, when the zygote child's last lines call it (after the
+    outcome was sent), waits for *release*: the child cannot end before that."""
+
+    def __init__(self, release: Any) -> None:
+        self.release = release
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        import sys
+
+        if sys._getframe(1).f_code.co_name == "zygote_child_main":
+            self.release.wait(30)
+
+
+def return_with_the_end_held(release: Any) -> str:
+    import sys
+
+    sys.stdout = _FinalFlushHeld(release)
+    return "value"
+
+
+def test_result_comes_as_soon_as_the_value_is_sent_not_when_the_process_has_ended() -> None:
+    release = procesos.Event()
+    p = procesos.get_context("zygote").Process(target=return_with_the_end_held,
+                                               args=(release,), output="inherit")
+    p.start()
+    try:
+        assert p.result(timeout=30) == "value"
+        assert p._popen is not None and p._popen.poll() is None  # still ending
+    finally:
+        release.set()
+    assert p.exitcode == 0  # waits for the end: the value has come, the process is ending
+    p.join()
+
+
+def print_then_return(lines: int) -> int:
+    import sys
+
+    sys.stdout.write("".join(f"line {i}\n" for i in range(lines)))  # at once: the relay lags
+    return lines
+
+
+@pytest.mark.parametrize("output", ["relay", "capture"])
+def test_what_a_child_printed_is_delivered_before_its_result(
+        ctx: procesos.ProcesosContext, output: str) -> None:
+    import contextlib
+    import io
+
+    seen = io.StringIO()
+    with contextlib.redirect_stdout(seen):
+        p = ctx.Process(target=print_then_return, args=(100_000,), output=output)
+        p.start()
+        assert p.result(timeout=30) == 100_000
+    printed = seen.getvalue() if output == "relay" else p.stdout
+    assert printed == "".join(f"line {i}\n" for i in range(100_000))
+    # and the process agrees with its result without a join()
+    assert not p.is_alive() and p.exitcode == 0
+    p.close()
+
+
 def test_lambdas_and_closures_work_under_every_start_method(ctx: procesos.ProcesosContext) -> None:
     offset = 10
     p = ctx.Process(target=lambda x: x + offset, args=(5,))

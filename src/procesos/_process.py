@@ -111,8 +111,29 @@ class Process(BaseProcess):
             raise ValueError(f"process {self.name!r} was never started")
         self._popen.interrupt()
 
+    def _wait_if_ending(self) -> None:
+        # The outcome is sent last: a process that sent it is only exiting.
+        popen = self._popen
+        if popen is not None and popen.outcome is not None and popen.returncode is None:
+            popen.wait()
+
+    @property
+    def exitcode(self) -> int | None:
+        """The exit code, None while running; negative: killed by that signal."""
+        self._check_closed()
+        self._wait_if_ending()
+        return super().exitcode
+
+    def is_alive(self) -> bool:
+        """Whether the process has started and not yet ended."""
+        self._check_closed()
+        self._wait_if_ending()
+        return super().is_alive()
+
     def close(self) -> None:
         """Release the process's resources; ``result()`` still works afterwards."""
+        if not self._closed:
+            self._wait_if_ending()
         if self._popen is not None and self._popen.poll() is not None:
             self._kept_outcome = self._popen.outcome
             self._kept_exitcode = self._popen.returncode
@@ -143,7 +164,7 @@ class Process(BaseProcess):
         return self._kept_streams[which]
 
     def result(self, timeout: float | None = None) -> Any:
-        """Wait for the process and return what its target returned.
+        """Wait for the target to finish and return what it returned.
 
         Raises the target's exception (its own type when it can be rebuilt,
         else :class:`~procesos.RemoteError`, with the child's traceback as
@@ -151,6 +172,13 @@ class Process(BaseProcess):
         ended without returning (a signal, ``os._exit``, ``sys.exit`` with a
         non-zero code), or ``TimeoutError`` if it is still running after
         *timeout* seconds (the process keeps running).
+
+        The value comes as soon as the child sends it, after its exit handlers
+        ran and what it printed until then was delivered; the process itself may
+        need a few milliseconds more to end (a child that mapped a large array
+        unmaps it). ``join()`` waits for that, and so do ``exitcode``,
+        ``is_alive()`` and ``close()`` once the value is here, so that they agree
+        with it.
         """
         ok, value = self._settle(timeout)
         if ok:
@@ -173,7 +201,7 @@ class Process(BaseProcess):
             popen = self._popen
             if popen is None:
                 raise ValueError(f"process {self.name!r} was never started; call start() first")
-            if popen.wait(timeout) is None:
+            if not popen.wait_outcome(timeout):
                 raise TimeoutError(f"process {self.name!r} is still running after {timeout} s")
             frame, exitcode = popen.outcome, popen.returncode
         where = f"the result of process {self.name!r}"

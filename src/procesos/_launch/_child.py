@@ -124,6 +124,9 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
 
         traceback.print_exc()
     if outcome is not None:
+        # The parent's result() returns on the outcome, before this process has
+        # ended: what it printed must be in the pipes first.
+        util._flush_std_streams()  # type: ignore[attr-defined]
         try:
             channel.send_bytes(outcome)
         except OSError:

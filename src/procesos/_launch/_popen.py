@@ -147,6 +147,23 @@ class BasePopen:
                 return None
         return self.returncode
 
+    def wait_outcome(self, timeout: float | None = None) -> bool:
+        """Wait until the child's outcome has arrived, or the process has ended
+        (then as :meth:`wait` does); False if *timeout* passed first.
+
+        The child sends its outcome after its exit handlers ran and its streams
+        were flushed: what it wrote until then is delivered before this returns.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self.returncode is None and self.outcome is None:
+            self._drain(timeout, until_outcome=True)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if self.outcome is None or self.returncode is not None:
+            return self.wait(remaining) is not None
+        if self.output is not None:
+            self.output.deliver_written(remaining)
+        return True
+
     def _signal_target(self) -> int:
         return self.pid
 
@@ -175,8 +192,9 @@ class BasePopen:
         self._keepalive = None
 
     # -- the channel --------------------------------------------------------
-    def _drain(self, timeout: float | None) -> bool:
-        """Receive the outcome while waiting; True once the process has ended."""
+    def _drain(self, timeout: float | None, until_outcome: bool = False) -> bool:
+        """Receive the outcome while waiting; True once the process has ended (or,
+        *until_outcome*, once the outcome is here)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             channel = self.channel
@@ -192,7 +210,7 @@ class BasePopen:
                 return True
             if channel is not None and (channel_fd in ready or self.sentinel in ready):
                 self._receive(channel)
-            if self.sentinel in ready:
+            if self.sentinel in ready or (until_outcome and self.outcome is not None):
                 return True
             if not ready and remaining is not None and remaining <= 0:
                 return False

@@ -48,6 +48,8 @@ class ChildOutput:
         )
         self._attached = False
         self._finish_requested = False
+        self._deliveries: list[threading.Event] = []
+        self._deliveries_lock = threading.Lock()
 
     def attach(self) -> None:
         """The child has its ends: close ours and start relaying."""
@@ -87,6 +89,30 @@ class ChildOutput:
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
+
+    def deliver_written(self, timeout: float | None = None) -> None:
+        """Wait until what the child has written so far is delivered (its pipes stay
+        open); gives up after *timeout*, or when the relay has ended."""
+        event = threading.Event()
+        with self._deliveries_lock:
+            self._deliveries.append(event)
+        if self.done.is_set():
+            return
+        relay().deliver(self)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not event.wait(0.5 if deadline is None else
+                             max(0.0, min(0.5, deadline - time.monotonic()))):
+            if not relay().running() or self.done.is_set():
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+
+    def delivered(self) -> None:
+        """Called by the relay: what was written has been delivered."""
+        with self._deliveries_lock:
+            events, self._deliveries = self._deliveries, []
+        for event in events:
+            event.set()
 
     def captured(self, which: int) -> str | None:
         """What the child wrote to stdout (0) or stderr (1) so far, in capture mode; else None."""

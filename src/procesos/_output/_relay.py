@@ -12,6 +12,10 @@ wrote has been delivered: the child has ended, so all it wrote is already in
 its pipes; the relay reads until the pipes are empty or at end of file, hands
 on any unfinished last line and closes them. A grandchild that still holds a
 pipe open cannot delay ``join()``: what it writes later is not read.
+*Deliver* does the same without closing the pipes: ``result()`` uses it when
+the child's outcome arrives before its end (the child flushed its streams
+before sending it), so that the child's lines come before what the caller
+prints next.
 
 The thread starts with the first child that needs it, is a daemon (it may not
 keep the interpreter alive) and is stopped and joined by a finalizer at exit,
@@ -62,6 +66,11 @@ class Relay:
         """Deliver what *output*'s pipes hold, then close them (the child has ended)."""
         self._request("finish", output)
 
+    def deliver(self, output: ChildOutput) -> None:
+        """Deliver what *output*'s pipes hold now, and set the events it waits on
+        (:meth:`ChildOutput.deliver_written`); the pipes stay open."""
+        self._request("deliver", output)
+
     def running(self) -> bool:
         """Whether the relay thread is running."""
         with self._lock:
@@ -79,9 +88,11 @@ class Relay:
     def _request(self, kind: str, output: ChildOutput | None) -> None:
         with self._lock:
             if self._thread is None:
+                if kind == "deliver" and output is not None:
+                    output.delivered()  # no thread: nothing is being relayed
+                elif kind != "add" and output is not None:
+                    output.done.set()
                 if kind != "add":
-                    if output is not None:
-                        output.done.set()
                     return
                 self._start()
             self._requests.append((kind, output))
@@ -200,6 +211,8 @@ class _RelayLoop:
                     self.selector.register(sink.fd, selectors.EVENT_READ, sink)
             elif kind == "finish" and output is not None:
                 self._finish(output)
+            elif kind == "deliver" and output is not None:
+                self._deliver(output)
             elif kind == "stop":
                 for each in list(self.outputs):
                     self._finish(each)
@@ -207,22 +220,36 @@ class _RelayLoop:
 
     def _finish(self, output: ChildOutput) -> None:
         for sink in output.sinks:
-            budget = _FINISH_LIMIT
-            while sink.fd >= 0 and budget > 0:
-                try:
-                    data = os.read(sink.fd, CHUNK)
-                except BlockingIOError:
-                    break  # empty, yet open: a grandchild holds it; stop reading it
-                except OSError:
-                    data = b""
-                if not data:
-                    break
-                budget -= len(data)
-                sink.feed(data)
+            self._read_all(sink)
             if sink.fd >= 0:
                 self._close(sink)
         self.outputs.discard(output)
         output.done.set()
+        output.delivered()
+
+    def _deliver(self, output: ChildOutput) -> None:
+        for sink in output.sinks:
+            if self._read_all(sink):
+                self._close(sink)
+            else:
+                sink.flush()
+        output.delivered()
+
+    def _read_all(self, sink: LineSink) -> bool:
+        """Feed what the pipe holds now to *sink*; True at its end of file."""
+        budget = _FINISH_LIMIT
+        while sink.fd >= 0 and budget > 0:
+            try:
+                data = os.read(sink.fd, CHUNK)
+            except BlockingIOError:
+                return False  # empty, yet open (a finish: a grandchild holds it)
+            except OSError:
+                data = b""
+            if not data:
+                return True
+            budget -= len(data)
+            sink.feed(data)
+        return False
 
     def _close(self, sink: LineSink) -> None:
         try:
