@@ -7,6 +7,7 @@ import pickle
 import signal
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -393,69 +394,87 @@ def test_ctrl_c_while_a_zygote_child_waits_for_its_arguments_leaves_nothing(
 
 
 def test_an_unpicklable_argument_beside_a_large_one_leaves_no_shared_memory() -> None:
-    import threading
-
     p = procesos.get_context("zygote").Process(
         target=total, args=(np.ones(LARGE), lambda: None, threading.Lock()))
     with pytest.raises(procesos.SerializationError, match="argument 2"):
         p.start()
 
 
-def test_a_frame_mapped_before_its_copy_is_made_reads_the_copy() -> None:
+def load_in_a_thread(frame: bytes) -> tuple[threading.Thread, list[object]]:
+    """``loads(frame)`` in a thread of its own; the list gets its value or error."""
+    out: list[object] = []
+
+    def load() -> None:
+        try:
+            out.append(loads(frame))
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    return thread, out
+
+
+def test_a_frame_received_before_its_copy_is_made_is_read_once_the_copy_is_sealed() -> None:
     from procesos._shm import _transport
 
     a = np.arange(LARGE // 8, dtype=np.float64)
-    tracker_stats(trim=True)
+    tracker_stats(trim=True)  # a new segment: its receiver's reads allocate pages first
     with _transport.copies_deferred() as pending:
         frame = dumps(a)
     assert len(pending) == 1
-    prepared = _transport.prepare(frame)  # claims and faults in pages not yet written
-    assert prepared is not None
-    pending[0].copy()
-    pending[0].seal()
-    assert np.array_equal(loads(frame, prepared), a)
+    reader, out = load_in_a_thread(frame)  # claims, faults pages in, waits for the seal
+    deadline = time.monotonic() + 30
+    while live_shared_memory()["tickets"] and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the reader has claimed the frame
+    assert reader.is_alive()
+    _transport.finish_copies(pending)
+    reader.join(30)
+    assert len(out) == 1 and np.array_equal(out[0], a)  # type: ignore[arg-type]
+    del out[:]
 
 
-def test_a_frame_whose_copy_was_abandoned_frees_its_memory_once_its_receiver_lets_go() -> None:
+@pytest.mark.parametrize("early", [True, False], ids=["claimed first", "claimed after"])
+def test_a_frame_whose_copy_was_given_up_raises_in_its_receiver(early: bool) -> None:
     from procesos._shm import _transport
 
     with _transport.copies_deferred() as pending:
         frame = dumps(np.ones(LARGE))
-    prepared = _transport.prepare(frame)
-    pending[0].abandon()
+    if early:
+        reader, out = load_in_a_thread(frame)
+        deadline = time.monotonic() + 30
+        while live_shared_memory()["tickets"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pending[0].abandon()
+        reader.join(30)
+        error = out[0]
+    else:
+        pending[0].abandon()
+        with pytest.raises(_transport.DataAbandoned) as info:
+            loads(frame)
+        error = info.value
+    assert isinstance(error, _transport.DataAbandoned)
+    assert "before its large parts were written" in str(error)
     pending[0].abandon()  # a second word is not sent: the segment may be another frame's now
-    assert live_shared_memory()["segments"] == 1  # still mapped by the receiver
-    del prepared
 
 
-def test_a_segment_is_kept_while_its_writer_copies_though_its_receiver_let_go() -> None:
+def test_a_segment_is_kept_while_its_writer_copies_though_its_receiver_died() -> None:
     from procesos._shm import _transport
 
     with _transport.copies_deferred() as pending:
         frame = dumps(np.ones(LARGE))
-    prepared = _transport.prepare(frame)
-    del prepared  # a receiver that died early: its hold is gone
+    receiver = procesos.get_context("fork").Process(target=loads, args=(frame,))
+    receiver.start()
+    deadline = time.monotonic() + 30
+    while live_shared_memory()["tickets"] and time.monotonic() < deadline:
+        time.sleep(0.01)  # until it has claimed the frame: it waits for the seal now
+    receiver.kill()
+    receiver.join(30)
     # Freed or pooled now, the segment could be handed to another writer while
     # this one still writes into it.
     assert live_shared_memory()["segments"] == 1
-    pending[0].copy()
-    pending[0].seal()
-
-
-def test_a_child_gone_before_the_copy_is_done_is_not_an_error() -> None:
-    import socket
-
-    from procesos._launch._zygote_client import _copy_then_tell
-    from procesos._shm import _transport
-
-    with _transport.copies_deferred() as pending:
-        frame = dumps(np.ones(LARGE))
-    ours, theirs = socket.socketpair()
-    theirs.close()
-    _copy_then_tell(ours, pending)  # EPIPE on the last word: the child's exit code tells
-    assert pending[0].settled
-    ours.close()
-    discard(frame)
+    _transport.finish_copies(pending)
+    receiver.close()
 
 
 def test_more_than_2_gib_reach_a_child() -> None:

@@ -201,7 +201,6 @@ def dumps_fast(obj: Any) -> bytes:
     return _transport.pack(obj, _fast_pickler)
 
 
-def loads(data: bytes | bytearray | memoryview,
-          prepared: _transport.Prepared | None = None) -> Any:
-    """Unpickle what :func:`dumps` produced (*prepared*: see ``_transport.prepare``)."""
-    return _transport.unpack(data, prepared)
+def loads(data: bytes | bytearray | memoryview) -> Any:
+    """Unpickle what :func:`dumps` produced."""
+    return _transport.unpack(data)

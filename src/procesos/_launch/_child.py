@@ -29,10 +29,10 @@ from typing import NoReturn
 from .._outcome import encode_error, encode_value
 from .._output import above_std_fds, adopt_std_streams, install_std_fds
 from .._serialization import loads, share_main_namespace
-from .._shm._transport import prepare
+from .._shm._client import DataAbandoned
 from ._fds import install_inherited_fds
 from ._lifetime import die_with_parent
-from ._wire import DATA_WRITTEN, ChildSetup
+from ._wire import ChildSetup
 
 __all__ = [
     "block_interrupts",
@@ -182,21 +182,13 @@ def _serve(channel: Connection, received_fds: list[int] | None, parent_pid: int,
         payload = channel.recv_bytes()
     except (EOFError, OSError):
         return 1  # the parent has gone
+    # Only now: before both frames were read, a readable channel was not the
+    # parent's end of file but data still to read.
+    die_with_parent(parent_pid, channel.fileno(), use_pdeathsig)
     try:
-        prepared = None
-        if setup.data_follows:
-            # The parent copies the large arguments into shared memory now:
-            # map it meanwhile, then wait for the word that the copy is done.
-            prepared = prepare(payload)
-            try:
-                if channel.recv_bytes() != DATA_WRITTEN:
-                    return 1
-            except (EOFError, OSError):
-                return 1  # the parent gave up (an error, Ctrl-C) or has gone
-        # Only now: before every frame was read, a readable channel was not the
-        # parent's end of file but data still to read.
-        die_with_parent(parent_pid, channel.fileno(), use_pdeathsig)
-        process_obj = loads(payload, prepared)
+        process_obj = loads(payload)
+    except DataAbandoned:
+        return 1  # start() failed in the parent (an error, Ctrl-C), which says so
     except BaseException as exc:
         sys.stderr.write("procesos: the process object could not be unpickled in the child:\n")
         import traceback

@@ -6,14 +6,13 @@ Every child has one *channel*: a connected UNIX socket wrapped in a
 Parent to child (``spawn`` and ``zygote`` only; ``fork`` inherits instead):
   1. a ``ChildSetup``, plain pickle: what to set up before user objects can be
      unpickled (``sys.path``, inherited descriptors, ...);
-  2. the process object, pickled by :mod:`procesos._serialization`;
-  2b. only when the setup says ``data_follows``: ``DATA_WRITTEN``, once the
-     parent has copied the process object's large buffers into the shared
-     memory that frame 2 names (the child maps it meanwhile).
+  2. the process object, pickled by :mod:`procesos._serialization` (the
+     zygote client copies its large buffers into shared memory only after
+     sending it: see ``_transport.copies_deferred``).
 Child to parent, once, when the target has returned or raised:
   3. an ``Outcome`` frame (see :mod:`procesos._outcome`).
-The parent never writes after step 2 (2b), so a readable channel in the child
-means the parent has gone (end of file).
+The parent never writes after step 2, so a readable channel in the child means
+the parent has gone (end of file).
 
 A frame is ``Connection.send_bytes``'s: a ``struct "!i"`` length, then the
 bytes (from 2 GiB on: ``-1``, then a ``struct "!Q"`` length). The zygote
@@ -30,10 +29,9 @@ import struct
 from multiprocessing.connection import Connection
 from typing import NamedTuple
 
-__all__ = ["DATA_WRITTEN", "ChildSetup", "channel_pair", "frame_header"]
+__all__ = ["ChildSetup", "channel_pair", "frame_header"]
 
 _SHORT = struct.Struct("!i")
-DATA_WRITTEN = b"written"  # frame 2b
 _LONG = struct.Struct("!iQ")
 
 
@@ -53,7 +51,6 @@ class ChildSetup(NamedTuple):
     parent_thread_is_main: bool  # whether PR_SET_PDEATHSIG is safe to use
     log_level: int | None  # multiprocessing's logger, as the parent set it
     log_to_stderr: bool  # whether the parent called log_to_stderr()
-    data_follows: bool = False  # frame 2b comes: map frame 2's shared memory, then wait
 
 
 def channel_pair() -> tuple[Connection, socket.socket]:

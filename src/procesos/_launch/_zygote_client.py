@@ -27,11 +27,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from .._errors import ProcesosError
-from .._shm._transport import PendingCopy, copies_deferred
+from .._shm._transport import PendingCopy, copies_deferred, finish_copies
 from ._fork import close_channel_and_fds
 from ._popen import BasePopen
 from ._spawn import spawn_interpreter
-from ._wire import DATA_WRITTEN, ChildSetup, frame_header
+from ._wire import ChildSetup, frame_header
 from ._zygote_server import _PID, _REQUEST, SECRET_SIZE, ZygoteConfig
 
 __all__ = ["ZygotePopen", "default_preload", "set_zygote_preload", "zygote_pid"]
@@ -224,10 +224,8 @@ class _Zygote:
         that the child can start on them while the zygote answers. *pending*:
         the copies into shared memory that *payload* still needs (see
         ``_transport.copies_deferred``), made here while the child starts and
-        maps that memory; the child waits for the word that they are done.
+        maps that memory (it waits for their end before it reads them).
         """
-        if pending:
-            setup = setup._replace(data_follows=True)
         for attempt in (1, 2):
             with self.lock:
                 if not self.running():
@@ -248,7 +246,7 @@ class _Zygote:
                 finally:
                     os.close(status_w)
                 if pending:
-                    _copy_then_tell(sock, pending)
+                    finish_copies(pending)
                 pid = _read_pid(status_r)
                 sock.settimeout(None)
                 return sock, pid, status_r
@@ -269,31 +267,6 @@ class _Zygote:
                     if self.running():
                         self.stop()
         raise AssertionError("unreachable")
-
-
-def _copy_then_tell(sock: socket.socket, pending: list[PendingCopy]) -> None:
-    """Make the copies, then send the child the frame that says they are done.
-
-    On an error or Ctrl-C the memory is given back and the channel closed
-    (the waiting child reads its end and exits); the error goes on.
-    """
-    done = False
-    try:
-        for copy in pending:
-            copy.copy()
-        done = True
-        try:
-            sock.sendall(frame_header(len(DATA_WRITTEN)) + DATA_WRITTEN)
-        except OSError:
-            pass  # the child died early; its exit code tells how
-    finally:
-        for copy in pending:
-            if done:
-                copy.seal()
-            else:
-                copy.abandon()
-        if not done:
-            sock.close()
 
 
 def _environ_data() -> Mapping[object, object]:

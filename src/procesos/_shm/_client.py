@@ -33,6 +33,8 @@ from .._errors import ProcesosError
 
 __all__ = [
     "TREE_ENV",
+    "DataAbandoned",
+    "ShmError",
     "TrackerClient",
     "client",
     "map_segment",
@@ -51,6 +53,11 @@ _TRACKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tra
 
 class ShmError(ProcesosError):
     """Shared memory could not be allocated, or data sent through it was lost."""
+
+
+class DataAbandoned(ShmError):
+    """The sender of a message gave up (an error, Ctrl-C) or died before its large
+    parts were written: the message is lost."""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -106,6 +113,11 @@ class TrackerClient:
         self.lock = threading.Lock()
         self.pending: collections.deque[bytes] = collections.deque()
         self.broken = False
+        # Waiting for a writer's seal takes as long as its copy: on a connection
+        # of its own, so that the other threads' messages (that seal among
+        # them, when this process is the writer) are not held up behind it.
+        self.await_sock: socket.socket | None = None
+        self.await_lock = threading.Lock()
 
     # -- connecting ----------------------------------------------------------------
     def _connect(self) -> socket.socket:
@@ -159,6 +171,26 @@ class TrackerClient:
         self._flush()
         return reply
 
+    def await_written(self, seg: int) -> bool:
+        """Wait until the writer of *seg* has sealed it (True), or gave up (False:
+        it dropped it, or died, before the data was written)."""
+        with self.await_lock:
+            try:
+                if self.await_sock is None:
+                    self.await_sock = self._connect()
+                self.await_sock.sendall(_encode(("await", seg)))
+                reply: tuple[Any, ...] = _receive(self.await_sock)
+            except BaseException as exc:
+                # Ctrl-C, or the tracker gone: an answer may still come on this
+                # connection, so the next wait starts on a new one.
+                if self.await_sock is not None:
+                    self.await_sock.close()
+                    self.await_sock = None
+                if isinstance(exc, OSError):
+                    raise ShmError(f"the shared-memory tracker is gone ({exc})") from exc
+                raise
+        return bool(reply[0] == "ok")
+
     def notify(self, *message: Any) -> None:
         """Send *message*, which needs no answer; safe from finalizers and fork hooks."""
         if os.getpid() != self.pid or self.broken:
@@ -193,11 +225,12 @@ class TrackerClient:
                 self.pending.clear()
 
     def after_fork_in_child(self) -> None:
-        if self.sock is not None:
-            try:
-                self.sock.close()  # the parent's connection stays the parent's
-            except OSError:
-                pass
+        for sock in (self.sock, self.await_sock):
+            if sock is not None:
+                try:
+                    sock.close()  # the parent's connections stay the parent's
+                except OSError:
+                    pass
         self._reset()
 
 

@@ -22,12 +22,18 @@ client -> tracker                  reply
 ``("alloc", nbytes, reusable)``    ``("ok", seg, ticket, path, capacity)``: a
                                    segment to write, with an unclaimed ticket
 ``("seal", ticket, seg)``          none: the writer is done, the frame is sent
-``("drop", ticket, seg)``          none: the frame will never be sent
+``("drop", ticket, seg)``          none: the frame will never be sent, or its
+                                   writer gave up before it was written
 ``("claim", [ticket, ...][, early])``  ``("ok", [(seg, path, size), ...])`` or
                                    ``("err", text)``: tickets become holds of
                                    this connection (a reusable ticket stays);
                                    *early*: the writer may still be writing
-                                   (it seals when done)
+                                   (it seals when done); ``("err",
+                                   ABANDONED)`` for a ticket dropped so
+``("await", seg)``                 ``("ok",)`` once *seg*'s writer has sealed
+                                   it, ``("err", ABANDONED)`` if it dropped it
+                                   or died first (a frame sent before its copy
+                                   was made, claimed early)
 ``("discard", [ticket, ...])``     none: these frames will never be loaded
 ``("release", seg)``               none: this connection lets go of one hold
 ``("create", nbytes)``             ``("ok", seg, path)``: a segment for a
@@ -64,6 +70,8 @@ from typing import Any
 
 HEADER = struct.Struct("!I")
 MAX_MESSAGE = 1 << 20
+ABANDONED = "abandoned"  # the writer gave up before the data was written
+_ABANDONED_KEPT = 1024  # dropped tickets remembered, for an early claim that comes late
 MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 
 
@@ -71,6 +79,7 @@ class Segment:
     """One shared-memory file and who needs it."""
 
     __slots__ = (
+        "abandoned",
         "capacity",
         "fd",
         "holds",
@@ -81,6 +90,7 @@ class Segment:
         "poisoned",
         "pooled_at",
         "tickets",
+        "waiters",
         "writer",
     )
 
@@ -93,6 +103,8 @@ class Segment:
         self.holds: dict[int, int] = {}  # connection id -> count
         self.tickets: set[int] = set()
         self.writer: int | None = None
+        self.waiters: list[socket.socket] = []  # awaiting the writer's seal
+        self.abandoned = False  # its last writer gave up before it was written
         self.origin = 0  # the ticket of its last allocation: what its bytes are
         self.poisoned = False
         self.pooled_at: float | None = None
@@ -125,6 +137,7 @@ class Tracker:
         self.root_fd: int | None = None
         self.root_alive = True
         self.sync_waiters: list[tuple[socket.socket, str]] = []
+        self.abandoned: dict[int, None] = {}  # dropped tickets, oldest first
         try:
             self.root_fd = os.pidfd_open(root_pid)
         except ProcessLookupError:
@@ -234,6 +247,7 @@ class Tracker:
                 self.reply(sock, ("err", f"no room for {message[1]} bytes of shared memory"))
                 return
             seg.writer = conn
+            seg.abandoned = False
             ticket = self.new_ticket(seg, conn, reusable=bool(message[2]), sealed=False)
             seg.origin = ticket
             self.reply(sock, ("ok", seg.ident, ticket, self.path(seg), seg.capacity))
@@ -242,19 +256,30 @@ class Tracker:
             told = self.tickets.get(message[1])
             if told is not None and kind == "seal":
                 told.sealed = True
+            if kind == "drop":
+                self.remember_abandoned(message[1])
             written = self.segments.get(message[2])
             if written is not None and written.writer == conn:
-                written.writer = None
+                self.end_writing(written, sealed=kind == "seal")
                 self.maybe_free(written)
             if kind == "drop":
                 self.end_ticket(message[1])
+        elif kind == "await":
+            awaited = self.segments.get(message[1])
+            if awaited is None:
+                self.reply(sock, ("err", ABANDONED))
+            elif awaited.writer is not None:
+                awaited.waiters.append(sock)
+            else:
+                self.reply(sock, ("err", ABANDONED) if awaited.abandoned else ("ok",))
         elif kind == "claim":
             early = len(message) > 2 and bool(message[2])
             claimed: list[int] = []
             for ident in message[1]:
                 claim = self.tickets.get(ident)
                 if claim is None:
-                    self.reply(sock, ("err", "its shared memory was already received or freed"))
+                    self.reply(sock, ("err", ABANDONED if ident in self.abandoned else
+                                      "its shared memory was already received or freed"))
                     for seg_id in claimed:
                         self.release(conn, seg_id)
                     return
@@ -266,7 +291,7 @@ class Tracker:
                 # writer is still copying, and only its seal ends that.
                 claim.sealed = True
                 if not early and seg.writer is not None and claim.owner == seg.writer:
-                    seg.writer = None
+                    self.end_writing(seg, sealed=True)
                 if not claim.reusable:
                     self.end_ticket(ident)
             self.reply(sock, ("ok", [
@@ -310,16 +335,33 @@ class Tracker:
         sock.close()
         for ident, ticket in list(self.tickets.items()):
             if ticket.owner == conn and not ticket.sealed:
+                self.remember_abandoned(ident)
                 self.end_ticket(ident)  # it died while writing: the frame was never sent
         for seg in list(self.segments.values()):
+            if sock in seg.waiters:
+                seg.waiters.remove(sock)
             touched = False
             if seg.writer == conn:
-                seg.writer = None
+                self.end_writing(seg, sealed=False)  # it died while writing
                 touched = True
             if seg.holds.pop(conn, None) is not None:
                 touched = True
             if touched:
                 self.maybe_free(seg)
+
+    def end_writing(self, seg: Segment, sealed: bool) -> None:
+        """The writer is done with *seg*: written (*sealed*), or given up (the
+        caller then sees whether the segment can go)."""
+        seg.writer = None
+        seg.abandoned = not sealed
+        waiters, seg.waiters = seg.waiters, []
+        for waiter in waiters:
+            self.reply(waiter, ("ok",) if sealed else ("err", ABANDONED))
+
+    def remember_abandoned(self, ticket: int) -> None:
+        self.abandoned[ticket] = None
+        while len(self.abandoned) > _ABANDONED_KEPT:
+            del self.abandoned[next(iter(self.abandoned))]
 
     # -- segments ---------------------------------------------------------------------
     def path(self, seg: Segment) -> str:

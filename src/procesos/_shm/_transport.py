@@ -17,12 +17,21 @@ Frame layout::
 
     MAGIC (4 bytes) | header length (4 bytes, big-endian) | header (pickle) | inline stream
 
-    header  = (VERSION, token, tickets, plan, buffers)
+    header  = (VERSION, token, tickets, plan, buffers, pending)
     tickets = [ticket, ...]                    # one per segment the frame uses
     plan    = [(segment, start, length), ...]  # the stream, in order; segment -1: inline
     buffers = [(segment, offset, length), ...] # out-of-band buffers, in order
+    pending = segment, or -1                   # still being written when the frame left
 
 ``segment`` is a position in ``tickets``.
+
+A frame made under :func:`copies_deferred` leaves before its copy into the new
+segment is made: the sender hands it on, then copies (:class:`PendingCopy`).
+Its receiver claims the segments at once, faults the pending one's pages in
+while the copy runs, then waits for the writer's seal (the tracker's
+``await``) before it reads: the copy and the receiver's page faults overlap.
+A writer that gives up or dies first makes :func:`unpack` raise
+:class:`DataAbandoned`.
 
 Data with nothing large is a plain pickle stream (it starts with ``0x80``),
 readable by :func:`pickle.loads`.
@@ -45,6 +54,7 @@ from typing import Any
 from . import _sent
 from . import _write_cache as write_cache
 from ._client import (
+    DataAbandoned,
     ShmError,
     client,
     map_segment,
@@ -52,19 +62,19 @@ from ._client import (
     tree_token,
 )
 from ._copy import copy_into
+from ._tracker import ABANDONED
 
 __all__ = [
     "MAGIC",
     "PROTOCOL",
     "THRESHOLD_ENV",
     "PendingCopy",
-    "Prepared",
     "copies_deferred",
     "discard",
+    "finish_copies",
     "get_threshold",
     "pack",
     "plain_if_simple",
-    "prepare",
     "reducers",
     "set_threshold",
     "unpack",
@@ -72,7 +82,7 @@ __all__ = [
 
 PROTOCOL = 5
 MAGIC = b"\xfePR5"
-VERSION = 2
+VERSION = 3
 THRESHOLD_ENV = "PROCESOS_SHM_THRESHOLD"
 DEFAULT_THRESHOLD = 1 << 20
 _ALIGN = 64
@@ -280,7 +290,8 @@ def _spill(collector: _Collector, reusable: bool) -> bytes:
                 for part, start, length in stream]
         layout = [(*spot, _nbytes(part))
                   for spot, part in zip(spots[first_buffer:], parts[first_buffer:], strict=True)]
-        header = pickle.dumps((VERSION, token, tickets, plan, layout), PROTOCOL)
+        pending_seg = len(tickets) - 1 if deferred is not None and new_ticket is not None else -1
+        header = pickle.dumps((VERSION, token, tickets, plan, layout, pending_seg), PROTOCOL)
         frame = b"".join([MAGIC, _HEADER.pack(len(header)), header, *inline])
         if new_ticket is not None:
             if deferred is None:
@@ -336,6 +347,22 @@ class PendingCopy:
             self.settled = True
             self.copies = []
             client(self.token).notify(word, self.ticket, self.seg)
+
+
+def finish_copies(pending: list[PendingCopy]) -> None:
+    """Make *pending*'s copies and seal them; on an error or Ctrl-C, give them all
+    back (their receivers raise :class:`DataAbandoned`) and let it go on."""
+    done = False
+    try:
+        for copy in pending:
+            copy.copy()
+        done = True
+    finally:
+        for copy in pending:
+            if done:
+                copy.seal()
+            else:
+                copy.abandon()
 
 
 @contextmanager
@@ -452,43 +479,36 @@ def discard(data: bytes | bytearray | memoryview) -> None:
         client(token).notify("discard", list(tickets))
 
 
-class Prepared:
-    """A frame's segments, claimed and mapped before their data is all written
-    (:func:`prepare`); :func:`unpack` reads them once the writer says so."""
-
-    def __init__(self, views: list[memoryview]) -> None:
-        self.views = views
-
-
-def prepare(data: bytes | bytearray | memoryview) -> Prepared | None:
-    """Claim and map the segments of a frame whose sender is still copying into
-    them (a frame made under :func:`copies_deferred`), and fault their pages in
-    meanwhile. Nothing is read from them: pass the result to :func:`unpack`
-    once the sender says the copy is done. None for a frame without segments."""
-    parsed = _parse(data)
-    if parsed is None:
-        return None
-    (_, token, tickets, _plan, _layout), _inline = parsed
-    views = _claim_and_map(token, tickets, early=True)
-    for view in views:
-        _fault_in(view)
-    return Prepared(views)
-
-
 _FAULT_STRIDE = 1 << 16  # the kernel maps 64 KiB of a file around each fault (fault_around_bytes)
 
 
 def _fault_in(view: memoryview) -> None:
-    # A read every 64 KiB maps the pages already written (or allocates them):
-    # the target then runs on mapped memory. Reading makes no private copies.
+    # While the sender copies: a read every 64 KiB maps the pages written so far
+    # (or allocates them), so that the data is then read from mapped memory.
+    # Reading makes no private copies.
     for offset in range(0, view.nbytes, _FAULT_STRIDE):
         view[offset]
 
 
-def _claim_and_map(token: str, tickets: list[int], early: bool = False) -> list[memoryview]:
+_ABANDONED_TEXT = ("the process that sent this message gave up (an error or Ctrl-C) or "
+                   "died before its large parts were written: the message is lost")
+
+
+def unpack(data: bytes | bytearray | memoryview) -> Any:
+    """Load a frame made by :func:`pack` (or any pickle stream).
+
+    Raises :class:`DataAbandoned` when the frame's sender gave up or died before
+    its data was written (a frame made under :func:`copies_deferred`).
+    """
+    parsed = _parse(data)
+    if parsed is None:
+        return pickle.loads(data)
+    (_, token, tickets, plan, layout, pending), inline = parsed
     tracker = client(token)
-    reply = tracker.request("claim", list(tickets), early)
+    reply = tracker.request("claim", list(tickets), pending >= 0)
     if reply[0] != "ok":
+        if reply[1] == ABANDONED:
+            raise DataAbandoned(_ABANDONED_TEXT)
         raise ShmError(
             f"cannot load this data: {reply[1]}. A frame with shared memory can be loaded "
             "once (dumps(..., reusable=True) makes one that can be loaded many times)."
@@ -503,17 +523,10 @@ def _claim_and_map(token: str, tickets: list[int], early: bool = False) -> list[
             raise
         track_mapping(mapping, token, seg)
         views.append(memoryview(mapping))
-    return views
-
-
-def unpack(data: bytes | bytearray | memoryview, prepared: Prepared | None = None) -> Any:
-    """Load a frame made by :func:`pack` (or any pickle stream); with *prepared*,
-    :func:`prepare`'s result for this frame, on the segments it mapped."""
-    parsed = _parse(data)
-    if parsed is None:
-        return pickle.loads(data)
-    (_, token, tickets, plan, layout), inline = parsed
-    views = _claim_and_map(token, tickets) if prepared is None else prepared.views
+    if pending >= 0:
+        _fault_in(views[pending])
+        if not tracker.await_written(reply[1][pending][0]):
+            raise DataAbandoned(_ABANDONED_TEXT)
     buffers = [views[where][offset:offset + length] for where, offset, length in layout]
     if any(where >= 0 for where, _, _ in plan):
         parts = [(inline if where < 0 else views[where])[start:start + length]
