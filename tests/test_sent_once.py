@@ -47,6 +47,42 @@ def test_an_array_changed_between_two_sends_is_copied_again(where: int) -> None:
     del x, y
 
 
+@pytest.mark.parametrize("where", [0, LARGE // 3, 2 * LARGE // 3 + 1, LARGE - 1])
+def test_a_change_is_found_whichever_thread_compares_its_part(
+        where: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_sent, "threads_for", lambda nbytes: 3)
+    a = np.ones(LARGE)
+    first = dumps(a)
+    same = dumps(a)  # unchanged: the same segment
+    assert live_shared_memory() == {"segments": 1, "tickets": 2}
+    a[where] = 3.0
+    changed = dumps(a)
+    assert live_shared_memory() == {"segments": 2, "tickets": 3}
+    assert float(loads(changed).sum()) == LARGE + 2
+    assert float(loads(same).sum()) == float(loads(first).sum()) == LARGE
+
+
+def test_ctrl_c_while_compare_threads_run_goes_on_and_they_finish_safely(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    def interrupted(self: threading.Thread, timeout: float | None = None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_sent, "threads_for", lambda nbytes: 4)
+    a = np.ones(LARGE)
+    first = dumps(a)
+    monkeypatch.setattr(threading.Thread, "join", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dumps(a)
+    monkeypatch.undo()
+    for thread in threading.enumerate():
+        if thread.name == "procesos-compare":
+            thread.join(timeout=30)
+    assert not [t for t in threading.enumerate() if t.name == "procesos-compare"]
+    assert float(loads(first).sum()) == LARGE
+
+
 def test_once_its_receivers_let_go_an_array_is_copied_again() -> None:
     a = np.ones(LARGE)
     received = loads(dumps(a))

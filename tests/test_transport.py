@@ -10,6 +10,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -99,7 +100,7 @@ def test_large_copies_split_between_threads_arrive_whole(
         splits.append(threads)
         copy_pieces(numpy, target, source, threads)
 
-    monkeypatch.setattr(_copy, "_threads_for", lambda nbytes: 3)
+    monkeypatch.setattr(_copy, "threads_for", lambda nbytes: 3)
     monkeypatch.setattr(_copy, "_copy_pieces", recorded)
     data = make()  # type: ignore[operator]
     frame = dumps(data)
@@ -122,7 +123,7 @@ def test_a_large_copy_where_no_thread_can_start_is_made_whole_in_the_caller(
     def refused(self: threading.Thread) -> None:
         raise RuntimeError("can't create new thread at interpreter shutdown")
 
-    monkeypatch.setattr(_copy, "_threads_for", lambda nbytes: 4)
+    monkeypatch.setattr(_copy, "threads_for", lambda nbytes: 4)
     monkeypatch.setattr(threading.Thread, "start", refused)
     data = np.arange(LARGE // 8, dtype=np.float64)
     np.testing.assert_array_equal(loads(dumps(data)), data)
@@ -139,7 +140,7 @@ def test_ctrl_c_while_copy_threads_run_goes_on_and_they_finish_safely(
     def interrupted(self: threading.Thread, timeout: float | None = None) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_copy, "_threads_for", lambda nbytes: 4)
+    monkeypatch.setattr(_copy, "threads_for", lambda nbytes: 4)
     monkeypatch.setattr(threading.Thread, "join", interrupted)
     with pytest.raises(KeyboardInterrupt):
         dumps(np.ones((64, LARGE // 64)))
@@ -475,6 +476,96 @@ def test_a_segment_is_kept_while_its_writer_copies_though_its_receiver_died() ->
     assert live_shared_memory()["segments"] == 1
     _transport.finish_copies(pending)
     receiver.close()
+
+
+def interrupt_the_first_copy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make the next deferred copy raise KeyboardInterrupt (Ctrl-C mid-copy)."""
+    from procesos._shm import _transport
+
+    real_copy = _transport.PendingCopy.copy
+    interrupted: list[int] = []
+
+    def copy(self: _transport.PendingCopy) -> None:
+        if not interrupted:
+            interrupted.append(self.seg)
+            raise KeyboardInterrupt
+        real_copy(self)
+
+    monkeypatch.setattr(_transport.PendingCopy, "copy", copy)
+    return interrupted
+
+
+@pytest.mark.parametrize("kind", ["Queue", "SimpleQueue", "Pipe"])
+def test_a_message_whose_copy_was_interrupted_is_skipped_by_its_receiver(
+        kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    interrupted = interrupt_the_first_copy(monkeypatch)
+    if kind == "Pipe":
+        receiver, sender = procesos.Pipe()
+        put, get = sender.send, receiver.recv
+    else:
+        queue = getattr(procesos, kind)()
+        put, get = queue.put, queue.get
+    with pytest.raises(KeyboardInterrupt):
+        put(np.zeros(LARGE // 8))  # sent, then its copy interrupted: lost, as if never sent
+    assert interrupted
+    put(np.arange(LARGE // 8, dtype=np.float64))
+    assert np.array_equal(get(), np.arange(LARGE // 8, dtype=np.float64))
+    if kind == "Pipe":
+        receiver.close()
+        sender.close()
+    else:
+        queue.close()
+        if kind == "Queue":
+            queue.join_thread()
+
+
+def send_then_hang_in_the_copy(put: Any, readable: Any, started: Any) -> None:
+    from procesos._shm import _transport
+
+    def hang(self: _transport.PendingCopy) -> None:
+        while not readable():  # the frame is on its way (a Queue's feeder writes it)
+            time.sleep(0.001)
+        started.set()
+        signal.pause()
+
+    _transport.PendingCopy.copy = hang  # type: ignore[method-assign]
+    put(np.zeros(LARGE // 8))
+
+
+@pytest.mark.parametrize("kind", ["Queue", "Pipe"])
+def test_a_message_whose_sender_was_killed_mid_copy_is_skipped(kind: str) -> None:
+    started = procesos.Event()
+    if kind == "Pipe":
+        receiver, sender = procesos.Pipe()
+        put, get, readable = sender.send, receiver.recv, receiver.poll
+    else:
+        queue = procesos.Queue()
+        put, get, readable = queue.put, queue.get, queue._reader.poll
+    child = procesos.get_context("fork").Process(target=send_then_hang_in_the_copy,
+                                                 args=(put, readable, started))
+    child.start()
+    assert started.wait(30)
+    child.kill()
+    child.join(30)
+    put("after")  # the receiver skips the lost message and gets this one
+    assert get() == "after"
+    child.close()
+    if kind == "Pipe":
+        receiver.close()
+        sender.close()
+    else:
+        queue.close()
+        queue.join_thread()
+
+
+def test_a_task_whose_argument_copy_was_interrupted_fails_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with procesos.Executor(max_workers=1) as ex:
+        assert ex.submit(total, np.ones(8)).result(timeout=30) == 8  # a warm worker
+        interrupt_the_first_copy(monkeypatch)
+        with pytest.raises(KeyboardInterrupt):
+            ex.submit(total, np.ones(LARGE // 8))
+        assert ex.submit(total, np.ones(LARGE // 8)).result(timeout=30) == LARGE // 8
 
 
 def test_more_than_2_gib_reach_a_child() -> None:

@@ -39,14 +39,27 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from ._shm import _transport
-from ._shm._transport import discard, get_threshold, set_threshold
+from ._shm._client import DataAbandoned
+from ._shm._transport import (
+    PendingCopy,
+    copies_deferred,
+    discard,
+    finish_copies,
+    get_threshold,
+    set_threshold,
+)
 
 __all__ = [
     "PROTOCOL",
+    "DataAbandoned",
     "FastPickler",
+    "PendingCopy",
+    "copies_deferred",
     "discard",
     "dumps",
+    "dumps_deferred",
     "dumps_fast",
+    "finish_copies",
     "get_threshold",
     "loads",
     "set_threshold",
@@ -199,6 +212,13 @@ def dumps_fast(obj: Any) -> bytes:
     """Like :func:`dumps` with the C pickler: faster, but functions and classes
     travel by reference only (fine towards the parent, which has ``__main__``)."""
     return _transport.pack(obj, _fast_pickler)
+
+
+def dumps_deferred(obj: Any) -> tuple[bytes, list[PendingCopy]]:
+    """:func:`dumps`, with the copy of its large parts into shared memory still to
+    make: send the frame, then call ``finish_copies`` on the list (or, if it is
+    never sent, ``abandon()`` each and :func:`discard` the frame)."""
+    return _transport.pack_deferred(obj, _cloud_pickler)
 
 
 def loads(data: bytes | bytearray | memoryview) -> Any:

@@ -22,6 +22,7 @@ from multiprocessing import Pipe
 from typing import Any
 
 from .._context import ProcesosContext
+from .._serialization import copies_deferred, finish_copies
 from ._jobs import Batch
 from ._messages import (
     CALL,
@@ -120,8 +121,24 @@ class WorkerHandle:
         return self.ready and not self.outstanding and not self.outbox
 
     def send_batch(self, batch: Batch, batch_id: int, seq_base: int, timed: bool) -> None:
-        """Send *batch* (encoding it now); raises what pickling the function raised."""
-        style, payload = batch.encode()
+        """Send *batch* (encoding it now); raises what pickling the function raised.
+
+        Large arguments are copied into shared memory after the frame is written:
+        the worker maps that memory meanwhile (``_transport.copies_deferred``).
+        """
+        with copies_deferred() as pending:
+            style, payload = batch.encode()
+        try:
+            self._send_encoded(batch, batch_id, seq_base, timed, style, payload)
+        except BaseException:
+            for copy in pending:
+                copy.abandon()
+            raise
+        if pending:
+            finish_copies(pending)
+
+    def _send_encoded(self, batch: Batch, batch_id: int, seq_base: int, timed: bool,
+                      style: int, payload: bytes) -> None:
         batch.frame = payload if is_shared(payload) else None
         fns: list[tuple[int, bytes | None]] = []
         for entry in batch.entries():

@@ -28,8 +28,7 @@ from typing import NoReturn
 
 from .._outcome import encode_error, encode_value
 from .._output import above_std_fds, adopt_std_streams, install_std_fds
-from .._serialization import loads, share_main_namespace
-from .._shm._client import DataAbandoned
+from .._serialization import DataAbandoned, loads, share_main_namespace
 from ._fds import install_inherited_fds
 from ._lifetime import die_with_parent
 from ._wire import ChildSetup

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from .._errors import ProcesosError
-from .._shm._transport import PendingCopy, copies_deferred, finish_copies
+from .._serialization import PendingCopy, copies_deferred, finish_copies
 from ._fork import close_channel_and_fds
 from ._popen import BasePopen
 from ._spawn import spawn_interpreter

@@ -9,6 +9,13 @@ immutable data excepted, which the feeder thread pickles as usual): an error
 is raised there, and changing the object after ``put`` does not change what is
 received.
 
+``Queue``, ``SimpleQueue`` and ``Connection`` send a message before its large
+parts are copied into shared memory, and copy them after (``put``/``send``
+still return only then): the receiver maps the memory meanwhile. A message
+whose copy fails (an error, Ctrl-C, the sender killed) is skipped by
+``get``/``recv``, as if never sent. ``JoinableQueue`` copies first: a
+skipped message would leave its ``task_done()`` owed forever.
+
 The feeder thread of ``Queue`` and ``JoinableQueue`` is procesos' own: what it
 is given is already plain (small immutable data, or a pickled frame), so it
 pickles with ``pickle.dumps`` (the standard library's ``ForkingPickler.dumps``
@@ -25,6 +32,7 @@ import os
 import pickle
 import struct
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -32,7 +40,15 @@ from multiprocessing import connection, reduction, util
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from .._serialization import discard, dumps, loads
+from .._serialization import (
+    DataAbandoned,
+    PendingCopy,
+    discard,
+    dumps,
+    dumps_deferred,
+    finish_copies,
+    loads,
+)
 
 __all__ = ["Connection", "JoinableQueue", "Pipe", "Queue", "SimpleQueue"]
 
@@ -78,6 +94,20 @@ def _immutable_and_small(obj: Any) -> bool:
 
 def _wrap(obj: Any) -> Any:
     return obj if _immutable_and_small(obj) else _Frame(dumps(obj))
+
+
+def _send_then_copy(frame: bytes, pending: list[PendingCopy], send: Callable[[], None]) -> None:
+    """Send *frame*, then copy its large parts into shared memory: the receiver
+    maps them meanwhile and waits for the copy before reading them."""
+    try:
+        send()
+    except BaseException:
+        for copy in pending:
+            copy.abandon()
+        discard(frame)
+        raise
+    if pending:
+        finish_copies(pending)
 
 
 def _forget(item: Any) -> None:
@@ -263,22 +293,27 @@ class Queue(_BatchingFeeder):
         if _immutable_and_small(obj):
             _std_put(self, obj, block, timeout)
             return
-        item = _Frame(dumps(obj))
-        try:
-            _std_put(self, item, block, timeout)
-        except BaseException:
-            discard(item.data)
-            raise
+        frame, pending = dumps_deferred(obj)
+        _send_then_copy(frame, pending,
+                        lambda: _std_put(self, _Frame(frame), block, timeout))
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        if block and timeout is None and not self._closed:  # type: ignore[attr-defined]
-            with self._rlock:  # type: ignore[attr-defined]
-                data = _recv_message(self._reader.fileno())  # type: ignore[attr-defined]
-            self._sem.release()  # type: ignore[attr-defined]
-            item = pickle.loads(data)
-        else:
-            item = _std_get(self, block, timeout)
-        return loads(item.data) if type(item) is _Frame else item
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if block and timeout is None and not self._closed:  # type: ignore[attr-defined]
+                with self._rlock:  # type: ignore[attr-defined]
+                    data = _recv_message(self._reader.fileno())  # type: ignore[attr-defined]
+                self._sem.release()  # type: ignore[attr-defined]
+                item = pickle.loads(data)
+            else:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                item = _std_get(self, block, remaining)
+            if type(item) is not _Frame:
+                return item
+            try:
+                return loads(item.data)
+            except DataAbandoned:
+                continue  # its put() failed: as if it had never been put
 
 
 class JoinableQueue(_BatchingFeeder, mp_queues.JoinableQueue):  # type: ignore[type-arg]
@@ -310,18 +345,22 @@ class SimpleQueue(mp_queues.SimpleQueue):  # type: ignore[type-arg]
         self._poll = self._reader.poll
 
     def put(self, obj: Any) -> None:
-        frame = dumps(obj)
-        try:
+        frame, pending = dumps_deferred(obj)
+
+        def send() -> None:
             with self._wlock:  # type: ignore[attr-defined]
                 self._writer.send_bytes(frame)
-        except BaseException:
-            discard(frame)
-            raise
+
+        _send_then_copy(frame, pending, send)
 
     def get(self) -> Any:
-        with self._rlock:  # type: ignore[attr-defined]
-            frame = _recv_message(self._reader.fileno())
-        return loads(frame)
+        while True:
+            with self._rlock:  # type: ignore[attr-defined]
+                frame = _recv_message(self._reader.fileno())
+            try:
+                return loads(frame)
+            except DataAbandoned:
+                continue  # its put() failed: as if it had never been put
 
 
 class Connection(connection.Connection):
@@ -330,17 +369,20 @@ class Connection(connection.Connection):
     def send(self, obj: Any) -> None:
         self._check_closed()  # type: ignore[attr-defined]
         self._check_writable()  # type: ignore[attr-defined]
-        frame = dumps(obj)
-        try:
-            self.send_bytes(frame)
-        except BaseException:
-            discard(frame)
-            raise
+        frame, pending = dumps_deferred(obj)
+        _send_then_copy(frame, pending, lambda: self.send_bytes(frame))
 
     def recv(self) -> Any:
+        """The next object sent. A message whose ``send()`` failed while its large
+        parts were copied (an error, Ctrl-C, the sender killed) is skipped, as if
+        never sent (``poll()`` may have counted it)."""
         self._check_closed()  # type: ignore[attr-defined]
         self._check_readable()  # type: ignore[attr-defined]
-        return loads(_recv_message(self.fileno()))
+        while True:
+            try:
+                return loads(_recv_message(self.fileno()))
+            except DataAbandoned:
+                continue
 
 
 def _rebuild_connection(df: Any, readable: bool, writable: bool) -> Connection:

@@ -17,7 +17,7 @@ import sys
 import threading
 from typing import Any
 
-__all__ = ["PARALLEL_MIN", "copy_into"]
+__all__ = ["PARALLEL_MIN", "copy_into", "threads_for"]
 
 PARALLEL_MIN = 16 << 20
 """Bytes from which a copy is split between threads (below, starting a thread costs
@@ -26,7 +26,10 @@ _PIECE_MIN = 8 << 20
 _MAX_THREADS = 4
 
 
-def _threads_for(nbytes: int) -> int:
+def threads_for(nbytes: int) -> int:
+    """How many threads should copy (or compare) *nbytes*: one below
+    :data:`PARALLEL_MIN`, else up to one per CPU this process may use (at most
+    four), each with 8 MiB or more."""
     if nbytes < PARALLEL_MIN:
         return 1
     try:
@@ -42,7 +45,7 @@ def copy_into(mapping: mmap.mmap, start: int, data: Any) -> None:
     numpy = sys.modules.get("numpy")
     contiguous = isinstance(data, memoryview) or type(data) is bytes
     nbytes = memoryview(data).nbytes if contiguous else int(data.nbytes)
-    threads = _threads_for(nbytes) if numpy is not None else 1
+    threads = threads_for(nbytes) if numpy is not None else 1
     if contiguous and threads == 1:
         view = memoryview(data).cast("B")
         mapping[start:start + nbytes] = view

@@ -25,6 +25,8 @@ import weakref
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
+from ._copy import threads_for
+
 __all__ = ["Location", "clear", "find", "remember", "same_bytes"]
 
 _LIMIT = 64  # objects remembered, the most recently sent kept
@@ -116,7 +118,14 @@ def _load_memcmp() -> Any:
 
 def same_bytes(source: memoryview, mapping: Any, offset: int) -> bool:
     """Whether *source* (a contiguous buffer of a numpy array) equals the
-    mapping's bytes from *offset* on."""
+    mapping's bytes from *offset* on.
+
+    A large buffer is compared by several threads, as it is copied
+    (``_copy.py``: one thread does not use the memory bandwidth; ``memcmp``
+    through ctypes lets go of the GIL). On Ctrl-C the interrupt goes on at
+    once; helpers still comparing hold a view of the mapping, which keeps it
+    from being closed under them (closing it raises ``BufferError`` then).
+    """
     numpy = sys.modules["numpy"]
     nbytes = source.nbytes
     if offset + nbytes > len(mapping):
@@ -125,18 +134,43 @@ def same_bytes(source: memoryview, mapping: Any, offset: int) -> bool:
         memcmp = _load_memcmp()
     except (ImportError, OSError, AttributeError):
         return False
-    ours = theirs = None
-    try:
-        ours = numpy.frombuffer(source, numpy.uint8)
-        theirs = numpy.frombuffer(mapping, numpy.uint8, count=nbytes, offset=offset)
-        left = ours.__array_interface__["data"][0]
-        right = theirs.__array_interface__["data"][0]
-        for start in range(0, nbytes, _CHUNK):
-            if memcmp(left + start, right + start, min(_CHUNK, nbytes - start)) != 0:
-                return False
-        return True
-    finally:
-        del ours, theirs  # the mapping may be closed next: no export may be left
+    window = memoryview(mapping)
+    ours = numpy.frombuffer(source, numpy.uint8)
+    theirs = numpy.frombuffer(window, numpy.uint8, count=nbytes, offset=offset)
+    left = ours.__array_interface__["data"][0]
+    right = theirs.__array_interface__["data"][0]
+    del ours, theirs
+    threads = threads_for(nbytes)
+    bounds = [nbytes * i // threads for i in range(threads + 1)]
+    same = [True] * threads
+    helpers = []
+    for i in range(1, threads):
+        helper = threading.Thread(
+            target=_compare, args=(memcmp, left, right, bounds[i], bounds[i + 1], same, i,
+                                   (source, window)),
+            name="procesos-compare", daemon=True)
+        try:
+            helper.start()
+        except RuntimeError:  # no new threads while the interpreter finalizes
+            helper.run()
+        else:
+            helpers.append(helper)
+    _compare(memcmp, left, right, 0, bounds[1], same, 0, None)
+    for helper in helpers:
+        helper.join()
+    window.release()  # every helper is done with it: the mapping may be closed next
+    return all(same)
+
+
+def _compare(memcmp: Any, left: int, right: int, start: int, stop: int, same: list[bool],
+             index: int, keep: object) -> None:
+    """``memcmp`` of bytes ``start:stop`` at the two addresses, in chunks (so that
+    Ctrl-C is seen between them); a difference makes ``same[index]`` False. *keep*:
+    what must stay alive (and mapped) while it runs."""
+    for at in range(start, stop, _CHUNK):
+        if memcmp(left + at, right + at, min(_CHUNK, stop - at)) != 0:
+            same[index] = False
+            return
 
 
 if hasattr(os, "register_at_fork"):

@@ -74,6 +74,7 @@ __all__ = [
     "finish_copies",
     "get_threshold",
     "pack",
+    "pack_deferred",
     "plain_if_simple",
     "reducers",
     "set_threshold",
@@ -347,6 +348,18 @@ class PendingCopy:
             self.settled = True
             self.copies = []
             client(self.token).notify(word, self.ticket, self.seg)
+
+
+def pack_deferred(obj: Any, make_pickler: Callable[[], type]) -> tuple[bytes, list[PendingCopy]]:
+    """:func:`pack`, with the copy into shared memory left to the caller: hand the
+    frame on, then :func:`finish_copies` the list (see :func:`copies_deferred`)."""
+    outer = getattr(_local, "deferred", None)
+    pending: list[PendingCopy] = []
+    _local.deferred = pending
+    try:
+        return pack(obj, make_pickler), pending
+    finally:
+        _local.deferred = outer
 
 
 def finish_copies(pending: list[PendingCopy]) -> None:
