@@ -46,6 +46,7 @@ from ._shm._transport import (
     discard,
     finish_copies,
     get_threshold,
+    plain_if_simple,
     set_threshold,
 )
 
@@ -62,6 +63,7 @@ __all__ = [
     "finish_copies",
     "get_threshold",
     "loads",
+    "plain_if_simple",
     "set_threshold",
     "share_main_namespace",
 ]

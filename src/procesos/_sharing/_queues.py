@@ -41,6 +41,7 @@ from multiprocessing.context import BaseContext
 from typing import Any
 
 from .._serialization import (
+    PROTOCOL,
     DataAbandoned,
     PendingCopy,
     discard,
@@ -48,6 +49,7 @@ from .._serialization import (
     dumps_deferred,
     finish_copies,
     loads,
+    plain_if_simple,
 )
 
 __all__ = ["Connection", "JoinableQueue", "Pipe", "Queue", "SimpleQueue"]
@@ -345,6 +347,11 @@ class SimpleQueue(mp_queues.SimpleQueue):  # type: ignore[type-arg]
         self._poll = self._reader.poll
 
     def put(self, obj: Any) -> None:
+        if plain_if_simple(obj):  # what dumps() would make, without its deferral's cost
+            frame = pickle.dumps(obj, PROTOCOL)
+            with self._wlock:  # type: ignore[attr-defined]
+                self._writer.send_bytes(frame)
+            return
         frame, pending = dumps_deferred(obj)
 
         def send() -> None:
@@ -369,6 +376,9 @@ class Connection(connection.Connection):
     def send(self, obj: Any) -> None:
         self._check_closed()  # type: ignore[attr-defined]
         self._check_writable()  # type: ignore[attr-defined]
+        if plain_if_simple(obj):  # what dumps() would make, without its deferral's cost
+            self.send_bytes(pickle.dumps(obj, PROTOCOL))
+            return
         frame, pending = dumps_deferred(obj)
         _send_then_copy(frame, pending, lambda: self.send_bytes(frame))
 
