@@ -435,6 +435,22 @@ def test_a_frame_received_before_its_copy_is_made_is_read_once_the_copy_is_seale
     del out[:]
 
 
+def test_a_frame_read_after_its_copy_was_sealed_neither_faults_in_nor_waits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from procesos._shm import _client, _transport
+
+    with _transport.copies_deferred() as pending:
+        frame = dumps(np.arange(LARGE // 8, dtype=np.float64))
+    _transport.finish_copies(pending)
+
+    def unexpected(*args: object) -> None:
+        raise AssertionError("a written frame needs no wait and no faulting in")
+
+    monkeypatch.setattr(_client.TrackerClient, "await_written", unexpected)
+    monkeypatch.setattr(_transport, "_fault_in", unexpected)
+    assert np.array_equal(loads(frame), np.arange(LARGE // 8, dtype=np.float64))
+
+
 @pytest.mark.parametrize("early", [True, False], ids=["claimed first", "claimed after"])
 def test_a_frame_whose_copy_was_given_up_raises_in_its_receiver(early: bool) -> None:
     from procesos._shm import _transport

@@ -28,7 +28,9 @@ client -> tracker                  reply
                                    ``("err", text)``: tickets become holds of
                                    this connection (a reusable ticket stays);
                                    *early*: the writer may still be writing
-                                   (it seals when done); ``("err",
+                                   (it seals when done), and the reply has a
+                                   third item, each segment's state (WRITTEN,
+                                   WRITING, ABANDONED_WRITING); ``("err",
                                    ABANDONED)`` for a ticket dropped so
 ``("await", seg)``                 ``("ok",)`` once *seg*'s writer has sealed
                                    it, ``("err", ABANDONED)`` if it dropped it
@@ -71,6 +73,7 @@ from typing import Any
 HEADER = struct.Struct("!I")
 MAX_MESSAGE = 1 << 20
 ABANDONED = "abandoned"  # the writer gave up before the data was written
+WRITTEN, WRITING, ABANDONED_WRITING = 0, 1, 2  # a segment, as an early claim finds it
 _ABANDONED_KEPT = 1024  # dropped tickets remembered, for an early claim that comes late
 MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 
@@ -294,9 +297,16 @@ class Tracker:
                     self.end_writing(seg, sealed=True)
                 if not claim.reusable:
                     self.end_ticket(ident)
-            self.reply(sock, ("ok", [
-                (s, self.path(self.segments[s]), self.segments[s].capacity) for s in claimed
-            ]))
+            places = [(s, self.path(self.segments[s]), self.segments[s].capacity)
+                      for s in claimed]
+            if not early:
+                self.reply(sock, ("ok", places))
+                return
+            # Early: whether each is WRITTEN, still WRITING, or was ABANDONED_WRITING.
+            states = [ABANDONED_WRITING if self.segments[s].abandoned
+                      else WRITING if self.segments[s].writer is not None else WRITTEN
+                      for s in claimed]
+            self.reply(sock, ("ok", places, states))
         elif kind == "discard":
             for ident in message[1]:
                 self.end_ticket(ident)

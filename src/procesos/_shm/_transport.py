@@ -27,9 +27,10 @@ Frame layout::
 
 A frame made under :func:`copies_deferred` leaves before its copy into the new
 segment is made: the sender hands it on, then copies (:class:`PendingCopy`).
-Its receiver claims the segments at once, faults the pending one's pages in
-while the copy runs, then waits for the writer's seal (the tracker's
-``await``) before it reads: the copy and the receiver's page faults overlap.
+Its receiver claims the segments at once and, if the copy still runs, faults
+the pending one's pages in meanwhile, then waits for the writer's seal (the
+tracker's ``await``) before it reads: the copy and the receiver's page faults
+overlap. A frame read after its copy was done costs nothing more.
 A writer that gives up or dies first makes :func:`unpack` raise
 :class:`DataAbandoned`.
 
@@ -62,7 +63,7 @@ from ._client import (
     tree_token,
 )
 from ._copy import copy_into
-from ._tracker import ABANDONED
+from ._tracker import ABANDONED, WRITING, WRITTEN
 
 __all__ = [
     "MAGIC",
@@ -537,8 +538,12 @@ def unpack(data: bytes | bytearray | memoryview) -> Any:
         track_mapping(mapping, token, seg)
         views.append(memoryview(mapping))
     if pending >= 0:
-        _fault_in(views[pending])
-        if not tracker.await_written(reply[1][pending][0]):
+        state = reply[2][pending]
+        if state == WRITING:  # fault the pages in while the sender copies, then wait
+            _fault_in(views[pending])
+            if not tracker.await_written(reply[1][pending][0]):
+                raise DataAbandoned(_ABANDONED_TEXT)
+        elif state != WRITTEN:
             raise DataAbandoned(_ABANDONED_TEXT)
     buffers = [views[where][offset:offset + length] for where, offset, length in layout]
     if any(where >= 0 for where, _, _ in plan):
