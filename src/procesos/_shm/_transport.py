@@ -354,13 +354,8 @@ class PendingCopy:
 def pack_deferred(obj: Any, make_pickler: Callable[[], type]) -> tuple[bytes, list[PendingCopy]]:
     """:func:`pack`, with the copy into shared memory left to the caller: hand the
     frame on, then :func:`finish_copies` the list (see :func:`copies_deferred`)."""
-    outer = getattr(_local, "deferred", None)
-    pending: list[PendingCopy] = []
-    _local.deferred = pending
-    try:
+    with copies_deferred() as pending:
         return pack(obj, make_pickler), pending
-    finally:
-        _local.deferred = outer
 
 
 def finish_copies(pending: list[PendingCopy]) -> None:
