@@ -79,16 +79,10 @@ class ChildOutput:
     def finish(self, timeout: float | None = None) -> bool:
         """After the child ended: deliver all it wrote; False if *timeout* passed first."""
         self.request_finish()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
-            if self.done.wait(max(0.0, wait)):
-                return True
-            if not relay().running():
-                self.done.set()  # the relay has ended (at exit): nothing more will come
-                return True
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
+        relayed = _wait_for_the_relay(self.done, timeout)
+        if relayed is None:
+            self.done.set()  # the relay has ended (at exit): nothing more will come
+        return relayed is not False
 
     def deliver_written(self, timeout: float | None = None) -> None:
         """Wait until what the child has written so far is delivered (its pipes stay
@@ -96,16 +90,9 @@ class ChildOutput:
         event = threading.Event()
         with self._deliveries_lock:
             self._deliveries.append(event)
-        if self.done.is_set():
-            return
-        relay().deliver(self)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not event.wait(0.5 if deadline is None else
-                             max(0.0, min(0.5, deadline - time.monotonic()))):
-            if not relay().running() or self.done.is_set():
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                return
+        if not self.done.is_set():
+            relay().deliver(self)
+            _wait_for_the_relay(event, timeout)
 
     def delivered(self) -> None:
         """Called by the relay: what was written has been delivered."""
@@ -128,6 +115,20 @@ class ChildOutput:
                 except OSError:
                     pass
         self.child_fds = (-1, -1)
+
+
+def _wait_for_the_relay(event: threading.Event, timeout: float | None) -> bool | None:
+    """Wait for *event*, which the relay thread sets: True once set, False when
+    *timeout* passed first, None when the relay ended without setting it."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+        if event.wait(max(0.0, wait)):
+            return True
+        if not relay().running():
+            return None
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
 
 
 def open_child_output(mode: str, name: str) -> ChildOutput | None:

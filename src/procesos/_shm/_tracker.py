@@ -74,7 +74,7 @@ HEADER = struct.Struct("!I")
 MAX_MESSAGE = 1 << 20
 ABANDONED = "abandoned"  # the writer gave up before the data was written
 WRITTEN, WRITING, ABANDONED_WRITING = 0, 1, 2  # a segment, as an early claim finds it
-_ABANDONED_KEPT = 1024  # dropped tickets remembered, for an early claim that comes late
+_DROPPED_KEPT = 1024  # dropped tickets remembered, for an early claim that comes late
 MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 
 
@@ -140,7 +140,7 @@ class Tracker:
         self.root_fd: int | None = None
         self.root_alive = True
         self.sync_waiters: list[tuple[socket.socket, str]] = []
-        self.abandoned: dict[int, None] = {}  # dropped tickets, oldest first
+        self.dropped: dict[int, None] = {}  # tickets whose writer gave up, oldest first
         try:
             self.root_fd = os.pidfd_open(root_pid)
         except ProcessLookupError:
@@ -260,7 +260,7 @@ class Tracker:
             if told is not None and kind == "seal":
                 told.sealed = True
             if kind == "drop":
-                self.remember_abandoned(message[1])
+                self.remember_dropped(message[1])
             written = self.segments.get(message[2])
             if written is not None and written.writer == conn:
                 self.end_writing(written, sealed=kind == "seal")
@@ -281,7 +281,7 @@ class Tracker:
             for ident in message[1]:
                 claim = self.tickets.get(ident)
                 if claim is None:
-                    self.reply(sock, ("err", ABANDONED if ident in self.abandoned else
+                    self.reply(sock, ("err", ABANDONED if ident in self.dropped else
                                       "its shared memory was already received or freed"))
                     for seg_id in claimed:
                         self.release(conn, seg_id)
@@ -345,7 +345,7 @@ class Tracker:
         sock.close()
         for ident, ticket in list(self.tickets.items()):
             if ticket.owner == conn and not ticket.sealed:
-                self.remember_abandoned(ident)
+                self.remember_dropped(ident)
                 self.end_ticket(ident)  # it died while writing: the frame was never sent
         for seg in list(self.segments.values()):
             if sock in seg.waiters:
@@ -368,10 +368,10 @@ class Tracker:
         for waiter in waiters:
             self.reply(waiter, ("ok",) if sealed else ("err", ABANDONED))
 
-    def remember_abandoned(self, ticket: int) -> None:
-        self.abandoned[ticket] = None
-        while len(self.abandoned) > _ABANDONED_KEPT:
-            del self.abandoned[next(iter(self.abandoned))]
+    def remember_dropped(self, ticket: int) -> None:
+        self.dropped[ticket] = None
+        while len(self.dropped) > _DROPPED_KEPT:
+            del self.dropped[next(iter(self.dropped))]
 
     # -- segments ---------------------------------------------------------------------
     def path(self, seg: Segment) -> str:
