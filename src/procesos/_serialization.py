@@ -47,6 +47,7 @@ from ._shm._transport import (
     finish_copies,
     get_threshold,
     plain_if_simple,
+    send_then_copy,
     set_threshold,
 )
 
@@ -64,6 +65,7 @@ __all__ = [
     "get_threshold",
     "loads",
     "plain_if_simple",
+    "send_then_copy",
     "set_threshold",
     "share_main_namespace",
 ]

@@ -22,7 +22,7 @@ from multiprocessing import Pipe
 from typing import Any
 
 from .._context import ProcesosContext
-from .._serialization import copies_deferred, finish_copies
+from .._serialization import copies_deferred, send_then_copy
 from ._jobs import Batch
 from ._messages import (
     CALL,
@@ -128,14 +128,8 @@ class WorkerHandle:
         """
         with copies_deferred() as pending:
             style, payload = batch.encode()
-        try:
-            self._send_encoded(batch, batch_id, seq_base, timed, style, payload)
-        except BaseException:
-            for copy in pending:
-                copy.abandon()
-            raise
-        if pending:
-            finish_copies(pending)
+        send_then_copy(lambda: self._send_encoded(batch, batch_id, seq_base, timed, style,
+                                                  payload), pending)
 
     def _send_encoded(self, batch: Batch, batch_id: int, seq_base: int, timed: bool,
                       style: int, payload: bytes) -> None:

@@ -43,13 +43,12 @@ from typing import Any
 from .._serialization import (
     PROTOCOL,
     DataAbandoned,
-    PendingCopy,
     discard,
     dumps,
     dumps_deferred,
-    finish_copies,
     loads,
     plain_if_simple,
+    send_then_copy,
 )
 
 __all__ = ["Connection", "JoinableQueue", "Pipe", "Queue", "SimpleQueue"]
@@ -96,20 +95,6 @@ def _immutable_and_small(obj: Any) -> bool:
 
 def _wrap(obj: Any) -> Any:
     return obj if _immutable_and_small(obj) else _Frame(dumps(obj))
-
-
-def _send_then_copy(frame: bytes, pending: list[PendingCopy], send: Callable[[], None]) -> None:
-    """Send *frame*, then copy its large parts into shared memory: the receiver
-    maps them meanwhile and waits for the copy before reading them."""
-    try:
-        send()
-    except BaseException:
-        for copy in pending:
-            copy.abandon()
-        discard(frame)
-        raise
-    if pending:
-        finish_copies(pending)
 
 
 def _forget(item: Any) -> None:
@@ -296,8 +281,7 @@ class Queue(_BatchingFeeder):
             _std_put(self, obj, block, timeout)
             return
         frame, pending = dumps_deferred(obj)
-        _send_then_copy(frame, pending,
-                        lambda: _std_put(self, _Frame(frame), block, timeout))
+        send_then_copy(lambda: _std_put(self, _Frame(frame), block, timeout), pending, frame)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -358,7 +342,7 @@ class SimpleQueue(mp_queues.SimpleQueue):  # type: ignore[type-arg]
             with self._wlock:  # type: ignore[attr-defined]
                 self._writer.send_bytes(frame)
 
-        _send_then_copy(frame, pending, send)
+        send_then_copy(send, pending, frame)
 
     def get(self) -> Any:
         while True:
@@ -380,7 +364,7 @@ class Connection(connection.Connection):
             self.send_bytes(pickle.dumps(obj, PROTOCOL))
             return
         frame, pending = dumps_deferred(obj)
-        _send_then_copy(frame, pending, lambda: self.send_bytes(frame))
+        send_then_copy(lambda: self.send_bytes(frame), pending, frame)
 
     def recv(self) -> Any:
         """The next object sent. A message whose ``send()`` failed while its large

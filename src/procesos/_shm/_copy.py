@@ -15,9 +15,10 @@ import mmap
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["PARALLEL_MIN", "copy_into", "threads_for"]
+__all__ = ["PARALLEL_MIN", "copy_into", "in_pieces", "threads_for"]
 
 PARALLEL_MIN = 16 << 20
 """Bytes from which a copy is split between threads (below, starting a thread costs
@@ -79,17 +80,32 @@ def _copy_pieces(numpy: Any, target: Any, source: Any, threads: int) -> None:
     if threads <= 1:
         numpy.copyto(target, source, casting="no")
         return
-    bounds = [rows * i // threads for i in range(threads + 1)]
+
+    def copy(start: int, stop: int) -> None:
+        numpy.copyto(target[start:stop], source[start:stop], casting="no")
+
+    in_pieces(copy, rows, threads, "procesos-copy")
+
+
+def in_pieces(work: Callable[[int, int], object], total: int, threads: int,
+              name: str) -> None:
+    """``work(start, stop)`` over ``0:total`` cut into *threads* pieces: the first
+    in this thread, the others in daemon helpers named *name* (in this thread too
+    when no thread can start: the interpreter is finalizing), then joined.
+
+    On Ctrl-C the interrupt goes on at once and helpers still working finish on
+    their own: what they need must be referenced by *work*.
+    """
+    bounds = [total * i // threads for i in range(threads + 1)]
     started = []
-    for a, b in itertools.pairwise(bounds[1:]):
-        helper = threading.Thread(target=numpy.copyto, args=(target[a:b], source[a:b]),
-                                  kwargs={"casting": "no"}, name="procesos-copy", daemon=True)
+    for start, stop in itertools.pairwise(bounds[1:]):
+        helper = threading.Thread(target=work, args=(start, stop), name=name, daemon=True)
         try:
             helper.start()
-        except RuntimeError:  # no new threads while the interpreter finalizes: copy here
+        except RuntimeError:
             helper.run()
         else:
             started.append(helper)
-    numpy.copyto(target[:bounds[1]], source[:bounds[1]], casting="no")
+    work(bounds[0], bounds[1])
     for helper in started:
         helper.join()

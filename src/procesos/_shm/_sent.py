@@ -25,7 +25,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
-from ._copy import threads_for
+from ._copy import in_pieces, threads_for
 
 __all__ = ["Location", "clear", "find", "remember", "same_bytes"]
 
@@ -140,37 +140,19 @@ def same_bytes(source: memoryview, mapping: Any, offset: int) -> bool:
     left = ours.__array_interface__["data"][0]
     right = theirs.__array_interface__["data"][0]
     del ours, theirs
-    threads = threads_for(nbytes)
-    bounds = [nbytes * i // threads for i in range(threads + 1)]
-    same = [True] * threads
-    helpers = []
-    for i in range(1, threads):
-        helper = threading.Thread(
-            target=_compare, args=(memcmp, left, right, bounds[i], bounds[i + 1], same, i,
-                                   (source, window)),
-            name="procesos-compare", daemon=True)
-        try:
-            helper.start()
-        except RuntimeError:  # no new threads while the interpreter finalizes
-            helper.run()
-        else:
-            helpers.append(helper)
-    _compare(memcmp, left, right, 0, bounds[1], same, 0, None)
-    for helper in helpers:
-        helper.join()
+    differs: list[int] = []  # where a piece found a difference
+
+    def compare(start: int, stop: int, keep: object = (source, window)) -> None:
+        # In chunks, so that Ctrl-C is seen between them; *keep* holds the two
+        # buffers alive (and the mapping open) while a helper still compares.
+        for at in range(start, stop, _CHUNK):
+            if differs or memcmp(left + at, right + at, min(_CHUNK, stop - at)) != 0:
+                differs.append(at)
+                return
+
+    in_pieces(compare, nbytes, threads_for(nbytes), "procesos-compare")
     window.release()  # every helper is done with it: the mapping may be closed next
-    return all(same)
-
-
-def _compare(memcmp: Any, left: int, right: int, start: int, stop: int, same: list[bool],
-             index: int, keep: object) -> None:
-    """``memcmp`` of bytes ``start:stop`` at the two addresses, in chunks (so that
-    Ctrl-C is seen between them); a difference makes ``same[index]`` False. *keep*:
-    what must stay alive (and mapped) while it runs."""
-    for at in range(start, stop, _CHUNK):
-        if memcmp(left + at, right + at, min(_CHUNK, stop - at)) != 0:
-            same[index] = False
-            return
+    return not differs
 
 
 if hasattr(os, "register_at_fork"):

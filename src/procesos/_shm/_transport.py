@@ -78,6 +78,7 @@ __all__ = [
     "pack_deferred",
     "plain_if_simple",
     "reducers",
+    "send_then_copy",
     "set_threshold",
     "unpack",
 ]
@@ -372,6 +373,23 @@ def finish_copies(pending: list[PendingCopy]) -> None:
                 copy.seal()
             else:
                 copy.abandon()
+
+
+def send_then_copy(send: Callable[[], object], pending: list[PendingCopy],
+                   frame: bytes | None = None) -> None:
+    """Call *send* (which hands a frame made under :func:`copies_deferred` on),
+    then :func:`finish_copies`. If *send* fails, the copies are given back, and
+    *frame*, when given, is discarded (the segments it reuses go too)."""
+    try:
+        send()
+    except BaseException:
+        for copy in pending:
+            copy.abandon()
+        if frame is not None:
+            discard(frame)
+        raise
+    if pending:
+        finish_copies(pending)
 
 
 @contextmanager
