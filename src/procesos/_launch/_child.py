@@ -31,6 +31,7 @@ from .._output import above_std_fds, adopt_std_streams, install_std_fds
 from .._serialization import DataAbandoned, loads, share_main_namespace
 from ._fds import install_inherited_fds
 from ._lifetime import die_with_parent
+from ._log_config import apply_snapshot
 from ._wire import ChildSetup
 
 __all__ = [
@@ -170,6 +171,8 @@ def _apply_setup(setup: ChildSetup, received_fds: list[int]) -> None:
         from .._context import default_context
 
         default_context.set_start_method(setup.start_method, force=True)
+    if setup.logging_config is not None:
+        apply_snapshot(setup.logging_config, received_fds)
 
 
 def _serve(channel: Connection, received_fds: list[int] | None, parent_pid: int,

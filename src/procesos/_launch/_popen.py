@@ -23,6 +23,7 @@ from .._errors import SerializationError
 from .._output import ChildOutput, install_std_fds, open_child_output, resolve_output_mode
 from .._serialization import dumps
 from ._fds import InheritedFd
+from ._log_config import take_snapshot
 from ._wire import ChildSetup
 
 __all__ = ["BasePopen", "describe_unpicklable"]
@@ -266,6 +267,7 @@ class BasePopen:
     def _child_setup(self, fds: list[int] | None, follow_parent: bool) -> ChildSetup:
         tracker_fd = getattr(resource_tracker._resource_tracker, "_fd", None)
         tracker_index = None if tracker_fd is None else self.duplicate_for_child(tracker_fd)
+        logging_config = take_snapshot(self.duplicate_for_child)  # before _fds is copied
         from .._context import default_context
 
         logger = util._logger  # type: ignore[attr-defined]
@@ -280,4 +282,5 @@ class BasePopen:
             parent_thread_is_main=threading.current_thread() is threading.main_thread(),
             log_level=None if logger is None else logger.getEffectiveLevel(),
             log_to_stderr=bool(util._log_to_stderr),  # type: ignore[attr-defined]
+            logging_config=logging_config,
         )

@@ -29,6 +29,8 @@ import struct
 from multiprocessing.connection import Connection
 from typing import NamedTuple
 
+from ._log_config import LoggingSnapshot
+
 __all__ = ["ChildSetup", "channel_pair", "frame_header"]
 
 _SHORT = struct.Struct("!i")
@@ -51,6 +53,7 @@ class ChildSetup(NamedTuple):
     parent_thread_is_main: bool  # whether PR_SET_PDEATHSIG is safe to use
     log_level: int | None  # multiprocessing's logger, as the parent set it
     log_to_stderr: bool  # whether the parent called log_to_stderr()
+    logging_config: LoggingSnapshot | None  # the parent's logging, unless the default
 
 
 def channel_pair() -> tuple[Connection, socket.socket]:

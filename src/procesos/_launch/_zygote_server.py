@@ -371,7 +371,8 @@ def _rehearsal() -> Callable[[], None] | None:
         pass
 
     setup = pickle.dumps(
-        ChildSetup(None, list(sys.path), list(sys.argv), None, None, [], None, True, None, False),
+        ChildSetup(None, list(sys.path), list(sys.argv), None, None, [], None, True, None, False,
+                   None),
         protocol=pickle.HIGHEST_PROTOCOL,
     )
     context.set_spawning_popen(_NoPopen())  # type: ignore[arg-type]
