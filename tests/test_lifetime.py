@@ -488,3 +488,48 @@ def test_normal_exit_leaves_no_zygote_directory_and_no_shared_memory(tmp_path: P
     assert not os.path.exists(report["zygote_directory"])
     leftover = [n for n in report["new_shm"] if os.path.exists(f"/dev/shm/{n}")]
     assert leftover == []
+
+
+# -- daemonic processes ------------------------------------------------------------------
+
+DAEMON_WITH_CHILDREN = """
+import json, os, time
+import procesos
+
+def wait_forever(ready):
+    ready.set()
+    time.sleep(3600)
+
+def daemon(queue):
+    ready = procesos.Event()
+    grandchild = procesos.Process(target=wait_forever, args=(ready,))
+    grandchild.start()
+    assert ready.wait(60)
+    with procesos.Executor(1) as ex:
+        square = ex.submit(pow, 7, 2).result()
+    queue.put((grandchild.pid, square))
+    time.sleep(3600)
+
+queue = procesos.Queue()
+d = procesos.Process(target=daemon, args=(queue,), daemon=True)
+d.start()
+grandchild, square = queue.get(timeout=60)
+print(json.dumps({"daemon": d.pid, "grandchild": grandchild, "square": square}), flush=True)
+# The script ends here: multiprocessing's exit handler terminates the daemon.
+"""
+
+
+def test_a_daemonic_process_may_start_children_and_they_end_with_it(tmp_path: Path) -> None:
+    # The standard library refuses ("daemonic processes are not allowed to have
+    # children"), since they would be orphaned; a procesos child ends with its parent.
+    proc = start_script(DAEMON_WITH_CHILDREN, tmp_path)
+    report = first_report(proc)
+    pids = [report["daemon"], report["grandchild"]]
+    try:
+        assert report["square"] == 49
+        _, err = proc.communicate(timeout=BOUND)
+        assert proc.returncode == 0, err
+        assert survivors(pids) == []
+    finally:
+        if proc.returncode is None or not all(is_gone(pid) for pid in pids):
+            kill_everything(proc, pids)

@@ -9,8 +9,10 @@ rebuilt in the parent with the child's traceback attached.
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Iterable, Mapping
+from multiprocessing import process as mp_process
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -79,8 +81,29 @@ class Process(BaseProcess):
         _target: Callable[..., object] | None
         _args: tuple[Any, ...]
         _kwargs: dict[str, Any]
+        _parent_pid: int
+        _sentinel: int
 
         def _check_closed(self) -> None: ...
+
+    def start(self) -> None:
+        """Start the child process; at most once per process object.
+
+        Unlike ``multiprocessing``, a daemonic process may start children of its
+        own: the standard library forbids it because they would outlive it as
+        orphans, and a procesos child ends with its parent, however it ends.
+        """
+        # BaseProcess.start (3.11 to 3.13) without its assertion on daemons.
+        self._check_closed()
+        assert self._popen is None, "cannot start a process twice"
+        assert self._parent_pid == os.getpid(), \
+            "can only start a process object created by current process"
+        mp_process._cleanup()  # type: ignore[attr-defined]
+        self._popen = self._Popen(self)
+        self._sentinel = self._popen.sentinel
+        # No reference cycle through a target that refers to its process (bpo-30775).
+        del self._target, self._args, self._kwargs
+        mp_process._children.add(self)  # type: ignore[attr-defined]
 
     def run(self) -> Any:
         """What the child runs: calls the target and returns its value (override freely)."""
