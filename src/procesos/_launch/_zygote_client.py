@@ -51,6 +51,10 @@ _PARENT_TOOLING = frozenset({
     "bdb", "pydevd", "_pydevd_bundle", "_pydev_bundle",
     "setuptools", "pkg_resources", "_distutils_hack", "distutils", "pip", "wheel",
 })
+# procesos' own modules that a child imports to unpickle what its parent passes
+# it (a queue, a pipe end, a shared array: 1.5 ms of a start otherwise). The
+# zygote imports them when the parent has, whatever it preloads besides.
+_SHARING_MODULES = ("procesos._sharing._queues", "procesos._sharing._shared_array")
 _preload_override: list[str] | None = None
 _TIMEOUT = 60.0  # for the zygote's answer; it answers in microseconds unless it hangs
 
@@ -152,9 +156,9 @@ class _Zygote:
         secret = os.urandom(SECRET_SIZE)
         cwd, environ, environ_data = os.getcwd(), dict(os.environ), dict(_environ_data())
         spare = os.environ.get("PROCESOS_ZYGOTE_SPARE", "1").strip() not in ("0", "")
+        preload = default_preload() + [name for name in _SHARING_MODULES if name in sys.modules]
         config = pickle.dumps(ZygoteConfig(
-            secret, list(sys.path), default_preload(), directory, cwd,
-            environ, spare))
+            secret, list(sys.path), preload, directory, cwd, environ, spare))
         os.set_inheritable(alive_w, False)
         with os.fdopen(os.dup(alive_w), "wb") as pipe:
             pipe.write(struct.pack("!I", len(config)) + config)
