@@ -441,3 +441,52 @@ def test_max_tasks_per_child_is_accepted_as_in_process_pool_executor() -> None:
     assert len(set(pids)) == 4  # a fresh worker for every task
     with pytest.raises(TypeError, match=r"max_tasks_per_child .* max_tasks_per_worker"):
         procesos.Executor(2, max_tasks_per_child=1, max_tasks_per_worker=2)
+
+
+# -- options checked by name --------------------------------------------------------------
+
+BAD_OPTIONS = [
+    ({"max_workers": "2"}, TypeError, r"processes.*whole number, got '2' \(str\)"),
+    ({"max_workers": 2.5}, TypeError, r"processes.*whole number, got 2.5"),
+    ({"max_workers": 0}, ValueError, r"(?i)(max_workers, )?processes.* at least 1"),
+    ({"timeout": "1"}, TypeError, r"timeout must be a number of seconds"),
+    ({"timeout": 0}, ValueError, r"timeout must be positive"),
+    ({"timeout": float("nan")}, ValueError, r"timeout must be positive"),
+    ({"retries": 1.5}, TypeError, r"retries must be a whole number"),
+    ({"retries": True}, TypeError, r"retries must be a whole number"),
+    ({"retries": -1}, ValueError, r"retries must be at least 0"),
+    ({"max_tasks_per_worker": 0}, ValueError, r"max_tasks_per_worker must be at least 1"),
+    ({"max_tasks_per_worker": "3"}, TypeError, r"max_tasks_per_worker must be a whole number"),
+    ({"max_memory_per_worker": 0}, ValueError, r"max_memory_per_worker must be a positive"),
+    ({"max_memory_per_worker": "lots"}, ValueError, r"max_memory_per_worker .* such as '2GB'"),
+    ({"max_memory_per_worker": "2 parsecs"}, ValueError, r"max_memory_per_worker"),
+    ({"max_memory_per_worker": [1]}, TypeError, r"max_memory_per_worker must be a number"),
+    ({"threads_per_worker": 0}, ValueError, r"threads_per_worker must be at least 1"),
+    ({"initializer": print, "initargs": 5}, TypeError,
+     r"initargs must be a tuple of arguments, got 5 \(int\)"),
+    # The classic slip: ("x") is the string "x", not a tuple of one argument.
+    ({"initializer": print, "initargs": ("x")}, TypeError, r"initargs must be a tuple"),
+    ({"progress": "yes"}, TypeError, r"progress must be True or False, got 'yes'"),
+]
+
+
+@pytest.mark.parametrize(("options", "error", "message"), BAD_OPTIONS)
+def test_a_bad_option_is_refused_by_name_before_any_worker_starts(
+        options: dict[str, object], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        procesos.Executor(**({"max_workers": 1} | options))  # type: ignore[arg-type]
+    pool_options = {("processes" if k == "max_workers" else k): v for k, v in options.items()}
+    with pytest.raises(error, match=message):
+        procesos.Pool(**({"processes": 1} | pool_options))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("size", "expected"), [
+    (1 << 30, 1 << 30), (1.5e9, 1_500_000_000), ("2GB", 2_000_000_000), ("2 gb", 2_000_000_000),
+    ("512MiB", 512 << 20), ("1.5GiB", 3 << 29), ("700k", 700_000), ("123", 123),
+])
+def test_a_memory_limit_may_be_a_size_with_its_unit(size: object, expected: int) -> None:
+    from procesos._options import check_bytes
+
+    assert check_bytes("max_memory_per_worker", size) == expected
+    with procesos.Executor(1, max_memory_per_worker=size) as ex:  # type: ignore[arg-type]
+        assert ex.submit(abs, -3).result(timeout=60) == 3

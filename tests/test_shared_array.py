@@ -62,6 +62,19 @@ def test_object_dtype_is_refused() -> None:
         SharedArray((2,), dtype=object)
 
 
+@pytest.mark.parametrize(("shape", "error", "message"), [
+    ((-1,), ValueError, r"negative dimensions, got \(-1,\)"),
+    ((3, -2), ValueError, r"negative dimensions, got \(3, -2\)"),
+    ((2.5,), TypeError, "cannot be interpreted as an integer"),
+    (2.5, TypeError, "not iterable|cannot be interpreted as an integer"),
+])
+def test_a_shape_numpy_would_refuse_is_refused(shape: object, error: type[Exception],
+                                               message: str) -> None:
+    # Before: (-1,) made an empty array, and 2.5 a dimension of 2.
+    with pytest.raises(error, match=message):
+        SharedArray(shape, "f8")  # type: ignore[arg-type]
+
+
 # -- between processes --------------------------------------------------------------------
 
 def fill_squares(a: SharedArray) -> None:

@@ -37,8 +37,9 @@ class Executor(futures.Executor):
       :class:`~procesos.BrokenExecutorError` with its traceback attached;
     * *max_tasks_per_worker*: a worker is replaced after that many tasks
       (``max_tasks_per_child``, ``ProcessPoolExecutor``'s name, is accepted);
-    * *max_memory_per_worker*: bytes; a worker whose resident memory is above
-      it after a task is replaced;
+    * *max_memory_per_worker*: bytes, or a size such as ``"2GB"`` or
+      ``"512MiB"``; a worker whose resident memory is above it after a task
+      is replaced;
     * *timeout*: seconds per task; a task running longer is stopped (its
       worker is killed and replaced) and fails with
       :class:`~procesos.TaskTimeoutError`;
@@ -74,7 +75,7 @@ class Executor(futures.Executor):
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
         max_tasks_per_worker: int | None = None,
-        max_memory_per_worker: int | None = None,
+        max_memory_per_worker: int | str | None = None,
         timeout: float | None = None,
         retries: int = 0,
         progress: bool = False,

@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 from ._engine import Engine, MapJob, WorkerStats, create_engine
 from ._engine._jobs import ResultIterator
 from ._errors import TimeoutError as WaitTimeoutError
+from ._options import check_count
 
 __all__ = ["ApplyResult", "AsyncResult", "MapResult", "Pool"]
 
@@ -164,17 +165,20 @@ class Pool:
         context: object = None,
         *,
         max_tasks_per_worker: int | None = None,
-        max_memory_per_worker: int | None = None,
+        max_memory_per_worker: int | str | None = None,
         timeout: float | None = None,
         retries: int = 0,
         progress: bool = False,
         threads_per_worker: int | None = 1,
     ) -> None:
-        if processes is not None and processes < 1:
-            raise ValueError("Number of processes must be at least 1")
+        if processes is not None and check_count("processes", processes, 0) < 1:
+            raise ValueError("Number of processes must be at least 1")  # the standard library's
+        if maxtasksperchild is not None:
+            check_count("maxtasksperchild", maxtasksperchild, 1)
         self._engine: Engine = create_engine(
-            max_workers=processes, initializer=initializer, initargs=tuple(initargs),
-            max_tasks_per_worker=max_tasks_per_worker or maxtasksperchild,
+            max_workers=processes, initializer=initializer, initargs=initargs,
+            max_tasks_per_worker=(maxtasksperchild if max_tasks_per_worker is None
+                                  else max_tasks_per_worker),
             max_memory_per_worker=max_memory_per_worker, timeout=timeout, retries=retries,
             progress=progress, context=context, threads_per_worker=threads_per_worker,
             closed_message="Pool not running: it was closed or terminated; create a new Pool",

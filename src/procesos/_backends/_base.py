@@ -30,6 +30,7 @@ from .._engine import WorkerStats
 from .._engine._progress import Progress
 from .._errors import ClusterWorkerCrashedError
 from .._executor import AsyncMap, Executor
+from .._options import check_count, check_flag, check_seconds
 from .._outcome import decode
 from ._task import Failure, RemoteCall
 
@@ -82,8 +83,7 @@ class ClusterExecutor(Executor):
     def _setup(self, *, timeout: float | None, retries: int, progress: bool,
                 scatter_threshold: int | None, threads_per_worker: int | None,
                 connect_timeout: float, options: dict[str, Any]) -> None:
-        if connect_timeout <= 0:
-            raise ValueError(f"connect_timeout must be positive (seconds), got {connect_timeout}")
+        check_seconds("connect_timeout", connect_timeout)
         for name, value in options.items():
             if name not in _UNSUPPORTED_DEFAULTS:
                 raise TypeError(f"Executor() got an unexpected keyword argument {name!r}")
@@ -96,15 +96,11 @@ class ClusterExecutor(Executor):
                 f"threads_per_worker={threads_per_worker} is not supported by "
                 f"backend={self.backend!r}: its workers limit numeric libraries to one thread "
                 "per task already")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive (seconds), got {timeout}")
-        if retries < 0:
-            raise ValueError(f"retries must be 0 or more, got {retries}")
-        self._timeout = timeout
-        self._retries = retries
+        self._timeout = check_seconds("timeout", timeout)
+        self._retries = check_count("retries", retries, 0)
         self._threshold = (DEFAULT_SCATTER_THRESHOLD if scatter_threshold is None
-                           else scatter_threshold)
-        self._progress = Progress() if progress else None
+                           else check_count("scatter_threshold", scatter_threshold, 0))
+        self._progress = Progress() if check_flag("progress", progress) else None
         self._lock = threading.Lock()
         self._state: Literal["running", "closing", "closed"] = "running"
         self._tasks: set[Task] = set()

@@ -10,10 +10,11 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._context import ProcesosContext, default_context
+from .._options import check_args, check_bytes, check_count, check_flag, check_seconds
 from ._dispatcher import Engine
 from ._jobs import MapJob
 from ._progress import Progress
@@ -68,29 +69,27 @@ def spin_ns() -> int:
 
 
 def create_engine(*, max_workers: int | None, initializer: Callable[..., object] | None,
-                  initargs: tuple[Any, ...], max_tasks_per_worker: int | None,
-                  max_memory_per_worker: int | None, timeout: float | None, retries: int,
+                  initargs: Iterable[Any], max_tasks_per_worker: int | None,
+                  max_memory_per_worker: int | str | None, timeout: float | None, retries: int,
                   progress: bool, context: object, threads_per_worker: int | None,
                   closed_message: str, terminate_at_exit: bool,
                   closed_error: type[Exception] = RuntimeError) -> Engine:
     """Check the options shared by ``Executor`` and ``Pool`` and start an engine."""
-    workers = default_workers() if max_workers is None else max_workers
-    if workers < 1:
-        raise ValueError(f"the number of workers must be at least 1, got {workers}")
-    if max_tasks_per_worker is not None and max_tasks_per_worker < 1:
-        raise ValueError(f"max_tasks_per_worker must be at least 1, got {max_tasks_per_worker}")
-    if max_memory_per_worker is not None and max_memory_per_worker <= 0:
-        raise ValueError("max_memory_per_worker must be a positive number of bytes")
-    if timeout is not None and timeout <= 0:
-        raise ValueError(f"timeout must be positive (seconds), got {timeout}")
-    if retries < 0:
-        raise ValueError(f"retries must be 0 or more, got {retries}")
-    if threads_per_worker is not None and threads_per_worker < 1:
-        raise ValueError(f"threads_per_worker must be at least 1, got {threads_per_worker}")
+    workers = default_workers() if max_workers is None else check_count(
+        "the number of workers (max_workers, processes)", max_workers, 1)
+    if max_tasks_per_worker is not None:
+        check_count("max_tasks_per_worker", max_tasks_per_worker, 1)
+    memory_limit = check_bytes("max_memory_per_worker", max_memory_per_worker)
+    timeout = check_seconds("timeout", timeout)
+    retries = check_count("retries", retries, 0)
+    if threads_per_worker is not None:
+        check_count("threads_per_worker", threads_per_worker, 1)
     if initializer is not None and not callable(initializer):
         raise TypeError(f"initializer must be callable, got {initializer!r}")
-    config = WorkerConfig(initializer, tuple(initargs), max_tasks_per_worker,
-                          max_memory_per_worker, threads_per_worker, spin_ns())
+    initargs = check_args("initargs", initargs)
+    progress = check_flag("progress", progress)
+    config = WorkerConfig(initializer, initargs, max_tasks_per_worker,
+                          memory_limit, threads_per_worker, spin_ns())
     engine = Engine(resolve_context(context), workers, config, timeout=timeout,
                     retries=retries, progress=Progress() if progress else None,
                     closed_message=closed_message, closed_error=closed_error)

@@ -13,6 +13,7 @@ not import numpy.
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 import weakref
@@ -121,9 +122,13 @@ class SharedArray(np.ndarray):
         if dtype.hasobject:
             raise TypeError(f"a SharedArray cannot hold Python objects (dtype {dtype})")
         count = 1
-        dims = (shape,) if isinstance(shape, SupportsIndex) else tuple(shape)
+        dims = tuple(operator.index(dim) for dim in (
+            (shape,) if isinstance(shape, SupportsIndex) else shape))
         for dim in dims:
-            count *= int(dim)
+            if dim < 0:
+                raise ValueError(f"a SharedArray's shape cannot have negative dimensions, "
+                                 f"got {dims}")
+            count *= dim
         nbytes = max(1, count * dtype.itemsize)
         token = tree_token()
         reply = client(token).request("create", nbytes)
