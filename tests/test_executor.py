@@ -464,8 +464,6 @@ BAD_OPTIONS = [
     ({"threads_per_worker": 0}, ValueError, r"threads_per_worker must be at least 1"),
     ({"initializer": print, "initargs": 5}, TypeError,
      r"initargs must be a tuple of arguments, got 5 \(int\)"),
-    # The classic slip: ("x") is the string "x", not a tuple of one argument.
-    ({"initializer": print, "initargs": ("x")}, TypeError, r"initargs must be a tuple"),
     ({"progress": "yes"}, TypeError, r"progress must be True or False, got 'yes'"),
 ]
 

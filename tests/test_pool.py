@@ -169,3 +169,12 @@ def test_stdlib_context_is_accepted() -> None:
     with procesos.Pool(1, context=multiprocessing.get_context("spawn")) as pool:
         assert pool.apply(square, (3,)) == 9
         assert {p.start_method for p in procesos.active_children()} == {"spawn"}
+
+
+def test_apply_refuses_arguments_that_are_not_arguments_by_name() -> None:
+    with procesos.Pool(1) as pool:
+        with pytest.raises(TypeError, match=r"args must be a tuple of arguments, got 5"):
+            pool.apply(abs, 5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"kwds must be a dict of keyword arguments"):
+            pool.apply(abs, (), [1])  # type: ignore[arg-type]
+        assert pool.apply(abs, (-2,)) == 2

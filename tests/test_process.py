@@ -220,6 +220,21 @@ def test_unpicklable_argument_is_fine_under_fork() -> None:
     assert p.result(timeout=30) is False
 
 
+def test_args_and_kwargs_that_are_not_arguments_are_refused_by_name() -> None:
+    with pytest.raises(TypeError, match=r"args must be a tuple of arguments, got 5 \(int\)"):
+        procesos.Process(target=square, args=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"kwargs must be a dict of keyword arguments, got \[1\]"):
+        procesos.Process(target=square, kwargs=[1])  # type: ignore[arg-type]
+
+
+def test_args_and_kwargs_take_what_the_standard_library_takes() -> None:
+    # A string is a sequence of one-character arguments; pairs make keyword arguments.
+    p = procesos.Process(target=lambda *a, **k: (a, k), args="ab", kwargs=[("x", 1)])
+    p.start()
+    assert p.result(timeout=30) == (("a", "b"), {"x": 1})
+    p.join()
+
+
 def test_target_that_is_not_callable_is_refused_at_construction() -> None:
     with pytest.raises(TypeError, match="callable"):
         procesos.Process(target=42)  # type: ignore[arg-type]

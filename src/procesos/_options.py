@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["check_args", "check_bytes", "check_count", "check_flag", "check_seconds"]
+__all__ = ["check_args", "check_bytes", "check_count", "check_flag", "check_kwargs",
+           "check_seconds"]
 
 _UNITS = {
     "": 1, "b": 1,
@@ -76,7 +77,19 @@ def check_flag(name: str, value: object) -> bool:
 
 
 def check_args(name: str, value: object) -> tuple[Any, ...]:
-    """*value*, an iterable of positional arguments, as a tuple."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+    """*value*, an iterable of positional arguments, as a tuple (a string too, one
+    argument per character, as the standard library takes it)."""
+    if not isinstance(value, Iterable):
         raise TypeError(f"{name} must be a tuple of arguments, got {_kind(value)}")
     return tuple(value)
+
+
+def check_kwargs(name: str, value: object) -> dict[str, Any]:
+    """*value*, None or what ``dict()`` takes (a mapping, pairs), as a dict."""
+    if value is None:
+        return {}
+    try:
+        kwargs: dict[str, Any] = dict(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a dict of keyword arguments, got {_kind(value)}") from None
+    return kwargs

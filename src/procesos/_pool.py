@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 from ._engine import Engine, MapJob, WorkerStats, create_engine
 from ._engine._jobs import ResultIterator
 from ._errors import TimeoutError as WaitTimeoutError
-from ._options import check_count
+from ._options import check_args, check_count, check_kwargs
 
 __all__ = ["ApplyResult", "AsyncResult", "MapResult", "Pool"]
 
@@ -198,7 +198,7 @@ class Pool:
                     error_callback: Callable[[BaseException], object] | None = None,
                     ) -> ApplyResult[T]:
         """Start ``func(*args, **kwds)``; callbacks run in the pool's dispatcher thread."""
-        future = self._engine.submit(func, tuple(args), dict(kwds or {}))
+        future = self._engine.submit(func, check_args("args", args), check_kwargs("kwds", kwds))
         return ApplyResult(future, callback, error_callback)
 
     # -- maps ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._errors import ProcessCrashedError, TimeoutError
 from ._launch._popen import BasePopen
+from ._options import check_args, check_kwargs
 from ._outcome import decode
 from ._output import check_output_mode
 
@@ -67,7 +68,8 @@ class Process(BaseProcess):
             )
         if group is not None:
             raise ValueError("group argument must be None")
-        super().__init__(None, target, name, tuple(args), dict(kwargs or {}), daemon=daemon)
+        super().__init__(None, target, name, check_args("args", args),
+                         check_kwargs("kwargs", kwargs), daemon=daemon)
         #: "relay", "prefix", "capture", "inherit", or None: procesos.get_output() at start().
         self._output = None if output is None else check_output_mode(output)
         self._kept_streams: tuple[str | None, str | None] = (None, None)
