@@ -194,6 +194,51 @@ def test_prefix_puts_the_process_name_before_every_line(ctx: procesos.ProcesosCo
     assert out.getvalue() == "[p1] one\n[p1] two\n[p1] \n[p1] last without newline"
 
 
+def redraw_twice(shown: Any) -> None:
+    """A progress bar's way: a carriage return and the line, then the next state."""
+    sys.stdout.write("\rstep 1")
+    sys.stdout.flush()
+    assert shown.wait(JOIN_TIMEOUT), "the parent never saw the first redraw"
+    sys.stdout.write("\rstep 2\n")
+
+
+class RedrawCollector(LineCollector):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_redraw = threading.Event()
+
+    def write(self, text: str) -> int:
+        if "step 1" in text:
+            self.first_redraw.set()
+        return super().write(text)
+
+
+def test_a_redrawn_line_reaches_the_parent_before_its_newline(
+        ctx: procesos.ProcesosContext) -> None:
+    # tqdm in a child: each update is "\r" and the bar, the newline comes at the
+    # end. Held back until then, the bar would stand still; the child waits
+    # until the parent has seen its first state.
+    shown = ctx.Event()
+    collector = RedrawCollector()
+    with contextlib.redirect_stdout(collector):  # type: ignore[type-var]
+        p = ctx.Process(target=redraw_twice, args=(shown,))
+        p.start()
+    assert collector.first_redraw.wait(JOIN_TIMEOUT)
+    shown.set()
+    join_bounded(p)
+    assert p.exitcode == 0
+    assert collector.text() == "\rstep 1\rstep 2\n"
+
+
+def test_prefix_begins_every_redraw_but_not_the_newline_after_a_carriage_return(
+        ctx: procesos.ProcesosContext) -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        run_in(ctx, write_bytes, b"\rbar 1\rbar 2\nwindows\r\n10%\r20%\r\n", name="p1",
+               output="prefix")
+    assert out.getvalue() == "\r[p1] bar 1\r[p1] bar 2\n[p1] windows\r\n[p1] 10%\r[p1] 20%\r\n"
+
+
 def test_a_partial_last_line_is_delivered_at_exit(ctx: procesos.ProcesosContext) -> None:
     p = run_in(ctx, write_bytes, b"complete\nno newline at the end", output="capture")
     assert p.stdout == "complete\nno newline at the end"

@@ -3,12 +3,17 @@
 A :class:`LineSink` keeps the unfinished last line until its newline comes, so
 what it hands on always ends at a line boundary; a line longer than
 :data:`MAX_PENDING` bytes is handed on in pieces, so memory stays bounded
-whatever the child writes. Bytes that are not UTF-8 become backslash escapes.
+whatever the child writes. A line being redrawn is the exception: text after
+a carriage return is handed on as it comes, so that a progress bar (tqdm
+writes ``"\r"`` and the bar at each update) moves in the parent as it would
+on the child's own terminal. Bytes that are not UTF-8 become backslash
+escapes.
 """
 
 from __future__ import annotations
 
 import codecs
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,6 +23,8 @@ __all__ = ["MAX_PENDING", "LineSink"]
 
 #: The longest unfinished line kept back; a longer one is handed on in pieces.
 MAX_PENDING = 1 << 20
+_LINE_ENDS = re.compile(r"(\n|\r)")
+_LINE_START, _REDRAW, _IN_LINE = range(3)
 
 
 class LineSink:
@@ -33,7 +40,7 @@ class LineSink:
         self.target = target
         self.prefix = prefix
         self.pending = b""
-        self.at_line_start = True
+        self.position = _LINE_START  # where the next text goes, for the prefix
         self.broken = False  # the target refused a write: drop the rest
         self.dirty = False  # written since the last flush
         self._decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
@@ -43,6 +50,8 @@ class LineSink:
         if self.pending:
             data = self.pending + data
         end = data.rfind(b"\n") + 1
+        if data.find(b"\r", end) >= 0:  # a line being redrawn: hand it on now
+            end = len(data)
         if end:
             self.pending = data[end:]
             self._emit(data[:end] if end < len(data) else data)
@@ -86,16 +95,23 @@ class LineSink:
             self.broken = True
 
     def _prefixed(self, text: str) -> str:
-        parts = text.split("\n")
+        # The prefix begins every line, empty ones included, and every redraw
+        # after a carriage return (but not the newline of a "\r\n").
         out = []
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if last and not part:
-                break
-            if self.at_line_start:
-                out.append(self.prefix)
-            out.append(part if last else part + "\n")
-            self.at_line_start = not last
+        for piece in _LINE_ENDS.split(text):
+            if piece == "\n":
+                if self.position == _LINE_START:
+                    out.append(self.prefix)
+                out.append(piece)
+                self.position = _LINE_START
+            elif piece == "\r":
+                out.append(piece)
+                self.position = _REDRAW
+            elif piece:
+                if self.position != _IN_LINE:
+                    out.append(self.prefix)
+                out.append(piece)
+                self.position = _IN_LINE
         return "".join(out)
 
     def flush(self) -> None:
