@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -184,6 +185,35 @@ def test_os_exit_is_reported_as_a_crash_with_its_code(ctx: procesos.ProcesosCont
     with pytest.raises(procesos.ProcessCrashedError, match="exited with code 3") as info:
         p.result(timeout=30)
     assert info.value.exitcode == 3 == p.exitcode
+
+
+def call_sys_exit(code: object) -> None:
+    sys.exit(code)
+
+
+@pytest.mark.parametrize(("code", "exitcode"), [(7, 7), ("bad config", 1)])
+def test_sys_exit_is_reported_with_the_call(ctx: procesos.ProcesosContext, code: object,
+                                            exitcode: int) -> None:
+    # The parent could not tell it from os._exit(): the child says so.
+    p = ctx.Process(target=call_sys_exit, args=(code,), output="capture")
+    p.start()
+    with pytest.raises(procesos.ProcessCrashedError) as info:
+        p.result(timeout=30)
+    p.join(30)
+    assert str(info.value) == (f"process {p.name!r} (pid {p.pid}) exited with code {exitcode} "
+                               f"before returning; it called sys.exit({code!r})")
+    assert info.value.exitcode == exitcode == p.exitcode
+    assert not getattr(info.value, "__notes__", None)  # the message names the process already
+    if isinstance(code, str):
+        assert p.stderr == "bad config\n"  # printed, as the standard library does
+
+
+def test_sys_exit_zero_returns_none(ctx: procesos.ProcesosContext) -> None:
+    p = ctx.Process(target=call_sys_exit, args=(0,))
+    p.start()
+    assert p.result(timeout=30) is None
+    p.join(30)
+    assert p.exitcode == 0
 
 
 def test_sigkill_is_named_in_the_crash(ctx: procesos.ProcesosContext) -> None:

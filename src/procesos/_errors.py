@@ -79,7 +79,8 @@ class ProcessCrashedError(ProcesosError):
     """A process ended without handing back a result or an exception.
 
     It was killed by a signal (``exitcode < 0``; the signal is named in the
-    message), called ``os._exit()``, or crashed in native code.
+    message), called ``os._exit()`` or ``sys.exit()`` with a code other than
+    0 (the message quotes the call), or crashed in native code.
     """
 
     def __init__(self, name: str, pid: int | None, exitcode: int | None, hint: str = "") -> None:

@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import NoReturn
 
+from .._errors import ProcessCrashedError
 from .._outcome import encode_error, encode_value
 from .._output import above_std_fds, adopt_std_streams, install_std_fds
 from .._serialization import DataAbandoned, loads, share_main_namespace
@@ -95,7 +96,12 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
             # Ctrl-C: end quietly; the parent reports it once.
             interrupted = True
             raise SystemExit(1) from None
-        except SystemExit:
+        except SystemExit as exc:
+            # Exit code as _bootstrap computes it; zero hands back nothing, like None.
+            code = (0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1)
+            if code:  # say why it ended: the parent cannot tell it from os._exit()
+                outcome = encode_error(ProcessCrashedError(
+                    process_obj.name, os.getpid(), code, f"it called sys.exit({exc.code!r})"))
             raise
         except BaseException as exc:
             import traceback  # here: only an error needs it (4 ms of import)
