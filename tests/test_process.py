@@ -34,6 +34,11 @@ def kill_myself(sig: int) -> None:
     os.kill(os.getpid(), sig)
 
 
+def wait_then_square(event: Any, x: int) -> int:
+    assert event.wait(60)
+    return x * x
+
+
 def wait_for(event: procesos.synchronize.Event) -> None:  # type: ignore[name-defined]
     event.wait()
 
@@ -641,3 +646,77 @@ def test_a_childs_main_never_gets_the_parents_script_file(tmp_path: Path, method
     result = run_script(MAIN_FILE_PROBE, tmp_path, method=method)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+# -- descriptors numbered 1024 and above ----------------------------------------------------
+
+@pytest.fixture
+def high_descriptors() -> Any:
+    """Fill descriptors 0..1099, so that every new one is numbered 1100 or more
+    (select() refuses those: a parent with a few hundred children has them)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1400
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"the descriptor limit here is {hard}")
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    fillers = []
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        fillers.append(null)
+        while fillers[-1] < 1100:
+            fillers.append(os.dup(null))
+        yield
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_processes_work_with_descriptors_numbered_above_1024(
+        ctx: procesos.ProcesosContext, high_descriptors: None) -> None:
+    # Before: start() raised "filedescriptor out of range in select()" (zygote),
+    # and join() took such a process for ended at once.
+    r, w = os.pipe()
+    assert r > 1024
+    event = ctx.Event()
+    p = ctx.Process(target=wait_then_square, args=(event, 7))
+    p.start()
+    p.join(0.05)
+    assert p.is_alive()  # join() waited, and timed out
+    event.set()
+    assert p.result(timeout=60) == 49
+    p.join(60)
+    assert p.exitcode == 0
+    os.close(r)
+    os.close(w)
+
+
+def test_executors_and_queues_work_with_descriptors_numbered_above_1024(
+        high_descriptors: None) -> None:
+    queue = procesos.Queue()
+    with procesos.Executor(2) as ex:
+        assert ex.submit(square, 6).result(timeout=60) == 36
+        assert list(ex.map(square, range(50))) == [n * n for n in range(50)]
+    p = procesos.Process(target=queue.put, args=("through the queue",))
+    p.start()
+    assert queue.get(timeout=60) == "through the queue"
+    p.join(60)
+    assert p.exitcode == 0
+
+
+def test_readiness_is_seen_on_descriptors_numbered_above_1024(high_descriptors: None) -> None:
+    from procesos._shm._tracker import _readable as tracker_readable
+    from procesos._wait import readable
+
+    r, w = os.pipe()
+    try:
+        assert r > 1024
+        assert readable([r], 0) == [] == tracker_readable([r], 0)
+        os.write(w, b"x")
+        assert readable([r], 0) == [r] == tracker_readable([r], 0)
+    finally:
+        os.close(r)
+        os.close(w)

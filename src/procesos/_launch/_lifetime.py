@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import ctypes
 import os
-import select
 import signal
 import sys
 import threading
+
+from .._wait import readable
 
 __all__ = ["die_with_parent"]
 
@@ -44,8 +45,8 @@ def _set_pdeathsig(sig: int) -> bool:
 
 def _watch(fd: int) -> None:
     try:
-        select.select([fd], [], [])
-    except (OSError, ValueError):
+        readable([fd])
+    except OSError:
         pass
     # Readable means end of file: the parent has gone.
     os.kill(os.getpid(), signal.SIGKILL)

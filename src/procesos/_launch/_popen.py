@@ -9,7 +9,6 @@ while waiting, so a child handing back a large result never blocks its exit.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import sys
 import threading
@@ -22,6 +21,7 @@ from typing import Any, ClassVar
 from .._errors import SerializationError
 from .._output import ChildOutput, install_std_fds, open_child_output, resolve_output_mode
 from .._serialization import dumps
+from .._wait import readable
 from ._fds import InheritedFd
 from ._log_config import take_snapshot
 from ._wire import ChildSetup
@@ -205,10 +205,9 @@ class BasePopen:
                 channel, channel_fd = None, None
             watched = [self.sentinel] if channel_fd is None else [self.sentinel, channel_fd]
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                ready, _, _ = select.select(watched, [], [], remaining)
-            except (OSError, ValueError):  # closed by close() in another thread
-                return True
+            # A descriptor that close() closed in another thread is reported
+            # ready (POLLNVAL): the sentinel's then ends the wait.
+            ready = readable(watched, remaining)
             if channel is not None and (channel_fd in ready or self.sentinel in ready):
                 self._receive(channel)
             if self.sentinel in ready or (until_outcome and self.outcome is not None):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import array
 import os
 import pickle
-import select
 import shutil
 import signal
 import socket
@@ -28,6 +27,7 @@ from multiprocessing.process import BaseProcess
 
 from .._errors import ProcesosError
 from .._serialization import PendingCopy, copies_deferred, finish_copies
+from .._wait import readable
 from ._fork import close_channel_and_fds
 from ._popen import BasePopen
 from ._spawn import spawn_interpreter
@@ -282,7 +282,7 @@ def _read_pid(status_r: int) -> int:
     """The new child's pid, the first thing the zygote writes to its status pipe."""
     data = b""
     while len(data) < _PID.size:
-        if not select.select([status_r], [], [], _TIMEOUT)[0]:
+        if not readable([status_r], _TIMEOUT):
             raise TimeoutError(f"no answer from the zygote in {_TIMEOUT:.0f} s")
         chunk = os.read(status_r, _PID.size - len(data))
         if not chunk:
@@ -377,7 +377,7 @@ class ZygotePopen(BasePopen):
         )
 
     def _reap(self, block: bool) -> int | None:
-        if not block and not select.select([self.sentinel], [], [], 0)[0]:
+        if not block and not readable([self.sentinel], 0):
             return None
         data = b""
         while len(data) < 4:

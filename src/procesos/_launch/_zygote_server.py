@@ -47,7 +47,6 @@ import gc
 import importlib
 import os
 import pickle
-import select
 import shutil
 import signal
 import socket
@@ -59,6 +58,8 @@ import sys
 from _operator import _compare_digest as compare_digest
 from collections.abc import Callable
 from typing import NamedTuple, NoReturn
+
+from .._wait import readable
 
 __all__ = ["ZygoteConfig", "main"]
 
@@ -138,7 +139,7 @@ class _Zygote:
         while True:
             if self.spare is None and self.config.spare:
                 self.make_spare()
-            ready, _, _ = select.select(watched, [], [])
+            ready = readable(watched)
             if self.wake_r in ready:
                 try:
                     while os.read(self.wake_r, 512):
@@ -244,7 +245,7 @@ class _Zygote:
             # killed while it waited may take the message and die: the
             # request then goes to a fork. One that does not answer at all
             # (stopped) is killed, and the request with it.
-            if not select.select([spare.handoff], [], [], _HANDOFF_TIMEOUT)[0]:
+            if not readable([spare.handoff.fileno()], _HANDOFF_TIMEOUT):
                 os.kill(spare.pid, signal.SIGKILL)
                 return spare.pid
             if spare.handoff.recv(1) != _TAKEN:
@@ -274,7 +275,7 @@ class _Zygote:
             self.leave_the_zygote()
             # Processes started back to back find the spare ready: there the
             # rehearsal would only compete for the CPU with the child before.
-            idle = not select.select([handoff], [], [], _REHEARSE_AFTER)[0]
+            idle = not readable([handoff.fileno()], _REHEARSE_AFTER)
             if idle and self.rehearsal is not None:
                 self.rehearsal()
             message, fds, _, _ = socket.recv_fds(handoff, _REQUEST.size, _MAX_FDS)
@@ -338,7 +339,7 @@ def _end_with_the_parent(alive_fd: int, directory: str) -> None:
         pass  # no SIGIO here: the select() loop still sees the end of file
     try:
         # The parent may have gone before the signal was armed.
-        if select.select([alive_fd], [], [], 0)[0]:
+        if readable([alive_fd], 0):
             _remove_and_exit(directory)
     except OSError:
         _remove_and_exit(directory)

@@ -60,6 +60,7 @@ everything and exits.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import pickle
 import select
@@ -68,6 +69,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 HEADER = struct.Struct("!I")
@@ -154,13 +156,13 @@ class Tracker:
             watched = [self.listener.fileno(), *self.conns]
             if self.root_fd is not None and self.root_alive:
                 watched.append(self.root_fd)
-            ready, _, _ = select.select(watched, [], [], self.timeout())
+            ready = _readable(watched, self.timeout())
             self.handle(ready)
             if self.sync_waiters:
                 # Answer only after everything already queued (a dead client's
                 # end of file included) has been handled.
                 for _ in range(100):
-                    ready, _, _ = select.select([*self.conns], [], [], 0)
+                    ready = _readable(self.conns, 0)
                     if not ready:
                         break
                     self.handle(ready)
@@ -490,6 +492,17 @@ class Tracker:
         for seg in list(self.segments.values()):
             self.free(seg)
         self.listener.close()
+
+
+def _readable(fds: Iterable[int], timeout: float | None) -> list[int]:
+    """procesos._wait.readable, which this script cannot import: poll(), since
+    select() cannot watch a descriptor numbered 1024 or more (a tree of
+    hundreds of processes has as many connections here)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    wait_ms = None if timeout is None else max(0, math.ceil(timeout * 1000))
+    return [fd for fd, _ in poller.poll(wait_ms)]
 
 
 def size_class(nbytes: int) -> int:
