@@ -171,8 +171,8 @@ class Pool:
         progress: bool = False,
         threads_per_worker: int | None = 1,
     ) -> None:
-        if processes is not None and check_count("processes", processes, 0) < 1:
-            raise ValueError("Number of processes must be at least 1")  # the standard library's
+        if processes is not None:
+            check_count("processes", processes, 1)
         if maxtasksperchild is not None:
             check_count("maxtasksperchild", maxtasksperchild, 1)
         self._engine: Engine = create_engine(

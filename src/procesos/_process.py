@@ -233,8 +233,10 @@ class Process(BaseProcess):
         settled: tuple[bool, Any]
         if frame is not None:
             settled = decode(frame, where)
-            if not settled[0] and not isinstance(settled[1], ProcessCrashedError):
-                settled[1].add_note(f"(raised in process {self.name!r}, pid {self.pid})")
+            error = settled[1]
+            if not settled[0] and not (isinstance(error, ProcessCrashedError)
+                                       and error.pid == self.pid):  # its sys.exit(): named
+                error.add_note(f"(raised in process {self.name!r}, pid {self.pid})")
         elif exitcode == 0:
             settled = (True, None)  # sys.exit(0) or a run() that returned nothing to send
         else:
