@@ -216,6 +216,36 @@ if __name__ == "__main__":
     assert result.stderr.splitlines() == ["once"]
 
 
+def test_a_preloaded_handler_that_is_not_carried_stays_in_the_child(tmp_path: Path) -> None:
+    # A stream handler to a file object of its own is not carried: the child's
+    # copy, made by the zygote's import of the module, must not be removed.
+    (tmp_path / "logs_to_its_own_stream.py").write_text(
+        "import logging\n"
+        f"stream = open({str(tmp_path / 'own.log')!r}, 'a', buffering=1)\n"
+        "logging.getLogger('lib').addHandler(logging.StreamHandler(stream))\n"
+        "logging.getLogger('lib').setLevel(logging.INFO)  # so the snapshot has 'lib'\n"
+    )
+    script = """
+import logging
+import logs_to_its_own_stream
+import procesos as mp
+
+def work():
+    logging.getLogger("lib").info("from the child")
+
+if __name__ == "__main__":
+    logging.basicConfig(format="root:%(message)s")
+    p = mp.Process(target=work)
+    p.start()
+    p.join()
+"""
+    result = run_script(script, tmp_path, method="zygote",
+                        env={"PROCESOS_ZYGOTE_PRELOAD": "logs_to_its_own_stream"})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "own.log").read_text() == "from the child\n"
+    assert result.stderr == "root:from the child\n"  # it propagates to the carried root
+
+
 def test_nothing_is_carried_while_logging_is_the_default() -> None:
     code = (
         "import logging, procesos as mp\n"

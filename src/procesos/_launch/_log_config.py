@@ -108,12 +108,24 @@ def _formatter_spec(formatter: logging.Formatter | None) -> FormatterSpec | None
     return FormatterSpec(pickled, formatter._fmt, formatter.datefmt, style)
 
 
-def _handler_spec(handler: logging.Handler, share_fd: Callable[[int], int]) -> HandlerSpec | None:
+def _kind(handler: logging.Handler) -> str | None:
+    """How a snapshot carries *handler* (_STDOUT, _STDERR, _FILE), or None if it does not."""
     cls = type(handler)
+    if cls is logging.FileHandler:
+        return _FILE
+    if cls is logging.StreamHandler:
+        return _stream_name(handler.stream)  # type: ignore[attr-defined]
+    return None
+
+
+def _handler_spec(handler: logging.Handler, share_fd: Callable[[int], int]) -> HandlerSpec | None:
+    kind = _kind(handler)
+    if kind is None:
+        return None
     target = encoding = errors = None
     shared_fd = None
-    if cls is logging.FileHandler:
-        kind, target = _FILE, handler.baseFilename  # type: ignore[attr-defined]
+    if kind == _FILE:
+        target = handler.baseFilename  # type: ignore[attr-defined]
         encoding, errors = handler.encoding, handler.errors  # type: ignore[attr-defined]
         stream = handler.stream  # type: ignore[attr-defined]
         if stream is not None:
@@ -121,13 +133,6 @@ def _handler_spec(handler: logging.Handler, share_fd: Callable[[int], int]) -> H
                 shared_fd = share_fd(stream.fileno())
             except (OSError, ValueError):  # closed meanwhile: reopened by name
                 pass
-    elif cls is logging.StreamHandler:
-        name = _stream_name(handler.stream)  # type: ignore[attr-defined]
-        if name is None:
-            return None
-        kind = name
-    else:
-        return None
     return HandlerSpec(kind, target, encoding, errors, shared_fd, handler.level,
                        _formatter_spec(handler.formatter))
 
@@ -202,11 +207,6 @@ def _build(spec: HandlerSpec, fds: list[int]) -> logging.Handler | None:
     return handler
 
 
-def _carried(handler: logging.Handler) -> bool:
-    """Whether *handler* is of a kind a snapshot carries (the parent's copy wins)."""
-    return type(handler) in (logging.FileHandler, logging.StreamHandler)
-
-
 def apply_snapshot(snapshot: LoggingSnapshot, fds: list[int]) -> None:
     """Configure this process's logging as the parent's was (in a fresh child);
     *fds*: the descriptors the child received."""
@@ -214,7 +214,7 @@ def apply_snapshot(snapshot: LoggingSnapshot, fds: list[int]) -> None:
     for spec in snapshot.loggers:
         logger = logging.getLogger(spec.name)  # None: the root logger
         for handler in list(logger.handlers):
-            if _carried(handler):  # a preloaded module's, which the parent has too
+            if _kind(handler) is not None:  # a preloaded module's: the parent's copy wins
                 logger.removeHandler(handler)
         logger.setLevel(spec.level)
         logger.propagate = spec.propagate
