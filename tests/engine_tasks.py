@@ -69,6 +69,17 @@ def record_start_and_block(directory: str, x: int) -> int:
     return x
 
 
+def announce_and_block(fifo: str, x: int) -> int:
+    """Write this worker's pid to the FIFO at *fifo*, then block for good."""
+    fd = os.open(fifo, os.O_WRONLY)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+    threading.Event().wait()
+    return x
+
+
 def return_lock(x: int) -> object:
     return threading.Lock() if x == 1 else x
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -17,6 +20,7 @@ import procesos
 from conftest import START_METHODS
 from engine_tasks import (
     LoadsNowhere,
+    announce_and_block,
     block_on_fifo,
     die_on,
     die_once,
@@ -367,3 +371,93 @@ def test_what_cannot_be_unpickled_in_the_worker_fails_only_its_task() -> None:
                            match="the function could not be unpickled in the worker"):
             ex.submit(LoadsNowhere(), 3).result(timeout=60)
         assert ex.submit(abs, -1).result(timeout=60) == 1
+
+
+def _still_alive(pids: list[int]) -> list[psutil.Process]:
+    """Those of *pids* that are still alive 10 s on."""
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    return psutil.wait_procs(procs, timeout=10)[1]
+
+
+def _interrupt_once_running(fifo: Path, count: int) -> tuple[threading.Thread, list[int]]:
+    """A thread that waits until *count* tasks have written their worker's pid to
+    *fifo*, then sends SIGINT to this process's main thread (Ctrl-C)."""
+    os.mkfifo(fifo)
+    pids: list[int] = []
+
+    def wait_then_interrupt() -> None:
+        fd = os.open(fifo, os.O_RDWR)  # never blocks, and never sees end-of-file
+        try:
+            received = b""
+            while received.count(b"\n") < count:
+                received += os.read(fd, 64)
+        finally:
+            os.close(fd)
+        pids.extend(int(line) for line in received.split())
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # type: ignore[arg-type]
+
+    thread = threading.Thread(target=wait_then_interrupt, daemon=True)
+    thread.start()
+    return thread, pids
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["Executor.map", "Pool.map", "Pool.starmap", "Pool.imap",
+                                 "Pool.imap_unordered"])
+def test_ctrl_c_while_waiting_for_a_map_stops_its_tasks_and_the_pool_goes_on(
+        how: str, tmp_path: Path) -> None:
+    # As in Jupyter, where interrupting a cell must stop what the cell started
+    # while the executor made in an earlier cell stays usable.
+    fifo = tmp_path / "started"
+    face, method = how.split(".")
+    pool: Any = procesos.Executor(2) if face == "Executor" else procesos.Pool(2)
+    try:
+        thread, pids = _interrupt_once_running(fifo, 2)
+        items = [(str(fifo), x) for x in range(6)]
+        with pytest.raises(KeyboardInterrupt):
+            if method == "starmap":
+                pool.starmap(announce_and_block, items)
+            elif method == "map" and face == "Pool":
+                pool.map(functools.partial(announce_and_block, str(fifo)), range(6))
+            elif face == "Executor":
+                list(pool.map(announce_and_block, *zip(*items)))
+            else:
+                list(getattr(pool, method)(functools.partial(announce_and_block, str(fifo)),
+                                           range(6)))
+        thread.join(30)
+        assert len(pids) == 2
+        # The blocked tasks were stopped: their workers are gone, new ones answer.
+        assert not _still_alive(pids)
+        if face == "Executor":
+            assert pool.submit(square, 7).result(timeout=30) == 49
+            assert list(pool.map(square, range(4))) == [0, 1, 4, 9]
+            stats = pool.stats()
+        else:
+            assert pool.apply_async(square, (7,)).get(timeout=30) == 49
+            assert pool.map(square, range(4)) == [0, 1, 4, 9]
+            stats = pool._engine.stats()
+        assert sum(s.crashes for s in stats) == 0  # stopped on purpose, not crashed
+        assert sum(s.replacements for s in stats) == 2
+    finally:
+        pool.terminate()
+    if face == "Pool":
+        pool.join()
+
+
+@pytest.mark.timeout(60)
+def test_other_work_held_by_a_stopped_worker_still_runs(tmp_path: Path) -> None:
+    fifo = tmp_path / "started"
+    with procesos.Executor(1) as ex:
+        thread, pids = _interrupt_once_running(fifo, 1)
+        results = ex.map(announce_and_block, [str(fifo)] * 3, range(3))
+        later = ex.submit(square, 5)  # queued behind the blocked task, in the same worker
+        with pytest.raises(KeyboardInterrupt):
+            next(results)
+        thread.join(30)
+        assert later.result(timeout=30) == 25
+        assert not _still_alive(pids)

@@ -131,6 +131,15 @@ class MapResult(AsyncResult[list[T]]):
     def wait(self, timeout: float | None = None) -> None:
         self._job.wait(timeout)
 
+    def _get_or_stop(self) -> list[T]:
+        # For map() and starmap(), whose caller cannot wait again: Ctrl-C stops the tasks.
+        try:
+            self._job.wait(None)
+        except KeyboardInterrupt:
+            self._job.stop()
+            raise
+        return self.get()
+
     def get(self, timeout: float | None = None) -> list[T]:
         if not self._job.wait(timeout):
             raise WaitTimeoutError
@@ -215,7 +224,7 @@ class Pool:
         """``[func(x) for x in iterable]`` in the workers; raises the first failed task's
         exception (in input order) once all have finished, unless *return_exceptions*."""
         return self.map_async(func, iterable, chunksize,
-                              return_exceptions=return_exceptions).get()
+                              return_exceptions=return_exceptions)._get_or_stop()
 
     def map_async(self, func: Callable[..., T], iterable: Iterable[Any],
                   chunksize: int | None = None,
@@ -231,7 +240,7 @@ class Pool:
                 chunksize: int | None = None, *, return_exceptions: bool = False) -> list[T]:
         """Like :meth:`map` with ``func(*args)`` for each tuple of arguments."""
         return self.starmap_async(func, iterable, chunksize,
-                                  return_exceptions=return_exceptions).get()
+                                  return_exceptions=return_exceptions)._get_or_stop()
 
     def starmap_async(self, func: Callable[..., T], iterable: Iterable[Iterable[Any]],
                       chunksize: int | None = None,

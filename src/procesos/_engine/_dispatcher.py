@@ -297,12 +297,20 @@ class Engine(Faults):
             self._check_open()
             job = MapJob(self.entry(fn), iterable, star=star, ordered=ordered,
                          return_exceptions=return_exceptions, collect=collect,
-                         workers=self.size, chunksize=chunksize, wake=self.wake)
+                         workers=self.size, chunksize=chunksize, wake=self.wake,
+                         stop=self.stop_job)
             self.jobs.append(job)
             if self.progress is not None:
                 self.progress.add(job.total)
         self.wake()
         return job
+
+    def stop_job(self, job: MapJob) -> None:
+        """*job*'s caller was interrupted: cancel it and kill the workers running its items."""
+        job.cancel()
+        with self.lock:
+            if self.state in (RUNNING, CLOSING):
+                self.stop_items_of(job)
 
     def entry(self, fn: Callable[..., Any]) -> FnEntry:
         """The function's cache entry (pickled once per engine); under the lock."""

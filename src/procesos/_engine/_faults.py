@@ -14,7 +14,13 @@ killed it:
   unknown: the unreported items are sent again as a tracked batch, so a
   second death names it. Such items may therefore run twice.
 
-Every method here runs in the dispatcher thread, under the engine's lock.
+A map whose caller is interrupted (Ctrl-C while it waits for results) is
+cancelled and the workers running its items are killed and replaced
+(:meth:`Faults.stop_items_of`): in Jupyter, interrupting a cell stops its work
+and the executor goes on.
+
+Every method here runs under the engine's lock, in the dispatcher thread
+except :meth:`Faults.stop_items_of` (the interrupted caller's).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import BrokenExecutorError, TaskTimeoutError, WorkerCrashedError, describe_exitcode
 from ._crash import crash_hint, oom_kills
-from ._jobs import Batch, Call, MapJob
+from ._jobs import Batch, Call, MapBatch, MapJob
 from ._messages import SLOT_RSS, SLOT_SEQ, SLOT_START, SLOT_WIDTH
 from ._worker import WorkerConfig
 
@@ -88,7 +94,7 @@ class Faults:
             self.retry.extendleft(reversed([b.part(b.reported, b.n, b.tracked)
                                             for b in batches if b.reported < b.n]))
             return
-        if batches and not (worker.retiring or worker.stopping):
+        if batches and not (worker.retiring or worker.stopping or worker.stopped_for_interrupt):
             parts = self._settle_crash(worker, exitcode, seq, rss, batches, deliveries)
             if parts is not None:
                 record.crashes += 1
@@ -183,6 +189,20 @@ class Faults:
         for worker, seq, start in self._running_items():
             if now - start > limit and worker.timed_out_seq is None:
                 worker.timed_out_seq = seq
+                worker.process.kill()
+
+    def stop_items_of(self, job: MapJob) -> None:
+        """Kill each worker that runs an item of *job* (cancelled, its caller
+        interrupted): nothing it held is failed; items of other tasks that it
+        held go to the other workers (the one it was running, if the kill came
+        as it moved on, runs again); a replacement starts."""
+        for worker in self.workers:
+            if (worker is None or worker.dead or worker.stopping
+                    or worker.stopped_for_interrupt or not worker.outstanding):
+                continue
+            running = next(iter(worker.outstanding.values()))
+            if isinstance(running, MapBatch) and running.job is job:
+                worker.stopped_for_interrupt = True
                 worker.process.kill()
 
     def timeout_poll_s(self) -> float:

@@ -310,7 +310,8 @@ class MapJob:
 
     def __init__(self, entry: FnEntry, iterable: Iterable[Any], *, star: bool, ordered: bool,
                  return_exceptions: bool, collect: bool, workers: int,
-                 chunksize: int | None, wake: Callable[[], None]) -> None:
+                 chunksize: int | None, wake: Callable[[], None],
+                 stop: Callable[[MapJob], None]) -> None:
         self.entry = entry
         self.star = star
         self.ordered = ordered
@@ -322,6 +323,7 @@ class MapJob:
         self.workers = workers
         self.sizer = ChunkSizer(workers, chunksize, entry.per_item_s)
         self._wake = wake
+        self._stop = stop
         self.attempts: dict[int, int] = {}
         # Input side: the dispatcher thread only.
         self._sequence: Sequence[Any] | None = None
@@ -450,6 +452,11 @@ class MapJob:
         self._wake()
         self._notify()
 
+    def stop(self) -> None:
+        """Its caller was interrupted: cancel, and stop the items that run now
+        (their workers are killed and replaced)."""
+        self._stop(self)
+
     def abort(self, error: BaseException) -> None:
         """The engine stopped: results end here with *error*."""
         with self.cond:
@@ -538,6 +545,10 @@ def _pairs(start: int, values: list[Any], errors: dict[int, BaseException]
 class ResultIterator:
     """The results of one map, in order or as they come; dropping it cancels the map.
 
+    Ctrl-C while ``next()`` waits also stops the map's running tasks (their
+    workers are killed and replaced); dropping or closing the iterator lets
+    them finish.
+
     ``next(it)`` raises a failed task's exception (unless the map was made
     with ``return_exceptions=True``; the iteration can go on after it), and
     ends with what the input raised, if it raised, or ``CancelledError`` when
@@ -569,15 +580,19 @@ class ResultIterator:
         while not self._ready:
             if self._finished:
                 raise StopIteration
-            with job.cond:
-                while True:
-                    ready, finished = job._take_locked()
-                    if ready or finished:
-                        break
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise self._timeout_error("the next result was not ready in time")
-                    job.cond.wait(remaining)
+            try:
+                with job.cond:
+                    while True:
+                        ready, finished = job._take_locked()
+                        if ready or finished:
+                            break
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            raise self._timeout_error("the next result was not ready in time")
+                        job.cond.wait(remaining)
+            except KeyboardInterrupt:
+                job.stop()
+                raise
             self._ready.extend(ready)
             if finished:
                 self._finished = True

@@ -100,6 +100,7 @@ class WorkerHandle:
         self.stopping = False
         self.dead = False
         self.timed_out_seq: int | None = None
+        self.stopped_for_interrupt = False  # killed because its map was interrupted
         self.reader_role = DISPATCHER
         self.direct: object = None  # the future whose caller may read the result itself
         # What that caller waits on: an answer, or the worker's death.
