@@ -559,3 +559,43 @@ for method in ("zygote", "fork", "spawn"):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "zygote False True", "fork False True", "spawn False True"]
+
+
+_BYTES_SCRIPT = """
+import os, sys
+import procesos as mp
+
+def child():
+    print("ñandú, text")
+    sys.stdout.flush()
+    os.write(1, b"binary \\xff\\xfe\\x80 end\\n")
+    sys.stdout.buffer.write(b"\\x89PNG\\r\\n\\x1a\\n")
+    sys.stdout.flush()
+    print("error ñ", file=sys.stderr)
+
+print("parent", flush=True)
+for output in ("relay", "prefix"):
+    p = mp.Process(target=child, name="c", output=output)
+    p.start()
+    p.join()
+"""
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_a_file_or_pipe_gets_the_childs_bytes_unchanged(
+        method: str, encoding: str, tmp_path: Path) -> None:
+    # As if the child wrote to the parent's stdout itself: text in the
+    # streams' encoding and binary data arrive as they were written.
+    script = tmp_path / "script.py"
+    script.write_text(_BYTES_SCRIPT, encoding="utf-8")
+    env = dict(os.environ, PROCESOS_START_METHOD=method, PYTHONIOENCODING=encoding)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, env=env,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    text = "ñandú, text\n".encode(encoding)
+    binary = b"binary \xff\xfe\x80 end\n\x89PNG\r\n\x1a\n"
+    prefixed = b"[c] " + text + b"[c] binary \xff\xfe\x80 end\n[c] \x89PNG\r\n[c] \x1a\n"
+    assert result.stdout == b"parent\n" + text + binary + prefixed
+    error = "error ñ\n".encode(encoding)
+    assert result.stderr == error + b"[c] " + error

@@ -6,13 +6,20 @@ what it hands on always ends at a line boundary; a line longer than
 whatever the child writes. A line being redrawn is the exception: text after
 a carriage return is handed on as it comes, so that a progress bar (tqdm
 writes ``"\r"`` and the bar at each update) moves in the parent as it would
-on the child's own terminal. Bytes that are not UTF-8 become backslash
-escapes.
+on the child's own terminal.
+
+Text is decoded in the encoding of the parent's stream (the child's streams
+use the same one), so what the child wrote reaches a file or terminal
+unchanged. Bytes that do not decode (binary data, another encoding) go to a
+file or terminal as they are, as they would from a child writing there
+itself; to a stream that takes only text (Jupyter, ``StringIO``, a capture)
+they become backslash escapes.
 """
 
 from __future__ import annotations
 
 import codecs
+import io
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +50,8 @@ class LineSink:
         self.position = _LINE_START  # where the next text goes, for the prefix
         self.broken = False  # the target refused a write: drop the rest
         self.dirty = False  # written since the last flush
-        self._decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
+        self.encoding = _encoding_of(target)
+        self._decoder = codecs.getincrementaldecoder(self.encoding)("strict")
 
     def feed(self, data: bytes) -> None:
         """Take *data*; hand on every complete line in it."""
@@ -64,14 +72,34 @@ class LineSink:
     def end(self) -> None:
         """End of the stream: hand on the unfinished last line, as it is."""
         data, self.pending = self.pending, b""
-        text = self._decoder.decode(data, final=True)
+        self._emit(data, final=True)
+
+    def _emit(self, data: bytes, final: bool = False) -> None:
+        try:
+            text = self._decoder.decode(data, final)
+        except UnicodeDecodeError:
+            held = self._decoder.getstate()[0]  # the start of a character cut by the last read
+            self._decoder.reset()
+            self._deliver_undecodable(held + data)
+            return
         if text:
             self._deliver(text)
 
-    def _emit(self, data: bytes) -> None:
-        text = self._decoder.decode(data)
-        if text:
-            self._deliver(text)
+    def _deliver_undecodable(self, data: bytes) -> None:
+        # The exact bytes to a binary stream under the target; else escapes.
+        raw = getattr(self.target, "buffer", None)
+        if raw is None or not isinstance(self.target, io.TextIOWrapper) or self.broken:
+            self._deliver(data.decode(self.encoding, "backslashreplace"))
+            return
+        if self.prefix:
+            text = self._prefixed(data.decode(self.encoding, "surrogateescape"))
+            data = text.encode(self.encoding, "surrogateescape")
+        try:
+            self.target.flush()  # what was written as text goes first
+            raw.write(data)
+            self.dirty = True
+        except Exception:
+            self.broken = True
 
     def _deliver(self, text: str) -> None:
         if self.prefix:
@@ -123,3 +151,17 @@ class LineSink:
             self.target.flush()
         except Exception:
             self.broken = True
+
+
+def _encoding_of(target: Any) -> str:
+    """The encoding to decode a child's bytes with: the target stream's, when it
+    has one that splits lines at byte level (ASCII-compatible), else UTF-8."""
+    name = getattr(target, "encoding", None)
+    if isinstance(name, str):
+        try:
+            encoding = codecs.lookup(name).name
+        except LookupError:
+            return "utf-8"
+        if "\r\n".encode(encoding, "replace") == b"\r\n":
+            return encoding
+    return "utf-8"
