@@ -80,6 +80,12 @@ def announce_and_block(fifo: str, x: int) -> int:
     return x
 
 
+def leave_a_thread_running(x: int) -> tuple[int, int]:
+    """Start a thread (not a daemon) that never ends; the item and this worker's pid."""
+    threading.Thread(target=threading.Event().wait, name=f"left-by-{x}").start()
+    return x, os.getpid()
+
+
 def return_lock(x: int) -> object:
     return threading.Lock() if x == 1 else x
 

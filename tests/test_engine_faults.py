@@ -30,6 +30,7 @@ from engine_tasks import (
     hold_memory,
     init_that_exits,
     init_that_raises,
+    leave_a_thread_running,
     pid_of,
     raise_unpicklable,
     return_lock,
@@ -461,3 +462,22 @@ def test_other_work_held_by_a_stopped_worker_still_runs(tmp_path: Path) -> None:
         thread.join(30)
         assert later.result(timeout=30) == 25
         assert not _still_alive(pids)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("max_tasks", [1, None])
+def test_threads_that_tasks_leave_running_do_not_keep_a_worker_alive(
+        max_tasks: int | None, capfd: pytest.CaptureFixture[str]) -> None:
+    # The interpreter waits for such threads at exit: a retired worker never
+    # left (its slot got no replacement, the map hung) and shutdown never ended.
+    with procesos.Executor(2, max_tasks_per_worker=max_tasks) as ex:
+        answers = [f.result(timeout=30)
+                   for f in [ex.submit(leave_a_thread_running, x) for x in range(4)]]
+    assert [x for x, _ in answers] == [0, 1, 2, 3]
+    pids = sorted({pid for _, pid in answers})
+    assert len(pids) == (4 if max_tasks == 1 else 2)
+    assert not _still_alive(pids)
+    err = capfd.readouterr().err
+    for pid in pids:
+        assert (f"procesos: worker {pid} leaves the pool while threads started by its tasks "
+                "still run (left-by-") in err

@@ -395,3 +395,41 @@ def worker_main(channel: tuple[Connection, Connection], progress: Any, slot: int
         worker.serve()
     finally:
         stop.set()
+    _leave_despite_stray_threads()
+
+
+#: How long a worker that was told to leave waits for threads its tasks started.
+THREADS_GRACE_S = 1.0
+
+
+def _leave_despite_stray_threads() -> None:
+    """Leave now, even if threads that tasks started (not daemons) still run.
+
+    The interpreter would wait for them at exit, and a worker that never
+    exits would hold up the pool's shutdown (or, once retired, its
+    replacement) for good. They get :data:`THREADS_GRACE_S` to end; then the
+    worker exits without them, as ``terminate()`` would have ended it, after
+    the exit handlers of ``multiprocessing`` (queue feeders) and a flush.
+    """
+    current = threading.current_thread()
+    deadline = time.monotonic() + THREADS_GRACE_S
+    for thread in threading.enumerate():
+        if thread is not current and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stray = [t.name for t in threading.enumerate()
+             if t is not current and not t.daemon and t.is_alive()]
+    if not stray:
+        return
+    sys.stderr.write(
+        f"procesos: worker {os.getpid()} leaves the pool while threads started by its tasks "
+        f"still run ({', '.join(stray)}); they end with it\n")
+    from multiprocessing import util
+
+    util._exit_function()  # type: ignore[attr-defined]
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
