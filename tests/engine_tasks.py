@@ -86,6 +86,22 @@ def leave_a_thread_running(x: int) -> tuple[int, int]:
     return x, os.getpid()
 
 
+def exit_only_after_fifo(fifo: str) -> int:
+    """Make this worker's exit wait until someone writes to the FIFO at *fifo*; its pid."""
+    from multiprocessing import util
+
+    util.Finalize(None, block_on_fifo, args=(fifo,), exitpriority=100)
+    return os.getpid()
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def return_lock(x: int) -> object:
     return threading.Lock() if x == 1 else x
 

@@ -24,12 +24,14 @@ from engine_tasks import (
     block_on_fifo,
     die_on,
     die_once,
+    exit_only_after_fifo,
     fail_on,
     get_state,
     hang_on,
     hold_memory,
     init_that_exits,
     init_that_raises,
+    is_alive,
     leave_a_thread_running,
     pid_of,
     raise_unpicklable,
@@ -481,3 +483,16 @@ def test_threads_that_tasks_leave_running_do_not_keep_a_worker_alive(
     for pid in pids:
         assert (f"procesos: worker {pid} leaves the pool while threads started by its tasks "
                 "still run (left-by-") in err
+
+
+@pytest.mark.timeout(60)
+def test_a_retired_worker_is_replaced_while_it_exits(tmp_path: Path) -> None:
+    fifo = tmp_path / "exit"
+    os.mkfifo(fifo)
+    with procesos.Executor(1, max_tasks_per_worker=1) as ex:
+        first = ex.submit(exit_only_after_fifo, str(fifo)).result(timeout=30)
+        # The first worker cannot exit yet; its replacement already runs tasks.
+        assert ex.submit(is_alive, first).result(timeout=30) is True
+        fd = os.open(fifo, os.O_WRONLY)
+        os.close(fd)  # end of file: the first worker's exit goes on
+    assert not _still_alive([first])

@@ -86,6 +86,8 @@ class Engine(Faults):
         self.state = RUNNING
         self.error: BaseException | None = None  # why the engine broke
         self.workers: list[WorkerHandle | None] = [None] * workers
+        # Retired workers, replaced already, until they have exited.
+        self.leaving: list[WorkerHandle] = []
         self.records = [SlotRecord(i) for i in range(workers)]
         self.pending: deque[Call] = deque()
         self.retry: deque[Batch] = deque()
@@ -418,7 +420,7 @@ class Engine(Faults):
             self.wake()  # the dispatcher must watch for the pipe to become writable
 
     def _kill_all(self) -> None:
-        for worker in self.workers:
+        for worker in [*self.workers, *self.leaving]:
             if worker is not None and not worker.dead:
                 worker.process.kill()
 
@@ -455,12 +457,16 @@ class Engine(Faults):
                             continue
                         if worker.reader_role == READING:
                             continue  # its caller watches it, and gives it back
-                        if not worker.idle():
+                        # One sent its last task says RETIRE, maybe after its last result.
+                        if not worker.idle() or worker.budget == 0:
                             wanted[worker.fd] = POLL_IN
                             owners[worker.fd] = (worker, _RESULTS)
                             if worker.outbox:
                                 wanted[worker.out_fd] = select.POLLOUT
                                 owners[worker.out_fd] = (worker, _WRITABLE)
+                        wanted[worker.sentinel] = POLL_IN
+                        owners[worker.sentinel] = (worker, _EXITED)
+                    for worker in self.leaving:
                         wanted[worker.sentinel] = POLL_IN
                         owners[worker.sentinel] = (worker, _EXITED)
                     timeout = self._poll_timeout()
@@ -616,6 +622,7 @@ class Engine(Faults):
             _, batch_id, next_offset = header
             worker.retiring = True
             self.requeue_from(worker, batch_id, next_offset)
+            self.replace_retired(worker)
         elif tag == UNREADABLE:
             _, batch_id, error_frame = header
             batch = worker.outstanding.pop(batch_id, None)
@@ -769,7 +776,7 @@ class Engine(Faults):
                     worker.ask_to_stop()
         if self.state == TERMINATING and time.monotonic() >= self.terminate_by:
             self._kill_all()  # idle workers that did not exit when asked
-        return all(w is None or w.dead for w in self.workers)
+        return all(w is None or w.dead for w in self.workers) and not self.leaving
 
     def _break(self, error: BaseException, cause: BaseException | None) -> None:
         """Under the lock: the engine cannot go on; fail everything with *error*."""
@@ -786,12 +793,13 @@ class Engine(Faults):
             if self.state != BROKEN:
                 self.state = CLOSED
             self.fail_everything(_cancelled())
-            for worker in self.workers:
+            for worker in [*self.workers, *self.leaving]:
                 if worker is not None and not worker.dead:
                     worker.process.kill()
                     worker.process.join()
                     worker.discard_unread()
                     worker.close()
+            self.leaving.clear()
             for entry in self.fns.values():
                 entry.discard()
             self.fns.clear()

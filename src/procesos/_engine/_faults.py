@@ -58,6 +58,7 @@ class Faults:
     timeout: float | None
     retries: int
     workers: list[WorkerHandle | None]
+    leaving: list[WorkerHandle]
     records: list[SlotRecord]
     slots: memoryview
     retry: deque[Batch]
@@ -76,6 +77,11 @@ class Faults:
 
     def on_death(self, worker: WorkerHandle, deliveries: list[_Delivery]) -> None:
         """A worker's sentinel fired: settle its tasks and start a replacement."""
+        if worker in self.leaving:  # retired, and replaced already
+            self.leaving.remove(worker)
+            worker.process.join(5.0)
+            worker.close()
+            return
         process = worker.process
         process.join(5.0)
         exitcode = process.exitcode
@@ -111,6 +117,19 @@ class Faults:
                     f"{worker.pid}, {describe_exitcode(exitcode)}); check the initializer and "
                     "the start method"), None)
                 return
+        try:
+            self.start_worker(worker.slot, replacement=True)
+        except Exception as exc:
+            self._break(BrokenExecutorError(f"could not start a replacement worker: {exc}"), exc)
+
+    def replace_retired(self, worker: WorkerHandle) -> None:
+        """*worker* said it retires (a task or memory limit): a replacement takes
+        its slot now, while it exits, so that its exit costs the pool nothing."""
+        if self.state not in ("running", "closing") or not self._work_left():
+            return  # nothing will need its slot: its death ends it as before
+        self.workers[worker.slot] = None
+        self.leaving.append(worker)
+        self.records[worker.slot].worker_ended()
         try:
             self.start_worker(worker.slot, replacement=True)
         except Exception as exc:

@@ -160,7 +160,11 @@ class _Worker:
         return rss
 
     def flush(self, batch_id: int, offset: int, values: list[Any],
-              errors: list[tuple[int, bytes]], busy_ns: int) -> None:
+              errors: list[tuple[int, bytes]], busy_ns: int,
+              retire_at: int | None = None) -> None:
+        """Send results; with *retire_at*, RETIRE after them in the same write (so
+        that a caller reading the answer to a direct call gets both at once, and
+        the parent replaces this worker without waiting for it to exit)."""
         try:
             payload = encode_values(values)
         except Exception:
@@ -169,7 +173,11 @@ class _Worker:
         if now - self.noted_at > _NOTE_MEMORY_NS:
             self.noted_at = now
             self.note_memory()
-        self.send((DONE, batch_id, offset, len(values), tuple(errors), busy_ns), payload)
+        parts = frame((DONE, batch_id, offset, len(values), tuple(errors), busy_ns), payload)
+        if retire_at is not None:
+            parts += frame((RETIRE, batch_id, retire_at))
+            self.retired = True
+        write_all(self.out_fd, parts)
 
     def _pickle_values_carefully(self, values: list[Any], errors: list[tuple[int, bytes]]) -> bytes:
         try:
@@ -265,9 +273,9 @@ class _Worker:
                 errors.append((len(values), _error_frame(exc)))
                 values.append(None)
         busy = time.monotonic_ns() - start
-        self.flush(batch_id, 0, values, errors, busy)
         self.tasks_done += len(values)
-        self.check_retire(batch_id, len(values), per_item=False)
+        self.flush(batch_id, 0, values, errors, busy,
+                   len(values) if self.over_limits() else None)
 
     def run_one(self, batch_id: int, seq: int, table: list[Any],
                 item: tuple[int, tuple[Any, ...], dict[str, Any]]) -> None:
@@ -330,8 +338,8 @@ class _Worker:
             values.append(value)
             self.tasks_done += 1
             now = clock()
-            if limited and self.check_retire(batch_id, i + 1, per_item=True, pending=(
-                    offset, values, errors, now - piece_start)):
+            if limited and self.over_limits():
+                self.flush(batch_id, offset, values, errors, now - piece_start, i + 1)
                 return
             if now - last_flush >= FLUSH_NS:
                 self.flush(batch_id, offset, values, errors, now - piece_start)
@@ -341,10 +349,8 @@ class _Worker:
         if values or offset == 0:
             self.flush(batch_id, offset, values, errors, clock() - piece_start)
 
-    def check_retire(self, batch_id: int, next_offset: int, per_item: bool,
-                     pending: tuple[int, list[Any], list[tuple[int, bytes]], int] | None = None,
-                     ) -> bool:
-        """Leave after this item if a limit is reached; True if the worker retired."""
+    def over_limits(self) -> bool:
+        """Whether this worker must leave after the item it ran (a task or memory limit)."""
         config = self.config
         over_tasks = config.max_tasks is not None and self.tasks_done >= config.max_tasks
         over_memory = False
@@ -353,14 +359,7 @@ class _Worker:
             # counts in this process's RSS: they are a cache, not the task's memory.
             drop_kept_mappings()
             over_memory = self.note_memory() > config.max_memory
-        if not (over_tasks or over_memory):
-            return False
-        if pending is not None:
-            offset, values, errors, busy = pending
-            self.flush(batch_id, offset, values, errors, busy)
-        self.send((RETIRE, batch_id, next_offset))
-        self.retired = True
-        return True
+        return over_tasks or over_memory
 
 
 def _watch_memory(slot: memoryview, index: int, stop: threading.Event) -> None:
