@@ -533,3 +533,52 @@ def test_a_daemonic_process_may_start_children_and_they_end_with_it(tmp_path: Pa
     finally:
         if proc.returncode is None or not all(is_gone(pid) for pid in pids):
             kill_everything(proc, pids)
+
+
+_FORK_BY_HAND = """
+import os, sys
+import procesos as mp
+
+if __name__ == "__main__":
+    stop = mp.Event()
+    guard = mp.Process(target=stop.wait, daemon=True)
+    guard.start()
+    ex = mp.Executor(1)
+    assert ex.submit(abs, -1).result(timeout=30) == 1
+    results = ex.map(abs, [-5] * 100_000)
+    pid = os.fork()
+    if pid == 0:
+        print("child's children:", mp.active_children())
+        try:
+            ex.submit(abs, -2)
+        except mp.BrokenExecutorError as exc:
+            print("child's submit:", exc)
+        try:
+            list(results)
+        except mp.BrokenExecutorError:
+            print("child's map: BrokenExecutorError")
+        sys.stdout.flush()
+        sys.exit(0)  # a normal exit: multiprocessing's exit handler runs
+    _, status = os.waitpid(pid, 0)
+    print("child's exit code:", os.waitstatus_to_exitcode(status))
+    print("parent's daemon alive:", guard.is_alive())
+    print("parent's map:", sum(results))
+    print("parent's executor:", ex.submit(abs, -3).result(timeout=30))
+    stop.set()
+    guard.join()
+    ex.shutdown()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_child_made_by_os_fork_leaves_the_parents_processes_alone(tmp_path: Path) -> None:
+    result = run_script(_FORK_BY_HAND, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no "can only join a child process" from the child's exit
+    lines = result.stdout.splitlines()
+    assert "child's children: []" in lines
+    assert any(line.startswith("child's submit: this executor belongs to process ")
+               and "os.fork()" in line for line in lines), lines
+    assert "child's map: BrokenExecutorError" in lines
+    assert lines[-4:] == ["child's exit code: 0", "parent's daemon alive: True",
+                          "parent's map: 500000", "parent's executor: 3"]

@@ -246,3 +246,14 @@ class Process(BaseProcess):
             settled = (False, ProcessCrashedError(self.name, self.pid, exitcode, hint))
         self._settled = settled
         return settled
+
+
+def _no_children_after_fork() -> None:
+    # After os.fork() the new process has no children, but it inherits the
+    # parent's list: at its exit, multiprocessing's handler would terminate the
+    # parent's daemonic processes and fail to join the others ("can only join a
+    # child process"). The standard library's own children clear it the same way.
+    mp_process._children.clear()  # type: ignore[attr-defined]
+
+
+os.register_at_fork(after_in_child=_no_children_after_fork)

@@ -120,7 +120,10 @@ def _at_exit() -> None:
 
 
 def _forget_in_child() -> None:
-    # A forked child (a ``fork`` worker, or the user's own fork) does not own them.
+    # A forked child (a ``fork`` worker, or the user's own fork) does not own them:
+    # their dispatcher thread and workers stayed with the parent.
+    for engine in list(_live):
+        engine.forked_away()
     _live.clear()
     _terminate_at_exit.clear()
 

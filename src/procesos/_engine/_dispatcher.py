@@ -85,6 +85,7 @@ class Engine(Faults):
         self.lock = threading.Lock()
         self.state = RUNNING
         self.error: BaseException | None = None  # why the engine broke
+        self.owner_pid = os.getpid()
         self.workers: list[WorkerHandle | None] = [None] * workers
         # Retired workers, replaced already, until they have exited.
         self.leaving: list[WorkerHandle] = []
@@ -162,6 +163,25 @@ class Engine(Faults):
             if len(self.pending) == 1:
                 self.wake()
         return future
+
+    def forked_away(self) -> None:
+        """In a child made by ``os.fork()``: the dispatcher and the workers are the
+        parent's. New work raises :class:`BrokenExecutorError`; maps already
+        under way end with it (futures made before the fork never finish here)."""
+        self.lock = threading.Lock()  # a thread that is not here may have held it
+        self.error = BrokenExecutorError(
+            f"this executor belongs to process {self.owner_pid}, which made it; a child "
+            "made by os.fork() cannot use it (its workers are the parent's): make a new "
+            "executor or pool in the child")
+        self.state = BROKEN
+        self.pending.clear()
+        for job in self.jobs:
+            job.cond = threading.Condition(threading.Lock())
+            job.abort(self.error)
+        self.jobs.clear()
+        for worker in self.workers:
+            if worker is not None:
+                worker.dead = True  # its pipes and process are the parent's
 
     def _known_entry(self, fn: Callable[..., Any]) -> FnEntry | None:
         """*fn*'s cache entry if it has one, without the lock (None: take the lock)."""
