@@ -344,6 +344,27 @@ def test_a_map_of_a_function_already_measured_starts_from_what_was_learned() -> 
             assert list(ex.map(square, range(20_000))) == [i * i for i in range(20_000)]
 
 
+def test_chunks_of_items_that_carry_data_are_sized_by_their_bytes_too() -> None:
+    from procesos._engine._batching import TARGET_BYTES, ChunkSizer
+
+    sizer = ChunkSizer(2)
+    for _ in range(20):
+        sizer.record(1000, 1000 * 1e-6)  # quick items: by time alone, large chunks
+    assert sizer.next_size(None) > 10_000
+    sizer.record_bytes(100, 100 * 1000, results=False)  # 1 kB of arguments each
+    sizer.record_bytes(100, 100 * 1000, results=True)  # and of results
+    assert sizer.next_size(None) == TARGET_BYTES // 2000
+    sizer.record_bytes(1, 10 * TARGET_BYTES, results=True)  # one item over the target
+    assert sizer.next_size(None) == 1
+    fixed = ChunkSizer(2, fixed=5000)
+    fixed.record_bytes(100, 100 * 1000, results=False)
+    assert fixed.next_size(None) == 5000  # an explicit chunksize is honoured
+    with procesos.Executor(2) as ex:
+        blobs = [bytes([i % 251]) * 4000 for i in range(3000)]
+        assert list(ex.map(len, blobs)) == [4000] * 3000
+        assert list(ex.map(bytes.upper, blobs)) == [b.upper() for b in blobs]
+
+
 def test_workers_load_only_their_side_of_the_engine() -> None:
     with procesos.Executor(1, context="zygote") as ex:
         assert ex.submit(engine_modules).result(timeout=30) == []

@@ -11,13 +11,21 @@ A map of a function that already ran in this engine starts from what was
 learned about it, at a sixteenth of the size that estimate asks for (so that
 a function that became slower overshoots at most 16 times), instead of from
 one item.
+
+Time is not all a chunk costs: its arguments and results cross the pipes
+whole, so a chunk of many items that carry data (arrays of kilobytes) makes
+large frames that are pickled, copied and unpickled at once instead of
+flowing. The sizer also keeps the smoothed bytes per item of both, as they
+crossed the pipes (data that travels in shared memory counts as its small
+reference), and no chunk carries more than about ``TARGET_BYTES``.
 """
 
 from __future__ import annotations
 
-__all__ = ["MAX_CHUNK", "TARGET_S", "TRACK_ABOVE_S", "ChunkSizer"]
+__all__ = ["MAX_CHUNK", "TARGET_BYTES", "TARGET_S", "TRACK_ABOVE_S", "ChunkSizer"]
 
 TARGET_S = 0.02
+TARGET_BYTES = 1 << 17
 TAIL_MIN_S = 0.002
 MAX_CHUNK = 1 << 16
 # Items quicker than this run without per-item bookkeeping in the worker.
@@ -29,7 +37,7 @@ _LEARNED_START = 16
 class ChunkSizer:
     """The next chunk size for one stream of similar tasks."""
 
-    __slots__ = ("_busy", "_items", "fixed", "size", "workers")
+    __slots__ = ("_arg_bytes", "_busy", "_items", "_result_bytes", "fixed", "size", "workers")
 
     def __init__(self, workers: int, fixed: int | None = None,
                  learned_s: float | None = None) -> None:
@@ -38,6 +46,8 @@ class ChunkSizer:
         self.size = fixed or 1
         self._busy = 0.0
         self._items = 0.0
+        self._arg_bytes = 0.0  # smoothed, per item
+        self._result_bytes = 0.0
         if fixed is None and learned_s is not None and learned_s > 0:
             # One item's weight: the first real measurement outweighs it.
             self._busy, self._items = learned_s, 1.0
@@ -57,6 +67,9 @@ class ChunkSizer:
     def next_size(self, remaining: int | None) -> int:
         """How many items the next chunk should hold (*remaining*: items left, if known)."""
         size = self.size
+        per_item_bytes = self._arg_bytes + self._result_bytes
+        if self.fixed is None and per_item_bytes * size > TARGET_BYTES:
+            size = max(1, int(TARGET_BYTES / per_item_bytes))
         if self.fixed is None and remaining is not None:
             # Balance the tail, but never below chunks of TAIL_MIN_S of work.
             per_item = self.per_item_s
@@ -73,3 +86,15 @@ class ChunkSizer:
         per_item = self._busy / self._items
         ideal = MAX_CHUNK if per_item <= 0 else max(1, min(MAX_CHUNK, int(TARGET_S / per_item)))
         self.size = min(ideal, 2 * self.size) if ideal > self.size else ideal
+
+    def record_bytes(self, items: int, nbytes: int, results: bool) -> None:
+        """Learn from a frame: *items* arguments (or results) took *nbytes* in a pipe."""
+        if items <= 0 or self.fixed is not None:
+            return
+        per_item = nbytes / items
+        if results:
+            self._result_bytes = per_item if not self._result_bytes else (
+                self._result_bytes * _DECAY + per_item * (1 - _DECAY))
+        else:
+            self._arg_bytes = per_item if not self._arg_bytes else (
+                self._arg_bytes * _DECAY + per_item * (1 - _DECAY))

@@ -574,11 +574,11 @@ class Engine(Faults):
         for worker in dead:  # what it wrote before dying is already in its pipe
             frames, _ = worker.reader.read_available()
             arrived.extend((worker, header, payload) for header, payload in frames)
-        decoded = [(w, h, self._decode_payload(h, p)) for w, h, p in arrived]
+        decoded = [(w, h, self._decode_payload(h, p), len(p)) for w, h, p in arrived]
         deliveries: list[tuple[Batch, int, list[Any], dict[int, BaseException]]] = []
         with self.lock:
-            for worker, header, values in decoded:
-                self._on_message(worker, header, values, deliveries)
+            for worker, header, values, nbytes in decoded:
+                self._on_message(worker, header, values, deliveries, nbytes)
             for worker in dead:
                 self.on_death(worker, deliveries)
             if self.timeout is not None:
@@ -594,11 +594,12 @@ class Engine(Faults):
 
     def _handle(self, worker: WorkerHandle, frames: list[tuple[Any, memoryview]]) -> None:
         """A direct reader's share of a round: what one worker sent, handed over."""
-        decoded = [(header, self._decode_payload(header, payload)) for header, payload in frames]
+        decoded = [(header, self._decode_payload(header, payload), len(payload))
+                   for header, payload in frames]
         deliveries: list[tuple[Batch, int, list[Any], dict[int, BaseException]]] = []
         with self.lock:
-            for header, values in decoded:
-                self._on_message(worker, header, values, deliveries)
+            for header, values, nbytes in decoded:
+                self._on_message(worker, header, values, deliveries, nbytes)
         self._deliver(deliveries)
         self._run_deferred()
 
@@ -621,14 +622,14 @@ class Engine(Faults):
 
     def _on_message(self, worker: WorkerHandle, header: Any, values: Any,
                     deliveries: list[tuple[Batch, int, list[Any], dict[int, BaseException]]],
-                    ) -> None:
+                    nbytes: int = 0) -> None:
         tag = header[0]
         if tag == DONE:
             _, batch_id, offset, count, errors, busy_ns = header
             batch = worker.outstanding.get(batch_id)
             if batch is None:
                 return
-            self._record_done(worker, batch, offset, count, busy_ns)
+            self._record_done(worker, batch, offset, count, busy_ns, nbytes)
             if (errors or batch.skips or self.progress is not None
                     or isinstance(values, BaseException)):
                 deliveries.append((batch, offset, *self._errors(batch, offset, count, values,
@@ -665,7 +666,7 @@ class Engine(Faults):
             ), cause)
 
     def _record_done(self, worker: WorkerHandle, batch: Batch, offset: int, count: int,
-                     busy_ns: int) -> None:
+                     busy_ns: int, nbytes: int = 0) -> None:
         """Under the lock: the books of items ``offset .. offset+count-1`` of *batch* done."""
         batch.reported = offset + count
         if batch.reported >= batch.n:
@@ -677,6 +678,7 @@ class Engine(Faults):
         if batch.is_map():
             job = batch.job  # type: ignore[attr-defined]
             job.sizer.record(count, busy)
+            job.sizer.record_bytes(count, nbytes, results=True)
             job.entry.per_item_s = job.sizer.per_item_s
         else:
             self.call_sizer.record(count, busy)

@@ -265,6 +265,7 @@ class MapBatch(Batch):
 
         payload, bad = _encode_items(self.items, describe)
         self.skips = bad
+        job.sizer.record_bytes(self.n, len(payload), results=False)
         return (STAR if star else ONE), payload
 
     def label(self, offset: int) -> str:
