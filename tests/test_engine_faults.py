@@ -117,6 +117,21 @@ def test_unpicklable_argument_fails_only_its_task() -> None:
             future.result()
 
 
+def test_a_queue_or_lock_as_a_task_argument_is_refused_with_the_ways_that_work() -> None:
+    queue, lock = procesos.Queue(), procesos.Lock()
+    with procesos.Executor(1) as ex:
+        for thing, kind in ((queue, "Queue"), (lock, "Lock")):
+            with pytest.raises(procesos.SerializationError) as caught:
+                ex.submit(square, thing).result(timeout=30)
+            text = str(caught.value)
+            assert f"{kind} objects should only be shared between processes" in text
+            assert "initargs=" in text and "Manager().Queue()" in text
+        results = list(ex.map(square, [2, queue], return_exceptions=True))
+        assert results[0] == 4 and "initargs=" in str(results[1])
+    queue.close()
+    queue.join_thread()
+
+
 def test_unpicklable_result_fails_only_its_task() -> None:
     with procesos.Executor(2) as ex:
         results = list(ex.map(return_lock, range(3), return_exceptions=True))

@@ -67,18 +67,31 @@ class FnEntry:
         discard(self.data)
 
 
+_INHERITED_ONLY = (
+    " (a worker can get it only when it starts: pass it in initargs=(...) to an "
+    "initializer that keeps it in a global, or use a Manager's, e.g. Manager().Queue(), "
+    "which tasks can take as arguments)")
+
+
+def _why(exc: Exception) -> str:
+    text = f"({exc})"
+    if "through inheritance" in str(exc):  # Queue, Lock, Value, Array and the like
+        text += _INHERITED_ONLY
+    return text
+
+
 def _unpicklable_argument(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     for k, arg in enumerate(args):
         try:
             dumps(arg)
         except Exception as exc:
-            return f"argument {k}, a {_type_name(arg)} object, cannot be pickled ({exc})"
+            return f"argument {k}, a {_type_name(arg)} object, cannot be pickled {_why(exc)}"
     for key, arg in kwargs.items():
         try:
             dumps(arg)
         except Exception as exc:
             return (f"keyword argument {key!r}, a {_type_name(arg)} object, "
-                    f"cannot be pickled ({exc})")
+                    f"cannot be pickled {_why(exc)}")
     return "its arguments cannot be pickled"
 
 
