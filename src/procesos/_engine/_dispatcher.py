@@ -108,8 +108,10 @@ class Engine(Faults):
         # The pipe lives as long as the engine, not only until _release: wake() runs
         # without the lock, so a thread may write after the end, and must write into
         # the pipe (full: the write fails), never into a file that took its number,
-        # nor raise SIGPIPE where a program restored its default action.
-        weakref.finalize(self, _close_all, (self.wake_r, self.wake_w))
+        # nor raise SIGPIPE where a program restored its default action. Not at
+        # the interpreter's exit: a thread of the engine may still run then (it
+        # read a closed descriptor once, in a test run), and the exit closes them.
+        weakref.finalize(self, _close_all, (self.wake_r, self.wake_w)).atexit = False
         self.woken = False
         self.deferred: list[Callable[[], None]] = []
         # The first worker starts now, so that a first task can go at once; the
