@@ -102,6 +102,11 @@ def is_alive(pid: int) -> bool:
     return True
 
 
+def fork_and_return(x: int) -> tuple[str, int]:
+    """Fork; both processes return from the task (the child should not)."""
+    return ("child" if os.fork() == 0 else "worker"), x
+
+
 def return_lock(x: int) -> object:
     return threading.Lock() if x == 1 else x
 

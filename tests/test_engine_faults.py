@@ -26,6 +26,7 @@ from engine_tasks import (
     die_once,
     exit_only_after_fifo,
     fail_on,
+    fork_and_return,
     get_state,
     hang_on,
     hold_memory,
@@ -512,3 +513,15 @@ def test_a_retired_worker_is_replaced_while_it_exits(tmp_path: Path) -> None:
         fd = os.open(fifo, os.O_WRONLY)
         os.close(fd)  # end of file: the first worker's exit goes on
     assert not _still_alive([first])
+
+
+@pytest.mark.timeout(60)
+def test_a_process_forked_by_a_task_does_not_become_a_second_worker(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    # It returned into the worker's loop on the same pipes: its result was taken
+    # for the worker's, the two read each other's batches, and shutdown hung.
+    with procesos.Executor(2) as ex:
+        assert list(ex.map(fork_and_return, range(6))) == [("worker", x) for x in range(6)]
+        assert list(ex.map(square, range(50))) == [x * x for x in range(50)]
+        assert sum(s.crashes for s in ex.stats()) == 0
+    assert "forked by a task in worker" in capfd.readouterr().err

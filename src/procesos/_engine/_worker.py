@@ -132,6 +132,39 @@ def _error_frame(exc: BaseException) -> bytes:
     return encode_error(exc, text)
 
 
+class _ForkWatch:
+    """Whether this process is a fork of a worker, made by a task (``os.fork()``):
+    such a process returning from its task must not go on as a second worker on
+    the same pipes (it would read batches and write results meant for the
+    worker's, and the parent would lose track of both)."""
+
+    forked = False
+    worker_pid = 0
+
+    @classmethod
+    def start(cls) -> None:
+        cls.worker_pid = os.getpid()
+        os.register_at_fork(after_in_child=cls._mark)
+
+    @classmethod
+    def _mark(cls) -> None:
+        cls.forked = True
+
+    @classmethod
+    def leave(cls) -> None:
+        """In a fork of a worker that came back from its task: exit now."""
+        sys.stderr.write(
+            f"procesos: process {os.getpid()}, forked by a task in worker {cls.worker_pid}, "
+            "returned from the task; it exits (end such a process with os._exit())\n")
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(0)
+
+
 class _Worker:
     def __init__(self, channel: tuple[Connection, Connection], progress: Any, slot: int,
                  config: WorkerConfig) -> None:
@@ -165,6 +198,8 @@ class _Worker:
         """Send results; with *retire_at*, RETIRE after them in the same write (so
         that a caller reading the answer to a direct call gets both at once, and
         the parent replaces this worker without waiting for it to exit)."""
+        if _ForkWatch.forked:
+            _ForkWatch.leave()
         try:
             payload = encode_values(values)
         except Exception:
@@ -336,6 +371,8 @@ class _Worker:
                 errors.append((len(values), _error_frame(exc)))
                 value = None
             values.append(value)
+            if _ForkWatch.forked:
+                _ForkWatch.leave()
             self.tasks_done += 1
             now = clock()
             if limited and self.over_limits():
@@ -374,6 +411,7 @@ def worker_main(channel: tuple[Connection, Connection], progress: Any, slot: int
     the pipe it reads from the parent and the one it writes to the parent."""
     if config.threads is not None:
         limit_threads(config.threads)
+    _ForkWatch.start()
     worker = _Worker(channel, progress, slot, config)
     if config.initializer is not None:
         try:
