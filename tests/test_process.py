@@ -720,3 +720,20 @@ def test_readiness_is_seen_on_descriptors_numbered_above_1024(high_descriptors: 
     finally:
         os.close(r)
         os.close(w)
+
+
+def _fork_and_return() -> str:
+    return "grandchild" if os.fork() == 0 else "child"
+
+
+def test_a_fork_made_by_the_target_does_not_answer_for_the_child(
+        ctx: procesos.ProcesosContext) -> None:
+    # Both return from the target; only the child's value is the result (the
+    # grandchild's arrived first under spawn, and now and then under the others).
+    for _ in range(5):
+        p = ctx.Process(target=_fork_and_return)
+        p.start()
+        p.join(60)
+        assert p.result() == "child"
+        assert p.exitcode == 0
+        p.close()

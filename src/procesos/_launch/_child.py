@@ -83,6 +83,7 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
     outcome: bytes | None = None
     interrupted = False
     user_run = process_obj.run
+    me = os.getpid()
 
     def run_and_record() -> None:
         nonlocal outcome, interrupted
@@ -129,7 +130,7 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
         import traceback
 
         traceback.print_exc()
-    if outcome is not None:
+    if outcome is not None and os.getpid() == me:  # not a fork that the target made
         # The parent's result() returns on the outcome, before this process has
         # ended: what it printed must be in the pipes first.
         util._flush_std_streams()  # type: ignore[attr-defined]
