@@ -574,7 +574,9 @@ if __name__ == "__main__":
 def test_a_child_made_by_os_fork_leaves_the_parents_processes_alone(tmp_path: Path) -> None:
     result = run_script(_FORK_BY_HAND, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ""  # no "can only join a child process" from the child's exit
+    # Nothing from the child's exit ("can only join a child process"); Python 3.13
+    # warns about fork() in a process with threads.
+    assert "Traceback" not in result.stderr and "can only join" not in result.stderr
     lines = result.stdout.splitlines()
     assert "child's children: []" in lines
     assert any(line.startswith("child's submit: this executor belongs to process ")
