@@ -285,7 +285,9 @@ def test_threads_per_worker_limits_numeric_libraries() -> None:
 
 
 def test_workers_are_procesos_processes_and_end_with_the_executor() -> None:
-    with procesos.Executor(2) as ex:
+    # Under fork the constructor starts every worker (under the zygote the
+    # second may still be starting when a short map is done).
+    with procesos.Executor(2, context="fork") as ex:
         list(ex.map(square, range(100)))
         pids = {s.pid for s in ex.stats()}
         assert pids == {p.pid for p in procesos.active_children()}

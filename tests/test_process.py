@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 import procesos
@@ -737,3 +738,32 @@ def test_a_fork_made_by_the_target_does_not_answer_for_the_child(
         assert p.result() == "child"
         assert p.exitcode == 0
         p.close()
+
+
+def _leave_an_executor_and_a_pool_open() -> list[int]:
+    ex = procesos.Executor(2)
+    pool = procesos.Pool(2)
+    first = ex.submit(os.getpid).result(timeout=30)
+    second = pool.apply(os.getpid)
+    return [first, second]
+
+
+@pytest.mark.timeout(120)
+def test_a_child_that_leaves_an_executor_open_still_ends(
+        ctx: procesos.ProcesosContext) -> None:
+    # multiprocessing's exit handler in the child joined the executor's workers
+    # before anything had shut them down: result() and join() waited for good.
+    p = ctx.Process(target=_leave_an_executor_and_a_pool_open)
+    p.start()
+    workers = p.result(timeout=60)
+    p.join(60)
+    assert p.exitcode == 0
+    p.close()
+    procs = []
+    for pid in workers:  # the child's workers ended with it
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    assert not alive

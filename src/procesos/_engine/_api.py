@@ -11,11 +11,12 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable
+from multiprocessing import util
 from typing import Any
 
 from .._context import ProcesosContext, default_context
 from .._options import check_args, check_bytes, check_count, check_flag, check_seconds
-from ._dispatcher import Engine
+from ._dispatcher import CLOSING, RUNNING, Engine
 from ._jobs import MapJob
 from ._progress import Progress
 from ._stats import WorkerStats
@@ -96,7 +97,36 @@ def create_engine(*, max_workers: int | None, initializer: Callable[..., object]
     _live.add(engine)
     if terminate_at_exit:
         _terminate_at_exit.add(engine)
+    # In a child process, multiprocessing's exit handler joins the child's own
+    # children (these workers among them) before the interpreter's exit
+    # handlers run (_at_exit): it would wait for good on an engine nobody shut
+    # down. Its finalizers run first, so the engine ends there.
+    util.Finalize(engine, _end_at_exit, args=(weakref.ref(engine),), exitpriority=10)
     return engine
+
+
+def _interrupted() -> bool:
+    last = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    return isinstance(last, KeyboardInterrupt)
+
+
+def _end(engine: Engine, interrupted: bool) -> None:
+    if engine.owner_pid != os.getpid() or engine.state not in (RUNNING, CLOSING):
+        return
+    if interrupted or engine in _terminate_at_exit:
+        engine.terminate()
+    else:
+        with engine.lock:
+            jobs = [job for job in engine.jobs if not job.collect]
+        for job in jobs:
+            job.cancel()
+        engine.shutdown(wait=True, cancel_futures=False)
+
+
+def _end_at_exit(ref: weakref.ref[Engine]) -> None:
+    engine = ref()
+    if engine is not None:
+        _end(engine, _interrupted())
 
 
 def _at_exit() -> None:
@@ -106,17 +136,9 @@ def _at_exit() -> None:
     workers are killed; an executor finishes its submitted tasks first, as
     ``concurrent.futures`` does, but drops maps that nobody can read any more.
     """
-    last = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
-    interrupted = isinstance(last, KeyboardInterrupt)
+    interrupted = _interrupted()
     for engine in list(_live):
-        if interrupted or engine in _terminate_at_exit:
-            engine.terminate()
-        else:
-            with engine.lock:
-                jobs = [job for job in engine.jobs if not job.collect]
-            for job in jobs:
-                job.cancel()
-            engine.shutdown(wait=True, cancel_futures=False)
+        _end(engine, interrupted)
 
 
 def _forget_in_child() -> None:
