@@ -107,3 +107,14 @@ def run_script(
         timeout=timeout,
         cwd=tmp_path,
     )
+
+
+def still_alive(pids: list[int], timeout: float = 10) -> list[psutil.Process]:
+    """Those of *pids* (any processes, not only children) still running *timeout* s on."""
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    return psutil.wait_procs(procs, timeout=timeout)[1]

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 import procesos
-from conftest import START_METHODS
+from conftest import START_METHODS, still_alive
 from engine_tasks import (
     LoadsNowhere,
     announce_and_block,
@@ -364,14 +364,7 @@ def test_killed_parent_leaves_no_orphans(tmp_path: Path) -> None:
         proc.communicate(timeout=30)
     finally:
         proc.kill()
-    workers = []
-    for pid in _pids(tmp_path):
-        try:
-            workers.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(workers, timeout=5)
-    assert not alive
+    assert not still_alive(_pids(tmp_path), timeout=5)
 
 
 def test_workers_started_under_the_state_of_the_initializer() -> None:
@@ -390,17 +383,6 @@ def test_what_cannot_be_unpickled_in_the_worker_fails_only_its_task() -> None:
                            match="the function could not be unpickled in the worker"):
             ex.submit(LoadsNowhere(), 3).result(timeout=60)
         assert ex.submit(abs, -1).result(timeout=60) == 1
-
-
-def _still_alive(pids: list[int]) -> list[psutil.Process]:
-    """Those of *pids* that are still alive 10 s on."""
-    procs = []
-    for pid in pids:
-        try:
-            procs.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            pass
-    return psutil.wait_procs(procs, timeout=10)[1]
 
 
 def _interrupt_once_running(fifo: Path, count: int) -> tuple[threading.Thread, list[int]]:
@@ -451,7 +433,7 @@ def test_ctrl_c_while_waiting_for_a_map_stops_its_tasks_and_the_pool_goes_on(
         thread.join(30)
         assert len(pids) == 2
         # The blocked tasks were stopped: their workers are gone, new ones answer.
-        assert not _still_alive(pids)
+        assert not still_alive(pids)
         if face == "Executor":
             assert pool.submit(square, 7).result(timeout=30) == 49
             assert list(pool.map(square, range(4))) == [0, 1, 4, 9]
@@ -479,7 +461,7 @@ def test_other_work_held_by_a_stopped_worker_still_runs(tmp_path: Path) -> None:
             next(results)
         thread.join(30)
         assert later.result(timeout=30) == 25
-        assert not _still_alive(pids)
+        assert not still_alive(pids)
 
 
 @pytest.mark.timeout(60)
@@ -495,7 +477,7 @@ def test_threads_that_tasks_leave_running_do_not_keep_a_worker_alive(
     pids = sorted({pid for _, pid in answers})
     if max_tasks == 1:
         assert len(pids) == 4  # else the tasks share the workers that are ready first
-    assert not _still_alive(pids)
+    assert not still_alive(pids)
     err = capfd.readouterr().err
     for pid in pids:
         assert (f"procesos: worker {pid} leaves the pool while threads started by its tasks "
@@ -512,7 +494,7 @@ def test_a_retired_worker_is_replaced_while_it_exits(tmp_path: Path) -> None:
         assert ex.submit(is_alive, first).result(timeout=30) is True
         fd = os.open(fifo, os.O_WRONLY)
         os.close(fd)  # end of file: the first worker's exit goes on
-    assert not _still_alive([first])
+    assert not still_alive([first])
 
 
 @pytest.mark.timeout(60)

@@ -12,11 +12,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 import procesos
-from conftest import run_script
+from conftest import run_script, still_alive
 
 
 def square(x: int) -> int:
@@ -759,11 +758,4 @@ def test_a_child_that_leaves_an_executor_open_still_ends(
     p.join(60)
     assert p.exitcode == 0
     p.close()
-    procs = []
-    for pid in workers:  # the child's workers ended with it
-        try:
-            procs.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=10)
-    assert not alive
+    assert not still_alive(workers)  # the child's workers ended with it

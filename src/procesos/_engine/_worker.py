@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from itertools import starmap
 from multiprocessing.connection import Connection
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from .._errors import SerializationError
 from .._outcome import encode_error
@@ -156,13 +156,7 @@ class _ForkWatch:
         sys.stderr.write(
             f"procesos: process {os.getpid()}, forked by a task in worker {cls.worker_pid}, "
             "returned from the task; it exits (end such a process with os._exit())\n")
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                if stream is not None:
-                    stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(0)
+        _flush_and_exit()
 
 
 class _Worker:
@@ -463,6 +457,11 @@ def _leave_despite_stray_threads() -> None:
     from multiprocessing import util
 
     util._exit_function()  # type: ignore[attr-defined]
+    _flush_and_exit()
+
+
+def _flush_and_exit() -> NoReturn:
+    """Exit at once (``os._exit``), after what ``sys.stdout`` and ``sys.stderr`` hold."""
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:
