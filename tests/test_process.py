@@ -759,3 +759,27 @@ def test_a_child_that_leaves_an_executor_open_still_ends(
     assert p.exitcode == 0
     p.close()
     assert not still_alive(workers)  # the child's workers ended with it
+
+
+def _wait_for(started: Any, go: Any) -> None:
+    started.set()
+    go.wait(60)
+
+
+def test_a_parent_that_ignores_ctrl_c_starts_children_that_ignore_it(
+        ctx: procesos.ProcesosContext) -> None:
+    # As a forked or exec'd child inherits SIG_IGN; a zygote child started from
+    # the zygote's default handler and died of a terminal's Ctrl-C.
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        started, go = ctx.Event(), ctx.Event()
+        p = ctx.Process(target=_wait_for, args=(started, go))
+        p.start()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert started.wait(60)
+    p.interrupt()  # ignored, as in the parent when it started the child
+    go.set()
+    p.join(60)
+    assert p.exitcode == 0
+    p.close()

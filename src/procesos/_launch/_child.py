@@ -180,6 +180,8 @@ def _apply_setup(setup: ChildSetup, received_fds: list[int]) -> None:
         default_context.set_start_method(setup.start_method, force=True)
     if setup.logging_config is not None:
         apply_snapshot(setup.logging_config, received_fds)
+    if setup.sigint_ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _serve(channel: Connection, received_fds: list[int] | None, parent_pid: int,

@@ -282,4 +282,5 @@ class BasePopen:
             log_level=None if logger is None else logger.getEffectiveLevel(),
             log_to_stderr=bool(util._log_to_stderr),  # type: ignore[attr-defined]
             logging_config=logging_config,
+            sigint_ignored=signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
         )

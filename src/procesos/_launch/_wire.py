@@ -54,6 +54,9 @@ class ChildSetup(NamedTuple):
     log_level: int | None  # multiprocessing's logger, as the parent set it
     log_to_stderr: bool  # whether the parent called log_to_stderr()
     logging_config: LoggingSnapshot | None  # the parent's logging, unless the default
+    # The parent ignores Ctrl-C (SIGINT set to SIG_IGN): so does the child, as a
+    # forked or exec'd child inherits it (a zygote child starts from the zygote's).
+    sigint_ignored: bool = False
 
 
 def channel_pair() -> tuple[Connection, socket.socket]:
