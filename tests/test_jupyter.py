@@ -167,11 +167,13 @@ def test_interrupting_a_cell_stops_its_map_and_the_executor_goes_on(
     assert cell.errors == ["KeyboardInterrupt: "]
     # The next cell gets the same executor's answer at once: the blocked tasks
     # were stopped (the standard library's executor would still be running them).
+    # (The kernel's interrupt goes to its whole process group: a worker may die of
+    # that SIGINT before the kernel stops it, and count as a crash; either way
+    # the blocked tasks are gone.)
     cell = kernel.run("print(ex.submit(lambda: 'still here').result(timeout=30))\n"
-                      "print(sum(s.crashes for s in ex.stats()))\n"
                       "ex.shutdown()\n")
     assert not cell.errors
-    assert cell.stdout.splitlines() == ["still here", "0"]
+    assert cell.stdout.splitlines() == ["still here"]
 
 
 def _read_lines(fd: int, count: int) -> list[str]:
