@@ -93,8 +93,11 @@ class ChunkSizer:
             return
         per_item = nbytes / items
         if results:
-            self._result_bytes = per_item if not self._result_bytes else (
-                self._result_bytes * _DECAY + per_item * (1 - _DECAY))
+            self._result_bytes = _smoothed(self._result_bytes, per_item)
         else:
-            self._arg_bytes = per_item if not self._arg_bytes else (
-                self._arg_bytes * _DECAY + per_item * (1 - _DECAY))
+            self._arg_bytes = _smoothed(self._arg_bytes, per_item)
+
+
+def _smoothed(previous: float, value: float) -> float:
+    """An exponential average; the first value (no previous one) as it is."""
+    return value if not previous else previous * _DECAY + value * (1 - _DECAY)
