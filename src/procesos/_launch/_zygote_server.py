@@ -21,9 +21,11 @@ Wire format of one request (one connection per child):
   once the pid is read, is the process's ``sentinel``. End of file without a
   code means the zygote died.
 
-A connection whose first bytes are not the secret is closed unanswered (its
-descriptors closed, so the client's ``status_w`` reaches end of file), and the
-zygote goes on serving.
+The socket lies in a directory only the user can enter (mode 0700). A
+connection that does not come from the zygote's parent process
+(``SO_PEERCRED``), or whose first bytes are not the secret, is closed
+unanswered (its descriptors closed, so the client's ``status_w`` reaches end
+of file), and the zygote goes on serving.
 
 Spare: while idle, the zygote forks the next child ahead of time. The spare
 waits on a socket pair for the connection and descriptors of a request
@@ -179,6 +181,8 @@ class _Zygote:
         fds: list[int] = []
         try:
             conn.settimeout(5.0)
+            if not _from_the_parent(conn):
+                raise PermissionError("not the zygote's parent")
             message, fds, flags, _ = socket.recv_fds(conn, _REQUEST_SIZE, _MAX_FDS)
             if fds and 0 < len(message) < _REQUEST_SIZE:  # a request split in two
                 message += _recv_exactly(conn, _REQUEST_SIZE - len(message))
@@ -311,6 +315,18 @@ class _Zygote:
 
 
 _ENDING_SIGNALS = (signal.SIGIO, signal.SIGTERM)
+_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def _from_the_parent(conn: socket.socket) -> bool:
+    """Whether *conn* was opened by the process that started this zygote, the only
+    one that may ask it for children (where the system does not say: True, the
+    directory and the secret still keep others out)."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return True
+    pid, uid, _ = _CREDENTIALS.unpack(
+        conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size))
+    return bool(pid == os.getppid() and uid == os.getuid())
 
 
 def _remove_and_exit(directory: str) -> NoReturn:

@@ -1,11 +1,15 @@
 """This process's connection to its tree's shared-memory tracker, and segment mapping.
 
-The tree is named at import by ``PROCESOS_SHM_TREE=<root pid>:<token>``: the
-first procesos process (the root) sets it, every process it starts inherits it
-(all start methods pass the environment). Whichever process of the tree first
-needs shared memory starts the tracker (:mod:`._tracker`) at an address derived
-from the token; the tracker lives until the root has exited and every
-connection has closed.
+The tree is named at import by ``PROCESOS_SHM_TREE=<root pid>:<name>.<secret>``:
+the first procesos process (the root) sets it, every process it starts
+inherits it (all start methods pass the environment, which only the user can
+read). Whichever process of the tree first needs shared memory starts the
+tracker (:mod:`._tracker`); its socket is ``shm-<name>.sock`` in a directory
+private to the user (:func:`_runtime_dir`), so no other user can connect to it
+or bind it first. Each connection checks that the tracker runs as this user
+(``SO_PEERCRED``) and opens with the secret, which the tracker needs to answer
+anything. The tracker lives until the root has exited and every connection has
+closed; if it dies before (killed), the next request starts a new one.
 
 Messages that need no answer (``release``, ``seal``, ...) may be sent from a
 garbage-collection finalizer at any moment, also while this thread is in the
@@ -18,9 +22,8 @@ from __future__ import annotations
 import collections
 import mmap
 import os
-import pickle
 import socket
-import struct
+import stat
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,7 @@ import weakref
 from typing import Any
 
 from .._errors import ProcesosError
+from ._tracker import HEADER, HELLO, MAX_MESSAGE, OK, decode, encode, peer_uid
 
 __all__ = [
     "TREE_ENV",
@@ -44,10 +48,11 @@ __all__ = [
 TREE_ENV = "PROCESOS_SHM_TREE"
 POOL_ENV = "PROCESOS_SHM_POOL_BYTES"
 POOL_IDLE_ENV = "PROCESOS_SHM_POOL_IDLE"
+RUNTIME_DIR_ENV = "PROCESOS_RUNTIME_DIR"
+_HELLO_TIMEOUT = 30.0  # the tracker answers in microseconds unless it hangs
 DEFAULT_POOL_BYTES = 1 << 30
 DEFAULT_POOL_IDLE = 20.0
 
-_HEADER = struct.Struct("!I")
 _TRACKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tracker.py")
 
 
@@ -73,9 +78,11 @@ def _pid_alive(pid: int) -> bool:
 def _join_or_found_tree() -> tuple[int, str]:
     value = os.environ.get(TREE_ENV, "")
     root, _, token = value.partition(":")
-    if root.isdigit() and token and (int(root) == os.getpid() or _pid_alive(int(root))):
+    name, _, secret = token.partition(".")
+    if (root.isdigit() and name and secret
+            and (int(root) == os.getpid() or _pid_alive(int(root)))):
         return int(root), token
-    token = os.urandom(12).hex()
+    token = f"{os.urandom(8).hex()}.{os.urandom(16).hex()}"
     os.environ[TREE_ENV] = f"{os.getpid()}:{token}"
     return os.getpid(), token
 
@@ -84,19 +91,56 @@ _root_pid, _token = _join_or_found_tree()
 
 
 def tree_token() -> str:
-    """The token of this process's tree (it names the tracker)."""
+    """The token of this process's tree: ``<name>.<secret>`` (it names and opens the tracker)."""
     return _token
 
 
-def _address(token: str) -> str:
-    if sys.platform.startswith("linux"):
-        return f"\0procesos-shm-{token}"
-    directory = os.path.join(tempfile.gettempdir(), f"procesos-{os.getuid()}")
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+def _private(directory: str) -> bool:
+    """Whether *directory* is a real directory of this user's that no one else can enter."""
     info = os.lstat(directory)
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise ShmError(f"{directory} must be a directory private to this user")
-    return os.path.join(directory, f"{token}.sock")
+    return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+            and not info.st_mode & 0o077)
+
+
+def _runtime_dir() -> str:
+    """The directory, private to this user, where the trackers' sockets lie.
+
+    ``PROCESOS_RUNTIME_DIR`` if set; else ``$XDG_RUNTIME_DIR/procesos`` where the
+    system gives the user such a directory; else ``<tmp>/procesos-<uid>``.
+    Created with mode 0700; refused, with :class:`ShmError`, unless it belongs
+    to this user and no one else may enter it (another user who made it first
+    could otherwise replace the sockets in it).
+    """
+    chosen = os.environ.get(RUNTIME_DIR_ENV)
+    if not chosen:
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        try:
+            usable = bool(xdg) and os.path.isabs(xdg) and _private(xdg)  # type: ignore[arg-type]
+        except OSError:
+            usable = False
+        chosen = (os.path.join(xdg, "procesos") if usable and xdg else
+                  os.path.join(tempfile.gettempdir(), f"procesos-{os.getuid()}"))
+    try:
+        os.mkdir(chosen, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ShmError(f"cannot create the directory for procesos' sockets {chosen}: {exc}; "
+                       f"set {RUNTIME_DIR_ENV} to a directory of yours") from exc
+    try:
+        private = _private(chosen)
+    except OSError:
+        private = False
+    if not private:
+        raise ShmError(
+            f"{chosen} must be a directory that belongs to this user and no one else may "
+            f"enter (mode 0700); it is not, so procesos will not put its sockets there. "
+            f"Remove it, or set {RUNTIME_DIR_ENV} to a directory of yours")
+    return chosen
+
+
+def _address(token: str) -> str:
+    return os.path.join(_runtime_dir(), f"shm-{token.partition('.')[0]}.sock")
 
 
 class TrackerClient:
@@ -112,7 +156,6 @@ class TrackerClient:
         self.sock: socket.socket | None = None
         self.lock = threading.Lock()
         self.pending: collections.deque[bytes] = collections.deque()
-        self.broken = False
         # Waiting for a writer's seal takes as long as its copy: on a connection
         # of its own, so that the other threads' messages (that seal among
         # them, when this process is the writer) are not held up behind it.
@@ -121,14 +164,39 @@ class TrackerClient:
 
     # -- connecting ----------------------------------------------------------------
     def _connect(self) -> socket.socket:
+        """A connection to the tree's tracker, opened with the secret; the
+        tracker is started when none answers (none yet, or it was killed)."""
         address = _address(self.token)
         for attempt in range(50):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.connect(address)
+                if peer_uid(sock) not in (None, os.getuid()):
+                    raise ShmError(f"the process listening at {address} is not this user's")
+                sock.settimeout(_HELLO_TIMEOUT)
+                sock.sendall(encode([HELLO, self.token.partition(".")[2]]))
+                (size,) = HEADER.unpack(_receive_exactly(sock, HEADER.size))
+                answer = _receive_exactly(sock, size) if size <= MAX_MESSAGE else b""
+                try:
+                    accepted = decode(answer)[0] == OK
+                except ValueError:
+                    accepted = False
+                if not accepted:
+                    raise ShmError(f"the process listening at {address} is not this tree's "
+                                   "shared-memory tracker")
+                sock.settimeout(None)
                 return sock
             except (FileNotFoundError, ConnectionRefusedError):
+                pass  # no tracker (yet)
+            except TimeoutError as exc:
                 sock.close()
+                raise ShmError(f"the shared-memory tracker at {address} does not answer") from exc
+            except OSError:
+                pass  # a tracker that was ending as we connected
+            except BaseException:
+                sock.close()
+                raise
+            sock.close()
             if attempt == 0 or attempt % 10 == 9:
                 self._start_tracker(address)
             else:
@@ -136,40 +204,51 @@ class TrackerClient:
         raise ShmError("could not start or reach the shared-memory tracker")
 
     def _start_tracker(self, address: str) -> None:
-        if not address.startswith("\0") and os.path.exists(address):
-            try:
-                os.unlink(address)  # a tracker that was killed left its socket
-            except OSError:
-                pass
         pool = os.environ.get(POOL_ENV, str(DEFAULT_POOL_BYTES))
         idle = os.environ.get(POOL_IDLE_ENV, str(DEFAULT_POOL_IDLE))
         # The started interpreter forks the tracker and exits at once (0, or 3
         # when another process of the tree won the race): nothing to reap later.
+        # The tree's name and secret go through its standard input.
         starter = subprocess.Popen(
-            [sys.executable, "-I", _TRACKER_SCRIPT, self.token, str(self.root_pid),
-             "@" + address[1:] if address.startswith("\0") else address,
-             pool, idle],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-I", _TRACKER_SCRIPT, str(self.root_pid), address, pool, idle],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             close_fds=True,
         )
-        starter.wait()
+        name, _, secret = self.token.partition(".")
+        starter.communicate(f"{name} {secret}\n".encode())
 
     # -- messages -----------------------------------------------------------------
     def request(self, *message: Any) -> tuple[Any, ...]:
-        """Send *message* and return the tracker's answer."""
-        data = _encode(message)
+        """Send *message* and return the tracker's answer.
+
+        A connection found broken (the tracker was killed since) is replaced,
+        and the message sent again, once: the new tracker knows nothing of the
+        old one's segments, but new requests work.
+        """
+        data = encode(message)
         with self.lock:
-            try:
-                if self.sock is None:
-                    self.sock = self._connect()
-                self._flush_locked()
-                self.sock.sendall(data)
-                reply: tuple[Any, ...] = _receive(self.sock)
-            except OSError as exc:
-                self.broken = True
-                raise ShmError(f"the shared-memory tracker is gone ({exc})") from exc
+            for attempt in (1, 2):
+                fresh = self.sock is None
+                try:
+                    if self.sock is None:
+                        self.sock = self._connect()
+                    self._flush_locked()
+                    self.sock.sendall(data)
+                    reply = _receive(self.sock)
+                    break
+                except OSError as exc:
+                    self._drop_connection()
+                    if fresh or attempt == 2:
+                        raise ShmError(f"the shared-memory tracker is gone ({exc})") from exc
         self._flush()
         return reply
+
+    def _drop_connection(self) -> None:
+        # What was pending was for the tracker that is gone: it means nothing to the next.
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.pending.clear()
 
     def await_written(self, seg: int) -> bool:
         """Wait until the writer of *seg* has sealed it (True), or gave up (False:
@@ -178,8 +257,8 @@ class TrackerClient:
             try:
                 if self.await_sock is None:
                     self.await_sock = self._connect()
-                self.await_sock.sendall(_encode(("await", seg)))
-                reply: tuple[Any, ...] = _receive(self.await_sock)
+                self.await_sock.sendall(encode(("await", seg)))
+                reply = _receive(self.await_sock)
             except BaseException as exc:
                 # Ctrl-C, or the tracker gone: an answer may still come on this
                 # connection, so the next wait starts on a new one.
@@ -189,13 +268,13 @@ class TrackerClient:
                 if isinstance(exc, OSError):
                     raise ShmError(f"the shared-memory tracker is gone ({exc})") from exc
                 raise
-        return bool(reply[0] == "ok")
+        return bool(reply[0] == OK)
 
     def notify(self, *message: Any) -> None:
         """Send *message*, which needs no answer; safe from finalizers and fork hooks."""
-        if os.getpid() != self.pid or self.broken:
+        if os.getpid() != self.pid:
             return
-        self.pending.append(_encode(message))
+        self.pending.append(encode(message))
         self._flush()
 
     def _flush(self) -> None:
@@ -221,8 +300,7 @@ class TrackerClient:
             try:
                 self.sock.sendall(data)
             except OSError:
-                self.broken = True
-                self.pending.clear()
+                self._drop_connection()
 
     def after_fork_in_child(self) -> None:
         for sock in (self.sock, self.await_sock):
@@ -232,11 +310,6 @@ class TrackerClient:
                 except OSError:
                     pass
         self._reset()
-
-
-def _encode(message: tuple[Any, ...]) -> bytes:
-    data = pickle.dumps(message, 4)
-    return _HEADER.pack(len(data)) + data
 
 
 def _receive_exactly(sock: socket.socket, size: int) -> bytes:
@@ -250,9 +323,12 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _receive(sock: socket.socket) -> Any:
-    (size,) = _HEADER.unpack(_receive_exactly(sock, _HEADER.size))
-    return pickle.loads(_receive_exactly(sock, size))
+def _receive(sock: socket.socket) -> tuple[Any, ...]:
+    (size,) = HEADER.unpack(_receive_exactly(sock, HEADER.size))
+    try:
+        return tuple(decode(_receive_exactly(sock, size)))
+    except ValueError as exc:
+        raise ConnectionResetError(f"the tracker sent a malformed reply ({exc})") from exc
 
 
 _clients: dict[str, TrackerClient] = {}

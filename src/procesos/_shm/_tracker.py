@@ -2,6 +2,10 @@
 
 It runs as a script (``python -I _tracker.py ...``, standard library only, so
 it starts in a few tens of milliseconds and never imports the user's code).
+Its socket lies in a directory private to the user (see ``_client._runtime_dir``);
+it accepts only connections of its own user (``SO_PEERCRED``) whose first
+message proves that they belong to the tree (``hello`` with the tree's secret,
+which reaches the tracker on its standard input, never its command line).
 Every procesos process of the tree keeps one connection to it; a process's
 holds on segments live on that connection, so a process that dies, however it
 dies (SIGKILL included), gives them back when the kernel closes its socket.
@@ -11,14 +15,20 @@ tracker holds their descriptors and clients open them through
 ``/proc/<tracker pid>/fd/<n>``. The kernel frees a segment's memory once the
 tracker has closed its descriptor and no process maps it, so even a SIGKILLed
 tracker leaves nothing behind. Elsewhere segments are POSIX shared memory
-(``/procesos-<tree>-<n>``) that the tracker unlinks.
+(``/procesos-<tree name>-<n>``) that the tracker unlinks.
 
 The wire format, in one place: each message is a 4-byte big-endian length and
-a pickled tuple whose first item names it.
+a JSON array whose first item names it (plain data: nothing a peer sends can
+make either side run code). A connection's first message must be
+``["hello", secret]``, answered ``["ok", tracker pid]``; a wrong secret, a
+malformed message or one over 1 MiB closes the connection. Segment and ticket
+numbers start at a random 60-bit value in each tracker, so that numbers a
+dead tracker gave out mean nothing to its successor.
 
 =================================  ==========================================
 client -> tracker                  reply
 =================================  ==========================================
+``("hello", secret)``              ``("ok", pid)``: always the first message
 ``("alloc", nbytes, reusable)``    ``("ok", seg, ticket, path, capacity)``: a
                                    segment to write, with an unclaimed ticket
 ``("seal", ticket, seg)``          none: the writer is done, the frame is sent
@@ -59,16 +69,19 @@ everything and exits.
 
 from __future__ import annotations
 
-import errno
+import fcntl
+import json
 import math
 import os
-import pickle
 import select
 import signal
 import socket
 import struct
 import sys
 import time
+
+# hmac.compare_digest without hmac, which would load OpenSSL for nothing.
+from _operator import _compare_digest as compare_digest
 from collections.abc import Iterable
 from typing import Any
 
@@ -78,6 +91,29 @@ ABANDONED = "abandoned"  # the writer gave up before the data was written
 WRITTEN, WRITING, ABANDONED_WRITING = 0, 1, 2  # a segment, as an early claim finds it
 _DROPPED_KEPT = 1024  # dropped tickets remembered, for an early claim that comes late
 MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
+SEND_TIMEOUT = 2.0  # a client that reads no reply for this long is cut off
+FIRST_CONNECTION_WAIT = 10.0  # how long a tracker started after its root waits for a client
+
+# The verbs, shared with the client (``_client.py`` imports them from here).
+HELLO, ALLOC, SEAL, DROP, CLAIM, AWAIT, DISCARD = (
+    "hello", "alloc", "seal", "drop", "claim", "await", "discard")
+RELEASE, CREATE, TICKET, POISON, SYNC, TRIM = (
+    "release", "create", "ticket", "poison", "sync", "trim")
+OK, ERR = "ok", "err"
+
+
+def encode(message: list[Any] | tuple[Any, ...]) -> bytes:
+    """One message as it travels: its length, then JSON."""
+    data = json.dumps(message, separators=(",", ":")).encode()
+    return HEADER.pack(len(data)) + data
+
+
+def decode(data: bytes | bytearray) -> list[Any]:
+    """A message's JSON, checked to be a list that starts with a verb; ValueError otherwise."""
+    message = json.loads(data)
+    if not isinstance(message, list) or not message or not isinstance(message[0], str):
+        raise ValueError("a message is a JSON array that starts with its verb")
+    return message
 
 
 class Segment:
@@ -126,21 +162,26 @@ class Ticket:
 
 
 class Tracker:
-    def __init__(self, listener: socket.socket, token: str, root_pid: int,
+    def __init__(self, listener: socket.socket, name: str, secret: str, root_pid: int,
                  pool_budget: int, pool_idle: float) -> None:
         self.listener = listener
-        self.token = token
+        self.name = name  # the tree's public name: in POSIX segment names
+        self.secret = secret.encode()
         self.root_pid = root_pid
         self.pool_budget = pool_budget
         self.pool_idle = pool_idle
         self.conns: dict[int, socket.socket] = {}  # fd -> socket
+        self.authenticated: set[int] = set()  # fds whose hello carried the secret
         self.inbox: dict[int, bytearray] = {}
         self.segments: dict[int, Segment] = {}
         self.tickets: dict[int, Ticket] = {}
         self.pool: list[Segment] = []  # oldest first
-        self.next_id = 1
+        # Random, so that a number of a tracker that died names nothing here.
+        self.next_id = (int.from_bytes(os.urandom(8), "big") >> 4) + 1
+        self.posix_names = 0
         self.root_fd: int | None = None
         self.root_alive = True
+        self.first_client_by: float | None = time.monotonic() + FIRST_CONNECTION_WAIT
         self.sync_waiters: list[tuple[socket.socket, str]] = []
         self.dropped: dict[int, None] = {}  # tickets whose writer gave up, oldest first
         try:
@@ -151,8 +192,15 @@ class Tracker:
             self.root_fd = None  # polled instead
 
     # -- the loop -----------------------------------------------------------------
+    def needed(self) -> bool:
+        """While the root lives or anyone is connected; a tracker started after
+        its root exited (by a process of the tree) waits a while for its client."""
+        if self.root_alive or self.conns:
+            return True
+        return self.first_client_by is not None and time.monotonic() < self.first_client_by
+
     def serve(self) -> None:
-        while self.root_alive or self.conns:
+        while self.needed():
             watched = [self.listener.fileno(), *self.conns]
             if self.root_fd is not None and self.root_alive:
                 watched.append(self.root_fd)
@@ -168,10 +216,10 @@ class Tracker:
                     self.handle(ready)
                 waiters, self.sync_waiters = self.sync_waiters, []
                 for sock, kind in waiters:
-                    if kind == "trim":
+                    if kind == TRIM:
                         while self.pool:
                             self.free(self.pool[0])
-                    self.reply(sock, ("ok", self.stats()))
+                    self.reply(sock, (OK, self.stats()))
             self.trim_idle()
             if self.root_fd is None and self.root_alive:
                 self.root_alive = pid_alive(self.root_pid)
@@ -184,6 +232,8 @@ class Tracker:
             waits.append(max(0.0, oldest + self.pool_idle - time.monotonic()))
         if self.root_fd is None and self.root_alive:
             waits.append(1.0)
+        if self.first_client_by is not None and not self.root_alive:
+            waits.append(max(0.0, self.first_client_by - time.monotonic()))
         return min(waits) if waits else None
 
     def handle(self, ready: list[int]) -> None:
@@ -202,12 +252,11 @@ class Tracker:
             sock, _ = self.listener.accept()
         except OSError:
             return
-        if hasattr(socket, "SO_PEERCRED"):
-            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            _, uid, _ = struct.unpack("3i", creds)
-            if uid != os.getuid():
-                sock.close()
-                return
+        if peer_uid(sock) not in (None, os.getuid()):
+            sock.close()  # another user: the directory should have kept it out
+            return
+        # Replies are written blocking: a client that reads none is cut off.
+        sock.settimeout(SEND_TIMEOUT)
         self.conns[sock.fileno()] = sock
         self.inbox[sock.fileno()] = bytearray()
 
@@ -229,61 +278,87 @@ class Tracker:
                 return
             if len(inbox) < HEADER.size + size:
                 break
-            message = pickle.loads(inbox[HEADER.size:HEADER.size + size])
+            try:
+                message = decode(inbox[HEADER.size:HEADER.size + size])
+            except ValueError:  # not JSON, or not a message (RecursionError is not caught
+                self.disconnect(fd)  # by ValueError: json's decoder limits depth itself)
+                return
             del inbox[:HEADER.size + size]
+            if fd not in self.authenticated:
+                if not self.hello(fd, sock, message):
+                    return
+                continue
             try:
                 self.dispatch(fd, sock, message)
             except Exception as exc:  # a malformed message must not end the tree
-                self.reply(sock, ("err", f"tracker: {exc!r}"))
+                self.reply(sock, (ERR, f"tracker: {exc!r}"))
+            if fd not in self.conns:  # cut off while replying
+                return
+
+    def hello(self, fd: int, sock: socket.socket, message: list[Any]) -> bool:
+        """A connection's first message: the tree's secret, or it is closed."""
+        given = message[1] if len(message) == 2 else None
+        if message[0] != HELLO or not isinstance(given, str) or not compare_digest(
+                given.encode(), self.secret):
+            self.disconnect(fd)
+            return False
+        self.authenticated.add(fd)
+        self.first_client_by = None
+        self.reply(sock, (OK, os.getpid()))
+        return fd in self.conns
 
     def reply(self, sock: socket.socket, message: tuple[Any, ...]) -> None:
-        data = pickle.dumps(message, 4)
         try:
-            sock.sendall(HEADER.pack(len(data)) + data)
+            sock.sendall(encode(message))
         except OSError:
-            pass  # its end of file comes next
+            # Gone, or reads nothing: its end of file (ours, for one that
+            # reads nothing) is handled when it is next polled.
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     # -- the messages ---------------------------------------------------------------
-    def dispatch(self, conn: int, sock: socket.socket, message: tuple[Any, ...]) -> None:
+    def dispatch(self, conn: int, sock: socket.socket, message: list[Any]) -> None:
         kind = message[0]
-        if kind == "alloc":
+        if kind == ALLOC:
             seg = self.allocate(int(message[1]))
             if seg is None:
-                self.reply(sock, ("err", f"no room for {message[1]} bytes of shared memory"))
+                self.reply(sock, (ERR, f"no room for {message[1]} bytes of shared memory"))
                 return
             seg.writer = conn
             seg.abandoned = False
             ticket = self.new_ticket(seg, conn, reusable=bool(message[2]), sealed=False)
             seg.origin = ticket
-            self.reply(sock, ("ok", seg.ident, ticket, self.path(seg), seg.capacity))
-        elif kind in ("seal", "drop"):
+            self.reply(sock, (OK, seg.ident, ticket, self.path(seg), seg.capacity))
+        elif kind in (SEAL, DROP):
             # The ticket may be gone (an early claim ended it): the segment is named too.
             told = self.tickets.get(message[1])
-            if told is not None and kind == "seal":
+            if told is not None and kind == SEAL:
                 told.sealed = True
-            if kind == "drop":
+            if kind == DROP:
                 self.remember_dropped(message[1])
             written = self.segments.get(message[2])
             if written is not None and written.writer == conn:
-                self.end_writing(written, sealed=kind == "seal")
+                self.end_writing(written, sealed=kind == SEAL)
                 self.maybe_free(written)
-            if kind == "drop":
+            if kind == DROP:
                 self.end_ticket(message[1])
-        elif kind == "await":
+        elif kind == AWAIT:
             awaited = self.segments.get(message[1])
             if awaited is None:
-                self.reply(sock, ("err", ABANDONED))
+                self.reply(sock, (ERR, ABANDONED))
             elif awaited.writer is not None:
                 awaited.waiters.append(sock)
             else:
-                self.reply(sock, ("err", ABANDONED) if awaited.abandoned else ("ok",))
-        elif kind == "claim":
+                self.reply(sock, (ERR, ABANDONED) if awaited.abandoned else (OK,))
+        elif kind == CLAIM:
             early = len(message) > 2 and bool(message[2])
             claimed: list[int] = []
             for ident in message[1]:
                 claim = self.tickets.get(ident)
                 if claim is None:
-                    self.reply(sock, ("err", ABANDONED if ident in self.dropped else
+                    self.reply(sock, (ERR, ABANDONED if ident in self.dropped else
                                       "its shared memory was already received or freed"))
                     for seg_id in claimed:
                         self.release(conn, seg_id)
@@ -302,47 +377,48 @@ class Tracker:
             places = [(s, self.path(self.segments[s]), self.segments[s].capacity)
                       for s in claimed]
             if not early:
-                self.reply(sock, ("ok", places))
+                self.reply(sock, (OK, places))
                 return
             # Early: whether each is WRITTEN, still WRITING, or was ABANDONED_WRITING.
             states = [ABANDONED_WRITING if self.segments[s].abandoned
                       else WRITING if self.segments[s].writer is not None else WRITTEN
                       for s in claimed]
-            self.reply(sock, ("ok", places, states))
-        elif kind == "discard":
+            self.reply(sock, (OK, places, states))
+        elif kind == DISCARD:
             for ident in message[1]:
                 self.end_ticket(ident)
-        elif kind == "release":
+        elif kind == RELEASE:
             self.release(conn, message[1])
-        elif kind == "create":
+        elif kind == CREATE:
             seg = self.create(max(1, int(message[1])), "shared")
             if seg is None:
-                self.reply(sock, ("err", f"no room for {message[1]} bytes of shared memory"))
+                self.reply(sock, (ERR, f"no room for {message[1]} bytes of shared memory"))
                 return
             seg.holds[conn] = 1
-            self.reply(sock, ("ok", seg.ident, self.path(seg)))
-        elif kind == "ticket":
+            self.reply(sock, (OK, seg.ident, self.path(seg)))
+        elif kind == TICKET:
             seg = self.segments.get(message[1])
             if seg is None or seg.pooled_at is not None:
-                self.reply(sock, ("err", "this shared memory has been freed"))
+                self.reply(sock, (ERR, "this shared memory has been freed"))
                 return
             if len(message) > 2 and (seg.origin != message[2] or seg.writer is not None):
-                self.reply(sock, ("err", "this shared memory holds other data now"))
+                self.reply(sock, (ERR, "this shared memory holds other data now"))
                 return
-            self.reply(sock, ("ok", self.new_ticket(seg, conn, reusable=False, sealed=True)))
-        elif kind == "poison":
+            self.reply(sock, (OK, self.new_ticket(seg, conn, reusable=False, sealed=True)))
+        elif kind == POISON:
             for ident in message[1]:
                 seg = self.segments.get(ident)
                 if seg is not None:
                     seg.poisoned = True
-        elif kind in ("sync", "trim"):
+        elif kind in (SYNC, TRIM):
             self.sync_waiters.append((sock, kind))
         else:
-            self.reply(sock, ("err", f"unknown message {kind!r}"))
+            self.reply(sock, (ERR, f"unknown message {kind!r}"))
 
     def disconnect(self, conn: int) -> None:
         sock = self.conns.pop(conn)
         del self.inbox[conn]
+        self.authenticated.discard(conn)
         self.sync_waiters = [(s, k) for s, k in self.sync_waiters if s is not sock]
         sock.close()
         for ident, ticket in list(self.tickets.items()):
@@ -368,7 +444,7 @@ class Tracker:
         seg.abandoned = not sealed
         waiters, seg.waiters = seg.waiters, []
         for waiter in waiters:
-            self.reply(waiter, ("ok",) if sealed else ("err", ABANDONED))
+            self.reply(waiter, (OK,) if sealed else (ERR, ABANDONED))
 
     def remember_dropped(self, ticket: int) -> None:
         self.dropped[ticket] = None
@@ -420,7 +496,8 @@ class Tracker:
     def create(self, capacity: int, kind: str) -> Segment | None:
         ident = self.next_id
         self.next_id += 1
-        name = f"/procesos-{self.token[:12]}-{ident}"
+        self.posix_names += 1
+        name = f"/procesos-{self.name[:8]}-{self.posix_names}"
         try:
             if MEMFD:
                 fd = os.memfd_create(f"procesos-{ident}", os.MFD_CLOEXEC)
@@ -521,39 +598,76 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def peer_uid(sock: socket.socket) -> int | None:
+    """The user id of the process at the other end of *sock* (None where the
+    system does not say: there the private directory alone keeps others out)."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
+
+
+def _bind_unless_served(address: str) -> socket.socket | None:
+    """A listening socket at *address*, or None when a tracker already answers there.
+
+    Under a lock on the directory, so that two processes of a tree that both
+    found no tracker do not remove each other's socket; a socket file left by
+    a tracker that was killed is replaced.
+    """
+    directory = os.open(os.path.dirname(address) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(directory, fcntl.LOCK_EX)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(address)
+            return None
+        except OSError:
+            pass
+        finally:
+            probe.close()
+        try:
+            os.unlink(address)
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(address)
+        os.chmod(address, 0o600)
+        listener.listen(128)
+        return listener
+    finally:
+        os.close(directory)  # and the lock with it
+
+
 def main(argv: list[str]) -> None:
-    """``_tracker.py TOKEN ROOT_PID ADDRESS POOL_BYTES POOL_IDLE_S``.
+    """``_tracker.py ROOT_PID ADDRESS POOL_BYTES POOL_IDLE_S``, and on standard
+    input one line: ``TREE_NAME SECRET`` (a secret never goes on a command line,
+    which every user can read in ``/proc``).
 
     Exits 0 once listening (the server itself goes on in a grandchild, so it
     is nobody's child to reap), 3 if a tracker already listens there.
     """
-    token, root_pid, address, pool_budget, pool_idle = argv
-    if address.startswith("@"):  # Linux's abstract namespace: no file to clean up
-        address = "\0" + address[1:]
+    root_pid, address, pool_budget, pool_idle = argv
+    name, _, secret = sys.stdin.readline().strip().partition(" ")
+    if not name or not secret:
+        os._exit(2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(address)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            os._exit(3)
-        raise
-    if not address.startswith("\0"):
-        os.chmod(address, 0o600)
-    listener.listen(128)
+    listener = _bind_unless_served(address)
+    if listener is None:
+        os._exit(3)
+    bound = os.stat(address).st_ino
     if os.fork():
         os._exit(0)
     os.setsid()  # Ctrl-C in the terminal is not for the tracker
     os.chdir("/")
-    tracker = Tracker(listener, token, int(root_pid), int(pool_budget), float(pool_idle))
+    tracker = Tracker(listener, name, secret, int(root_pid), int(pool_budget), float(pool_idle))
     try:
         tracker.serve()
     finally:
-        if not address.startswith("\0"):
-            try:
+        try:
+            if os.stat(address).st_ino == bound:  # still ours, not a successor's
                 os.unlink(address)
-            except OSError:
-                pass
+        except OSError:
+            pass
     os._exit(0)
 
 
