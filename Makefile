@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest test-ray test-py313 test-cpython bench clean
+.PHONY: demo test test-deep lint typecheck pytest test-ray test-py313 test-cpython bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(PY) -m pytest -q
+
+# The generated tests with many more examples (make test runs a few hundred).
+test-deep: $(STAMP)
+	PROCESOS_FUZZ_EXAMPLES=5000 $(PY) -m pytest -q --timeout 1800 tests/test_security.py
 
 # The Ray backend's tests (Ray is large: not in the dev extra, and plain
 # `make test` skips them).

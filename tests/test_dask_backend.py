@@ -316,6 +316,26 @@ def test_without_an_address_starts_a_local_cluster_and_stops_it() -> None:
     assert not any(psutil.pid_exists(pid) for pid in worker_pids)
 
 
+@pytest.mark.timeout(180)
+def test_the_local_cluster_admits_no_client_without_its_certificate() -> None:
+    # Any local user can reach 127.0.0.1, and a scheduler runs the pickles a
+    # client sends: only a client with this cluster's certificate gets in.
+    with procesos.Executor(1, backend="dask") as ex:
+        address = ex.client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:")
+        key = os.path.join(ex._cluster.directory, "key.pem")
+        assert os.stat(ex._cluster.directory).st_mode & 0o077 == 0
+        assert os.stat(key).st_mode & 0o077 == 0
+        from distributed.security import Security
+
+        # A certificate of its own (another authority), or none at all.
+        for stranger, security in ((address, Security.temporary()),
+                                   (address.replace("tls://", "tcp://"), None)):
+            with pytest.raises((OSError, TimeoutError)):
+                distributed.Client(stranger, security=security, timeout=3, set_as_default=False)
+        assert ex.submit(square, 4).result() == 16
+
+
 def test_unknown_backend_names_the_allowed_ones() -> None:
     with pytest.raises(ValueError, match=r"'spark'.*'local', 'dask', 'ray'"):
         procesos.Executor(backend="spark")

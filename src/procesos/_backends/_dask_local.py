@@ -1,7 +1,12 @@
 """The Dask cluster that ``Executor(backend="dask")`` starts when given no address.
 
 A ``dask scheduler`` and a ``dask worker --nworkers N`` process on 127.0.0.1,
-started as fresh interpreters (``python -m distributed.cli...``), not through
+speaking mutual TLS with a certificate made for this cluster alone: any local
+user can reach a port of 127.0.0.1, and a Dask scheduler runs whatever pickle
+a client sends it, so without a certificate no one else may connect (the
+key lies in a directory only this user can enter). They are started as fresh
+interpreters (``python -P -m distributed.cli...``: the current directory is
+not put on their ``sys.path``), not through
 ``LocalCluster``: its worker processes are started with ``multiprocessing``'s
 spawn, which runs the user's ``__main__`` again, and procesos promises that no
 ``if __name__ == "__main__":`` guard is needed. They follow this process's
@@ -28,27 +33,55 @@ __all__ = ["LocalDaskCluster"]
 _WATCH = "procesos._backends._dask_watch"
 
 
+def _credentials(directory: str) -> tuple[Any, list[str]]:
+    """A certificate authority and key for one cluster, written to *directory*:
+    the client's ``Security`` and the command-line options of the others."""
+    try:
+        from distributed.security import Security
+
+        security = Security.temporary()
+    except ImportError as exc:
+        raise ImportError(
+            "the local Dask cluster secures its connections with TLS, which needs the "
+            "'cryptography' package: pip install 'procesos[dask]'") from exc
+    paths = {}
+    for name, pem in (("ca", security.tls_ca_file), ("cert", security.tls_client_cert),
+                      ("key", security.tls_client_key)):
+        path = paths[name] = os.path.join(directory, f"{name}.pem")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(pem)
+    return security, ["--tls-ca-file", paths["ca"], "--tls-cert", paths["cert"],
+                      "--tls-key", paths["key"]]
+
+
 class LocalDaskCluster:
     """A scheduler and *workers* worker processes (one thread each) on loopback."""
 
     def __init__(self, workers: int, start_timeout: float) -> None:
-        self.directory = tempfile.mkdtemp(prefix="procesos-dask-")
+        self.directory = tempfile.mkdtemp(prefix="procesos-dask-")  # mode 0700
         self.scheduler_file = os.path.join(self.directory, "scheduler.json")
+        try:
+            self.security, tls = _credentials(self.directory)
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
         self.processes: list[subprocess.Popen[bytes]] = []
         read_end, self._alive = os.pipe()
         env = dict(os.environ)
         env[PARENT_FD_VARIABLE] = str(read_end)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"
-        python = [sys.executable, "-m"]
+        python = [sys.executable, "-P", "-m"]
         try:
             self._start([
-                *python, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                *python, "distributed.cli.dask_scheduler", "--protocol", "tls", *tls,
+                "--host", "127.0.0.1", "--port", "0",
                 "--no-dashboard", "--scheduler-file", self.scheduler_file, "--preload", _WATCH,
             ], "scheduler", env, read_end)
             self._start([
                 *python, "distributed.cli.dask_worker", "--scheduler-file", self.scheduler_file,
-                "--host", "127.0.0.1", "--nworkers", str(workers), "--nthreads", "1",
+                *tls, "--host", "127.0.0.1", "--nworkers", str(workers), "--nthreads", "1",
                 "--no-dashboard", "--preload-nanny", _WATCH,
             ], "workers", env, read_end)
         finally:
@@ -56,6 +89,7 @@ class LocalDaskCluster:
         self.client: Any = None
         try:
             self.client = distributed.Client(scheduler_file=self.scheduler_file,
+                                             security=self.security,
                                              timeout=start_timeout, set_as_default=False)
             self.client.wait_for_workers(workers, timeout=start_timeout)
         except BaseException as exc:
