@@ -37,9 +37,8 @@ from ._output import get_output, set_output
 from ._process import Process
 
 if TYPE_CHECKING:
-    from multiprocessing import shared_memory
-
-    from ._executor import Executor
+    from . import shared_memory
+    from ._executor import Executor, ProcessPoolExecutor
     from ._pool import Pool
     from ._sharing._shared_array import SharedArray
 
@@ -83,9 +82,10 @@ reducer = _mp.reducer
 # numpy. Name -> (module, attribute).
 _LAZY = {
     "Executor": ("procesos._executor", "Executor"),
+    "ProcessPoolExecutor": ("procesos._executor", "ProcessPoolExecutor"),
     "Pool": ("procesos._pool", "Pool"),
     "SharedArray": ("procesos._sharing._shared_array", "SharedArray"),
-    "shared_memory": ("multiprocessing.shared_memory", None),
+    "shared_memory": ("procesos.shared_memory", None),
 }
 
 
@@ -133,6 +133,7 @@ __all__ = [
     "Process",
     "ProcessCrashedError",
     "ProcessError",
+    "ProcessPoolExecutor",
     "Queue",
     "RLock",
     "RawArray",

@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 from ._engine import Engine, MapJob, WorkerStats, create_engine
 from ._engine._jobs import ResultIterator
 
-__all__ = ["AsyncMap", "Executor"]
+__all__ = ["AsyncMap", "Executor", "ProcessPoolExecutor"]
 
 T = TypeVar("T")
 
@@ -246,3 +246,27 @@ class AsyncMap(AsyncIterator[T]):
             job.listeners.remove(listener)
             if not job.finished():
                 job.cancel()
+
+
+class ProcessPoolExecutor(Executor):
+    """:class:`Executor` under ``concurrent.futures.ProcessPoolExecutor``'s name and
+    constructor, for code written for it: ``ProcessPoolExecutor(max_workers,
+    mp_context, initializer, initargs, *, max_tasks_per_child)``.
+
+    *mp_context* may be a procesos context, a standard library context (its
+    start method is used: ``forkserver`` means the zygote) or a start method
+    name. :class:`Executor`'s other options are accepted as keywords.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        mp_context: object = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        max_tasks_per_child: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(max_workers, mp_context=mp_context, initializer=initializer,
+                         initargs=initargs, max_tasks_per_child=max_tasks_per_child, **options)

@@ -1,0 +1,5 @@
+"""``multiprocessing.heap``: the standard library's (shared ctypes' memory, no processes)."""
+
+from multiprocessing.heap import BufferWrapper
+
+__all__ = ["BufferWrapper"]
