@@ -6,13 +6,25 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-deep lint typecheck pytest test-ray test-py313 test-cpython bench clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
-	touch $(STAMP)
+DEMO_STAMP := $(VENV)/.demo-installed
+PIP := $(PY) -m pip install --disable-pip-version-check --progress-bar on
 
-demo: $(STAMP)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# The demo needs procesos and its runtime dependencies only (cloudpickle, rich).
+$(DEMO_STAMP): pyproject.toml | $(PY)
+	@echo "== installing procesos (cloudpickle, rich) into $(VENV)"
+	$(PIP) -e .
+	touch $(DEMO_STAMP)
+
+# Tests need the development tools too (pytest, ruff, mypy, numpy, Dask, Jupyter, ...).
+$(STAMP): pyproject.toml | $(PY)
+	@echo "== installing procesos with its development tools into $(VENV) (a minute or two the first time)"
+	$(PIP) -e ".[dev]"
+	touch $(STAMP) $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(PY) -m procesos demo
 
 test: lint typecheck pytest
