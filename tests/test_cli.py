@@ -305,3 +305,12 @@ def test_every_language_has_every_text_with_the_same_placeholders(lang: str) -> 
     assert set(other) == set(english)
     for key, template in english.items():
         assert _fields(other[key]) == _fields(template), key
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["info"], ["bench"]])
+def test_help_texts_are_plain_text(command: list[str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "procesos", *command, "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage: procesos" in done.stdout
+    assert "``" not in done.stdout and ":func:" not in done.stdout, done.stdout

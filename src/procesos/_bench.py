@@ -571,7 +571,10 @@ def compile_bytecode() -> None:
 def main(argv: list[str] | None = None) -> int:
     """``procesos bench [--quick] [--only LIB ...] [--plot FILE.png]``; 0 on success."""
     compile_bytecode()
-    parser = argparse.ArgumentParser(prog="procesos bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="procesos bench",
+        description="The task engine side by side with the standard library and its peers "
+                    "(loky, mpire, pebble, multiprocess, billiard where installed).")
     parser.add_argument("--quick", action="store_true", help="smaller workloads (a quick look)")
     parser.add_argument("--only", nargs="+", metavar="LIB", choices=list(LIBRARIES),
                         help="measure only these libraries")
