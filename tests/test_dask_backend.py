@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -334,6 +335,32 @@ def test_the_local_cluster_admits_no_client_without_its_certificate() -> None:
             with pytest.raises((OSError, TimeoutError)):
                 distributed.Client(stranger, security=security, timeout=3, set_as_default=False)
         assert ex.submit(square, 4).result() == 16
+
+
+@pytest.mark.timeout(240)
+def test_on_the_local_cluster_a_crash_fails_only_its_task_quietly(tmp_path: Path) -> None:
+    # Tasks queued on a worker used to die with it (KilledWorker), and
+    # distributed printed "Couldn't gather ... rescheduling" for results lost
+    # with it; the culprit alone fails now, and nothing is printed.
+    done = run_script(textwrap.dedent("""
+        import os, time
+        import procesos
+
+        def task(x):
+            if x == -1:
+                time.sleep(0.2)
+                os._exit(1)
+            return x
+
+        with procesos.Executor(2, backend="dask") as ex:
+            for _ in range(4):
+                futures = [ex.submit(task, x) for x in [*range(40), -1, *range(40)]]
+                failed = [i for i, f in enumerate(futures) if f.exception() is not None]
+                print(failed)
+    """), tmp_path, timeout=200)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:4] == ["[40]"] * 4, done.stdout
+    assert "Couldn't gather" not in done.stderr, done.stderr
 
 
 def test_unknown_backend_names_the_allowed_ones() -> None:

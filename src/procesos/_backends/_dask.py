@@ -21,6 +21,7 @@ times (the collector watches it then), then fails it with
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from concurrent import futures
@@ -38,6 +39,21 @@ __all__ = ["DaskExecutor", "DirectFuture"]
 
 FETCH_MAX = 1024
 """The most results of a map that one ``gather`` fetches."""
+
+
+class _QuietRescheduling(logging.Filter):
+    """Drops distributed's "Couldn't gather N keys, rescheduling" warning: a result
+    lost with a dead worker is the executor's to report (its future says what
+    happened), not noise on the user's stderr. Shown at DEBUG level, when the
+    user asked ``distributed.client`` for everything."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Couldn't gather"):
+            return logging.getLogger("distributed.client").isEnabledFor(logging.DEBUG)
+        return True
+
+
+_QUIET = _QuietRescheduling()
 
 
 class DirectFuture(HandBackFuture):
@@ -123,6 +139,7 @@ class DaskExecutor(ClusterExecutor):
                     f"could not reach the Dask scheduler at {address} within "
                     f"{connect_timeout:g} s ({exc}); check that it is running and that the "
                     "address is right, or give it longer with connect_timeout=") from exc
+        logging.getLogger("distributed.client").addFilter(_QUIET)  # added once, however often
         self._completed = distributed.as_completed(loop=self._client.loop)
         self._by_key: dict[str, Task] = {}
         self._fetchers: set[threading.Thread] = set()

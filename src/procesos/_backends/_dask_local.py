@@ -72,6 +72,8 @@ class LocalDaskCluster:
         env[PARENT_FD_VARIABLE] = str(read_end)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"
+        # A worker holds only the task it runs: no other task dies with it.
+        env["DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION"] = "1.0"
         python = [sys.executable, "-P", "-m"]
         try:
             self._start([
