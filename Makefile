@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-deep lint typecheck pytest test-ray test-py313 test-cpython bench clean
+.PHONY: demo test test-deep test-browser lint typecheck pytest test-ray test-py313 test-cpython bench clean
 
 DEMO_STAMP := $(VENV)/.demo-installed
 PIP := $(PY) -m pip install --disable-pip-version-check --progress-bar on
@@ -41,6 +41,10 @@ pytest: $(STAMP)
 # The generated tests with many more examples (make test runs a few hundred).
 test-deep: $(STAMP)
 	PROCESOS_FUZZ_EXAMPLES=5000 $(PY) -m pytest -q --timeout 1800 tests/test_security.py
+
+# The trace's HTML page drawn by a real browser (needs chromium: apt install chromium).
+test-browser: $(STAMP)
+	PROCESOS_TEST_BROWSER=1 $(PY) -m pytest -q tests/test_trace_browser.py
 
 # The Ray backend's tests (Ray is large: not in the dev extra, and plain
 # `make test` skips them).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing as _mp
+import os as _os
 from multiprocessing.context import (
     AuthenticationError,
     BufferTooShort,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from ._executor import Executor, ProcessPoolExecutor
     from ._pool import Pool
     from ._sharing._shared_array import SharedArray
+    from ._trace._api import trace
 
 __version__ = "0.1.0"
 
@@ -86,6 +88,7 @@ _LAZY = {
     "Pool": ("procesos._pool", "Pool"),
     "SharedArray": ("procesos._sharing._shared_array", "SharedArray"),
     "shared_memory": ("procesos.shared_memory", None),
+    "trace": ("procesos._trace._api", "trace"),
 }
 
 
@@ -110,6 +113,12 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
+
+
+if _os.environ.get("PROCESOS_TRACE"):  # a whole program recorded, from here to its exit
+    from ._trace._api import trace_from_environment
+
+    trace_from_environment()
 
 
 __all__ = [
@@ -166,5 +175,6 @@ __all__ = [
     "set_start_method",
     "set_zygote_preload",
     "shared_memory",
+    "trace",
     "zygote_pid",
 ]

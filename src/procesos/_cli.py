@@ -1,4 +1,4 @@
-"""The ``procesos`` command line: ``demo``, ``info`` and ``bench``.
+"""The ``procesos`` command line: ``demo``, ``info``, ``trace show`` and ``bench``.
 
 The top layer: it may import everything, nothing imports it. Each command's
 module is imported only when that command runs, so ``procesos info`` stays
@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--plain", action="store_true",
         help="plain text even on a terminal (piped output is always plain)",
     )
+    demo.add_argument(
+        "--html", metavar="OUT.html",
+        help="also write the timelines of the timing step as one page for a browser",
+    )
 
     info = commands.add_parser(
         "info",
@@ -65,6 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--json", action="store_true", help="print the facts as JSON")
     info.add_argument("--plain", action="store_true", help="plain text even on a terminal")
+
+    trace = commands.add_parser(
+        "trace",
+        help="draw a recorded trace (procesos.trace() or PROCESOS_TRACE=file.json)",
+        description="Draw a trace that procesos recorded: 'procesos trace show FILE.json' "
+        "prints a timeline, one row per process, bars in time; --html also writes one "
+        "self-contained page to open in a browser.",
+    )
+    trace_commands = trace.add_subparsers(dest="trace_command", metavar="SUBCOMMAND",
+                                          required=True)
+    trace_show = trace_commands.add_parser(
+        "show", help="print the timeline of FILE.json",
+        description="Print the timeline of a trace: one row per process or thread.")
+    trace_show.add_argument("file", metavar="FILE.json", help="a trace procesos wrote")
+    trace_show.add_argument("--html", metavar="OUT.html",
+                            help="also write the timeline as one HTML page (no network needed)")
+    trace_show.add_argument("--plain", action="store_true",
+                            help="plain text even on a terminal")
 
     commands.add_parser(
         "bench",
@@ -101,11 +123,32 @@ def _run(args: argparse.Namespace) -> int:
         from . import _demo
 
         return _demo.run(
-            lang=args.lang, fast=args.fast, method=args.method, plain=True if args.plain else None
+            lang=args.lang, fast=args.fast, method=args.method,
+            plain=True if args.plain else None, html=args.html,
         )
+    if args.command == "trace":
+        return _trace_show(args.file, args.html, plain=True if args.plain else None)
     from . import _info
 
     return _info.run(as_json=args.json, plain=True if args.plain else None)
+
+
+def _trace_show(path: str, html_path: str | None, plain: bool | None) -> int:
+    from ._trace._chrome import load
+    from ._trace._draw import render_html, show
+
+    try:
+        timeline = load(path)
+    except (OSError, ValueError) as exc:
+        print(f"procesos trace show: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    show(timeline, sys.stdout, plain)
+    if html_path:
+        with open(html_path, "w", encoding="utf-8") as file:
+            file.write(render_html([(os.path.basename(path), timeline)],
+                                   title=f"procesos trace: {os.path.basename(path)}"))
+        print(f"written: {html_path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

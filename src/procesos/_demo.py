@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +26,9 @@ import procesos
 from ._context import ProcesosContext
 from ._demo_text import texts
 from ._process import Process
+from ._trace._api import Trace
+from ._trace._chrome import Timeline
+from ._trace._draw import render_html, render_lines, show
 
 __all__ = ["FAST_SLEEP", "SLEEP", "PlainOutput", "RichOutput", "run"]
 
@@ -173,6 +177,18 @@ class PlainOutput:
         self._line()
         self._line(footer)
 
+    def heading(self, text: str) -> None:
+        """A heading within a step."""
+        self._line()
+        self._line(text)
+
+    def timeline(self, label: str, timeline: Timeline) -> None:
+        """One run's timeline: a row per process, bars in time."""
+        self._line()
+        self._line(label)
+        for line in render_lines(timeline, min(100, shutil.get_terminal_size((100, 24)).columns)):
+            self._line(line)
+
     def end(self, text: str) -> None:
         """The demo's last line."""
         self._line()
@@ -231,6 +247,15 @@ class RichOutput(PlainOutput):
         self.console.print()
         self.console.print(table)
         self.console.print(footer, style="bold green", markup=False)
+
+    def heading(self, text: str) -> None:
+        self.console.print()
+        self.console.print(text, style="bold", markup=False)
+
+    def timeline(self, label: str, timeline: Timeline) -> None:
+        self.console.print()
+        self.console.print(label, style="cyan", markup=False)
+        show(timeline, self.stream, plain=False, columns=min(100, self.console.width))
 
     def end(self, text: str) -> None:
         self.console.print()
@@ -297,6 +322,8 @@ class Demo:
     text: Mapping[str, str]
     sleep: float
     timings: list[tuple[str, float]] = field(default_factory=list)
+    timelines: list[tuple[str, Timeline]] = field(default_factory=list)
+    html_path: str | None = None
 
     @property
     def words(self) -> dict[str, str]:
@@ -341,8 +368,8 @@ class Demo:
         self.out.end(t["done"])
 
     def _pair(self, pausa: float) -> tuple[Process, Process]:
-        p1 = self.ctx.Process(target=calc_cuad, args=(NUMS, pausa, self.words))
-        p2 = self.ctx.Process(target=calc_cubos, args=(NUMS, pausa, self.words))
+        p1 = self.ctx.Process(target=calc_cuad, args=(NUMS, pausa, self.words), name="p1")
+        p2 = self.ctx.Process(target=calc_cubos, args=(NUMS, pausa, self.words), name="p2")
         return p1, p2
 
     def first_process(self) -> None:
@@ -380,19 +407,23 @@ class Demo:
         """Step 4: the same work in one process, then in two (joined badly, then well)."""
         t = self.text
 
-        def measure(key: str, work: Callable[[], None]) -> None:
+        def measure(key: str, work: Callable[[Trace], None]) -> None:
             self.out.note(t[key])
             start = time.perf_counter()
-            work()
+            with procesos.trace() as recording:
+                work(recording)
             seconds = time.perf_counter() - start
             self.out.say(t["elapsed"].format(seconds=seconds))
             self.timings.append((t[key], seconds))
+            self.timelines.append((t[key], recording.timeline()))
 
-        def sequential() -> None:
-            calc_cuad(NUMS, self.sleep, self.words)
-            calc_cubos(NUMS, self.sleep, self.words)
+        def sequential(recording: Trace) -> None:
+            with recording.span("calc_cuad"):
+                calc_cuad(NUMS, self.sleep, self.words)
+            with recording.span("calc_cubos"):
+                calc_cubos(NUMS, self.sleep, self.words)
 
-        def joined() -> None:
+        def joined(recording: Trace) -> None:
             p1, p2 = self._pair(self.sleep)
             with owning(p1, p2):
                 p1.start()
@@ -401,7 +432,7 @@ class Demo:
                 p2.join()
             p1.result(), p2.result()
 
-        def concurrent() -> None:
+        def concurrent(recording: Trace) -> None:
             p1, p2 = self._pair(self.sleep)
             with owning(p1, p2):
                 p1.start()
@@ -493,6 +524,26 @@ class Demo:
             rows,
             t["speedup_line"].format(speedup=speedup),
         )
+        self.show_timelines()
+
+    def show_timelines(self) -> None:
+        """The three runs drawn on one time scale: the 2 s against the 1 s, seen."""
+        if not self.timelines:
+            return
+        t = self.text
+        longest = max(timeline.duration for _, timeline in self.timelines)
+        for _, timeline in self.timelines:
+            timeline.duration = longest
+            for row in timeline.rows:
+                if row.label.startswith("this process"):
+                    row.label = t["timeline_parent"].format(pid=os.getpid())
+        self.out.heading(t["timeline_title"])
+        for label, timeline in self.timelines:
+            self.out.timeline(label, timeline)
+        if self.html_path:
+            with open(self.html_path, "w", encoding="utf-8") as file:
+                file.write(render_html(self.timelines, title=t["timeline_title"]))
+            self.out.note(t["timeline_html"].format(path=self.html_path))
 
 
 def run(
@@ -501,18 +552,21 @@ def run(
     method: str | None = None,
     plain: bool | None = None,
     stream: TextIO | None = None,
+    html: str | None = None,
 ) -> int:
     """Run the demo; return the exit code.
 
     *method* picks the start method (None: the default one); *plain* forces
     plain text (True) or rich (False), None decides from the stream; *fast*
-    shortens the pauses to :data:`FAST_SLEEP`.
+    shortens the pauses to :data:`FAST_SLEEP`; *html*: also write the
+    timelines of the timing step to that file, as a page for a browser.
     """
     demo = Demo(
         ctx=procesos.get_context(method),
         out=make_output(stream or sys.stdout, plain),
         text=texts(lang),
         sleep=FAST_SLEEP if fast else SLEEP,
+        html_path=html,
     )
     demo.run()
     return 0

@@ -79,6 +79,10 @@ _EN: dict[str, str] = {
     "back_result": "Process.result(), the target returned the list:",
     # the summary
     "table_title": "Timings (time.sleep({sleep}) per number, 5 squares and 5 cubes)",
+    "timeline_title": "Where the time went: one row per process, the three runs on one "
+    "time scale (procesos.trace())",
+    "timeline_parent": "this demo (pid {pid})",
+    "timeline_html": "The timelines are in {path}: open it in a browser and hover a bar.",
     "col_run": "run",
     "col_seconds": "seconds",
     "col_speedup": "speed-up",
@@ -144,6 +148,11 @@ _ES: dict[str, str] = {
     "back_queue": "Queue, el hijo hace put() de la lista, el padre get():",
     "back_result": "Process.result(), la función devolvió la lista:",
     "table_title": "Tiempos (time.sleep({sleep}) por número, 5 cuadrados y 5 cubos)",
+    "timeline_title": "Dónde se fue el tiempo: una fila por proceso, las tres ejecuciones en "
+    "la misma escala de tiempo (procesos.trace())",
+    "timeline_parent": "este demo (pid {pid})",
+    "timeline_html": "Las líneas de tiempo están en {path}: ábralo en un navegador y pase "
+    "el ratón sobre una barra.",
     "col_run": "ejecución",
     "col_seconds": "segundos",
     "col_speedup": "aceleración",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable, Iterable, Mapping
 from multiprocessing import process as mp_process
 from multiprocessing.process import BaseProcess
@@ -21,6 +22,7 @@ from ._launch._popen import BasePopen
 from ._options import check_args, check_kwargs
 from ._outcome import decode
 from ._output import check_output_mode
+from ._trace import _state as _trace_state
 
 __all__ = ["Process"]
 
@@ -101,11 +103,27 @@ class Process(BaseProcess):
         assert self._parent_pid == os.getpid(), \
             "can only start a process object created by current process"
         mp_process._cleanup()  # type: ignore[attr-defined]
+        recorder = _trace_state.recorder
+        called = time.monotonic_ns() if recorder is not None else 0
         self._popen = self._Popen(self)
         self._sentinel = self._popen.sentinel
+        if recorder is not None:
+            recorder.process_started(self, called, time.monotonic_ns())
         # No reference cycle through a target that refers to its process (bpo-30775).
         del self._target, self._args, self._kwargs
         mp_process._children.add(self)  # type: ignore[attr-defined]
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the process ends, or *timeout* seconds."""
+        recorder = _trace_state.recorder
+        if recorder is None:
+            super().join(timeout)
+            return
+        start = time.monotonic_ns()
+        try:
+            super().join(timeout)
+        finally:
+            recorder.waited(f"join() {self.name}", start, time.monotonic_ns())
 
     def run(self) -> Any:
         """What the child runs: calls the target and returns its value (override freely)."""
