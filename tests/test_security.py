@@ -261,6 +261,9 @@ def lone_tracker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
 
 hostile_bodies = st.one_of(
     st.binary(max_size=200),
+    st.sampled_from([b"[" * 200_000, b'["claim",' + b"[" * 100_000, b"{" * 50_000,
+                     b'["alloc",1e999]', b'["alloc",NaN]', b'["create",' + b"9" * 5000 + b"]",
+                     rb'["hello","\ud800"]', b"\xff\xfe", b'"alloc"', b"[]"]),
     st.builds(lambda o: pickle.dumps(o), st.tuples(st.text(max_size=5), st.integers())),
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

@@ -102,15 +102,23 @@ RELEASE, CREATE, TICKET, POISON, SYNC, TRIM = (
 OK, ERR = "ok", "err"
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps(separators=) makes one a call
+_DECODER = json.JSONDecoder()
+
+
 def encode(message: list[Any] | tuple[Any, ...]) -> bytes:
     """One message as it travels: its length, then JSON."""
-    data = json.dumps(message, separators=(",", ":")).encode()
+    data = _ENCODER.encode(message).encode()
     return HEADER.pack(len(data)) + data
 
 
 def decode(data: bytes | bytearray) -> list[Any]:
-    """A message's JSON, checked to be a list that starts with a verb; ValueError otherwise."""
-    message = json.loads(data)
+    """A message's JSON, checked to be a list that starts with a verb; ValueError otherwise
+    (UnicodeDecodeError and json's errors are ValueErrors)."""
+    try:
+        message = _DECODER.decode(bytes(data).decode())
+    except RecursionError:  # "[[[[..." nested deeper than the interpreter goes
+        raise ValueError("a message nested too deeply") from None
     if not isinstance(message, list) or not message or not isinstance(message[0], str):
         raise ValueError("a message is a JSON array that starts with its verb")
     return message
@@ -280,8 +288,8 @@ class Tracker:
                 break
             try:
                 message = decode(inbox[HEADER.size:HEADER.size + size])
-            except ValueError:  # not JSON, or not a message (RecursionError is not caught
-                self.disconnect(fd)  # by ValueError: json's decoder limits depth itself)
+            except ValueError:  # not JSON, or not a message
+                self.disconnect(fd)
                 return
             del inbox[:HEADER.size + size]
             if fd not in self.authenticated:
