@@ -23,6 +23,7 @@ from ._context import ProcesosContext, default_context
 from ._errors import (
     BrokenExecutorError,
     ClusterConnectionError,
+    PicklingError,
     ProcesosError,
     ProcessCrashedError,
     RemoteError,
@@ -30,6 +31,7 @@ from ._errors import (
     SerializationError,
     TaskTimeoutError,
     TimeoutError,
+    UnpicklingError,
     WorkerCrashedError,
 )
 from ._launch._zygote_client import set_zygote_preload, zygote_pid
@@ -126,6 +128,7 @@ __all__ = [
     "JoinableQueue",
     "Lock",
     "Manager",
+    "PicklingError",
     "Pipe",
     "Pool",
     "ProcesosContext",
@@ -145,6 +148,7 @@ __all__ = [
     "SimpleQueue",
     "TaskTimeoutError",
     "TimeoutError",
+    "UnpicklingError",
     "Value",
     "WorkerCrashedError",
     "active_children",
