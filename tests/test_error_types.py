@@ -70,6 +70,7 @@ def test_a_broken_executor_is_a_concurrent_futures_broken_executor(
         with pytest.raises(concurrent.futures.BrokenExecutor) as info:
             ex.submit(square, 2).result(timeout=60)
     assert isinstance(info.value, procesos.BrokenExecutorError)
+    assert isinstance(info.value, BrokenProcessPool)  # what ProcessPoolExecutor raises then
 
 
 def test_a_failing_initializer_is_logged_as_the_standard_library_logs_it(

@@ -6,7 +6,6 @@ import builtins
 import multiprocessing
 import pickle
 import signal
-from concurrent.futures import BrokenExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -156,10 +155,12 @@ class UnpicklingError(SerializationError, pickle.UnpicklingError):
     """A pickled object could not be loaded (a ``pickle.UnpicklingError`` too)."""
 
 
-class BrokenExecutorError(ProcesosError, BrokenExecutor):
+class BrokenExecutorError(ProcesosError, BrokenProcessPool):
     """The task engine itself cannot go on (not raised for a single task's failure).
 
-    It is also the standard library's ``concurrent.futures.BrokenExecutor``.
+    It is also the standard library's ``concurrent.futures.BrokenExecutor``
+    and ``BrokenProcessPool`` (what ``ProcessPoolExecutor`` raises when its
+    initializer fails), so that code written for it catches it.
     """
 
 
