@@ -40,6 +40,18 @@ def test_another_programs_shared_memory_and_semaphores_are_not_reported(
     assert shared_memory_leaks(before) == []
 
 
+@needs_dev_shm
+def test_a_procesos_segment_name_of_this_tree_is_reported(foreign_entries: list[Path]) -> None:
+    # Where segments are not memfds (not Linux), the tracker names them so.
+    from procesos._shm._client import tree_token
+
+    before = shared_memory_snapshot()
+    name = f"procesos-{tree_token()[:12]}-99999"
+    (DEV_SHM / name).write_bytes(b"x")
+    foreign_entries.append(DEV_SHM / name)
+    assert shared_memory_leaks(before) == [name]
+
+
 def test_a_leaked_procesos_segment_is_reported() -> None:
     pytest.importorskip("numpy")
     before = shared_memory_snapshot()

@@ -68,7 +68,7 @@ def encode_value(value: object, where: str) -> bytes:
         import traceback
 
         error = PicklingError(
-            f"{where} could not be pickled: a {_describe(value)} object ({exc}). "
+            f"{where} could not be pickled: a {_describe(value)} object ({exc!r}). "
             "Return something picklable, or share it through procesos' sharing objects."
         )
         return encode_error(error, "".join(traceback.format_exception(exc)))
