@@ -74,8 +74,13 @@ def test_a_broken_executor_is_a_concurrent_futures_broken_executor(
 
 
 def test_a_failing_initializer_is_logged_as_the_standard_library_logs_it(
-    capfd: pytest.CaptureFixture[str],
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Written straight to descriptor 2 (no relay thread), before the worker
+    # tells the parent: it is there when the error is.
+    from procesos._output import _modes
+
+    monkeypatch.setattr(_modes, "_chosen", "inherit")
     with procesos.Executor(1, initializer=init_that_raises) as ex:
         with pytest.raises(procesos.BrokenExecutorError):
             ex.submit(square, 2).result(timeout=60)
