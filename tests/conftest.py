@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
+import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -14,16 +17,123 @@ import psutil
 import pytest
 
 import procesos
+from procesos._shm import _client as shm_client
+from procesos._shm import tracker_stats
+from procesos._shm._client import client, tree_token
 
 START_METHODS = ["zygote", "fork", "spawn"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# -- shared memory: only what this test tree made is checked --------------------------
+#
+# /dev/shm is the whole machine's: another program's psm_* or sem.mp-* entries
+# must not fail procesos' tests. So the check looks only at names this test
+# tree made: procesos' own segments (counted by this tree's tracker; named
+# /procesos-<tree token>-<n> where segments are not memfds), and the standard
+# library's shared memory and semaphores created by this process or its fork
+# children, whose names carry this process's pid (set below). Names the
+# standard library makes in spawned or zygote children carry no mark and are
+# not checked (no test makes such a name; the children of procesos use memfds).
+_MARK = f"t{os.getpid()}x"
+_SHM_PREFIX = f"/psm_{_MARK}"
+
+
+def _marked_shared_memory_name() -> str:
+    """A name for a standard-library ``SharedMemory`` that says it is this tree's."""
+    return _SHM_PREFIX + secrets.token_hex(8)
+
+
+def _mark_standard_library_names() -> None:
+    # Private in the standard library (3.8 to 3.14 at least); where it changed,
+    # names are not marked and only procesos' own segments are checked.
+    from multiprocessing import process, shared_memory
+
+    if callable(getattr(shared_memory, "_make_filename", None)):
+        shared_memory._make_filename = _marked_shared_memory_name  # type: ignore[attr-defined]
+    config = getattr(process.current_process(), "_config", None)
+    if isinstance(config, dict) and "semprefix" in config:
+        config["semprefix"] = f"/mp-{_MARK}"
+
+
+_mark_standard_library_names()
+
+
+def is_this_trees_name(name: str) -> bool:
+    """Whether the ``/dev/shm`` entry *name* was made by this test tree."""
+    return name.startswith(
+        (f"procesos-{tree_token()[:12]}-", _SHM_PREFIX[1:], f"sem.mp-{_MARK}")
+    )
+
+
 def _shm_entries() -> set[str]:
+    """This tree's shared memory in /dev/shm (semaphores apart: see below)."""
     try:
-        return set(os.listdir("/dev/shm"))
+        return {n for n in os.listdir("/dev/shm")
+                if is_this_trees_name(n) and not n.startswith("sem.")}
     except FileNotFoundError:
         return set()
+
+
+def semaphore_entries() -> set[str]:
+    """This tree's named semaphores in /dev/shm."""
+    try:
+        return {n for n in os.listdir("/dev/shm")
+                if is_this_trees_name(n) and n.startswith("sem.")}
+    except FileNotFoundError:
+        return set()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_semaphore_left_by_the_session() -> Iterator[None]:
+    """A named semaphore (``spawn``, ``zygote``) lives until its object is garbage,
+    which a queue's threads may delay past the test that made it: they are
+    checked once, when the session ends."""
+    yield
+    gc.collect()
+    left = semaphore_entries()
+    assert not left, f"the tests left named semaphores behind: {sorted(left)}"
+
+
+def _tracker_running() -> bool:
+    """Whether this tree's shared-memory tracker runs (asking it must not start one)."""
+    if client().sock is not None:
+        return True
+    address = shm_client._address(tree_token())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(address)
+        except OSError:
+            return False
+    return True
+
+
+def procesos_segments_in_use() -> tuple[int, int]:
+    """This tree's segments in use and tickets waiting, or (0, 0) without a tracker."""
+    if not _tracker_running():
+        return 0, 0
+    gc.collect()  # a mapping gives its hold back when its last view is garbage
+    stats = tracker_stats()
+    return stats["segments"], stats["tickets"]
+
+
+def shared_memory_leaks(before: tuple[set[str], tuple[int, int]]) -> list[str]:
+    """What this tree made since the snapshot *before* and did not give back."""
+    names_before, (segments_before, tickets_before) = before
+    gc.collect()  # a semaphore's name goes when the object is garbage
+    leaks = sorted(_shm_entries() - names_before)
+    segments, tickets = procesos_segments_in_use()
+    if segments > segments_before or tickets > tickets_before:
+        leaks.append(
+            f"procesos segments in use {segments_before} -> {segments},"
+            f" tickets {tickets_before} -> {tickets}"
+        )
+    return leaks
+
+
+def shared_memory_snapshot() -> tuple[set[str], tuple[int, int]]:
+    """What :func:`shared_memory_leaks` compares against."""
+    return _shm_entries(), procesos_segments_in_use()
 
 
 FIXTURE_CHILDREN: set[int] = set()
@@ -54,7 +164,7 @@ def _stray_children() -> list[psutil.Process]:
 @pytest.fixture(autouse=True)
 def no_leftovers() -> Iterator[None]:
     """Fail a test that leaves a child process or a shared-memory segment behind."""
-    shm_before = _shm_entries()
+    shm_before = shared_memory_snapshot()
     yield
     multiprocessing.active_children()  # reaps finished children
     deadline = time.monotonic() + 5.0
@@ -75,8 +185,8 @@ def no_leftovers() -> Iterator[None]:
         psutil.wait_procs(strays, timeout=5)
         multiprocessing.active_children()
     assert not strays, f"test left child processes behind: {strays}"
-    leaked = {n for n in _shm_entries() - shm_before if not n.startswith("sem.")}
-    assert not leaked, f"test left shared memory behind: {sorted(leaked)}"
+    leaked = shared_memory_leaks(shm_before)
+    assert not leaked, f"test left shared memory behind: {leaked}"
 
 
 @pytest.fixture(params=START_METHODS)

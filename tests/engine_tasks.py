@@ -198,3 +198,38 @@ def modules_loaded(names: list[str]) -> list[bool]:
     import sys
 
     return [name in sys.modules for name in names]
+
+
+def _exit_on_load(how: str) -> None:
+    if how == "exit":
+        raise SystemExit(3)
+    raise KeyboardInterrupt
+
+
+class EndsWhenPickled:
+    """Pickling it raises ``SystemExit`` (*how* ``"exit"``) or ``KeyboardInterrupt``."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        _exit_on_load(self.how)
+        raise AssertionError("unreachable")
+
+
+class EndsWhenLoaded:
+    """Pickles fine; loading it raises ``SystemExit`` or ``KeyboardInterrupt``."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (_exit_on_load, (self.how,))
+
+
+def return_ends_when_pickled(how: str) -> EndsWhenPickled:
+    return EndsWhenPickled(how)
+
+
+def return_ends_when_loaded(how: str) -> EndsWhenLoaded:
+    return EndsWhenLoaded(how)

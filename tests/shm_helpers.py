@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from conftest import is_this_trees_name
 from procesos._shm import tracker_stats
 
 
@@ -20,14 +21,14 @@ def live_shared_memory() -> dict[str, int]:
 
 def shm_entries() -> set[str]:
     try:
-        return {n for n in os.listdir("/dev/shm") if not n.startswith("sem.")}
+        return {n for n in os.listdir("/dev/shm") if is_this_trees_name(n)}
     except FileNotFoundError:
         return set()
 
 
 @pytest.fixture(autouse=True, scope="module")
 def dev_shm_unchanged_by_module() -> Iterator[None]:
-    """Nothing this module does may leave a name in /dev/shm."""
+    """Nothing this module does may leave a name of its own in /dev/shm."""
     before = shm_entries()
     yield
     gc.collect()

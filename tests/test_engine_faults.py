@@ -145,7 +145,7 @@ def test_unpicklable_exception_fails_only_its_task() -> None:
     with procesos.Executor(2) as ex:
         results = list(ex.map(raise_unpicklable, range(3), return_exceptions=True))
         assert results[0] == 0 and results[2] == 2
-        assert isinstance(results[1], procesos.SerializationError)
+        assert isinstance(results[1], procesos.RemoteError)  # as from a Process
         assert "engine_tasks.Unpicklable" in str(results[1])
 
 

@@ -456,7 +456,8 @@ import procesos
 
 def shm():
     try:
-        return sorted(n for n in os.listdir("/dev/shm") if not n.startswith("sem."))
+        # procesos' names only: another program's entries come and go meanwhile.
+        return sorted(n for n in os.listdir("/dev/shm") if n.startswith("procesos-"))
     except FileNotFoundError:
         return []
 

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,58 @@ def test_apply_async_callbacks_run_with_the_result_or_the_error() -> None:
         assert done.wait(30)
     assert 9 in got
     assert any(isinstance(v, ValueError) for v in got)
+
+
+@pytest.mark.parametrize("call", ["apply_async", "apply_async error", "map_async",
+                                  "map_async error"])
+def test_get_and_wait_return_only_after_the_callback_has_run(
+    ctx: procesos.ProcesosContext, call: str
+) -> None:
+    # As in multiprocessing: ready() is False, get() times out and wait()
+    # returns unready while the callback runs.
+    entered, release = threading.Event(), threading.Event()
+    ran: list[object] = []
+
+    def callback(value: object) -> None:
+        entered.set()
+        assert release.wait(30)
+        ran.append(value)
+
+    with ctx.Pool(1) as pool:
+        if call == "apply_async":
+            result: Any = pool.apply_async(square, (3,), callback=callback)
+        elif call == "apply_async error":
+            result = pool.apply_async(fail_on, (2,), error_callback=callback)
+        elif call == "map_async":
+            result = pool.map_async(square, range(3), callback=callback)
+        else:
+            result = pool.map_async(fail_on, range(3), error_callback=callback)
+        assert entered.wait(30)
+        assert not result.ready()
+        result.wait(0.01)
+        assert not result.ready() and not ran
+        with pytest.raises(procesos.TimeoutError):
+            result.get(0.01)
+        release.set()
+        if call.endswith("error"):
+            with pytest.raises(ValueError):
+                result.get(30)
+        else:
+            result.get(30)
+        assert len(ran) == 1 and result.ready()
+
+
+def test_a_callback_that_raises_is_logged_and_the_result_still_arrives(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(value: object) -> None:
+        raise RuntimeError("broken callback")
+
+    with procesos.Pool(1) as pool:
+        assert pool.apply_async(square, (3,), callback=broken).get(30) == 9
+        assert pool.map_async(square, range(3), callback=broken).get(30) == [0, 1, 4]
+    logged = [r for r in caplog.records if "exception calling callback" in r.getMessage()]
+    assert len(logged) == 2 and all("broken callback" in (r.exc_text or "") for r in logged)
 
 
 def test_map_starmap_and_their_async_forms() -> None:

@@ -26,6 +26,10 @@ def fail_with_value_error(message: str) -> None:
     raise ValueError(message)
 
 
+def read_all(file: Any) -> Any:
+    return file.read()
+
+
 def exit_with(code: int) -> None:
     os._exit(code)
 
@@ -157,6 +161,45 @@ def test_exception_is_reraised_with_its_type_and_the_childs_traceback(
     assert "fail_with_value_error" in text  # the child's frame
     assert "raise ValueError(message)" in text
     assert isinstance(p.exception(), ValueError)
+
+
+def test_the_childs_traceback_is_printed_once_with_the_users_frames_only(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    p = ctx.Process(target=fail_with_value_error, args=("boom",), output="capture")
+    p.start()
+    with pytest.raises(ValueError, match="boom") as info:
+        p.result(timeout=30)
+    p.join(30)
+    package = os.path.dirname(procesos.__file__)
+    printed = p.stderr or ""
+    assert printed.startswith(f"Process {p.name}:\nTraceback (most recent call last):\n")
+    assert printed.count("Traceback") == 1 and "in fail_with_value_error" in printed
+    attached = info.value.__cause__
+    assert isinstance(attached, procesos.RemoteTraceback)
+    assert "in fail_with_value_error" in attached.text
+    for text in (printed, attached.text):
+        assert package not in text  # no frame of procesos' own
+    assert p.exitcode == 1
+
+
+def test_an_open_text_file_as_an_argument_is_refused_naming_it(
+    ctx: procesos.ProcesosContext, tmp_path: Path
+) -> None:
+    # It used to arrive as a StringIO of what the file held then.
+    path = tmp_path / "data.txt"
+    path.write_text("hello")
+    with open(path) as file:
+        with procesos.Executor(1, context=ctx) as ex:
+            with pytest.raises(procesos.PicklingError, match="an open file; pass its path"):
+                ex.submit(read_all, file).result(timeout=30)
+        p = ctx.Process(target=read_all, args=(file,))
+        if ctx.get_start_method() == "fork":  # nothing is pickled: the child has the file
+            p.start()
+            assert p.result(timeout=30) == "hello"
+        else:
+            with pytest.raises(procesos.PicklingError, match="an open file; pass its path"):
+                p.start()
 
 
 def test_traceback_of_a_function_sent_by_value_names_its_file(

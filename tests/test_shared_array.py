@@ -257,3 +257,22 @@ def test_a_program_prints_no_resource_tracker_warning(tmp_path: Path) -> None:
 def test_tracker_counts_are_exposed() -> None:
     stats = tracker_stats()
     assert {"segments", "tickets", "pooled", "connections"} <= set(stats)
+
+
+WITHOUT_NUMPY = """
+import sys
+sys.modules["numpy"] = None  # as if it were not installed
+import procesos
+try:
+    procesos.SharedArray((3,))
+except ModuleNotFoundError as exc:
+    print(exc.name, "|", exc)
+"""
+
+
+def test_without_numpy_the_error_says_how_to_install_it(tmp_path: Path) -> None:
+    result = run_script(WITHOUT_NUMPY, tmp_path)
+    assert result.stdout == (
+        "numpy | procesos.SharedArray needs numpy, which is not installed: "
+        "pip install 'procesos[numpy]'\n"
+    ), result.stderr

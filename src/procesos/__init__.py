@@ -24,6 +24,7 @@ from ._context import ProcesosContext, default_context
 from ._errors import (
     BrokenExecutorError,
     ClusterConnectionError,
+    PicklingError,
     ProcesosError,
     ProcessCrashedError,
     RemoteError,
@@ -31,6 +32,7 @@ from ._errors import (
     SerializationError,
     TaskTimeoutError,
     TimeoutError,
+    UnpicklingError,
     WorkerCrashedError,
 )
 from ._launch._zygote_client import set_zygote_preload, zygote_pid
@@ -135,6 +137,7 @@ __all__ = [
     "JoinableQueue",
     "Lock",
     "Manager",
+    "PicklingError",
     "Pipe",
     "Pool",
     "ProcesosContext",
@@ -155,6 +158,7 @@ __all__ = [
     "SimpleQueue",
     "TaskTimeoutError",
     "TimeoutError",
+    "UnpicklingError",
     "Value",
     "WorkerCrashedError",
     "active_children",

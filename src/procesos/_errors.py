@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import builtins
 import multiprocessing
+import pickle
 import signal
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 __all__ = [
     "BrokenExecutorError",
     "ClusterConnectionError",
     "ClusterWorkerCrashedError",
+    "PicklingError",
     "ProcesosError",
     "ProcessCrashedError",
     "RemoteError",
@@ -18,6 +21,7 @@ __all__ = [
     "SerializationError",
     "TaskTimeoutError",
     "TimeoutError",
+    "UnpicklingError",
     "WorkerCrashedError",
     "describe_exitcode",
 ]
@@ -107,8 +111,12 @@ class ProcessCrashedError(ProcesosError):
         return (type(self), (self.name, self.pid, self.exitcode, self.hint))
 
 
-class WorkerCrashedError(ProcessCrashedError):
-    """A pool worker died while it held a task; only that task fails."""
+class WorkerCrashedError(ProcessCrashedError, BrokenProcessPool):
+    """A pool worker died while it held a task; only that task fails.
+
+    It is also the standard library's ``BrokenProcessPool``, so that code written
+    for ``concurrent.futures`` catches it; unlike there, the pool goes on.
+    """
 
 
 class TimeoutError(ProcesosError, multiprocessing.TimeoutError, builtins.TimeoutError):
@@ -129,16 +137,31 @@ class TaskTimeoutError(TimeoutError):
     """
 
 
-class SerializationError(ProcesosError):
+class SerializationError(ProcesosError, pickle.PickleError):
     """An object could not be pickled or unpickled to cross a process boundary.
 
     The message names the object's type and where it was (which argument, the
-    result, the exception).
+    result, the exception). What procesos raises is one of its two subclasses,
+    :class:`PicklingError` or :class:`UnpicklingError`, so that both ``except
+    SerializationError`` and the ``pickle`` module's own classes catch it.
     """
 
 
-class BrokenExecutorError(ProcesosError):
-    """The task engine itself cannot go on (not raised for a single task's failure)."""
+class PicklingError(SerializationError, pickle.PicklingError):
+    """An object could not be pickled (a ``pickle.PicklingError`` too)."""
+
+
+class UnpicklingError(SerializationError, pickle.UnpicklingError):
+    """A pickled object could not be loaded (a ``pickle.UnpicklingError`` too)."""
+
+
+class BrokenExecutorError(ProcesosError, BrokenProcessPool):
+    """The task engine itself cannot go on (not raised for a single task's failure).
+
+    It is also the standard library's ``concurrent.futures.BrokenExecutor``
+    and ``BrokenProcessPool`` (what ``ProcessPoolExecutor`` raises when its
+    initializer fails), so that code written for it catches it.
+    """
 
 
 class ClusterConnectionError(ProcesosError, ConnectionError):

@@ -16,10 +16,15 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from ._errors import RemoteError, RemoteTraceback, SerializationError
+from ._errors import PicklingError, RemoteError, RemoteTraceback, UnpicklingError
 from ._serialization import PROTOCOL, dumps, dumps_fast, loads
 
-__all__ = ["decode", "encode_error", "encode_value"]
+__all__ = ["PICKLING_FAILURES", "decode", "encode_error", "encode_value"]
+
+
+#: What a ``__reduce__`` or ``__setstate__`` may raise that fails the one object,
+#: not the process: ``sys.exit()`` or ``KeyboardInterrupt`` raised there included.
+PICKLING_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 
 
 def _describe(obj: object) -> str:
@@ -33,10 +38,18 @@ def encode_error(exc: BaseException, traceback_text: str | None = None) -> bytes
         import traceback  # here: only an error needs it (4 ms of import)
 
         traceback_text = "".join(traceback.format_exception(exc))
+    payload: bytes | None
     try:
-        payload: bytes | None = dumps(exc)
-    except Exception:
-        payload = None
+        # By reference first: the parent has the modules, __main__ included, so
+        # that a class of the caller's own arrives as that class (under fork,
+        # cloudpickle would send a class of __main__ by value: a copy that
+        # ``except`` in the parent does not match).
+        payload = dumps_fast(exc)
+    except PICKLING_FAILURES:
+        try:
+            payload = dumps(exc)
+        except PICKLING_FAILURES:
+            payload = None
     return pickle.dumps(("error", payload, _describe(exc), str(exc), traceback_text), PROTOCOL)
 
 
@@ -48,14 +61,14 @@ def encode_value(value: object, where: str) -> bytes:
             # parent has the __main__ that functions are pickled against);
             # large buffers still go through shared memory.
             payload = dumps_fast(value)
-        except Exception:
+        except PICKLING_FAILURES:
             payload = dumps(value)
         return pickle.dumps(("value", payload), PROTOCOL)
-    except Exception as exc:
+    except PICKLING_FAILURES as exc:
         import traceback
 
-        error = SerializationError(
-            f"{where} could not be pickled: a {_describe(value)} object ({exc}). "
+        error = PicklingError(
+            f"{where} could not be pickled: a {_describe(value)} object ({exc!r}). "
             "Return something picklable, or share it through procesos' sharing objects."
         )
         return encode_error(error, "".join(traceback.format_exception(exc)))
@@ -72,7 +85,7 @@ def rebuild_exception(
         exc = loads(payload)
         if not isinstance(exc, BaseException):
             raise TypeError("not an exception")
-    except Exception:
+    except PICKLING_FAILURES:
         exc = RemoteError(type_name, message, traceback_text)
     exc.__cause__ = RemoteTraceback(traceback_text)
     return exc
@@ -84,8 +97,8 @@ def decode(frame: bytes, where: str) -> tuple[bool, Any]:
     if kind == "value":
         try:
             return True, loads(payload)
-        except Exception as exc:
-            error = SerializationError(f"{where} could not be unpickled in the parent: {exc!r}")
+        except PICKLING_FAILURES as exc:
+            error = UnpicklingError(f"{where} could not be unpickled in the parent: {exc!r}")
             error.__cause__ = exc
             return False, error
     type_name, message, traceback_text = rest

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from types import TracebackType
@@ -16,6 +18,7 @@ from ._options import check_args, check_count, check_kwargs
 __all__ = ["ApplyResult", "AsyncResult", "MapResult", "Pool"]
 
 T = TypeVar("T")
+_logger = logging.getLogger("procesos")
 
 
 class AsyncResult(Generic[T]):
@@ -51,35 +54,69 @@ class ApplyResult(AsyncResult[T]):
     def __init__(self, future: Future[T], callback: Callable[[T], object] | None,
                  error_callback: Callable[[BaseException], object] | None) -> None:
         self._future = future
-        if callback is not None or error_callback is not None:
-            def done(f: Future[T]) -> None:
+        # As in multiprocessing, the call is ready (get() and wait() return)
+        # only once its callback has run.
+        self._called_back = threading.Event()
+        if callback is None and error_callback is None:
+            self._called_back.set()
+            return
+
+        def done(f: Future[T]) -> None:
+            try:
                 if f.cancelled():
                     return
                 error = f.exception()
                 if error is None:
                     if callback is not None:
-                        callback(f.result())
+                        _call_back(callback, f.result(), self)
                 elif error_callback is not None:
-                    error_callback(error)
+                    _call_back(error_callback, error, self)
+            finally:
+                self._called_back.set()
 
-            future.add_done_callback(done)
+        future.add_done_callback(done)
 
     def ready(self) -> bool:
-        return self._future.done()
+        return self._called_back.is_set() and self._future.done()
 
     def wait(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             self._future.exception(timeout)
         except (TimeoutError, Exception):
             pass
+        self._called_back.wait(_left(deadline))
 
     def get(self, timeout: float | None = None) -> T:
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            return self._future.result(timeout)
+            result = self._future.result(timeout)
         except TimeoutError:
             if not self._future.done():
                 raise WaitTimeoutError from None
             raise
+        except BaseException:
+            if not self._future.done():
+                raise  # Ctrl-C while waiting
+            if not self._called_back.wait(_left(deadline)):
+                raise WaitTimeoutError from None
+            raise
+        if not self._called_back.wait(_left(deadline)):
+            raise WaitTimeoutError
+        return result
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _call_back(callback: Callable[[Any], object], value: Any, result: AsyncResult[Any]) -> None:
+    # Raised in the pool's own thread, the error would reach nobody: it is
+    # logged, as concurrent.futures logs a done-callback's.
+    try:
+        callback(value)
+    except Exception:
+        _logger.exception("exception calling callback for %r", result)
 
 
 class MapResult(AsyncResult[list[T]]):
@@ -91,9 +128,14 @@ class MapResult(AsyncResult[list[T]]):
         self._lock = threading.Lock()
         self._outcome: tuple[bool, Any] | None = None
         self._callbacks = (callback, error_callback)
+        # As in multiprocessing, the map is ready (get() and wait() return)
+        # only once its callback has run.
+        self._called_back = threading.Event()
         if callback is not None or error_callback is not None:
             job.listeners.append(self._on_progress)
             self._on_progress()
+        else:
+            self._called_back.set()
 
     def _on_progress(self) -> None:
         with self._job.cond:
@@ -104,11 +146,14 @@ class MapResult(AsyncResult[list[T]]):
                 return
             callback, error_callback = self._callbacks
             self._callbacks = (None, None)
-        ok, value = self._settle()
-        if ok and callback is not None:
-            callback(value)
-        elif not ok and error_callback is not None:
-            error_callback(value)
+        try:
+            ok, value = self._settle()
+            if ok and callback is not None:
+                _call_back(callback, value, self)
+            elif not ok and error_callback is not None:
+                _call_back(error_callback, value, self)
+        finally:
+            self._called_back.set()
 
     def _settle(self) -> tuple[bool, Any]:
         with self._lock:
@@ -126,10 +171,14 @@ class MapResult(AsyncResult[list[T]]):
 
     def ready(self) -> bool:
         with self._job.cond:
-            return self._job.finished()
+            return self._job.finished() and self._called_back.is_set()
 
     def wait(self, timeout: float | None = None) -> None:
-        self._job.wait(timeout)
+        self._wait(timeout)
+
+    def _wait(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._job.wait(timeout) and self._called_back.wait(_left(deadline))
 
     def _get_or_stop(self) -> list[T]:
         # For map() and starmap(), whose caller cannot wait again: Ctrl-C stops the tasks.
@@ -141,7 +190,7 @@ class MapResult(AsyncResult[list[T]]):
         return self.get()
 
     def get(self, timeout: float | None = None) -> list[T]:
-        if not self._job.wait(timeout):
+        if not self._wait(timeout):
             raise WaitTimeoutError
         ok, value = self._settle()
         if ok:

@@ -31,6 +31,7 @@ stays (see :func:`_set_function_state`).
 from __future__ import annotations
 
 import copyreg
+import io
 import pickle
 import types
 from collections import ChainMap
@@ -140,6 +141,21 @@ def _set_function_state(func: types.FunctionType, state: tuple[Any, Any]) -> Non
     cloudpickle.cloudpickle._function_setstate(func, (attributes, slots))
 
 
+def _reduce_text_file(file: Any) -> tuple[Any, ...]:
+    # cloudpickle sends a text file open for reading as a StringIO of what it
+    # holds now: a snapshot that silently stops following the file. An open
+    # file is refused as the standard pickler refuses a binary one; the
+    # standard streams still travel by name.
+    import sys
+
+    if file is sys.stdout or file is sys.stderr:
+        return getattr, (sys, "stdout" if file is sys.stdout else "stderr")
+    raise TypeError(
+        f"cannot pickle '{type(file).__module__}.{type(file).__qualname__}' object: an open "
+        "file; pass its path and open it where it is used"
+    )
+
+
 def _rebuild_code(rebuild: Callable[..., types.CodeType], args: tuple[Any, ...],
                   filename: str) -> types.CodeType:
     return rebuild(*args).replace(co_filename=filename)
@@ -170,7 +186,8 @@ def _cloud_pickler() -> type:
             functions sent by value sharing their module's globals once unpickled."""
 
             dispatch_table = ChainMap(
-                {types.CodeType: _reduce_code_keeping_its_file},
+                {types.CodeType: _reduce_code_keeping_its_file,
+                 io.TextIOWrapper: _reduce_text_file},
                 _transport.reducers,
                 ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
                 cloudpickle.Pickler.dispatch_table,

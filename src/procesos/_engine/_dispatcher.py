@@ -33,8 +33,8 @@ from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
 from .._context import ProcesosContext
-from .._errors import BrokenExecutorError
-from .._outcome import decode
+from .._errors import BrokenExecutorError, UnpicklingError
+from .._outcome import PICKLING_FAILURES, decode
 from .._serialization import loads
 from ._batching import ChunkSizer
 from ._crash import oom_kills
@@ -301,7 +301,7 @@ class Engine(Faults):
             return False
         try:
             value = pickle.loads(payload)[0]
-        except Exception:
+        except PICKLING_FAILURES:
             return False  # _handle reports it
         with self.lock:
             self._record_done(worker, batch, header[2], 1, header[5])
@@ -619,8 +619,12 @@ class Engine(Faults):
             return None
         try:
             return decode_values(payload)
-        except Exception as exc:
-            return exc
+        except PICKLING_FAILURES as exc:
+            # Every item of the message fails with it (a SystemExit or
+            # KeyboardInterrupt raised by a __setstate__ too: not this thread's).
+            error = UnpicklingError(f"the results could not be unpickled in the parent: {exc!r}")
+            error.__cause__ = exc
+            return error
 
     def _on_message(self, worker: WorkerHandle, header: Any, values: Any,
                     deliveries: list[tuple[Batch, int, list[Any], dict[int, BaseException]]],

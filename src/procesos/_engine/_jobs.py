@@ -21,7 +21,7 @@ from concurrent.futures import CancelledError, Future
 from itertools import islice
 from typing import Any
 
-from .._errors import SerializationError
+from .._errors import PicklingError
 from .._serialization import discard, dumps
 from ._batching import ChunkSizer
 from ._messages import CALL, ONE, SKIP, STAR, discard_shared, encode_objects
@@ -53,7 +53,7 @@ class FnEntry:
             # shared memory must stay until the engine discards the entry.
             self.data = dumps(fn, reusable=True)
         except Exception as exc:
-            raise SerializationError(
+            raise PicklingError(
                 f"the function {_name(fn)!r}, a {_type_name(fn)} object, cannot be pickled "
                 f"({exc}); pass a picklable callable"
             ) from exc
@@ -108,7 +108,7 @@ def _encode_items(items: Sequence[Any], describe: Callable[[int, Any], str]
         try:
             dumps(item)
         except Exception:
-            bad[i] = SerializationError(describe(i, item) + "; pass picklable arguments")
+            bad[i] = PicklingError(describe(i, item) + "; pass picklable arguments")
             safe[i] = SKIP
     return dumps(safe), bad
 

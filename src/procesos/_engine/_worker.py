@@ -22,8 +22,8 @@ from itertools import starmap
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple, NoReturn
 
-from .._errors import SerializationError
-from .._outcome import encode_error
+from .._errors import PicklingError, UnpicklingError
+from .._outcome import PICKLING_FAILURES, encode_error
 from .._serialization import dumps, loads
 from .._shm._write_cache import drop_all as drop_kept_mappings
 from ._messages import (
@@ -100,13 +100,13 @@ def resident_bytes(statm_fd: int | None) -> int:
 
 def _load(data: bytes | memoryview, what: str) -> tuple[bool, Any]:
     """Unpickle *data*: ``(True, the object)``, or ``(False, an encoded
-    SerializationError)`` that names *what* could not be unpickled."""
+    UnpicklingError)`` that names *what* could not be unpickled."""
     try:
         return True, loads(data)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
-        error = SerializationError(f"{what} could not be unpickled in the worker: {exc!r}")
+        error = UnpicklingError(f"{what} could not be unpickled in the worker: {exc!r}")
         return False, encode_error(error, _user_traceback(exc))
 
 
@@ -118,18 +118,10 @@ def _user_traceback(exc: BaseException) -> str:
 
 
 def _error_frame(exc: BaseException) -> bytes:
-    """The outcome frame of a task's exception; SerializationError if it cannot travel."""
-    text = _user_traceback(exc)
-    try:
-        dumps(exc)
-    except Exception as pickle_exc:
-        cls = type(exc)
-        error = SerializationError(
-            f"the task raised {cls.__module__}.{cls.__qualname__}: {exc}; that exception "
-            f"could not be pickled in the worker ({pickle_exc}); its traceback is attached"
-        )
-        return encode_error(error, text)
-    return encode_error(exc, text)
+    """The outcome frame of a task's exception. One that cannot be pickled
+    arrives as ``RemoteError`` (its type's name, message and traceback), as
+    from a ``Process``."""
+    return encode_error(exc, _user_traceback(exc))
 
 
 class _ForkWatch:
@@ -196,7 +188,7 @@ class _Worker:
             _ForkWatch.leave()
         try:
             payload = encode_values(values)
-        except Exception:
+        except PICKLING_FAILURES:
             payload = self._pickle_values_carefully(values, errors)
         now = time.monotonic_ns()
         if now - self.noted_at > _NOTE_MEMORY_NS:
@@ -211,16 +203,16 @@ class _Worker:
     def _pickle_values_carefully(self, values: list[Any], errors: list[tuple[int, bytes]]) -> bytes:
         try:
             return dumps(values)
-        except Exception:
+        except PICKLING_FAILURES:
             pass
         for i, value in enumerate(values):
             try:
                 dumps(value)
-            except Exception as exc:
+            except PICKLING_FAILURES as exc:
                 cls = type(value)
-                error = SerializationError(
+                error = PicklingError(
                     f"the result, a {cls.__module__}.{cls.__qualname__} object, could not be "
-                    f"pickled in the worker ({exc}). Return something picklable."
+                    f"pickled in the worker ({exc!r}). Return something picklable."
                 )
                 errors.append((i, encode_error(error, _user_traceback(exc))))
                 values[i] = None
@@ -413,6 +405,11 @@ def worker_main(channel: tuple[Connection, Connection], progress: Any, slot: int
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
+            import logging
+
+            # Logged here as concurrent.futures logs it, and sent: the parent
+            # fails the pool with it.
+            logging.getLogger("procesos").critical("Exception in initializer:", exc_info=True)
             worker.send((INIT_FAILED, encode_error(exc, _user_traceback(exc))))
             return
     worker.note_memory()

@@ -78,6 +78,21 @@ def _run_exit_handlers_like_the_standard_library() -> None:
     atexit._run_exitfuncs()
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """*exc*'s traceback from the first frame of the user's code (procesos' own
+    frames that called it, ``run_and_record`` and ``Process.run``, left out)."""
+    import traceback  # here: only an error needs it (4 ms of import)
+
+    tb = exc.__traceback__
+    while (tb is not None and tb.tb_next is not None
+           and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE)):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
 def run_process(process_obj: BaseProcess, channel: Connection) -> int:
     """Run *process_obj* here, send its outcome on *channel*, return the exit code."""
     outcome: bytes | None = None
@@ -105,10 +120,16 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
                     process_obj.name, os.getpid(), code, f"it called sys.exit({exc.code!r})"))
             raise
         except BaseException as exc:
-            import traceback  # here: only an error needs it (4 ms of import)
-
-            outcome = encode_error(exc, traceback.format_exc())
-            raise
+            text = _user_traceback(exc)
+            outcome = encode_error(exc, text)
+            # What _bootstrap would print, without procesos' own frames; then
+            # the same exit code (1), without _bootstrap's print.
+            try:
+                sys.stderr.write(f"Process {process_obj.name}:\n{text}")
+                sys.stderr.flush()
+            except (AttributeError, OSError, ValueError):
+                pass  # no stderr, or a closed one: nothing to print to
+            raise SystemExit(1) from None
         else:
             # None needs no frame: exit code 0 without one reads as None
             # (Process._settle), and the parent is spared a wake-up.
@@ -205,9 +226,9 @@ def _serve(channel: Connection, received_fds: list[int] | None, parent_pid: int,
         import traceback
 
         traceback.print_exc()
-        from .._errors import SerializationError
+        from .._errors import UnpicklingError
 
-        error = SerializationError(f"the process could not be unpickled in the child: {exc!r}")
+        error = UnpicklingError(f"the process could not be unpickled in the child: {exc!r}")
         try:
             channel.send_bytes(encode_error(error, traceback.format_exc()))
         except OSError:

@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, ClassVar
 
-from .._errors import SerializationError
+from .._errors import PicklingError
 from .._output import ChildOutput, install_std_fds, open_child_output, resolve_output_mode
 from .._serialization import dumps
 from .._wait import readable
@@ -29,8 +29,8 @@ from ._wire import ChildSetup
 __all__ = ["BasePopen", "describe_unpicklable"]
 
 
-def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> SerializationError:
-    """A :class:`SerializationError` that names the part of *process_obj* that failed."""
+def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> PicklingError:
+    """A :class:`PicklingError` that names the part of *process_obj* that failed."""
     args = getattr(process_obj, "_args", ())
     kwargs = getattr(process_obj, "_kwargs", {})
     parts: list[tuple[str, Any]] = [("the target", getattr(process_obj, "_target", None))]
@@ -50,7 +50,7 @@ def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> Serializat
         detail += (" (multiprocessing's default context on Linux is 'fork': create the "
                    "object with procesos, e.g. procesos.Queue(), or with "
                    "multiprocessing.get_context('spawn'))")
-    return SerializationError(
+    return PicklingError(
         f"cannot start process {process_obj.name!r}: {culprit} cannot be pickled ({detail}). "
         "The 'zygote' and 'spawn' start methods send the target and its arguments to the "
         "child; pass picklable objects (or procesos' sharing objects), or use the 'fork' "

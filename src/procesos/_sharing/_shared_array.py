@@ -20,8 +20,16 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, Literal, SupportsIndex
 
-import numpy as np
-import numpy.typing as npt
+try:
+    import numpy as np
+    import numpy.typing as npt
+except ModuleNotFoundError as missing:
+    if missing.name != "numpy":
+        raise
+    raise ModuleNotFoundError(
+        "procesos.SharedArray needs numpy, which is not installed: "
+        "pip install 'procesos[numpy]'", name="numpy"
+    ) from missing
 
 from .._shm._client import ShmError, client, map_segment, tree_token
 from .._shm._transport import register_ticket

@@ -1,0 +1,173 @@
+"""The caller's exception classes: code written for the standard library catches
+procesos' errors, and a task's exception arrives as the caller's own class."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import pickle
+import threading
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import procesos
+from conftest import run_script
+from engine_tasks import (
+    LoadsNowhere,
+    die_on,
+    init_that_raises,
+    pid_of,
+    raise_unpicklable,
+    return_ends_when_loaded,
+    return_ends_when_pickled,
+    square,
+)
+
+MAIN_CLASS = """
+import procesos
+
+class MyError(Exception):
+    pass
+
+def boom():
+    raise MyError("boom")
+
+if __name__ == "__main__":
+    p = procesos.Process(target=boom)
+    p.start()
+    try:
+        p.result(timeout=60)
+    except MyError:
+        print("Process: caught")
+    with procesos.Executor(1) as ex:
+        try:
+            ex.submit(boom).result(timeout=60)
+        except MyError:
+            print("Executor: caught")
+    with procesos.Pool(1) as pool:
+        try:
+            pool.apply(boom)
+        except MyError:
+            print("Pool: caught")
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "zygote"])
+def test_an_exception_class_of_main_arrives_as_the_callers_own(
+    tmp_path: Path, method: str
+) -> None:
+    result = run_script(MAIN_CLASS, tmp_path, method)
+    assert result.stdout.split("\n") == ["Process: caught", "Executor: caught",
+                                         "Pool: caught", ""], result.stderr
+
+
+def test_a_broken_executor_is_a_concurrent_futures_broken_executor(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    with procesos.Executor(1, initializer=init_that_raises, context=ctx) as ex:
+        with pytest.raises(concurrent.futures.BrokenExecutor) as info:
+            ex.submit(square, 2).result(timeout=60)
+    assert isinstance(info.value, procesos.BrokenExecutorError)
+    assert isinstance(info.value, BrokenProcessPool)  # what ProcessPoolExecutor raises then
+
+
+def test_a_failing_initializer_is_logged_as_the_standard_library_logs_it(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written straight to descriptor 2 (no relay thread), before the worker
+    # tells the parent: it is there when the error is.
+    from procesos._output import _modes
+
+    monkeypatch.setattr(_modes, "_chosen", "inherit")
+    with procesos.Executor(1, initializer=init_that_raises) as ex:
+        with pytest.raises(procesos.BrokenExecutorError):
+            ex.submit(square, 2).result(timeout=60)
+    err = capfd.readouterr().err
+    assert "Exception in initializer:" in err
+    assert "Traceback (most recent call last)" in err and "in init_that_raises" in err
+
+
+def test_a_crashed_worker_is_a_broken_process_pool(ctx: procesos.ProcesosContext) -> None:
+    with procesos.Executor(1, context=ctx) as ex:
+        with pytest.raises(BrokenProcessPool) as info:
+            ex.submit(die_on, 1, 1, "exit").result(timeout=60)
+        assert isinstance(info.value, procesos.WorkerCrashedError)
+        assert isinstance(info.value, procesos.ProcesosError)
+        assert ex.submit(square, 3).result(timeout=60) == 9  # the pool goes on
+
+
+def test_serialization_errors_are_the_pickle_modules_own(ctx: procesos.ProcesosContext) -> None:
+    with procesos.Executor(1, context=ctx) as ex:
+        with pytest.raises(pickle.PicklingError) as pickling:
+            ex.submit(square, threading.Lock()).result(timeout=60)
+        with pytest.raises(pickle.UnpicklingError) as unpickling:
+            ex.submit(abs, LoadsNowhere()).result(timeout=60)
+    for caught in (pickling.value, unpickling.value):
+        assert isinstance(caught, procesos.SerializationError)
+    assert isinstance(pickling.value, procesos.PicklingError)
+    assert isinstance(unpickling.value, procesos.UnpicklingError)
+    p = ctx.Process(target=square, args=(threading.Lock(),))
+    if ctx.get_start_method() != "fork":  # a fork pickles nothing to start
+        with pytest.raises(pickle.PicklingError):
+            p.start()
+
+
+@pytest.mark.parametrize("how", ["exit", "interrupt"])
+def test_sys_exit_or_ctrl_c_while_pickling_a_result_fails_only_that_task(
+    ctx: procesos.ProcesosContext, how: str
+) -> None:
+    with procesos.Executor(1, context=ctx) as ex:
+        worker = ex.submit(pid_of).result(timeout=60)
+        with pytest.raises(procesos.PicklingError, match="could not be pickled") as info:
+            ex.submit(return_ends_when_pickled, how).result(timeout=60)
+        assert ("SystemExit" if how == "exit" else "KeyboardInterrupt") in str(info.value)
+        results = list(ex.map(return_ends_when_pickled, [how] * 3, chunksize=3,
+                              return_exceptions=True))
+        assert all(isinstance(r, procesos.PicklingError) for r in results), results
+        assert ex.submit(pid_of).result(timeout=60) == worker  # the worker lives on
+    p = ctx.Process(target=return_ends_when_pickled, args=(how,))
+    p.start()
+    with pytest.raises(procesos.PicklingError, match="could not be pickled"):
+        p.result(timeout=60)
+    p.join(60)
+
+
+@pytest.mark.parametrize("how", ["exit", "interrupt"])
+def test_sys_exit_or_ctrl_c_while_unpickling_a_result_fails_only_that_task(
+    ctx: procesos.ProcesosContext, how: str
+) -> None:
+    with procesos.Executor(1, context=ctx) as ex:
+        with pytest.raises(procesos.UnpicklingError, match="could not be unpickled"):
+            ex.submit(return_ends_when_loaded, how).result(timeout=60)
+        results = list(ex.map(return_ends_when_loaded, [how] * 3, return_exceptions=True))
+        assert all(isinstance(r, procesos.UnpicklingError) for r in results), results
+        assert ex.submit(square, 3).result(timeout=60) == 9
+    with ctx.Pool(1) as pool:
+        with pytest.raises(procesos.UnpicklingError):
+            pool.apply(return_ends_when_loaded, (how,))
+    p = ctx.Process(target=return_ends_when_loaded, args=(how,))
+    p.start()
+    with pytest.raises(procesos.UnpicklingError, match="could not be unpickled"):
+        p.result(timeout=60)
+    p.join(60)
+
+
+def test_an_exception_that_cannot_be_pickled_is_a_remote_error_everywhere(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    caught: list[Any] = []
+    with procesos.Executor(1, context=ctx) as ex:
+        caught.append(ex.submit(raise_unpicklable, 1).exception(timeout=60))
+    with ctx.Pool(1) as pool, pytest.raises(procesos.RemoteError) as info:
+        pool.apply(raise_unpicklable, (1,))
+    caught.append(info.value)
+    p = ctx.Process(target=raise_unpicklable, args=(1,))
+    p.start()
+    caught.append(p.exception(timeout=60))
+    p.join(60)
+    for error in caught:
+        assert isinstance(error, procesos.RemoteError), error
+        assert error.type_name == "engine_tasks.Unpicklable"
+        assert "in raise_unpicklable" in error.remote_traceback
