@@ -156,11 +156,27 @@ def test_exception_is_reraised_with_its_type_and_the_childs_traceback(
     with pytest.raises(ValueError, match="boom") as info:
         p.result(timeout=30)
     assert p.exitcode == 1
-    assert isinstance(info.value.__cause__, procesos.RemoteTraceback)
+    cause = info.value.__cause__
+    assert isinstance(cause, procesos.RemoteTraceback)
+    assert "fail_with_value_error" in cause.text  # the child's frame
+    assert "raise ValueError(message)" in cause.text
+    # The child printed it on our stderr as it ended: the chain points there.
     text = "".join(traceback.format_exception(info.value))
-    assert "fail_with_value_error" in text  # the child's frame
-    assert "raise ValueError(message)" in text
+    assert f"the traceback above, printed by process {p.name!r} (pid {p.pid})" in text
+    assert "raise ValueError(message)" not in text
     assert isinstance(p.exception(), ValueError)
+
+
+def test_a_captured_childs_traceback_is_shown_with_the_error(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    # Captured, the child's stderr is not where our errors show: the chain has it.
+    p = ctx.Process(target=fail_with_value_error, args=("boom",), output="capture")
+    p.start()
+    error = p.exception(timeout=30)
+    assert error is not None
+    text = "".join(traceback.format_exception(error))
+    assert "raise ValueError(message)" in text and "printed by" not in text
 
 
 def test_the_childs_traceback_is_printed_once_with_the_users_frames_only(
@@ -209,7 +225,8 @@ def test_traceback_of_a_function_sent_by_value_names_its_file(
     p.start()
     with pytest.raises(ZeroDivisionError) as info:
         p.result(timeout=30)
-    text = "".join(traceback.format_exception(info.value))
+    assert isinstance(info.value.__cause__, procesos.RemoteTraceback)
+    text = info.value.__cause__.text
     assert f'File "{__file__}"' in text
     assert "<dynamic-code>" not in text
     assert "lambda: 1 / 0" in text  # the source line, read from that file

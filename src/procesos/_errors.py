@@ -42,8 +42,14 @@ class RemoteTraceback(Exception):
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.text = text
+        #: Where the child printed this traceback itself, when it went to the same
+        #: stream as this process's errors (then an uncaught exception does not show
+        #: it a second time; :attr:`text` keeps it whole).
+        self.printed_by: str | None = None
 
     def __str__(self) -> str:
+        if self.printed_by is not None:
+            return f"the traceback above, printed by {self.printed_by}"
         return f"\n\"\"\"\n{self.text.rstrip()}\n\"\"\""
 
 

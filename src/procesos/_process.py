@@ -17,7 +17,7 @@ from multiprocessing import process as mp_process
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._errors import ProcessCrashedError, TimeoutError
+from ._errors import ProcessCrashedError, RemoteTraceback, TimeoutError
 from ._launch._popen import BasePopen
 from ._options import check_args, check_kwargs
 from ._outcome import decode
@@ -228,6 +228,10 @@ class Process(BaseProcess):
             return value
         raise value
 
+    def _printed_its_errors(self) -> bool:
+        """Whether the child's stderr went where this process prints its own errors."""
+        return getattr(self, "_output_mode", None) in ("relay", "prefix", "inherit")
+
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Like :meth:`result`, but return the exception instead of raising it."""
         ok, value = self._settle(timeout)
@@ -255,6 +259,11 @@ class Process(BaseProcess):
             if not settled[0] and not (isinstance(error, ProcessCrashedError)
                                        and error.pid == self.pid):  # its sys.exit(): named
                 error.add_note(f"(raised in process {self.name!r}, pid {self.pid})")
+                cause = error.__cause__
+                if isinstance(cause, RemoteTraceback) and self._printed_its_errors():
+                    # The child printed it as it ended (as multiprocessing's children
+                    # do), on the stream where this error will show: once is enough.
+                    cause.printed_by = f"process {self.name!r} (pid {self.pid})"
         elif exitcode == 0:
             settled = (True, None)  # sys.exit(0) or a run() that returned nothing to send
         else:
