@@ -62,7 +62,7 @@ _mark_standard_library_names()
 def is_this_trees_name(name: str) -> bool:
     """Whether the ``/dev/shm`` entry *name* was made by this test tree."""
     return name.startswith(
-        (f"procesos-{tree_token()[:12]}-", _SHM_PREFIX[1:], f"sem.mp-{_MARK}")
+        (f"procesos-{tree_token().partition('.')[0][:8]}-", _SHM_PREFIX[1:], f"sem.mp-{_MARK}")
     )
 
 

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import textwrap
 import threading
 import time
 import traceback
@@ -843,3 +844,27 @@ def test_a_parent_that_ignores_ctrl_c_starts_children_that_ignore_it(
     p.join(60)
     assert p.exitcode == 0
     p.close()
+
+
+def test_a_traceback_pickled_with_the_exception_is_not_shown_again(tmp_path: Path) -> None:
+    # tblib (which Dask installs) pickles an exception's traceback with it: the
+    # child's frames must still show once, in the RemoteTraceback.
+    pytest.importorskip("tblib")
+    done = run_script(textwrap.dedent("""
+        import traceback
+        import tblib.pickling_support
+        tblib.pickling_support.install()
+        import procesos
+
+        def fail_in_the_child():
+            raise ValueError("boom")
+
+        for method in ("fork", "zygote", "spawn"):
+            p = procesos.get_context(method).Process(target=fail_in_the_child,
+                                                     output="capture")
+            p.start()
+            text = "".join(traceback.format_exception(p.exception()))
+            print(method, text.count('raise ValueError("boom")'))
+    """), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["fork", "1", "zygote", "1", "spawn", "1"], done.stdout

@@ -85,6 +85,9 @@ def rebuild_exception(
         exc = loads(payload)
         if not isinstance(exc, BaseException):
             raise TypeError("not an exception")
+        # A traceback pickled with it (tblib, which Dask installs, does that) is
+        # the child's: its frames are in the RemoteTraceback, once.
+        exc.__traceback__ = None
     except PICKLING_FAILURES:
         exc = RemoteError(type_name, message, traceback_text)
     exc.__cause__ = RemoteTraceback(traceback_text)
