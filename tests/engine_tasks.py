@@ -198,3 +198,52 @@ def modules_loaded(names: list[str]) -> list[bool]:
     import sys
 
     return [name in sys.modules for name in names]
+
+
+def _exit_now(code: int) -> None:
+    os._exit(code)
+
+
+class KillsWhenLoaded:
+    """Pickles fine; unpickling it (in a worker) ends that worker at once."""
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        return (_exit_now, (9,))
+
+
+class KillsWhenPickled:
+    """Pickling it (a task's result, in the worker) ends that worker at once."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        os._exit(8)
+
+
+def identity(x: object) -> object:
+    return x
+
+
+def counted(directory: str, x: int) -> int:
+    """Leave one marker file per run of this task, then: x == -1 ends the worker,
+    x == -2 returns a result that ends it while pickled, else x * 10."""
+    Path(directory, f"{x}-{os.getpid()}-{os.urandom(4).hex()}").touch()
+    if x == -1:
+        os._exit(1)
+    if x == -2:
+        return KillsWhenPickled()  # type: ignore[return-value]
+    return x * 10
+
+
+def runs_of(directory: str) -> dict[int, int]:
+    """How many times each item of :func:`counted` ran."""
+    runs: dict[int, int] = {}
+    for name in os.listdir(directory):
+        x = int(name.rsplit("-", 2)[0])
+        runs[x] = runs.get(x, 0) + 1
+    return runs
+
+
+def quick_unless_told(fifo: str, x: object) -> object:
+    """Return *x* at once, except "block": wait for a writer on the FIFO first."""
+    if x == "block":
+        block_on_fifo(fifo)
+    return x

@@ -28,6 +28,9 @@ from ._messages import CALL, ONE, SKIP, STAR, discard_shared, encode_objects
 
 __all__ = ["Batch", "Call", "CallBatch", "FnEntry", "MapBatch", "MapJob", "ResultIterator"]
 
+#: Chunks of fewer items are tracked item by item even when the items are quick.
+SMALL_CHUNK = 64
+
 _repr = reprlib.Repr()
 _repr.maxstring = 40
 _repr.maxother = 40
@@ -135,12 +138,13 @@ class Call:
 class Batch:
     """What one RUN message carries; set by the dispatcher when sent."""
 
-    __slots__ = ("frame", "id", "n", "reported", "seq_base", "skips", "tracked")
+    __slots__ = ("deaths", "frame", "id", "n", "reported", "seq_base", "skips", "tracked")
 
     n: int
 
     def __init__(self, tracked: bool) -> None:
         self.id = 0
+        self.deaths = 0  # workers that died holding it, none while running one of its items
         self.seq_base = 0
         self.reported = 0
         self.tracked = tracked
@@ -189,8 +193,8 @@ class CallBatch(Batch):
 
     __slots__ = ("_entries", "calls")
 
-    def __init__(self, calls: list[Call], tracked: bool = True) -> None:
-        super().__init__(tracked)
+    def __init__(self, calls: list[Call]) -> None:
+        super().__init__(True)  # a worker runs calls item by item
         self.calls = calls
         self.n = len(calls)
         self._entries: list[FnEntry] | None = None
@@ -228,7 +232,7 @@ class CallBatch(Batch):
         self.calls[offset].attempts += 1
 
     def part(self, start: int, stop: int, tracked: bool) -> Batch:
-        return CallBatch(self.calls[start:stop], tracked)
+        return CallBatch(self.calls[start:stop])
 
     def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
         calls = self.calls[offset:] if offset else self.calls
@@ -292,7 +296,8 @@ class MapBatch(Batch):
         self.job.attempts[index] = self.job.attempts.get(index, 0) + 1
 
     def part(self, start: int, stop: int, tracked: bool) -> Batch:
-        return MapBatch(self.job, self.start + start, self.items[start:stop], tracked)
+        return MapBatch(self.job, self.start + start, self.items[start:stop],
+                        tracked or stop - start < SMALL_CHUNK)
 
     def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
         self.job.deliver(self.start + offset, values, errors)
@@ -339,6 +344,8 @@ class MapJob:
         self._wake = wake
         self._stop = stop
         self.attempts: dict[int, int] = {}
+        # A worker died in one of its untracked chunks: from now on, tracked.
+        self.careful = False
         # Input side: the dispatcher thread only.
         self._sequence: Sequence[Any] | None = None
         self._iterator: Iterator[Any] | None = None
@@ -398,7 +405,7 @@ class MapJob:
             except BaseException as exc:
                 self.pulled += len(read)
                 self.end_input(exc)
-                return MapBatch(self, start, read, self.sizer.tracked) if read else None
+                return MapBatch(self, start, read, self._tracked(len(read))) if read else None
             items = read
             if len(items) < size:
                 self.exhausted = True
@@ -410,7 +417,13 @@ class MapJob:
         if not items:
             self._check_finished()
             return None
-        return MapBatch(self, start, items, self.sizer.tracked)
+        return MapBatch(self, start, items, self._tracked(len(items)))
+
+    def _tracked(self, size: int) -> bool:
+        # A small chunk is tracked whatever its items take: its results then
+        # never wait behind a slow item, and a crash in it runs nothing twice;
+        # that costs little in a chunk this size.
+        return self.sizer.tracked or self.careful or size < SMALL_CHUNK
 
     def end_input(self, error: BaseException) -> None:
         """No more input: results stop at the current position with *error*."""

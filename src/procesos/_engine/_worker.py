@@ -45,8 +45,10 @@ from ._messages import (
     encode_values,
     frame,
     poll_briefly,
+    quick_pickle,
     write_all,
 )
+from ._results_log import ERROR, VALUE, ResultLog
 from ._threads import limit_threads
 
 __all__ = ["FN_CACHE_SIZE", "WorkerConfig", "resident_bytes", "worker_main"]
@@ -161,7 +163,7 @@ class _ForkWatch:
 
 class _Worker:
     def __init__(self, channel: tuple[Connection, Connection], progress: Any, slot: int,
-                 config: WorkerConfig) -> None:
+                 config: WorkerConfig, log: Any = None) -> None:
         self.channel = channel  # keeps the descriptors open
         self.fd = channel[0].fileno()  # from the parent
         self.out_fd = channel[1].fileno()  # to the parent
@@ -176,6 +178,7 @@ class _Worker:
         self.retired = False
         self.noted_at = 0
         self.unlimited = config.max_tasks is None and config.max_memory is None
+        self.log = ResultLog(log, slot) if log is not None else None
 
     # -- sending -----------------------------------------------------------
     def send(self, header: tuple[Any, ...], payload: bytes = b"") -> None:
@@ -266,6 +269,9 @@ class _Worker:
 
     def run(self, header: tuple[Any, ...], payload: memoryview) -> None:
         _, batch_id, seq_base, style, tracked, timed, fns = header
+        # Negative: loading this batch. A worker that dies now (an argument or a
+        # function whose unpickling ends the process) is known to have died on it.
+        self.slot[self.base + SLOT_SEQ] = -seq_base
         table = self.update_fns(fns)
         ok, items = _load(payload, "the arguments")
         if not ok:
@@ -340,6 +346,9 @@ class _Worker:
         last_flush = piece_start = clock()
         fn = table[0]
         limited = self.config.max_tasks is not None or self.config.max_memory is not None
+        log = self.log if len(items) > 1 else None
+        if log is not None:
+            log.reset(seq_base)
         for i, item in enumerate(items):
             if timed:  # the start first: the parent reads the sequence number first
                 slot[base + SLOT_START] = clock()
@@ -368,15 +377,19 @@ class _Worker:
             if _ForkWatch.forked:
                 _ForkWatch.leave()
             self.tasks_done += 1
+            # Kept before the next item starts: a crash then loses no finished result.
+            kept = log is None or _keep(log, value, errors, len(values) - 1)
             now = clock()
             if limited and self.over_limits():
                 self.flush(batch_id, offset, values, errors, now - piece_start, i + 1)
                 return
-            if now - last_flush >= FLUSH_NS:
+            if not kept or now - last_flush >= FLUSH_NS:
                 self.flush(batch_id, offset, values, errors, now - piece_start)
                 offset += len(values)
                 values, errors = [], []
                 last_flush = piece_start = now
+                if log is not None:
+                    log.reset(seq_base + i + 1)
         if values or offset == 0:
             self.flush(batch_id, offset, values, errors, clock() - piece_start)
 
@@ -393,6 +406,17 @@ class _Worker:
         return over_tasks or over_memory
 
 
+def _keep(log: ResultLog, value: Any, errors: list[tuple[int, bytes]], index: int) -> bool:
+    """Append item *index*'s outcome to *log*; False when it must go to the parent now."""
+    if errors and errors[-1][0] == index:
+        return log.append(ERROR, errors[-1][1])
+    try:
+        data = quick_pickle(value)
+    except Exception:
+        return False  # the DONE message's pickling reports it
+    return data is not None and log.append(VALUE, data)
+
+
 def _watch_memory(slot: memoryview, index: int, stop: threading.Event) -> None:
     statm = _open_statm()
     while not stop.wait(_MEMORY_WATCH_S):
@@ -400,13 +424,14 @@ def _watch_memory(slot: memoryview, index: int, stop: threading.Event) -> None:
 
 
 def worker_main(channel: tuple[Connection, Connection], progress: Any, slot: int,
-                config: WorkerConfig) -> None:
+                config: WorkerConfig, log: Any = None) -> None:
     """Entry point of a worker process (the target of its ``Process``); *channel* is
-    the pipe it reads from the parent and the one it writes to the parent."""
+    the pipe it reads from the parent and the one it writes to the parent; *log*
+    the shared array of the result logs (:mod:`._results_log`)."""
     if config.threads is not None:
         limit_threads(config.threads)
     _ForkWatch.start()
-    worker = _Worker(channel, progress, slot, config)
+    worker = _Worker(channel, progress, slot, config, log)
     if config.initializer is not None:
         try:
             config.initializer(*config.initargs)

@@ -1,0 +1,98 @@
+"""The engine's promises (docs/executor.md, "Guarantees"), each stated as a test:
+every future resolves, no task runs twice unless retries say so, finished
+results are not held back, and the engine keeps nothing alive."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from pathlib import Path
+
+import pytest
+
+import procesos
+from conftest import START_METHODS
+from engine_tasks import (
+    KillsWhenLoaded,
+    counted,
+    identity,
+    quick_unless_told,
+    runs_of,
+    square,
+)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("method", START_METHODS)
+def test_an_argument_that_kills_its_worker_while_unpickled_fails_its_task(method: str) -> None:
+    with procesos.Executor(2, context=method) as ex:
+        doomed = ex.submit(identity, KillsWhenLoaded())
+        with pytest.raises(procesos.WorkerCrashedError, match=r"identity\(") as caught:
+            doomed.result()
+        assert "unpickl" in str(caught.value)
+        results = list(ex.map(identity, [1, KillsWhenLoaded(), 3], chunksize=3,
+                              return_exceptions=True))
+        assert results[0] == 1 and results[2] == 3
+        assert isinstance(results[1], procesos.WorkerCrashedError)
+        assert "task 1 of map(identity)" in str(results[1])
+        assert ex.submit(square, 3).result() == 9
+
+
+@pytest.mark.timeout(90)
+def test_with_retries_an_argument_that_kills_its_worker_fails_after_the_last_attempt() -> None:
+    with procesos.Executor(2, retries=2) as ex:
+        with pytest.raises(procesos.WorkerCrashedError, match=r"\(attempt 3\)"):
+            ex.submit(identity, KillsWhenLoaded()).result()
+        assert sum(s.crashes for s in ex.stats()) == 3
+        assert sum(s.replacements for s in ex.stats()) == 3
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("kind", ["executor", "pool"])
+@pytest.mark.parametrize("killer", [-1, -2])
+def test_a_crash_inside_an_explicit_chunk_runs_no_task_twice(kind: str, killer: int,
+                                                             tmp_path: Path) -> None:
+    task = functools.partial(counted, str(tmp_path))
+    items = [1, 2, killer, 3]
+    if kind == "executor":
+        with procesos.Executor(2) as ex:
+            results = list(ex.map(task, items, chunksize=4, return_exceptions=True))
+            stats = ex.stats()
+    else:
+        with procesos.Pool(2) as pool:
+            results = pool.map(task, items, chunksize=4, return_exceptions=True)
+            stats = pool.stats()
+    assert runs_of(str(tmp_path)) == {1: 1, 2: 1, killer: 1, 3: 1}
+    assert results[0] == 10 and results[1] == 20 and results[3] == 30
+    assert isinstance(results[2], procesos.WorkerCrashedError)
+    assert "task 2 of map(" in str(results[2])
+    assert sum(s.crashes for s in stats) == 1
+    assert sum(s.replacements for s in stats) == 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("chunksize", ["auto", 3])
+@pytest.mark.parametrize("kind", ["executor", "pool"])
+def test_finished_results_are_not_held_behind_a_slow_item(kind: str, chunksize: str | int,
+                                                          tmp_path: Path) -> None:
+    fifo = str(tmp_path / "release")
+    os.mkfifo(fifo)
+    task = functools.partial(quick_unless_told, fifo)
+    items = ["a", "b", "block"]
+    with contextlib.ExitStack() as stack:
+        if kind == "executor":
+            ex = stack.enter_context(procesos.Executor(2))
+            list(ex.map(task, range(2000)))  # the engine learns that the task is quick
+            results = ex.map(task, items, chunksize=chunksize)
+        else:
+            pool = stack.enter_context(procesos.Pool(2))
+            pool.map(task, range(2000))
+            results = pool.imap(task, items, chunksize=None if chunksize == "auto"
+                                else int(chunksize))
+        # Both quick results come while the third item still waits (this test
+        # times out if they wait for it).
+        assert [next(results), next(results)] == ["a", "b"]
+        with open(fifo, "w") as release:
+            release.write("go")
+        assert list(results) == ["block"]
