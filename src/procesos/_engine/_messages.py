@@ -72,7 +72,7 @@ __all__ = [
     "CALL", "DONE", "INIT_FAILED", "ONE", "READY", "RETIRE", "RUN", "SKIP", "SLOT_RSS",
     "SLOT_SEQ", "SLOT_START", "SLOT_WIDTH", "STAR", "STOP", "UNREADABLE", "FrameReader",
     "discard_shared", "encode_objects", "encode_values", "frame", "is_shared", "plain_call",
-    "poll_briefly", "quick_pickle", "write_all",
+    "poll_briefly", "write_all",
 ]
 
 RUN, STOP, READY, INIT_FAILED, DONE, UNREADABLE, RETIRE = range(7)
@@ -113,13 +113,6 @@ def _quick(obj: Any) -> bytes | None:
     except _Large:
         return None
     return data if len(data) < get_threshold() else None
-
-
-def quick_pickle(obj: Any) -> bytes | None:
-    """A small plain pickle of *obj* that any process can load, or None (large, or
-    holding references into ``__main__``). Raises what the pickler raised."""
-    data = _quick(obj)
-    return None if data is None or b"__main__" in data else data
 
 
 def encode_objects(obj: Any) -> bytes:

@@ -13,27 +13,29 @@ One worker's region, ``LOG_BYTES`` of one shared array::
 
     int64 generation   incremented before and after a reset (odd meanwhile)
     int64 first_seq    the sequence number of the first entry
-    int64 count        complete entries
-    int64 used         their bytes
+    int64 used         bytes of complete entries
+    int64 (unused)
     entries            each ``!BI`` (kind, length) then the data
 
-The worker writes an entry's bytes before it raises ``count``; the parent
+The worker writes an entry's bytes before it raises ``used``; the parent
 copies the entries and keeps the copy only if the generation did not change
 meanwhile (a seqlock).
 """
 
 from __future__ import annotations
 
+import pickle
 import struct
 from typing import Any
 
-__all__ = ["ERROR", "LOG_BYTES", "VALUE", "ResultLog", "read_log"]
+__all__ = ["ERROR", "LOG_BYTES", "VALUE", "ResultLog", "log_pickle", "read_log"]
 
 LOG_BYTES = 1 << 16
 VALUE, ERROR = 0, 1
 _HEADER = 32
 _ENTRY = struct.Struct("!BI")
-_GEN, _FIRST, _COUNT, _USED = range(4)
+_ROOM = LOG_BYTES - _HEADER
+_GEN, _FIRST, _USED = range(3)
 
 
 def _region(array: Any, slot: int) -> tuple[memoryview, memoryview]:
@@ -46,31 +48,46 @@ class ResultLog:
     """The worker's side: append outcomes, reset after they went in a DONE message."""
 
     def __init__(self, array: Any, slot: int) -> None:
-        self.region, self.header = _region(array, slot)
+        region, self.header = _region(array, slot)
+        self.entries = region[_HEADER:]
         self.used = 0
-        self.count = 0
 
     def reset(self, first_seq: int) -> None:
         header = self.header
         header[_GEN] += 1
         header[_FIRST] = first_seq
-        header[_COUNT] = header[_USED] = 0
+        header[_USED] = 0
         header[_GEN] += 1
-        self.used = self.count = 0
+        self.used = 0
 
     def append(self, kind: int, data: bytes) -> bool:
         """Add one outcome; False (nothing written) when it does not fit."""
-        at = _HEADER + self.used
-        end = at + _ENTRY.size + len(data)
-        if end > LOG_BYTES:
+        used = self.used
+        end = used + _ENTRY.size + len(data)
+        if end > _ROOM:
             return False
-        _ENTRY.pack_into(self.region, at, kind, len(data))
-        self.region[at + _ENTRY.size:end] = data
-        self.used = end - _HEADER
-        self.count += 1
-        self.header[_USED] = self.used
-        self.header[_COUNT] = self.count
+        self.entries[used:end] = _ENTRY.pack(kind, len(data)) + data
+        self.used = self.header[_USED] = end
         return True
+
+
+class _Large(Exception):
+    pass
+
+
+def _refuse_large(buffer: pickle.PickleBuffer) -> bool:
+    if memoryview(buffer).nbytes > _ROOM:
+        raise _Large  # it would not fit: pickle nothing more of it
+    return True
+
+
+def log_pickle(value: Any) -> bytes | None:
+    """*value* pickled for the log (with the C pickler, as results are), or None when
+    it is too large. Raises what the pickler raised."""
+    try:
+        return pickle.dumps(value, 5, buffer_callback=_refuse_large)
+    except _Large:
+        return None
 
 
 def read_log(array: Any, slot: int) -> tuple[int, list[tuple[int, bytes]]] | None:
@@ -80,15 +97,15 @@ def read_log(array: Any, slot: int) -> tuple[int, list[tuple[int, bytes]]] | Non
     generation = header[_GEN]
     if generation & 1:
         return None
-    first, count, used = header[_FIRST], header[_COUNT], header[_USED]
-    if not 0 <= used <= LOG_BYTES - _HEADER or count < 0:
+    first, used = header[_FIRST], header[_USED]
+    if not 0 <= used <= _ROOM:
         return None
     data = bytes(region[_HEADER:_HEADER + used])
     if header[_GEN] != generation:
         return None
     entries: list[tuple[int, bytes]] = []
     at = 0
-    while len(entries) < count and at + _ENTRY.size <= len(data):
+    while at + _ENTRY.size <= len(data):
         kind, length = _ENTRY.unpack_from(data, at)
         at += _ENTRY.size
         if at + length > len(data):

@@ -45,10 +45,9 @@ from ._messages import (
     encode_values,
     frame,
     poll_briefly,
-    quick_pickle,
     write_all,
 )
-from ._results_log import ERROR, VALUE, ResultLog
+from ._results_log import ERROR, VALUE, ResultLog, log_pickle
 from ._threads import limit_threads
 
 __all__ = ["FN_CACHE_SIZE", "WorkerConfig", "resident_bytes", "worker_main"]
@@ -378,7 +377,16 @@ class _Worker:
                 _ForkWatch.leave()
             self.tasks_done += 1
             # Kept before the next item starts: a crash then loses no finished result.
-            kept = log is None or _keep(log, value, errors, len(values) - 1)
+            kept = True
+            if log is not None:
+                if errors and errors[-1][0] == len(values) - 1:
+                    kept = log.append(ERROR, errors[-1][1])
+                else:
+                    try:
+                        data = log_pickle(value)
+                    except Exception:
+                        data = None  # the DONE message's pickling reports it
+                    kept = data is not None and log.append(VALUE, data)
             now = clock()
             if limited and self.over_limits():
                 self.flush(batch_id, offset, values, errors, now - piece_start, i + 1)
@@ -404,17 +412,6 @@ class _Worker:
             drop_kept_mappings()
             over_memory = self.note_memory() > config.max_memory
         return over_tasks or over_memory
-
-
-def _keep(log: ResultLog, value: Any, errors: list[tuple[int, bytes]], index: int) -> bool:
-    """Append item *index*'s outcome to *log*; False when it must go to the parent now."""
-    if errors and errors[-1][0] == index:
-        return log.append(ERROR, errors[-1][1])
-    try:
-        data = quick_pickle(value)
-    except Exception:
-        return False  # the DONE message's pickling reports it
-    return data is not None and log.append(VALUE, data)
 
 
 def _watch_memory(slot: memoryview, index: int, stop: threading.Event) -> None:
