@@ -247,3 +247,18 @@ def quick_unless_told(fifo: str, x: object) -> object:
     if x == "block":
         block_on_fifo(fifo)
     return x
+
+
+class Payload:
+    """An object a test can watch with a weak reference."""
+
+    def size(self, extra: int = 0) -> int:
+        return 1 + extra
+
+
+class Items(list):  # type: ignore[type-arg]
+    """A list a test can watch with a weak reference."""
+
+
+def size_of(payload: Payload) -> int:
+    return payload.size()

@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
+import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import procesos
-from conftest import START_METHODS
+from conftest import START_METHODS, still_alive
 from engine_tasks import (
+    Items,
     KillsWhenLoaded,
+    Payload,
     counted,
     identity,
     quick_unless_told,
     runs_of,
+    size_of,
     square,
 )
 
@@ -106,3 +112,66 @@ def _release(fifo: str) -> None:
     except OSError:  # nobody reads it yet
         return
     os.close(fd)
+
+
+def _gone(ref: weakref.ref[Any]) -> bool:
+    gc.collect()
+    return ref() is None
+
+
+@pytest.mark.timeout(60)
+def test_the_engine_keeps_no_callable_argument_or_input_of_finished_work() -> None:
+    with procesos.Executor(2) as ex, procesos.Pool(2) as pool:
+        target = Payload()
+        method_owner = weakref.ref(target)
+        assert ex.submit(target.size, 1).result() == 2
+        assert pool.apply(target.size, (1,)) == 2
+        del target
+        assert _gone(method_owner)  # the cache of callables held it
+
+        argument = Payload()
+        watched = weakref.ref(argument)
+        assert ex.submit(size_of, argument).result() == 1
+        del argument
+        assert _gone(watched)
+
+        items = Items(Payload() for _ in range(10))
+        watched_input = weakref.ref(items)
+        assert pool.map(size_of, items) == [1] * 10
+        assert list(ex.map(size_of, items)) == [1] * 10
+        del items
+        assert _gone(watched_input)  # an idle pool kept a map's input
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["executor", "pool"])
+def test_a_dropped_executor_or_pool_ends_its_workers(kind: str) -> None:
+    if kind == "executor":
+        ex = procesos.Executor(2)
+        future = ex.submit(square, 4)
+        pids = [s.pid for s in ex.stats()]
+        del ex
+        gc.collect()
+        assert future.result() == 16  # submitted work still finishes
+    else:
+        pool = procesos.Pool(2)
+        assert pool.apply(square, (4,)) == 16
+        pids = [s.pid for s in pool.stats()]
+        with pytest.warns(ResourceWarning, match="unclosed running multiprocessing pool"):
+            del pool
+            gc.collect()
+    assert not still_alive([pid for pid in pids if pid is not None])
+
+
+def test_with_on_a_terminated_or_closed_pool_raises_value_error() -> None:
+    pool = procesos.Pool(1)
+    pool.terminate()
+    with pytest.raises(ValueError, match="Pool not running"):
+        with pool:
+            pass
+    closed = procesos.Pool(1)
+    closed.close()
+    closed.join()
+    with pytest.raises(ValueError, match="Pool not running"):
+        with closed:
+            pass

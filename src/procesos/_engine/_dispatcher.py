@@ -115,6 +115,7 @@ class Engine(Faults):
         # read a closed descriptor once, in a test run), and the exit closes them.
         weakref.finalize(self, _close_all, (self.wake_r, self.wake_w)).atexit = False
         self.woken = False
+        self.abandoned: str | None = None  # see abandon()
         self.deferred: list[Callable[[], None]] = []
         # The first worker starts now, so that a first task can go at once; the
         # dispatcher starts the others. Under "fork" all start here (forking is
@@ -190,7 +191,7 @@ class Engine(Faults):
     def _known_entry(self, fn: Callable[..., Any]) -> FnEntry | None:
         """*fn*'s cache entry if it has one, without the lock (None: take the lock)."""
         entry = self.fns.get(id(fn))
-        if entry is None or entry.fn is not fn:
+        if entry is None or entry.function() is not fn:
             return None
         try:
             self.fns.move_to_end(id(fn))
@@ -343,7 +344,7 @@ class Engine(Faults):
         if not callable(fn):
             raise TypeError(f"a task must be callable, got {type(fn).__name__} {fn!r}")
         entry = self.fns.get(id(fn))
-        if entry is not None and entry.fn is fn:
+        if entry is not None and entry.function() is fn:
             self.fns.move_to_end(id(fn))
             return entry
         entry = FnEntry(fn, self.next_fn)
@@ -373,19 +374,22 @@ class Engine(Faults):
     def shutdown(self, wait: bool, cancel_futures: bool) -> None:
         """No new work; finish (or cancel) the rest; with *wait*, until workers have ended."""
         with self.lock:
-            if self.state == RUNNING:
-                self.state = CLOSING
-            if cancel_futures:
-                for call in self.pending:
-                    call.future.cancel()
-                self.pending.clear()
-                self.retry = deque(b for b in self.retry if b.is_map())
-                self.cancel_inputs = True
-            for job in self.jobs:
-                job.collect = True  # nobody may read them before we stop: keep everything
-            self.wake()
+            self._begin_shutdown(cancel_futures)
         if wait:
             self.join()
+
+    def _begin_shutdown(self, cancel_futures: bool) -> None:
+        if self.state == RUNNING:
+            self.state = CLOSING
+        if cancel_futures:
+            for call in self.pending:
+                call.future.cancel()
+            self.pending.clear()
+            self.retry = deque(b for b in self.retry if b.is_map())
+            self.cancel_inputs = True
+        for job in self.jobs:
+            job.collect = True  # nobody may read them before we stop: keep everything
+        self.wake()
 
     def terminate(self) -> None:
         """Kill the workers that run tasks now; unfinished tasks are cancelled.
@@ -395,19 +399,29 @@ class Engine(Faults):
         put in a queue is written (``with Pool(...)`` ends with ``terminate()``).
         """
         with self.lock:
-            if self.state in (RUNNING, CLOSING):
-                self.state = TERMINATING
-                self.terminate_by = time.monotonic() + _TERMINATE_GRACE_S
-                for worker in self.workers:
-                    if worker is None or worker.dead:
-                        continue
-                    if (worker.idle() and worker.reader_role == DISPATCHER
-                            and not worker.stopping):
-                        worker.ask_to_stop()
-                    elif not worker.stopping:
-                        worker.process.kill()
-            self.wake()
+            self._begin_terminate()
         self.join()
+
+    def _begin_terminate(self) -> None:
+        if self.state in (RUNNING, CLOSING):
+            self.state = TERMINATING
+            self.terminate_by = time.monotonic() + _TERMINATE_GRACE_S
+            for worker in self.workers:
+                if worker is None or worker.dead:
+                    continue
+                if (worker.idle() and worker.reader_role == DISPATCHER
+                        and not worker.stopping):
+                    worker.ask_to_stop()
+                elif not worker.stopping:
+                    worker.process.kill()
+        self.wake()
+
+    def abandon(self, terminate: bool) -> None:
+        """Its owner (an ``Executor`` or ``Pool``) was garbage-collected: the dispatcher
+        shuts the engine down (or terminates it). Takes no lock and waits for
+        nothing, since the collection may happen anywhere, even under the lock."""
+        self.abandoned = "terminate" if terminate else "shutdown"
+        self.wake()
 
     def join(self) -> None:
         if threading.current_thread() is not self.thread:
@@ -462,6 +476,12 @@ class Engine(Faults):
                                  daemon=True).start()
             while True:
                 with self.lock:
+                    if self.abandoned is not None:
+                        if self.abandoned == "terminate":
+                            self._begin_terminate()
+                        else:
+                            self._begin_shutdown(cancel_futures=False)
+                        self.abandoned = None
                     if self._finished():
                         break
                     taken_back = False

@@ -11,6 +11,7 @@ sent again.
 
 from __future__ import annotations
 
+import functools
 import reprlib
 import threading
 import time
@@ -46,9 +47,13 @@ def _type_name(obj: object) -> str:
 
 
 class FnEntry:
-    """A function pickled once for this engine, known by its id."""
+    """A function pickled once for this engine, known by its id.
 
-    __slots__ = ("data", "fn", "fn_id", "name", "per_item_s")
+    It refers to the function weakly where it can: the engine's cache of
+    entries must not keep a task's callable (a bound method's object) alive.
+    """
+
+    __slots__ = ("data", "fn_id", "function", "name", "per_item_s")
 
     def __init__(self, fn: Callable[..., Any], fn_id: int) -> None:
         try:
@@ -60,7 +65,10 @@ class FnEntry:
                 f"the function {_name(fn)!r}, a {_type_name(fn)} object, cannot be pickled "
                 f"({exc}); pass a picklable callable"
             ) from exc
-        self.fn = fn
+        try:
+            self.function: Callable[[], Callable[..., Any] | None] = weakref.ref(fn)
+        except TypeError:  # builtins, bound builtin methods: held (not weakly referable)
+            self.function = functools.partial(_same, fn)
         self.fn_id = fn_id
         self.name = _name(fn)
         self.per_item_s: float | None = None  # learned by the maps that ran it
@@ -68,6 +76,10 @@ class FnEntry:
     def discard(self) -> None:
         """No worker will load this function again: free its shared memory, if any."""
         discard(self.data)
+
+
+def _same(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return fn
 
 
 _INHERITED_ONLY = (
@@ -414,6 +426,7 @@ class MapJob:
         self.pulled += len(items)
         if self.total is not None and self.pulled >= self.total:
             self.exhausted = True
+            self._sequence = None  # the caller's input: not kept once read
         if not items:
             self._check_finished()
             return None
@@ -429,6 +442,7 @@ class MapJob:
         """No more input: results stop at the current position with *error*."""
         self.exhausted = True
         self._iterator = None
+        self._sequence = None
         self.total = self.pulled
         with self.cond:
             self.end_error = _InputError(error)
