@@ -262,3 +262,12 @@ class Items(list):  # type: ignore[type-arg]
 
 def size_of(payload: Payload) -> int:
     return payload.size()
+
+
+def count_run(x: int, bad: int) -> int:
+    """Count this run of item *x* in the shared array that set_state() gave this
+    worker (quick: no file); item *bad* ends the worker."""
+    STATE["value"][x] += 1  # type: ignore[index]
+    if x == bad:
+        os._exit(5)
+    return x

@@ -9,6 +9,7 @@ import functools
 import gc
 import os
 import weakref
+from multiprocessing.sharedctypes import RawArray
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ from engine_tasks import (
     Items,
     KillsWhenLoaded,
     Payload,
+    count_run,
     counted,
     identity,
     quick_unless_told,
     runs_of,
+    set_state,
     size_of,
     square,
 )
@@ -175,3 +178,31 @@ def test_with_on_a_terminated_or_closed_pool_raises_value_error() -> None:
     with pytest.raises(ValueError, match="Pool not running"):
         with closed:
             pass
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_crash_in_an_automatic_chunk_of_quick_tasks_runs_none_twice(retries: int) -> None:
+    n, bad = 20_000, 15_000
+    counts = RawArray("i", n)
+    with procesos.Executor(2, retries=retries, initializer=set_state,
+                           initargs=(counts,)) as ex:
+        list(ex.map(count_run, range(n), [-1] * n))  # quick: chunks of thousands, untracked
+        counts[:] = [0] * n
+        results = list(ex.map(count_run, range(n), [bad] * n, return_exceptions=True))
+        failed = [i for i, r in enumerate(results) if isinstance(r, Exception)]
+        assert bad in failed
+        assert all(isinstance(results[i], procesos.WorkerCrashedError) for i in failed)
+        assert [r for i, r in enumerate(results) if i not in set(failed)] == [
+            i for i in range(n) if i not in set(failed)]
+        if retries == 0:
+            # Which item ended the worker is unknown and the chunk's finished
+            # results were lost: its items fail, none runs again.
+            assert max(counts) == 1
+            assert "one of them ended it" in str(results[bad])
+        else:
+            # With a retry, the chunk's items run again one by one, and the
+            # culprit is named alone.
+            assert failed == [bad]
+            assert max(counts[i] for i in range(n) if i != bad) <= 2
+        assert sum(s.crashes for s in ex.stats()) == retries + 1
