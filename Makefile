@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest test-ray test-py313 test-cpython bench clean
+.PHONY: demo test test-deep lint typecheck pytest test-ray test-py313 test-cpython bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(PY) -m pytest -q
+
+# The engine's model-based test with many more random examples (minutes).
+test-deep: $(STAMP)
+	PROCESOS_HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -p no:randomly tests/test_engine_model.py \
+		-o timeout=3600
 
 # The Ray backend's tests (Ray is large: not in the dev extra, and plain
 # `make test` skips them).

@@ -271,3 +271,19 @@ def count_run(x: int, bad: int) -> int:
     if x == bad:
         os._exit(5)
     return x
+
+
+def model_task(spec: tuple[str, int, str, object]) -> object:
+    """The task of the engine's model-based test: leave one marker file per run in
+    *directory*, then do what *action* says."""
+    directory, key, action, _ = spec
+    Path(directory, f"{key}-{os.getpid()}-{os.urandom(4).hex()}").touch()
+    if action == "raise":
+        raise ValueError(f"task {key} raised")
+    if action == "exit":
+        os._exit(4)
+    if action == "sleep":
+        threading.Event().wait()  # past any timeout: the engine kills it
+    if action == "pickle":
+        return KillsWhenPickled()
+    return ("ok", key)

@@ -250,7 +250,8 @@ class Faults:
         offset = seq - first.seq_base
         if not 0 <= offset < first.n or offset < first.reported:
             return self._unblamed(worker, exitcode, rss, first, deliveries) + others, False
-        if not first.tracked:
+        # As the worker ran it (see WorkerHandle._send_encoded).
+        if not (first.tracked or self.timeout is not None or first.skips):
             return self._lost_chunk(worker, exitcode, rss, first, deliveries) + others, True
         parts = [first.part(first.reported, offset, True)] if offset > first.reported else []
         parts += self._blame(worker, exitcode, rss, first, offset, deliveries, False)
