@@ -28,8 +28,7 @@ pytest: $(STAMP)
 
 # The engine's model-based test with many more random examples (minutes).
 test-deep: $(STAMP)
-	PROCESOS_HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -p no:randomly tests/test_engine_model.py \
-		-o timeout=3600
+	PROCESOS_HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -p no:randomly tests/test_engine_model.py
 
 # The Ray backend's tests (Ray is large: not in the dev extra, and plain
 # `make test` skips them).

@@ -46,7 +46,8 @@ settings.register_profile(
 settings.register_profile(
     "deep", max_examples=200, stateful_step_count=15, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.load_profile(os.environ.get("PROCESOS_HYPOTHESIS_PROFILE", "default"))
+PROFILE = os.environ.get("PROCESOS_HYPOTHESIS_PROFILE", "default")
+settings.load_profile(PROFILE)
 
 TASK_TIMEOUT_S = 1.0
 KILLERS = ("exit", "load", "pickle")  # end their worker
@@ -271,7 +272,7 @@ def _match_unordered(tasks: list[Task], results: list[Any]) -> list[tuple[Task, 
     return keyed
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(600 if PROFILE == "default" else 7200)
 def test_the_engine_keeps_its_promises_under_random_use(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROCESOS_MODEL_TMP", str(tmp_path))
