@@ -115,13 +115,19 @@ class Faults:
             self.retry.extendleft(reversed([b.part(b.reported, b.n, b.tracked)
                                             for b in batches if b.reported < b.n]))
             return
-        if batches and not (worker.retiring or worker.stopping or worker.stopped_for_interrupt):
+        if batches:
             running = next((b for b in batches if b.reported < b.n), None)
             if running is not None:
                 self.recover_logged(worker, running, deliveries)
-            parts, blamed = self._settle_crash(worker, exitcode, seq, rss, batches, deliveries)
-            if blamed:
-                record.crashes += 1
+            if worker.retiring or worker.stopping or worker.stopped_for_interrupt:
+                # Not a crash; what it held for others goes to other workers (a
+                # cancelled map's parts are dropped when their turn comes).
+                parts = [b.part(b.reported, b.n, b.tracked) for b in batches if b.reported < b.n]
+            else:
+                parts, blamed = self._settle_crash(worker, exitcode, seq, rss, batches,
+                                                   deliveries)
+                if blamed:
+                    record.crashes += 1
             self.retry.extendleft(reversed(parts))
         if worker.stopping or not self._work_left():
             return
