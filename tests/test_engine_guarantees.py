@@ -23,6 +23,7 @@ from engine_tasks import (
     Payload,
     count_run,
     counted,
+    die_on,
     identity,
     quick_unless_told,
     runs_of,
@@ -206,3 +207,17 @@ def test_a_crash_in_an_automatic_chunk_of_quick_tasks_runs_none_twice(retries: i
             assert failed == [bad]
             assert max(counts[i] for i in range(n) if i != bad) <= 2
         assert sum(s.crashes for s in ex.stats()) == retries + 1
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("chunksize", ["auto", 1, 3])
+def test_stats_count_one_crash_and_one_replacement_per_death(chunksize: Any) -> None:
+    with procesos.Executor(2) as ex:
+        n = 5000
+        list(ex.map(die_on, range(n), [-1] * n, ["exit"] * n))  # history: a quick task
+        results = list(ex.map(die_on, [7, 7, 7], [7] * 3, ["exit"] * 3, chunksize=chunksize,
+                              return_exceptions=True))
+        assert all(isinstance(r, procesos.WorkerCrashedError) for r in results)
+        assert "task 2 of map(die_on)" in str(results[2])
+        assert sum(s.crashes for s in ex.stats()) == 3
+        assert sum(s.replacements for s in ex.stats()) == 3
