@@ -7,12 +7,19 @@ killed it:
 * that item fails with :class:`WorkerCrashedError` (or :class:`TaskTimeoutError`
   when the parent killed it for its timeout), or runs again if it has retries
   left;
-* items of the same batch that ran before it, whose results were lost with
-  the worker, and items that never started, are sent again without counting
-  an attempt;
+* items of the same batch that ran before it are not run again: their
+  outcomes are in the worker's result log (:mod:`._results_log`) and are
+  delivered; items that never started are sent again without counting an
+  attempt;
+* a worker that dies while it unpickles a batch (minus the batch's first
+  sequence number in its slot) is blamed on that batch: its one item fails,
+  or its items are sent one by one to find which;
 * in an untracked batch (items too quick to record one by one) the culprit is
-  unknown: the unreported items are sent again as a tracked batch, so a
-  second death names it. Such items may therefore run twice.
+  unknown and the finished items' results are lost: with retries left the
+  unreported items run again one by one, an attempt each; without, they fail
+  (no task runs twice), and the map's later chunks are tracked;
+* a death that no item can be blamed for (the worker held batches it had not
+  started) sends them again; after three in a row, the first item fails.
 
 A map whose caller is interrupted (Ctrl-C while it waits for results) is
 cancelled and the workers running its items are killed and replaced
