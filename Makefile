@@ -38,13 +38,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest -q
 
-# The generated tests with many more examples (make test runs a few hundred).
+# The generated tests with many more examples (make test runs a few hundred):
+# the engine against its model, and the fuzzers of the tracker and the zygote.
 test-deep: $(STAMP)
-	PROCESOS_FUZZ_EXAMPLES=5000 $(PY) -m pytest -q --timeout 1800 tests/test_security.py
+	PROCESOS_HYPOTHESIS_PROFILE=deep PROCESOS_FUZZ_EXAMPLES=5000 $(PY) -m pytest -q -p no:randomly --timeout 3600 tests/test_engine_model.py tests/test_security.py
 
-# The trace's HTML page drawn by a real browser (needs chromium: apt install chromium).
-test-browser: $(STAMP)
-	PROCESOS_TEST_BROWSER=1 $(PY) -m pytest -q tests/test_trace_browser.py
 
 # The Ray backend's tests (Ray is large: not in the dev extra, and plain
 # `make test` skips them).

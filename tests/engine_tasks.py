@@ -233,3 +233,90 @@ def return_ends_when_pickled(how: str) -> EndsWhenPickled:
 
 def return_ends_when_loaded(how: str) -> EndsWhenLoaded:
     return EndsWhenLoaded(how)
+def _exit_now(code: int) -> None:
+    os._exit(code)
+
+
+class KillsWhenLoaded:
+    """Pickles fine; unpickling it (in a worker) ends that worker at once."""
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        return (_exit_now, (9,))
+
+
+class KillsWhenPickled:
+    """Pickling it (a task's result, in the worker) ends that worker at once."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        os._exit(8)
+
+
+def identity(x: object) -> object:
+    return x
+
+
+def counted(directory: str, x: int) -> int:
+    """Leave one marker file per run of this task, then: x == -1 ends the worker,
+    x == -2 returns a result that ends it while pickled, else x * 10."""
+    Path(directory, f"{x}-{os.getpid()}-{os.urandom(4).hex()}").touch()
+    if x == -1:
+        os._exit(1)
+    if x == -2:
+        return KillsWhenPickled()  # type: ignore[return-value]
+    return x * 10
+
+
+def runs_of(directory: str) -> dict[int, int]:
+    """How many times each item of :func:`counted` ran."""
+    runs: dict[int, int] = {}
+    for name in os.listdir(directory):
+        x = int(name.rsplit("-", 2)[0])
+        runs[x] = runs.get(x, 0) + 1
+    return runs
+
+
+def quick_unless_told(fifo: str, x: object) -> object:
+    """Return *x* at once, except "block": wait for a writer on the FIFO first."""
+    if x == "block":
+        block_on_fifo(fifo)
+    return x
+
+
+class Payload:
+    """An object a test can watch with a weak reference."""
+
+    def size(self, extra: int = 0) -> int:
+        return 1 + extra
+
+
+class Items(list):  # type: ignore[type-arg]
+    """A list a test can watch with a weak reference."""
+
+
+def size_of(payload: Payload) -> int:
+    return payload.size()
+
+
+def count_run(x: int, bad: int) -> int:
+    """Count this run of item *x* in the shared array that set_state() gave this
+    worker (quick: no file); item *bad* ends the worker."""
+    STATE["value"][x] += 1  # type: ignore[index]
+    if x == bad:
+        os._exit(5)
+    return x
+
+
+def model_task(spec: tuple[str, int, str, object]) -> object:
+    """The task of the engine's model-based test: leave one marker file per run in
+    *directory*, then do what *action* says."""
+    directory, key, action, _ = spec
+    Path(directory, f"{key}-{os.getpid()}-{os.urandom(4).hex()}").touch()
+    if action == "raise":
+        raise ValueError(f"task {key} raised")
+    if action == "exit":
+        os._exit(4)
+    if action == "sleep":
+        threading.Event().wait()  # past any timeout: the engine kills it
+    if action == "pickle":
+        return KillsWhenPickled()
+    return ("ok", key)

@@ -507,3 +507,17 @@ def test_a_process_forked_by_a_task_does_not_become_a_second_worker(
         assert list(ex.map(square, range(50))) == [x * x for x in range(50)]
         assert sum(s.crashes for s in ex.stats()) == 0
     assert "forked by a task in worker" in capfd.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_a_call_sent_ahead_to_a_worker_stopped_for_ctrl_c_still_runs(tmp_path: Path) -> None:
+    fifo = tmp_path / "started"
+    with procesos.Executor(1) as ex:
+        thread, pids = _interrupt_once_running(fifo, 1)
+        results = ex.map(announce_and_block, [str(fifo)], [0])  # one item: nothing else ahead
+        later = ex.submit(square, 5)  # sent ahead to the same worker, behind the blocked task
+        with pytest.raises(KeyboardInterrupt):
+            next(results)
+        thread.join(30)
+        assert later.result() == 25
+        assert not still_alive(pids)

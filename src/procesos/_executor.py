@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from concurrent import futures
 from types import TracebackType
@@ -100,6 +101,9 @@ class Executor(futures.Executor):
             closed_message="cannot schedule new futures after shutdown",
             terminate_at_exit=False,
         )
+        # Dropped without shutdown(): its workers end once the submitted work is
+        # done, as with concurrent.futures.
+        weakref.finalize(self, self._engine.abandon, False).atexit = False
 
     @property
     def max_workers(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from types import TracebackType
@@ -340,11 +341,21 @@ class Pool:
         return self._engine.stats()
 
     def __enter__(self) -> Pool:
+        if self._engine.state != "running":
+            raise ValueError("Pool not running: it was closed or terminated; create a new Pool")
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.terminate()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        # As multiprocessing.Pool: a pool dropped while running warns, and ends.
+        engine = getattr(self, "_engine", None)
+        if engine is not None and engine.state == "running":
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning,
+                  source=self)
+            engine.abandon(terminate=True)
 
     def __repr__(self) -> str:
         return f"<procesos.Pool processes={self._processes} state={self._engine.state}>"

@@ -39,7 +39,7 @@ from .._serialization import loads
 from ._batching import ChunkSizer
 from ._crash import oom_kills
 from ._direct import DirectFuture
-from ._faults import Faults
+from ._faults import HELD_RESULTS_S, Faults
 from ._future import LightFuture
 from ._jobs import Batch, Call, CallBatch, FnEntry, MapJob
 from ._messages import (
@@ -54,6 +54,7 @@ from ._messages import (
     poll_briefly,
 )
 from ._progress import Progress
+from ._results_log import LOG_BYTES
 from ._stats import SlotRecord, WorkerStats
 from ._worker import WorkerConfig
 from ._workers import DISPATCHER, POLL_IN, READING, WAITING, WorkerHandle
@@ -102,6 +103,7 @@ class Engine(Faults):
         self.cancel_inputs = False
         self.slots_array = RawArray("q", SLOT_WIDTH * workers)
         self.slots = memoryview(self.slots_array).cast("B").cast("q")
+        self.logs_array = RawArray("b", LOG_BYTES * workers)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -113,6 +115,7 @@ class Engine(Faults):
         # read a closed descriptor once, in a test run), and the exit closes them.
         weakref.finalize(self, _close_all, (self.wake_r, self.wake_w)).atexit = False
         self.woken = False
+        self.abandoned: str | None = None  # see abandon()
         self.deferred: list[Callable[[], None]] = []
         # The first worker starts now, so that a first task can go at once; the
         # dispatcher starts the others. Under "fork" all start here (forking is
@@ -188,7 +191,7 @@ class Engine(Faults):
     def _known_entry(self, fn: Callable[..., Any]) -> FnEntry | None:
         """*fn*'s cache entry if it has one, without the lock (None: take the lock)."""
         entry = self.fns.get(id(fn))
-        if entry is None or entry.fn is not fn:
+        if entry is None or entry.function() is not fn:
             return None
         try:
             self.fns.move_to_end(id(fn))
@@ -213,7 +216,7 @@ class Engine(Faults):
         future: Future[Any] = DirectFuture(self) if direct else LightFuture()
         future.set_running_or_notify_cancel()
         # Tracked: the worker records every call it starts, so a crash names this one.
-        batch = CallBatch([Call(future, entry, args, kwargs)], True)
+        batch = CallBatch([Call(future, entry, args, kwargs)])
         payload = plain_call(args, kwargs) if direct and entry.fn_id in worker.known_fns else None
         if payload is None:
             self.send(worker, batch)
@@ -341,7 +344,7 @@ class Engine(Faults):
         if not callable(fn):
             raise TypeError(f"a task must be callable, got {type(fn).__name__} {fn!r}")
         entry = self.fns.get(id(fn))
-        if entry is not None and entry.fn is fn:
+        if entry is not None and entry.function() is fn:
             self.fns.move_to_end(id(fn))
             return entry
         entry = FnEntry(fn, self.next_fn)
@@ -371,19 +374,22 @@ class Engine(Faults):
     def shutdown(self, wait: bool, cancel_futures: bool) -> None:
         """No new work; finish (or cancel) the rest; with *wait*, until workers have ended."""
         with self.lock:
-            if self.state == RUNNING:
-                self.state = CLOSING
-            if cancel_futures:
-                for call in self.pending:
-                    call.future.cancel()
-                self.pending.clear()
-                self.retry = deque(b for b in self.retry if b.is_map())
-                self.cancel_inputs = True
-            for job in self.jobs:
-                job.collect = True  # nobody may read them before we stop: keep everything
-            self.wake()
+            self._begin_shutdown(cancel_futures)
         if wait:
             self.join()
+
+    def _begin_shutdown(self, cancel_futures: bool) -> None:
+        if self.state == RUNNING:
+            self.state = CLOSING
+        if cancel_futures:
+            for call in self.pending:
+                call.future.cancel()
+            self.pending.clear()
+            self.retry = deque(b for b in self.retry if b.is_map())
+            self.cancel_inputs = True
+        for job in self.jobs:
+            job.collect = True  # nobody may read them before we stop: keep everything
+        self.wake()
 
     def terminate(self) -> None:
         """Kill the workers that run tasks now; unfinished tasks are cancelled.
@@ -393,19 +399,29 @@ class Engine(Faults):
         put in a queue is written (``with Pool(...)`` ends with ``terminate()``).
         """
         with self.lock:
-            if self.state in (RUNNING, CLOSING):
-                self.state = TERMINATING
-                self.terminate_by = time.monotonic() + _TERMINATE_GRACE_S
-                for worker in self.workers:
-                    if worker is None or worker.dead:
-                        continue
-                    if (worker.idle() and worker.reader_role == DISPATCHER
-                            and not worker.stopping):
-                        worker.ask_to_stop()
-                    elif not worker.stopping:
-                        worker.process.kill()
-            self.wake()
+            self._begin_terminate()
         self.join()
+
+    def _begin_terminate(self) -> None:
+        if self.state in (RUNNING, CLOSING):
+            self.state = TERMINATING
+            self.terminate_by = time.monotonic() + _TERMINATE_GRACE_S
+            for worker in self.workers:
+                if worker is None or worker.dead:
+                    continue
+                if (worker.idle() and worker.reader_role == DISPATCHER
+                        and not worker.stopping):
+                    worker.ask_to_stop()
+                elif not worker.stopping:
+                    worker.process.kill()
+        self.wake()
+
+    def abandon(self, terminate: bool) -> None:
+        """Its owner (an ``Executor`` or ``Pool``) was garbage-collected: the dispatcher
+        shuts the engine down (or terminates it). Takes no lock and waits for
+        nothing, since the collection may happen anywhere, even under the lock."""
+        self.abandoned = "terminate" if terminate else "shutdown"
+        self.wake()
 
     def join(self) -> None:
         if threading.current_thread() is not self.thread:
@@ -417,14 +433,15 @@ class Engine(Faults):
 
     # -- workers (under the lock) ------------------------------------------------
     def _reset_slot(self, slot: int) -> None:
+        # Sequence number 0: no item (numbers start at 1; minus one loads a batch).
         base = slot * SLOT_WIDTH
         for i in range(SLOT_WIDTH):
-            self.slots[base + i] = -1 if i == 0 else 0
+            self.slots[base + i] = 0
 
     def start_worker(self, slot: int, replacement: bool) -> None:
         self._reset_slot(slot)
         worker = WorkerHandle(self.ctx, slot, self.slots_array, self.config,
-                              self.config.max_tasks)
+                              self.config.max_tasks, self.logs_array)
         self.workers[slot] = worker
         self.records[slot].worker_started(worker.pid, replacement)
 
@@ -459,6 +476,12 @@ class Engine(Faults):
                                  daemon=True).start()
             while True:
                 with self.lock:
+                    if self.abandoned is not None:
+                        if self.abandoned == "terminate":
+                            self._begin_terminate()
+                        else:
+                            self._begin_shutdown(cancel_futures=False)
+                        self.abandoned = None
                     if self._finished():
                         break
                     taken_back = False
@@ -523,7 +546,7 @@ class Engine(Faults):
                     slot = self.unstarted.pop(0)
                     self._reset_slot(slot)
                 worker = WorkerHandle(self.ctx, slot, self.slots_array, self.config,
-                                      self.config.max_tasks)
+                                      self.config.max_tasks, self.logs_array)
                 with self.lock:
                     self.workers[slot] = worker
                     self.records[slot].worker_started(worker.pid, False)
@@ -585,6 +608,7 @@ class Engine(Faults):
                 self.on_death(worker, deliveries)
             if self.timeout is not None:
                 self.check_timeouts()
+            self.deliver_held_results(deliveries)
             if self.cancel_inputs:
                 for job in self.jobs:
                     if not job.exhausted:
@@ -635,7 +659,16 @@ class Engine(Faults):
             batch = worker.outstanding.get(batch_id)
             if batch is None:
                 return
+            delivered = batch.reported  # some may have come from its log already
             self._record_done(worker, batch, offset, count, busy_ns, nbytes)
+            if offset < delivered:
+                skip = delivered - offset
+                if skip >= count:
+                    return
+                if not isinstance(values, BaseException):
+                    values = values[skip:]
+                errors = tuple((i - skip, e) for i, e in errors if i >= skip)
+                offset, count = delivered, count - skip
             if (errors or batch.skips or self.progress is not None
                     or isinstance(values, BaseException)):
                 deliveries.append((batch, offset, *self._errors(batch, offset, count, values,
@@ -674,8 +707,8 @@ class Engine(Faults):
     def _record_done(self, worker: WorkerHandle, batch: Batch, offset: int, count: int,
                      busy_ns: int, nbytes: int = 0) -> None:
         """Under the lock: the books of items ``offset .. offset+count-1`` of *batch* done."""
-        batch.reported = offset + count
-        if batch.reported >= batch.n:
+        batch.reported = max(batch.reported, offset + count)
+        if offset + count >= batch.n:
             del worker.outstanding[batch.id]
         busy = busy_ns / 1e9
         record = self.records[worker.slot]
@@ -761,7 +794,7 @@ class Engine(Faults):
                 if call.future.set_running_or_notify_cancel():
                     keep(call)
             if calls:
-                return CallBatch(calls, self.call_sizer.tracked)
+                return CallBatch(calls)  # calls run tracked, whatever they take
         for job in list(self.jobs):
             if job.cancelled or (job.exhausted and job.finished()):
                 self.jobs.remove(job)
@@ -782,6 +815,8 @@ class Engine(Faults):
         if self.timeout is not None and any(w is not None and w.outstanding
                                             for w in self.workers):
             timeouts.append(self.timeout_poll_s())
+        if self.may_hold_results():
+            timeouts.append(HELD_RESULTS_S)
         if self.progress is not None:
             tick = self.progress.tick()
             if tick is not None:

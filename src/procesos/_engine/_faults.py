@@ -7,12 +7,19 @@ killed it:
 * that item fails with :class:`WorkerCrashedError` (or :class:`TaskTimeoutError`
   when the parent killed it for its timeout), or runs again if it has retries
   left;
-* items of the same batch that ran before it, whose results were lost with
-  the worker, and items that never started, are sent again without counting
-  an attempt;
+* items of the same batch that ran before it are not run again: their
+  outcomes are in the worker's result log (:mod:`._results_log`) and are
+  delivered; items that never started are sent again without counting an
+  attempt;
+* a worker that dies while it unpickles a batch (minus the batch's first
+  sequence number in its slot) is blamed on that batch: its one item fails,
+  or its items are sent one by one to find which;
 * in an untracked batch (items too quick to record one by one) the culprit is
-  unknown: the unreported items are sent again as a tracked batch, so a
-  second death names it. Such items may therefore run twice.
+  unknown and the finished items' results are lost: with retries left the
+  unreported items run again one by one, an attempt each; without, they fail
+  (no task runs twice), and the map's later chunks are tracked;
+* a death that no item can be blamed for (the worker held batches it had not
+  started) sends them again; after three in a row, the first item fails.
 
 A map whose caller is interrupted (Ctrl-C while it waits for results) is
 cancelled and the workers running its items are killed and replaced
@@ -31,10 +38,18 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
-from .._errors import BrokenExecutorError, TaskTimeoutError, WorkerCrashedError, describe_exitcode
+from .._errors import (
+    BrokenExecutorError,
+    SerializationError,
+    TaskTimeoutError,
+    WorkerCrashedError,
+    describe_exitcode,
+)
+from .._serialization import loads
 from ._crash import crash_hint, oom_kills
 from ._jobs import Batch, Call, MapBatch, MapJob
 from ._messages import SLOT_RSS, SLOT_SEQ, SLOT_START, SLOT_WIDTH
+from ._results_log import ERROR, read_log
 from ._worker import WorkerConfig
 
 if TYPE_CHECKING:
@@ -45,6 +60,9 @@ if TYPE_CHECKING:
 __all__ = ["Faults"]
 
 _STARTUP_FAILURES = 3
+_UNBLAMED_DEATHS = 3
+#: How long a worker may stay on one item before the results it logged are read.
+HELD_RESULTS_S = 0.02
 _Delivery = tuple[Batch, int, list[Any], dict[int, BaseException]]
 
 
@@ -61,6 +79,7 @@ class Faults:
     leaving: list[WorkerHandle]
     records: list[SlotRecord]
     slots: memoryview
+    logs_array: Any
     retry: deque[Batch]
     pending: deque[Call]
     jobs: list[MapJob]
@@ -70,6 +89,9 @@ class Faults:
     progress: Progress | None
 
     def start_worker(self, slot: int, replacement: bool) -> None: ...
+    def _errors(self, batch: Batch, offset: int, count: int, values: Any,
+                frames: dict[int, bytes]) -> tuple[list[Any], dict[int, BaseException]]:
+        raise NotImplementedError
     def _break(self, error: BaseException, cause: BaseException | None) -> None: ...
     @staticmethod
     def annotate(error: BaseException, batch: Batch, offset: int,
@@ -100,12 +122,19 @@ class Faults:
             self.retry.extendleft(reversed([b.part(b.reported, b.n, b.tracked)
                                             for b in batches if b.reported < b.n]))
             return
-        if batches and not (worker.retiring or worker.stopping or worker.stopped_for_interrupt):
-            parts = self._settle_crash(worker, exitcode, seq, rss, batches, deliveries)
-            if parts is not None:
-                record.crashes += 1
-            else:
+        if batches:
+            running = next((b for b in batches if b.reported < b.n), None)
+            if running is not None:
+                self.recover_logged(worker, running, deliveries)
+            if worker.retiring or worker.stopping or worker.stopped_for_interrupt:
+                # Not a crash; what it held for others goes to other workers (a
+                # cancelled map's parts are dropped when their turn comes).
                 parts = [b.part(b.reported, b.n, b.tracked) for b in batches if b.reported < b.n]
+            else:
+                parts, blamed = self._settle_crash(worker, exitcode, seq, rss, batches,
+                                                   deliveries)
+                if blamed:
+                    record.crashes += 1
             self.retry.extendleft(reversed(parts))
         if worker.stopping or not self._work_left():
             return
@@ -121,6 +150,76 @@ class Faults:
             self.start_worker(worker.slot, replacement=True)
         except Exception as exc:
             self._break(BrokenExecutorError(f"could not start a replacement worker: {exc}"), exc)
+
+    def recover_logged(self, worker: WorkerHandle, batch: Batch, deliveries: list[_Delivery],
+                       died: bool = True) -> None:
+        """Deliver what *worker* logged for *batch* beyond what it reported
+        (:mod:`._results_log`): after its death, or while it stays on one item."""
+        if batch.n < 2 or batch.reported >= batch.n:
+            return
+        log = read_log(self.logs_array, worker.slot)
+        if log is None:
+            return
+        first_seq, entries = log
+        skip = batch.seq_base + batch.reported - first_seq
+        if skip < 0 or skip >= len(entries):
+            return
+        entries = entries[skip:skip + batch.n - batch.reported]
+        values: list[Any] = []
+        frames: dict[int, bytes] = {}
+        unloadable: dict[int, BaseException] = {}
+        for i, (kind, data) in enumerate(entries):
+            value = None
+            if kind == ERROR:
+                frames[i] = data
+            else:
+                try:
+                    value = loads(data)
+                except Exception as exc:
+                    unloadable[i] = SerializationError(
+                        f"the result could not be unpickled here: {exc!r}")
+            values.append(value)
+        offset, count = batch.reported, len(values)
+        values, errors = self._errors(batch, offset, count, values, frames)
+        errors.update(unloadable)
+        batch.reported += count
+        if died:  # else its DONE message counts them
+            self.records[worker.slot].tasks += count
+        deliveries.append((batch, offset, values, errors))
+
+    def deliver_held_results(self, deliveries: list[_Delivery]) -> bool:
+        """Results of finished items must not wait behind a slow one: deliver what
+        each worker that stayed on one item for ``HELD_RESULTS_S`` logged. Whether
+        a worker may hold some (look again in ``HELD_RESULTS_S``)."""
+        now = time.monotonic()
+        watching = False
+        for worker in self.workers:
+            batch = self._logging_batch(worker)
+            if worker is None or batch is None:
+                if worker is not None:
+                    worker.watch = None
+                continue
+            watching = True
+            seq = self.slots[worker.slot * SLOT_WIDTH + SLOT_SEQ]
+            if worker.watch is None or worker.watch[0] != seq:
+                worker.watch = (seq, now)
+            elif now - worker.watch[1] >= HELD_RESULTS_S:
+                self.recover_logged(worker, batch, deliveries, died=False)
+        return watching
+
+    def may_hold_results(self) -> bool:
+        """Whether a worker runs a batch whose finished results it logs (the dispatcher
+        then looks at it every ``HELD_RESULTS_S``)."""
+        return any(self._logging_batch(w) is not None for w in self.workers)
+
+    def _logging_batch(self, worker: WorkerHandle | None) -> Batch | None:
+        if worker is None or worker.dead or not worker.outstanding:
+            return None
+        batch = next(iter(worker.outstanding.values()))
+        if batch.n < 2 or batch.reported >= batch.n or not (
+                batch.tracked or self.timeout is not None or batch.skips):
+            return None
+        return batch
 
     def replace_retired(self, worker: WorkerHandle) -> None:
         """*worker* said it retires (a task or memory limit): a replacement takes
@@ -142,34 +241,102 @@ class Faults:
                     or any(w is not None and w.outstanding for w in self.workers))
 
     def _settle_crash(self, worker: WorkerHandle, exitcode: int | None, seq: int, rss: int,
-                      batches: list[Batch], deliveries: list[_Delivery]) -> list[Batch] | None:
-        """Fail or retry the item that was running; the batches to send again.
+                      batches: list[Batch], deliveries: list[_Delivery]
+                      ) -> tuple[list[Batch], bool]:
+        """Fail or retry the item that was running; the batches to send again, and
+        whether an item was blamed for the death.
 
-        None when no item had started (nothing to blame).
+        None is blamed when the worker died holding batches it had not started
+        (or had finished). Each such death counts on the first batch; after
+        ``_UNBLAMED_DEATHS`` of them its first item fails, so that no task is
+        sent again for ever.
         """
+        batches = [b for b in batches if b.reported < b.n]
+        if not batches:
+            return [], False
         first, rest = batches[0], batches[1:]
+        others = [b.part(b.reported, b.n, b.tracked) for b in rest if b.reported < b.n]
+        if seq < 0 and -seq == first.seq_base and first.reported == 0:
+            if first.n > 1:  # it died unpickling one of them: send each alone (none ran)
+                return [first.part(i, i + 1, True) for i in range(first.n)] + others, True
+            return self._blame(worker, exitcode, rss, first, 0, deliveries, True) + others, True
         offset = seq - first.seq_base
         if not 0 <= offset < first.n or offset < first.reported:
-            return None
+            return self._unblamed(worker, exitcode, rss, first, deliveries) + others, False
+        # As the worker ran it (see WorkerHandle._send_encoded).
+        if not (first.tracked or self.timeout is not None or first.skips):
+            return self._lost_chunk(worker, exitcode, rss, first, deliveries) + others, True
         parts = [first.part(first.reported, offset, True)] if offset > first.reported else []
-        if not first.tracked:
-            parts = [first.part(first.reported, first.n, True)]
-        else:
-            error = self._crash_error(worker, exitcode, rss, first, offset)
-            if isinstance(error, WorkerCrashedError) and first.attempts(offset) < self.retries:
-                first.add_attempt(offset)
-                parts.append(first.part(offset, offset + 1, True))
-            else:
-                first.add_attempt(offset)
-                deliveries.append((first, offset, [None], {0: error}))
-                if self.progress is not None:
-                    self.progress.advance(0, 1)
-            if offset + 1 < first.n:
-                parts.append(first.part(offset + 1, first.n, first.tracked))
-        return parts + [b.part(b.reported, b.n, b.tracked) for b in rest if b.reported < b.n]
+        parts += self._blame(worker, exitcode, rss, first, offset, deliveries, False)
+        if offset + 1 < first.n:
+            parts.append(first.part(offset + 1, first.n, first.tracked))
+        return parts + others, True
+
+    def _blame(self, worker: WorkerHandle, exitcode: int | None, rss: int, batch: Batch,
+               offset: int, deliveries: list[_Delivery], loading: bool) -> list[Batch]:
+        """Item *offset* of *batch* ended its worker: fail it, or send it again if it has
+        retries left (the part to send)."""
+        error = self._crash_error(worker, exitcode, rss, batch, offset, loading)
+        retry = isinstance(error, WorkerCrashedError) and batch.attempts(offset) < self.retries
+        batch.add_attempt(offset)
+        if retry:
+            return [batch.part(offset, offset + 1, True)]
+        deliveries.append((batch, offset, [None], {0: error}))
+        if self.progress is not None:
+            self.progress.advance(0, 1)
+        return []
+
+    def _lost_chunk(self, worker: WorkerHandle, exitcode: int | None, rss: int, batch: Batch,
+                    deliveries: list[_Delivery]) -> list[Batch]:
+        """The worker died in a chunk of quick items, run without a record per item:
+        which one ended it is unknown, and the results of those that had finished
+        were lost. With retries left they run again, one by one (an attempt each);
+        without, none runs again: they fail. The map's later chunks are tracked."""
+        start = batch.reported
+        if isinstance(batch, MapBatch):
+            batch.job.careful = True
+        if all(batch.attempts(i) < self.retries for i in range(start, batch.n)):
+            for i in range(start, batch.n):
+                batch.add_attempt(i)
+            return [batch.part(start, batch.n, True)]
+        count = batch.n - start
+        errors: dict[int, BaseException] = {}
+        for i in range(start, batch.n):
+            error = self._crash_error(
+                worker, exitcode, rss, batch, i, False,
+                f"it was running a chunk of {count} quick tasks, from "
+                f"{batch.label(start)} to {batch.label(batch.n - 1)}: one of them ended "
+                "it, which one is unknown, and the results of those that had finished "
+                "were lost with it. None of them runs again (no retries left); pass "
+                "chunksize to map() to have such a task named alone")
+            errors[i - start] = error
+        deliveries.append((batch, start, [None] * count, errors))
+        if self.progress is not None:
+            self.progress.advance(0, count)
+        return []
+
+    def _unblamed(self, worker: WorkerHandle, exitcode: int | None, rss: int, first: Batch,
+                  deliveries: list[_Delivery]) -> list[Batch]:
+        if worker.ready:  # else the count of failed starts bounds it
+            first.deaths += 1
+        if first.deaths < _UNBLAMED_DEATHS:
+            part = first.part(first.reported, first.n, first.tracked)
+            part.deaths = first.deaths
+            return [part]
+        offset = first.reported
+        error = self._crash_error(
+            worker, exitcode, rss, first, offset, False,
+            f"{_UNBLAMED_DEATHS} workers died in a row holding {first.label(offset)}, "
+            "each before it started or after it finished; it is not sent again")
+        first.add_attempt(offset)
+        deliveries.append((first, offset, [None], {0: error}))
+        if self.progress is not None:
+            self.progress.advance(0, 1)
+        return [first.part(offset + 1, first.n, first.tracked)] if offset + 1 < first.n else []
 
     def _crash_error(self, worker: WorkerHandle, exitcode: int | None, rss: int, batch: Batch,
-                     offset: int) -> BaseException:
+                     offset: int, loading: bool = False, what: str | None = None
+                     ) -> BaseException:
         label = batch.label(offset)
         if worker.timed_out_seq == batch.seq_base + offset:
             error: BaseException = TaskTimeoutError(
@@ -180,7 +347,12 @@ class Faults:
             hint = crash_hint(exitcode, rss, self.config.max_memory, kills > self.oom_seen)
             self.oom_seen = kills
             attempts = batch.attempts(offset) + 1
-            text = f"it was running {label}"
+            if what is not None:
+                text = what
+            elif loading:
+                text = f"it was unpickling the arguments (or the function) of {label}"
+            else:
+                text = f"it was running {label}"
             if attempts > 1:
                 text += f" (attempt {attempts})"
             if hint:

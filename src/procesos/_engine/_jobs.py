@@ -11,6 +11,7 @@ sent again.
 
 from __future__ import annotations
 
+import functools
 import reprlib
 import threading
 import time
@@ -28,6 +29,9 @@ from ._messages import CALL, ONE, SKIP, STAR, discard_shared, encode_objects
 
 __all__ = ["Batch", "Call", "CallBatch", "FnEntry", "MapBatch", "MapJob", "ResultIterator"]
 
+#: Chunks of fewer items are tracked item by item even when the items are quick.
+SMALL_CHUNK = 64
+
 _repr = reprlib.Repr()
 _repr.maxstring = 40
 _repr.maxother = 40
@@ -43,9 +47,13 @@ def _type_name(obj: object) -> str:
 
 
 class FnEntry:
-    """A function pickled once for this engine, known by its id."""
+    """A function pickled once for this engine, known by its id.
 
-    __slots__ = ("data", "fn", "fn_id", "name", "per_item_s")
+    It refers to the function weakly where it can: the engine's cache of
+    entries must not keep a task's callable (a bound method's object) alive.
+    """
+
+    __slots__ = ("data", "fn_id", "function", "name", "per_item_s")
 
     def __init__(self, fn: Callable[..., Any], fn_id: int) -> None:
         try:
@@ -57,7 +65,10 @@ class FnEntry:
                 f"the function {_name(fn)!r}, a {_type_name(fn)} object, cannot be pickled "
                 f"({exc}); pass a picklable callable"
             ) from exc
-        self.fn = fn
+        try:
+            self.function: Callable[[], Callable[..., Any] | None] = weakref.ref(fn)
+        except TypeError:  # builtins, bound builtin methods: held (not weakly referable)
+            self.function = functools.partial(_same, fn)
         self.fn_id = fn_id
         self.name = _name(fn)
         self.per_item_s: float | None = None  # learned by the maps that ran it
@@ -65,6 +76,10 @@ class FnEntry:
     def discard(self) -> None:
         """No worker will load this function again: free its shared memory, if any."""
         discard(self.data)
+
+
+def _same(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return fn
 
 
 _INHERITED_ONLY = (
@@ -135,12 +150,13 @@ class Call:
 class Batch:
     """What one RUN message carries; set by the dispatcher when sent."""
 
-    __slots__ = ("frame", "id", "n", "reported", "seq_base", "skips", "tracked")
+    __slots__ = ("deaths", "frame", "id", "n", "reported", "seq_base", "skips", "tracked")
 
     n: int
 
     def __init__(self, tracked: bool) -> None:
         self.id = 0
+        self.deaths = 0  # workers that died holding it, none while running one of its items
         self.seq_base = 0
         self.reported = 0
         self.tracked = tracked
@@ -189,8 +205,8 @@ class CallBatch(Batch):
 
     __slots__ = ("_entries", "calls")
 
-    def __init__(self, calls: list[Call], tracked: bool = True) -> None:
-        super().__init__(tracked)
+    def __init__(self, calls: list[Call]) -> None:
+        super().__init__(True)  # a worker runs calls item by item
         self.calls = calls
         self.n = len(calls)
         self._entries: list[FnEntry] | None = None
@@ -228,7 +244,7 @@ class CallBatch(Batch):
         self.calls[offset].attempts += 1
 
     def part(self, start: int, stop: int, tracked: bool) -> Batch:
-        return CallBatch(self.calls[start:stop], tracked)
+        return CallBatch(self.calls[start:stop])
 
     def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
         calls = self.calls[offset:] if offset else self.calls
@@ -292,7 +308,8 @@ class MapBatch(Batch):
         self.job.attempts[index] = self.job.attempts.get(index, 0) + 1
 
     def part(self, start: int, stop: int, tracked: bool) -> Batch:
-        return MapBatch(self.job, self.start + start, self.items[start:stop], tracked)
+        return MapBatch(self.job, self.start + start, self.items[start:stop],
+                        tracked or stop - start < SMALL_CHUNK)
 
     def deliver(self, offset: int, values: list[Any], errors: dict[int, BaseException]) -> None:
         self.job.deliver(self.start + offset, values, errors)
@@ -339,6 +356,8 @@ class MapJob:
         self._wake = wake
         self._stop = stop
         self.attempts: dict[int, int] = {}
+        # A worker died in one of its untracked chunks: from now on, tracked.
+        self.careful = False
         # Input side: the dispatcher thread only.
         self._sequence: Sequence[Any] | None = None
         self._iterator: Iterator[Any] | None = None
@@ -398,7 +417,7 @@ class MapJob:
             except BaseException as exc:
                 self.pulled += len(read)
                 self.end_input(exc)
-                return MapBatch(self, start, read, self.sizer.tracked) if read else None
+                return MapBatch(self, start, read, self._tracked(len(read))) if read else None
             items = read
             if len(items) < size:
                 self.exhausted = True
@@ -407,15 +426,23 @@ class MapJob:
         self.pulled += len(items)
         if self.total is not None and self.pulled >= self.total:
             self.exhausted = True
+            self._sequence = None  # the caller's input: not kept once read
         if not items:
             self._check_finished()
             return None
-        return MapBatch(self, start, items, self.sizer.tracked)
+        return MapBatch(self, start, items, self._tracked(len(items)))
+
+    def _tracked(self, size: int) -> bool:
+        # A small chunk is tracked whatever its items take: its results then
+        # never wait behind a slow item, and a crash in it runs nothing twice;
+        # that costs little in a chunk this size.
+        return self.sizer.tracked or self.careful or size < SMALL_CHUNK
 
     def end_input(self, error: BaseException) -> None:
         """No more input: results stop at the current position with *error*."""
         self.exhausted = True
         self._iterator = None
+        self._sequence = None
         self.total = self.pulled
         with self.cond:
             self.end_error = _InputError(error)

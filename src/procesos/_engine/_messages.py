@@ -47,7 +47,11 @@ Worker -> parent
 
 Error frames are :mod:`procesos._outcome` frames. A progress slot is
 ``SLOT_WIDTH`` int64 in shared memory per worker: current item's sequence
-number, its start (``time.monotonic_ns``), the worker's resident memory.
+number (0 before the first; minus a batch's first sequence number while the
+worker unpickles that batch), its start (``time.monotonic_ns``), the worker's
+resident memory. Beside it, each worker logs the outcomes of a tracked batch's
+finished items in shared memory before it starts the next
+(:mod:`._results_log`).
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ from ._messages import (
     poll_briefly,
     write_all,
 )
+from ._results_log import ERROR, VALUE, ResultLog, log_pickle
 from ._threads import limit_threads
 
 __all__ = ["FN_CACHE_SIZE", "WorkerConfig", "resident_bytes", "worker_main"]
@@ -153,7 +154,7 @@ class _ForkWatch:
 
 class _Worker:
     def __init__(self, channel: tuple[Connection, Connection], progress: Any, slot: int,
-                 config: WorkerConfig) -> None:
+                 config: WorkerConfig, log: Any = None) -> None:
         self.channel = channel  # keeps the descriptors open
         self.fd = channel[0].fileno()  # from the parent
         self.out_fd = channel[1].fileno()  # to the parent
@@ -168,6 +169,7 @@ class _Worker:
         self.retired = False
         self.noted_at = 0
         self.unlimited = config.max_tasks is None and config.max_memory is None
+        self.log = ResultLog(log, slot) if log is not None else None
 
     # -- sending -----------------------------------------------------------
     def send(self, header: tuple[Any, ...], payload: bytes = b"") -> None:
@@ -258,6 +260,9 @@ class _Worker:
 
     def run(self, header: tuple[Any, ...], payload: memoryview) -> None:
         _, batch_id, seq_base, style, tracked, timed, fns = header
+        # Negative: loading this batch. A worker that dies now (an argument or a
+        # function whose unpickling ends the process) is known to have died on it.
+        self.slot[self.base + SLOT_SEQ] = -seq_base
         table = self.update_fns(fns)
         ok, items = _load(payload, "the arguments")
         if not ok:
@@ -332,6 +337,9 @@ class _Worker:
         last_flush = piece_start = clock()
         fn = table[0]
         limited = self.config.max_tasks is not None or self.config.max_memory is not None
+        log = self.log if len(items) > 1 else None
+        if log is not None:
+            log.reset(seq_base)
         for i, item in enumerate(items):
             if timed:  # the start first: the parent reads the sequence number first
                 slot[base + SLOT_START] = clock()
@@ -360,15 +368,28 @@ class _Worker:
             if _ForkWatch.forked:
                 _ForkWatch.leave()
             self.tasks_done += 1
+            # Kept before the next item starts: a crash then loses no finished result.
+            kept = True
+            if log is not None:
+                if errors and errors[-1][0] == len(values) - 1:
+                    kept = log.append(ERROR, errors[-1][1])
+                else:
+                    try:
+                        data = log_pickle(value)
+                    except Exception:
+                        data = None  # the DONE message's pickling reports it
+                    kept = data is not None and log.append(VALUE, data)
             now = clock()
             if limited and self.over_limits():
                 self.flush(batch_id, offset, values, errors, now - piece_start, i + 1)
                 return
-            if now - last_flush >= FLUSH_NS:
+            if not kept or now - last_flush >= FLUSH_NS:
                 self.flush(batch_id, offset, values, errors, now - piece_start)
                 offset += len(values)
                 values, errors = [], []
                 last_flush = piece_start = now
+                if log is not None:
+                    log.reset(seq_base + i + 1)
         if values or offset == 0:
             self.flush(batch_id, offset, values, errors, clock() - piece_start)
 
@@ -392,13 +413,14 @@ def _watch_memory(slot: memoryview, index: int, stop: threading.Event) -> None:
 
 
 def worker_main(channel: tuple[Connection, Connection], progress: Any, slot: int,
-                config: WorkerConfig) -> None:
+                config: WorkerConfig, log: Any = None) -> None:
     """Entry point of a worker process (the target of its ``Process``); *channel* is
-    the pipe it reads from the parent and the one it writes to the parent."""
+    the pipe it reads from the parent and the one it writes to the parent; *log*
+    the shared array of the result logs (:mod:`._results_log`)."""
     if config.threads is not None:
         limit_threads(config.threads)
     _ForkWatch.start()
-    worker = _Worker(channel, progress, slot, config)
+    worker = _Worker(channel, progress, slot, config, log)
     if config.initializer is not None:
         try:
             config.initializer(*config.initargs)

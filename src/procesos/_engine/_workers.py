@@ -62,13 +62,13 @@ class WorkerHandle:
     """One running worker, as the dispatcher sees it."""
 
     def __init__(self, ctx: ProcesosContext, slot: int, progress: Any, config: WorkerConfig,
-                 budget: int | None) -> None:
+                 budget: int | None, logs: Any = None) -> None:
         # One pipe each way: on Linux a pipe's read and write cost a fraction of a
         # socket's, whose every read also wakes the peer blocked on the same socket.
         from_worker, to_parent = Pipe(duplex=False)
         from_parent, to_worker = Pipe(duplex=False)
         self.process = ctx.Process(
-            target=worker_main, args=((from_parent, to_parent), progress, slot, config),
+            target=worker_main, args=((from_parent, to_parent), progress, slot, config, logs),
             name=f"procesos-worker-{slot}", daemon=False,
         )
         try:
@@ -101,6 +101,7 @@ class WorkerHandle:
         self.dead = False
         self.timed_out_seq: int | None = None
         self.stopped_for_interrupt = False  # killed because its map was interrupted
+        self.watch: tuple[int, float] | None = None  # (item it runs, since when)
         self.reader_role = DISPATCHER
         self.direct: object = None  # the future whose caller may read the result itself
         # What that caller waits on: an answer, or the worker's death.
