@@ -376,7 +376,7 @@ class _Worker:
                 else:
                     try:
                         data = log_pickle(value)
-                    except Exception:
+                    except PICKLING_FAILURES:  # sys.exit() in a __reduce__ included
                         data = None  # the DONE message's pickling reports it
                     kept = data is not None and log.append(VALUE, data)
             now = clock()
