@@ -19,7 +19,7 @@ import pytest
 import procesos
 from procesos._shm import _client as shm_client
 from procesos._shm import tracker_stats
-from procesos._shm._client import client, tree_token
+from procesos._shm._client import client, segment_name_prefix, tree_token
 
 START_METHODS = ["zygote", "fork", "spawn"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ _mark_standard_library_names()
 def is_this_trees_name(name: str) -> bool:
     """Whether the ``/dev/shm`` entry *name* was made by this test tree."""
     return name.startswith(
-        (f"procesos-{tree_token().partition('.')[0][:8]}-", _SHM_PREFIX[1:], f"sem.mp-{_MARK}")
+        (segment_name_prefix(tree_token()), _SHM_PREFIX[1:], f"sem.mp-{_MARK}")
     )
 
 

@@ -43,10 +43,10 @@ def test_another_programs_shared_memory_and_semaphores_are_not_reported(
 @needs_dev_shm
 def test_a_procesos_segment_name_of_this_tree_is_reported(foreign_entries: list[Path]) -> None:
     # Where segments are not memfds (not Linux), the tracker names them so.
-    from procesos._shm._client import tree_token
+    from procesos._shm._client import segment_name_prefix, tree_token
 
     before = shared_memory_snapshot()
-    name = f"procesos-{tree_token()[:12]}-99999"
+    name = f"{segment_name_prefix(tree_token())}99999"
     (DEV_SHM / name).write_bytes(b"x")
     foreign_entries.append(DEV_SHM / name)
     assert shared_memory_leaks(before) == [name]

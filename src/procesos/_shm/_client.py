@@ -139,6 +139,12 @@ def _runtime_dir() -> str:
     return chosen
 
 
+def segment_name_prefix(token: str) -> str:
+    """How the tracker of *token*'s tree names its POSIX segments (where they are not
+    memfds): ``procesos-<8 characters of the tree's name>-<n>``, in ``/dev/shm``."""
+    return f"procesos-{token.partition('.')[0][:8]}-"
+
+
 def _address(token: str) -> str:
     return os.path.join(_runtime_dir(), f"shm-{token.partition('.')[0]}.sock")
 

@@ -505,7 +505,7 @@ class Tracker:
         ident = self.next_id
         self.next_id += 1
         self.posix_names += 1
-        name = f"/procesos-{self.name[:8]}-{self.posix_names}"
+        name = f"/procesos-{self.name[:8]}-{self.posix_names}"  # _client.segment_name_prefix
         try:
             if MEMFD:
                 fd = os.memfd_create(f"procesos-{ident}", os.MFD_CLOEXEC)
