@@ -11,7 +11,11 @@ Wire format of one request (one connection per child):
   std_mask`` with ``SCM_RIGHTS`` descriptors ``[status_w, *std_fds,
   *user_fds]``, followed in the same stream by the child's two channel frames
   (see :mod:`._wire`). The zygote reads only the request; the frames wait in
-  the socket for the child, which can start on them at once.
+  the socket for the child, which can start on them at once. When std_mask
+  has bit ``0x80`` (``_IMPORTS``), ``struct "!I"`` size and a pickled
+  ``(sys_path, module_names)`` come between the request and the frames: the
+  modules the parent has imported since (:mod:`._mirror`), which the zygote
+  imports before it starts this child.
 * zygote -> client, on ``status_w``: ``struct "!i"`` pid of the new child. The
   connection belongs to the child (it is the child's channel, see
   :mod:`._wire`); the zygote never writes to it, so nothing can interleave
@@ -65,6 +69,8 @@ __all__ = ["ZygoteConfig", "main"]
 
 SECRET_SIZE = 32
 _REQUEST = struct.Struct("!B")
+_IMPORTS = 0x80  # std_mask bit: modules to import follow the request
+_IMPORTS_SIZE = struct.Struct("!I")
 _REQUEST_SIZE = SECRET_SIZE + _REQUEST.size
 _PID = struct.Struct("!i")
 _MAX_FDS = 253  # SCM_MAX_FD
@@ -111,6 +117,40 @@ def _preload(names: list[str]) -> None:
             importlib.import_module(name)
         except BaseException:  # a module that fails to import is simply not preloaded
             pass
+        else:
+            _warn_if_threaded(name)
+
+
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        threading = sys.modules.get("threading")
+        return 1 if threading is None else int(threading.active_count())
+
+
+_warned_threads = False
+
+
+def _warn_if_threaded(name: str) -> None:
+    """Say so once if importing *name* left a thread running in the zygote: a child
+    forked from a process with threads can deadlock on a lock one of them held."""
+    global _warned_threads
+    if _warned_threads or _threads() == 1:
+        return
+    _warned_threads = True
+    os.write(2, (
+        f"procesos: importing {name!r} in the zygote started a thread; processes forked "
+        "from it may deadlock. Exclude the module: procesos.set_zygote_exclude(["
+        f"{name.partition('.')[0]!r}]) or PROCESOS_ZYGOTE_EXCLUDE={name.partition('.')[0]}\n"
+    ).encode())
+
+
+def _read_imports(conn: socket.socket) -> tuple[list[str], list[str]]:
+    """The ``sys.path`` and module names that follow a request with ``_IMPORTS``."""
+    (size,) = _IMPORTS_SIZE.unpack(_recv_exactly(conn, _IMPORTS_SIZE.size))
+    sys_path, names = pickle.loads(_recv_exactly(conn, size))
+    return list(sys_path), list(names)
 
 
 class _Spare(NamedTuple):
@@ -191,6 +231,7 @@ class _Zygote:
             if not valid:
                 raise PermissionError("request refused")
             (std_mask,) = _REQUEST.unpack(message[SECRET_SIZE:])
+            imports = _read_imports(conn) if std_mask & _IMPORTS else None
             conn.settimeout(None)  # the child's channel blocks
         except (OSError, ValueError):
             for fd in fds:
@@ -198,7 +239,9 @@ class _Zygote:
             conn.close()
             return
         status_w, rest = fds[0], fds[1:]
-        pid = self.hand_to_spare(conn, std_mask, rest)
+        if imports is not None:
+            self.mirror(*imports)
+        pid = self.hand_to_spare(conn, std_mask & ~_IMPORTS, rest)
         if pid is None:
             try:
                 pid = os.fork()
@@ -218,6 +261,21 @@ class _Zygote:
             os.write(status_w, _PID.pack(pid))
         except OSError:
             pass  # the client has gone; the child will see end of file
+
+    def mirror(self, sys_path: list[str], names: list[str]) -> None:
+        """Import modules the parent has imported since (see :mod:`._mirror`), so that
+        no child imports them again; a spare forked before them is dropped."""
+        loaded = len(sys.modules)
+        sys.path[:] = sys_path
+        _preload(names)
+        if len(sys.modules) == loaded:
+            return
+        _become_like_the_parent(self.config)  # an import may have changed them
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            spare.handoff.close()  # it exits on the end of file; reap() collects it
+        gc.collect()
+        gc.freeze()
 
     def make_spare(self) -> None:
         """Fork the next child now, while idle: a request then only hands it over."""
