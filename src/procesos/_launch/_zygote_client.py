@@ -332,6 +332,8 @@ class ZygotePopen(BasePopen):
         )
 
     def _reap(self, block: bool) -> int | None:
+        if self.reported_exit is not None:
+            return self.reported_exit  # the zygote tells the same, later
         if not block and not readable([self.sentinel], 0):
             return None
         data = b""
