@@ -52,6 +52,7 @@ class Faults:
     """Death, timeout and retirement handling, mixed into the engine."""
 
     # Provided by the engine.
+    ctx: Any
     config: WorkerConfig
     lock: Any
     state: str
@@ -70,6 +71,7 @@ class Faults:
     progress: Progress | None
 
     def start_worker(self, slot: int, replacement: bool) -> None: ...
+    def start_worker_later(self, slot: int) -> None: ...
     def _break(self, error: BaseException, cause: BaseException | None) -> None: ...
     @staticmethod
     def annotate(error: BaseException, batch: Batch, offset: int,
@@ -130,6 +132,9 @@ class Faults:
         self.workers[worker.slot] = None
         self.leaving.append(worker)
         self.records[worker.slot].worker_ended()
+        if self.ctx.get_start_method() == "zygote":  # fork and spawn start from this thread
+            self.start_worker_later(worker.slot)
+            return
         try:
             self.start_worker(worker.slot, replacement=True)
         except Exception as exc:
