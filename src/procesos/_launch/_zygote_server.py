@@ -56,6 +56,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 
 # hmac.compare_digest without hmac: hmac loads OpenSSL, whose pages would be
 # the zygote's alone (about 3 MiB of USS) in a parent that never loaded it.
@@ -76,6 +77,7 @@ _PID = struct.Struct("!i")
 _MAX_FDS = 253  # SCM_MAX_FD
 _REHEARSE_AFTER = 0.01  # seconds a spare waits for a request before it rehearses
 _HANDOFF_TIMEOUT = 5.0  # seconds a spare has to take a request
+_SPARE_DELAY = 0.005  # seconds the next spare waits for the child started last to end
 _TAKEN = b"\x01"
 
 
@@ -167,6 +169,7 @@ class _Zygote:
         self.config = config
         self.children: dict[int, int] = {}  # pid -> status_w
         self.spare: _Spare | None = None
+        self.latest: tuple[int | None, float] = (None, 0.0)  # the last child started, when
         self.rehearsal = _rehearsal()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -177,9 +180,12 @@ class _Zygote:
     def serve(self) -> NoReturn:
         watched = [self.listener.fileno(), self.alive_fd, self.wake_r]
         while True:
+            delay = None
             if self.spare is None and self.config.spare:
-                self.make_spare()
-            ready = readable(watched)
+                delay = self.spare_delay()
+                if delay is None:
+                    self.make_spare()
+            ready = readable(watched, delay)
             if self.wake_r in ready:
                 try:
                     while os.read(self.wake_r, 512):
@@ -195,6 +201,23 @@ class _Zygote:
                 except OSError:
                     continue
                 self.handle(conn)
+                self.latest = (next(reversed(self.children), None), time.monotonic())
+
+    def spare_delay(self) -> float | None:
+        """How long to wait before forking the next spare, or None: not now.
+
+        Not while the child started last is starting up, for up to
+        ``_SPARE_DELAY``: a fork then takes the CPU from that child (on 2
+        cores under load create + start + join took 1.4-2x the standard
+        library's fork with the spare forked at once, 1.1-1.4x with it forked
+        once the child had ended). Starts back to back find it forked in the
+        meantime, or get a fork of their own.
+        """
+        pid, started = self.latest
+        if pid is None or pid not in self.children:
+            return None
+        remaining = started + _SPARE_DELAY - time.monotonic()
+        return remaining if remaining > 0 else None
 
     def reap(self) -> None:
         while True:
