@@ -110,3 +110,42 @@ def test_the_zygote_warns_when_an_import_leaves_a_thread_running(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert "importing 'usermod' in the zygote started a thread" in result.stderr
     assert "PROCESOS_ZYGOTE_EXCLUDE=usermod" in result.stderr
+
+
+MOVED_PARENT = """
+import os, sys
+import procesos
+p = procesos.Process(target=len, args=((),))  # the zygote starts here, in this directory
+p.start()
+p.join()
+os.chdir("other")
+sys.path.insert(0, "sub")  # relative: other/sub for the parent, sub for the zygote's directory
+import usermod
+ctx = procesos.get_context("zygote")
+doubles = []
+for i in range(3):
+    q = ctx.Process(target=usermod.pid_and_double, args=(i,))
+    q.start()
+    doubles.append(q.result(timeout=60)[1])
+    q.join()
+print(doubles)
+"""
+
+DECOY = """
+import os
+def pid_and_double(x):
+    return os.getpid(), "decoy"
+"""
+
+
+def test_the_zygote_imports_the_module_the_parent_has_not_another_of_that_name(
+        tmp_path: Path) -> None:
+    # The parent moved and imported through a relative sys.path entry: in the
+    # zygote's own directory the same entry leads to another usermod.
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "usermod.py").write_text(DECOY)
+    (tmp_path / "other" / "sub").mkdir(parents=True)
+    (tmp_path / "other" / "sub" / "usermod.py").write_text(textwrap.dedent(USER_MODULE))
+    result = run_script(MOVED_PARENT, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 2, 4]"

@@ -32,7 +32,15 @@ from ._mirror import ModuleMirror, set_zygote_exclude, set_zygote_preload
 from ._popen import BasePopen
 from ._spawn import spawn_interpreter
 from ._wire import ChildSetup, frame_header
-from ._zygote_server import _IMPORTS, _PID, _REQUEST, SECRET_SIZE, ZygoteConfig
+from ._zygote_server import (
+    _IMPORTS,
+    _PID,
+    _REQUEST,
+    SECRET_SIZE,
+    MirrorRequest,
+    ZygoteConfig,
+    _real_file,
+)
 
 __all__ = ["ZygotePopen", "default_preload", "set_zygote_exclude", "set_zygote_preload",
            "zygote_pid"]
@@ -189,7 +197,10 @@ class _Zygote:
                 imports = self.mirror.new_modules()
             mask, extra = std_mask, []
             if imports:  # the zygote imports them before it forks this child
-                blob = pickle.dumps((list(sys.path), imports), protocol=pickle.HIGHEST_PROTOCOL)
+                blob = pickle.dumps(MirrorRequest(list(sys.path), os.getcwd(),
+                                                  [(name, _real_file(sys.modules.get(name)))
+                                                   for name in imports]),
+                                    protocol=pickle.HIGHEST_PROTOCOL)
                 mask, extra = std_mask | _IMPORTS, [struct.pack("!I", len(blob)), blob]
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             status_r, status_w = os.pipe()

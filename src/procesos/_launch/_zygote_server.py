@@ -13,7 +13,7 @@ Wire format of one request (one connection per child):
   (see :mod:`._wire`). The zygote reads only the request; the frames wait in
   the socket for the child, which can start on them at once. When std_mask
   has bit ``0x80`` (``_IMPORTS``), ``struct "!I"`` size and a pickled
-  ``(sys_path, module_names)`` come between the request and the frames: the
+  :class:`MirrorRequest` come between the request and the frames: the
   modules the parent has imported since (:mod:`._mirror`), which the zygote
   imports before it starts this child.
 * zygote -> client, on ``status_w``: ``struct "!i"`` pid of the new child. The
@@ -66,7 +66,7 @@ from typing import NamedTuple, NoReturn
 
 from .._wait import readable
 
-__all__ = ["ZygoteConfig", "main"]
+__all__ = ["MirrorRequest", "ZygoteConfig", "main"]
 
 SECRET_SIZE = 32
 _REQUEST = struct.Struct("!B")
@@ -148,11 +148,30 @@ def _warn_if_threaded(name: str) -> None:
     ).encode())
 
 
-def _read_imports(conn: socket.socket) -> tuple[list[str], list[str]]:
-    """The ``sys.path`` and module names that follow a request with ``_IMPORTS``."""
+class MirrorRequest(NamedTuple):
+    """What follows a request with ``_IMPORTS``: modules the parent has imported since."""
+
+    sys_path: list[str]
+    cwd: str  # the parent's now: relative entries of sys_path resolve as there
+    # Each name with the real path of the parent's module (None: no file): a
+    # module of that name found elsewhere here is not the parent's, and is dropped.
+    modules: list[tuple[str, str | None]]
+
+
+def _read_imports(conn: socket.socket) -> MirrorRequest:
     (size,) = _IMPORTS_SIZE.unpack(_recv_exactly(conn, _IMPORTS_SIZE.size))
-    sys_path, names = pickle.loads(_recv_exactly(conn, size))
-    return list(sys_path), list(names)
+    try:
+        request = pickle.loads(_recv_exactly(conn, size))
+    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as exc:
+        raise ValueError(f"unreadable import list: {exc!r}") from exc
+    if not isinstance(request, MirrorRequest):
+        raise ValueError("unreadable import list")
+    return request
+
+
+def _real_file(module: object) -> str | None:
+    file = getattr(module, "__file__", None)
+    return os.path.realpath(file) if isinstance(file, str) and file else None
 
 
 class _Spare(NamedTuple):
@@ -263,7 +282,7 @@ class _Zygote:
             return
         status_w, rest = fds[0], fds[1:]
         if imports is not None:
-            self.mirror(*imports)
+            self.mirror(imports)
         pid = self.hand_to_spare(conn, std_mask & ~_IMPORTS, rest)
         if pid is None:
             try:
@@ -285,13 +304,22 @@ class _Zygote:
         except OSError:
             pass  # the client has gone; the child will see end of file
 
-    def mirror(self, sys_path: list[str], names: list[str]) -> None:
+    def mirror(self, request: MirrorRequest) -> None:
         """Import modules the parent has imported since (see :mod:`._mirror`), so that
         no child imports them again; a spare forked before them is dropped."""
         loaded = len(sys.modules)
-        sys.path[:] = sys_path
-        _preload(names)
+        sys.path[:] = request.sys_path
+        try:
+            os.chdir(request.cwd)
+        except OSError:
+            pass
+        for name, file in request.modules:
+            _preload([name])
+            module = sys.modules.get(name)
+            if module is not None and file is not None and _real_file(module) != file:
+                del sys.modules[name]  # not the parent's: a child imports the right one
         if len(sys.modules) == loaded:
+            _become_like_the_parent(self.config)
             return
         _become_like_the_parent(self.config)  # an import may have changed them
         spare, self.spare = self.spare, None
