@@ -124,24 +124,28 @@ def _is_excluded(name: str, excluded: frozenset[str]) -> bool:
 
 
 def _wanted(name: str, module: ModuleType | None, roots: tuple[str, ...],
-            excluded: frozenset[str]) -> bool:
-    """Whether the zygote should import *name*, a module the parent has."""
+            excluded: frozenset[str]) -> str | None:
+    """The real path of *name*, a module the parent has, if the zygote should import
+    it ("" for one without a file); None if not."""
     if name in SHARING_MODULES:
-        return True
+        return ""
     top = name.partition(".")[0]
     if top in _NEVER_PRELOAD or top in _PARENT_TOOLING or top == "procesos":
-        return False
+        return None
     if _is_excluded(name, excluded):
-        return False
+        return None
     file = getattr(module, "__file__", None)
     if not isinstance(file, str) or not file:
-        return False  # built in (already there), or a namespace package
-    if os.path.realpath(file).startswith(roots):
-        return True
+        return None  # built in (already there), or a namespace package
+    real = os.path.realpath(file)
+    if real.startswith(roots):
+        return real
     # The user's own: only what an import by this name finds again.
     spec = getattr(module, "__spec__", None)
-    return (spec is not None and spec.name == name
-            and isinstance(getattr(module, "__loader__", None), _STANDARD_LOADERS))
+    if (spec is not None and spec.name == name
+            and isinstance(getattr(module, "__loader__", None), _STANDARD_LOADERS)):
+        return real
+    return None
 
 
 class ModuleMirror:
@@ -156,6 +160,9 @@ class ModuleMirror:
         self.explicit = preload_override()
         self.considered: set[str] = set()
         self.seen = 0
+        # The real path of the parent's module for each name given out, where it
+        # has one: the zygote drops a module of that name found elsewhere.
+        self.files: dict[str, str] = {}
 
     def initial(self) -> list[str]:
         """What the zygote imports when it starts."""
@@ -177,6 +184,9 @@ class ModuleMirror:
             if name in self.considered:
                 continue
             self.considered.add(name)
-            if _wanted(name, module, roots, excluded):
+            real = _wanted(name, module, roots, excluded)
+            if real is not None:
                 names.append(name)
+                if real:
+                    self.files[name] = real
         return names

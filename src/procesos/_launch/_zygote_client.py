@@ -39,7 +39,6 @@ from ._zygote_server import (
     SECRET_SIZE,
     MirrorRequest,
     ZygoteConfig,
-    _real_file,
 )
 
 __all__ = ["ZygotePopen", "default_preload", "set_zygote_exclude", "set_zygote_preload",
@@ -115,7 +114,7 @@ class _Zygote:
         mirror = ModuleMirror()
         preload = mirror.initial()
         config = pickle.dumps(ZygoteConfig(
-            secret, list(sys.path), preload, directory, cwd, environ, spare))
+            secret, list(sys.path), preload, directory, cwd, environ, spare, mirror.files))
         os.set_inheritable(alive_w, False)
         with os.fdopen(os.dup(alive_w), "wb") as pipe:
             pipe.write(struct.pack("!I", len(config)) + config)
@@ -195,11 +194,11 @@ class _Zygote:
                 address, secret = self.address, self.secret
                 setup_bytes = self.encode_setup(setup)
                 imports = self.mirror.new_modules()
+                files = self.mirror.files
             mask, extra = std_mask, []
             if imports:  # the zygote imports them before it forks this child
                 blob = pickle.dumps(MirrorRequest(list(sys.path), os.getcwd(),
-                                                  [(name, _real_file(sys.modules.get(name)))
-                                                   for name in imports]),
+                                                  [(name, files.get(name)) for name in imports]),
                                     protocol=pickle.HIGHEST_PROTOCOL)
                 mask, extra = std_mask | _IMPORTS, [struct.pack("!I", len(blob)), blob]
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -91,6 +91,9 @@ class ZygoteConfig(NamedTuple):
     cwd: str  # the parent's, when it started the zygote: children start there
     environ: dict[str, str]  # likewise
     spare: bool  # keep a child forked ahead of time
+    # The real path of the parent's module for each preloaded name that has one:
+    # a module of that name found elsewhere here is not the parent's (dropped).
+    preload_files: dict[str, str] = {}
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
@@ -167,6 +170,15 @@ def _read_imports(conn: socket.socket) -> MirrorRequest:
     if not isinstance(request, MirrorRequest):
         raise ValueError("unreadable import list")
     return request
+
+
+def _drop_strangers(files: dict[str, str]) -> None:
+    """Forget each module imported here from another file than the parent's (a
+    relative ``sys.path`` entry, another directory): a child imports the right one."""
+    for name, file in files.items():
+        module = sys.modules.get(name)
+        if module is not None and _real_file(module) != file:
+            del sys.modules[name]
 
 
 def _real_file(module: object) -> str | None:
@@ -313,11 +325,8 @@ class _Zygote:
             os.chdir(request.cwd)
         except OSError:
             pass
-        for name, file in request.modules:
-            _preload([name])
-            module = sys.modules.get(name)
-            if module is not None and file is not None and _real_file(module) != file:
-                del sys.modules[name]  # not the parent's: a child imports the right one
+        _preload([name for name, _ in request.modules])
+        _drop_strangers({name: file for name, file in request.modules if file is not None})
         if len(sys.modules) == loaded:
             _become_like_the_parent(self.config)
             return
@@ -541,6 +550,7 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
     sys.path[:] = config.sys_path
     listener = socket.socket(fileno=listener_fd)
     _preload(config.preload)
+    _drop_strangers(config.preload_files)
     # What every child runs, imported once here rather than in each child:
     # its own code, the contexts, which a child whose parent chose a start
     # method imports (ChildSetup.start_method) and whose process classes
