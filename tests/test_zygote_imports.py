@@ -149,3 +149,25 @@ def test_the_zygote_imports_the_module_the_parent_has_not_another_of_that_name(
     result = run_script(MOVED_PARENT, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[0, 2, 4]"
+
+
+STARTS_A_PROCESS = USER_MODULE + """
+import procesos
+_p = procesos.Process(target=len, args=((),))  # at import: in every process that imports it
+_p.start()
+_p.join()
+"""
+
+
+def test_a_module_that_starts_a_process_when_imported_is_not_imported_by_the_zygote(
+        tmp_path: Path) -> None:
+    # Imported there, it would start processes from the zygote itself.
+    (tmp_path / "usermod.py").write_text(STARTS_A_PROCESS)
+    result = run_script(PROGRAM.format(before="", after=""), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "the zygote did not import 'usermod': it starts a process when imported" in (
+        result.stderr)
+    _, zygote, *children = map(int, result.stdout.split())
+    importers = [int(line) for line in (tmp_path / "imports.log").read_text().split()]
+    assert importers.count(zygote) == 1  # tried once
+    assert set(children) <= set(importers)  # then each child imported it itself

@@ -25,6 +25,7 @@ from .._wait import readable
 from ._fds import InheritedFd
 from ._log_config import take_snapshot
 from ._wire import ChildSetup, read_exit_report
+from ._zygote_server import refuse_starts
 
 __all__ = ["BasePopen", "describe_unpicklable"]
 
@@ -80,6 +81,7 @@ class BasePopen:
     sentinel: int
 
     def __init__(self, process_obj: BaseProcess) -> None:
+        refuse_starts()  # in the zygote, importing a module of the parent's
         util._flush_std_streams()  # type: ignore[attr-defined]
         self.returncode: int | None = None
         self.finalizer: util.Finalize | None = None

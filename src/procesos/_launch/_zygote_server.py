@@ -66,7 +66,7 @@ from typing import NamedTuple, NoReturn
 
 from .._wait import readable
 
-__all__ = ["MirrorRequest", "ZygoteConfig", "main"]
+__all__ = ["MirrorRequest", "StartRefused", "ZygoteConfig", "main", "refuse_starts"]
 
 SECRET_SIZE = 32
 _REQUEST = struct.Struct("!B")
@@ -116,22 +116,48 @@ def _recv_exactly(conn: socket.socket, size: int) -> bytes:
     return data
 
 
+class StartRefused(RuntimeError):
+    """A module the zygote imports tried to start a process (see :func:`refuse_starts`)."""
+
+
+_importing: str | None = None  # the module the zygote is importing now
+
+
+def refuse_starts() -> None:
+    """Raise :class:`StartRefused` while the zygote imports a module.
+
+    Called by every ``Popen``: a module that starts processes when it is
+    imported would start them from the zygote (a zygote of its own, children
+    of the zygote that nobody waits for). Its import fails there instead;
+    children import it themselves, as before.
+    """
+    if _importing is not None:
+        raise StartRefused(f"procesos: the zygote did not import {_importing!r}: it starts a "
+                           "process when imported (children import it themselves)")
+
+
 def _preload(names: list[str]) -> None:
+    global _importing
     for name in names:
         try:
+            _importing = name
             importlib.import_module(name)
+        except StartRefused as exc:
+            os.write(2, f"{exc}\n".encode())
         except BaseException:  # a module that fails to import is simply not preloaded
             pass
         else:
             _warn_if_threaded(name)
+        finally:
+            _importing = None
 
 
-def _threads() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        threading = sys.modules.get("threading")
-        return 1 if threading is None else int(threading.active_count())
+def _python_threads() -> int:
+    # Python's own threads only: a native library's idle pool (OpenBLAS starts
+    # one when numpy is imported) was always forked with the zygote, and its
+    # library prepares for fork() itself.
+    threading = sys.modules.get("threading")
+    return 1 if threading is None else int(threading.active_count())
 
 
 _warned_threads = False
@@ -141,7 +167,7 @@ def _warn_if_threaded(name: str) -> None:
     """Say so once if importing *name* left a thread running in the zygote: a child
     forked from a process with threads can deadlock on a lock one of them held."""
     global _warned_threads
-    if _warned_threads or _threads() == 1:
+    if _warned_threads or _python_threads() == 1:
         return
     _warned_threads = True
     os.write(2, (
@@ -231,8 +257,10 @@ class _Zygote:
                     conn, _ = self.listener.accept()
                 except OSError:
                     continue
+                started = len(self.children)
                 self.handle(conn)
-                self.latest = (next(reversed(self.children), None), time.monotonic())
+                if len(self.children) > started:  # the newest entry is its child
+                    self.latest = (next(reversed(self.children)), time.monotonic())
 
     def spare_delay(self) -> float | None:
         """How long to wait before forking the next spare, or None: not now.
@@ -327,10 +355,9 @@ class _Zygote:
             pass
         _preload([name for name, _ in request.modules])
         _drop_strangers({name: file for name, file in request.modules if file is not None})
+        _become_like_the_parent(self.config)  # our directory back; an import may change more
         if len(sys.modules) == loaded:
-            _become_like_the_parent(self.config)
             return
-        _become_like_the_parent(self.config)  # an import may have changed them
         spare, self.spare = self.spare, None
         if spare is not None:
             spare.handoff.close()  # it exits on the end of file; reap() collects it
