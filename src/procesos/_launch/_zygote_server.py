@@ -358,6 +358,7 @@ class _Zygote:
         _become_like_the_parent(self.config)  # our directory back; an import may change more
         if len(sys.modules) == loaded:
             return
+        _snapshot_libraries()
         spare, self.spare = self.spare, None
         if spare is not None:
             spare.handoff.close()  # it exits on the end of file; reap() collects it
@@ -592,12 +593,21 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
               "procesos._engine._worker"])
 
     _become_like_the_parent(config)
+    _snapshot_libraries()
     zygote = _Zygote(listener, alive_fd, config)
     # Objects that exist now live as long as the zygote: keeping the collector
     # off them spares a child's copy-on-write of their pages.
     gc.collect()
     gc.freeze()
     zygote.serve()
+
+
+def _snapshot_libraries() -> None:
+    """Let the engine's workers find the loaded libraries without reading their memory map
+    (named: this layer does not depend on the engine)."""
+    threads = sys.modules.get("procesos._engine._threads")
+    if threads is not None:
+        threads.snapshot_libraries()
 
 
 def _become_like_the_parent(config: ZygoteConfig) -> None:
