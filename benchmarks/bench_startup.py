@@ -259,13 +259,20 @@ def phase_uss(with_numpy: bool) -> dict[str, object]:
     # Then a zygote with its spare, the default: what the spare adds.
     _zygote_client._zygote.stop()
     os.environ["PROCESOS_ZYGOTE_SPARE"] = "1"
-    _start_join(procesos.get_context("zygote"))
-    spares: list[psutil.Process] = []
+    process = procesos.get_context("zygote").Process(target=noop)
+    process.start()
+    process.join()  # returns on the child's exit report: it may still be ending
+    info = None
     deadline = time.monotonic() + 10
-    while not spares and time.monotonic() < deadline:
-        spares = psutil.Process(procesos.zygote_pid()).children()
+    while info is None and time.monotonic() < deadline:
+        for child in psutil.Process(procesos.zygote_pid()).children():
+            if child.pid != process.pid:
+                try:
+                    info = child.memory_full_info()
+                except psutil.NoSuchProcess:
+                    pass
         time.sleep(0.01)
-    info = spares[0].memory_full_info()
+    assert info is not None, "the zygote keeps a spare child while it is idle"
     result["procesos zygote's spare"] = {"uss": info.uss, "rss": info.rss}
     return result
 
