@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import importlib.util
 import json
 import os
@@ -38,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 GOAL_MEDIAN_MS = 2.0
 GOAL_VS_FORKSERVER = 4.0
@@ -123,19 +125,53 @@ def _start_join(ctx: object) -> float:
     return elapsed
 
 
+FLOOR = "floor: os.fork() + os._exit() + waitpid()"
+
+
+class _Floor:
+    """The physical floor: a bare fork of this process (about the zygote's size), no Python
+    in the child, reaped by its parent."""
+
+
+def _fork_exit_wait() -> float:
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return time.perf_counter() - t0
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def phase_startup(fast_runs: int, slow_runs: int, warmup: int) -> dict[str, object]:
+    import procesos
+
     ctxs = contexts()
-    first = {label: _start_join(ctx) for label, ctx in ctxs.items()}
-    for ctx in ctxs.values():
+    ctxs[FLOOR] = _Floor()
+    run: dict[str, Callable[[], float]] = {
+        label: _fork_exit_wait if label == FLOOR else functools.partial(_start_join, ctx)
+        for label, ctx in ctxs.items()}
+    first = {label: measure() for label, measure in run.items()}
+    for measure in run.values():
         for _ in range(warmup):
-            _start_join(ctx)
+            measure()
     samples: dict[str, list[float]] = {label: [] for label in ctxs}
     # Interleaved, so that a burst of load elsewhere touches every method alike.
     for i in range(fast_runs):
-        for label, ctx in ctxs.items():
+        for label, measure in run.items():
             if i < (slow_runs if is_slow(label) else fast_runs):
-                samples[label].append(_start_join(ctx))
-    return {"first": first, "samples": samples}
+                samples[label].append(measure())
+    zygote = procesos.zygote_pid()
+    sizes = {"this process": _rss_kib(os.getpid()),
+             "zygote": _rss_kib(zygote) if zygote and sys.platform == "linux" else 0}
+    return {"first": first, "samples": samples, "rss_kib": sizes}
 
 
 # -- phase 2: first result of a fresh process, numpy imported in the parent -----------
@@ -223,13 +259,20 @@ def phase_uss(with_numpy: bool) -> dict[str, object]:
     # Then a zygote with its spare, the default: what the spare adds.
     _zygote_client._zygote.stop()
     os.environ["PROCESOS_ZYGOTE_SPARE"] = "1"
-    _start_join(procesos.get_context("zygote"))
-    spares: list[psutil.Process] = []
+    process = procesos.get_context("zygote").Process(target=noop)
+    process.start()
+    process.join()  # returns on the child's exit report: it may still be ending
+    info = None
     deadline = time.monotonic() + 10
-    while not spares and time.monotonic() < deadline:
-        spares = psutil.Process(procesos.zygote_pid()).children()
+    while info is None and time.monotonic() < deadline:
+        for child in psutil.Process(procesos.zygote_pid()).children():
+            if child.pid != process.pid:
+                try:
+                    info = child.memory_full_info()
+                except psutil.NoSuchProcess:
+                    pass
         time.sleep(0.01)
-    info = spares[0].memory_full_info()
+    assert info is not None, "the zygote keeps a spare child while it is idle"
     result["procesos zygote's spare"] = {"uss": info.uss, "rss": info.rss}
     return result
 
@@ -323,6 +366,9 @@ def main() -> int:
 
     medians = print_timing_table(
         "Create + start + join of a no-op process", startup, "procesos zygote")
+    sizes: dict[str, int] = startup["rss_kib"]  # type: ignore[assignment]
+    print(f"(the floor forks the measuring process, RSS {sizes['this process'] / 1024:.1f} MiB; "
+          f"the zygote's RSS: {sizes['zygote'] / 1024:.1f} MiB)")
     print_timing_table(
         "First result of a fresh process, numpy imported in the parent "
         "(start -> numpy.arange(10).sum() in hand)", numpy_result, "procesos zygote")
@@ -340,6 +386,13 @@ def main() -> int:
     print("\nImport time, fresh interpreter, median of "
           f"{5 if args.quick else 20} runs: import procesos {ms(imports['procesos'])} ms, "  # type: ignore[arg-type]
           f"import multiprocessing {ms(imports['multiprocessing'])} ms")  # type: ignore[arg-type]
+
+    print("\nGoals (issue 20): never slower than the standard library")
+    for label, reference in (("procesos zygote", "stdlib fork"),
+                             ("procesos zygote, output inherited", "stdlib fork"),
+                             ("procesos spawn", "stdlib spawn")):
+        ratio = medians[label] / medians[reference]
+        print(f"    {'met   ' if ratio <= 1.0 else 'MISSED'} {label}: {ratio:.2f}x {reference}")
 
     print("\nGoals (issue 2):")
     for label in ("procesos zygote", "procesos zygote, output inherited"):

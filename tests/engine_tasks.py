@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,13 @@ def openblas_threads(_: object = None) -> int | None:
                 if hasattr(lib, name):
                     return int(getattr(lib, name)())
     return None
+
+
+def found_libraries_without_a_scan(_: object = None) -> bool:
+    """Whether this worker's thread limits used its zygote's snapshot of loaded libraries."""
+    from procesos._engine import _threads
+
+    return _threads._snapshot is not None and _threads._snapshot[0] == len(sys.modules)
 
 
 def engine_modules(_: object = None) -> list[str]:

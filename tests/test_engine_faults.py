@@ -521,3 +521,28 @@ def test_a_call_sent_ahead_to_a_worker_stopped_for_ctrl_c_still_runs(tmp_path: P
         thread.join(30)
         assert later.result() == 25
         assert not still_alive(pids)
+
+
+@pytest.mark.timeout(120)
+def test_workers_that_each_run_one_task_are_replaced_by_the_starter_thread() -> None:
+    # Under the zygote the replacements start in a thread of their own while the
+    # dispatcher serves the other workers: none lost, none doubled.
+    with procesos.Executor(3, max_tasks_per_worker=1) as ex:
+        pids = list(ex.map(pid_of, range(40)))
+        replacements = sum(s.replacements for s in ex.stats())
+    assert len(set(pids)) == 40
+    assert replacements >= 37 - 3  # the last ones may retire after the map ended
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("end", ["shutdown", "terminate"])
+def test_a_pool_of_one_task_workers_ended_mid_map_leaves_nothing(end: str) -> None:
+    ex = procesos.Executor(3, max_tasks_per_worker=1)
+    results = ex.map(pid_of, range(200))
+    first = [next(results) for _ in range(10)]
+    assert len(set(first)) == 10
+    if end == "terminate":
+        ex.terminate()
+    else:
+        ex.shutdown(wait=True, cancel_futures=True)
+    assert all(s.pid is None for s in ex.stats())

@@ -35,7 +35,7 @@ from ._errors import (
     UnpicklingError,
     WorkerCrashedError,
 )
-from ._launch._zygote_client import set_zygote_preload, zygote_pid
+from ._launch._zygote_client import set_zygote_exclude, set_zygote_preload, zygote_pid
 from ._output import get_output, set_output
 from ._process import Process
 
@@ -177,6 +177,7 @@ __all__ = [
     "set_forkserver_preload",
     "set_output",
     "set_start_method",
+    "set_zygote_exclude",
     "set_zygote_preload",
     "shared_memory",
     "trace",

@@ -123,8 +123,9 @@ class Engine(Faults):
         # (a spawn child started from another thread than the main one dies at
         # start-up: see the note in tests/test_engine_faults.py).
         now = 1 if ctx.get_start_method() == "zygote" else workers
-        self.unstarted = list(range(now, workers))
-        self.starting = False  # a thread of its own starts the unstarted workers
+        # (slot, whether it replaces a worker): a thread of its own starts them.
+        self.unstarted = [(slot, False) for slot in range(now, workers)]
+        self.starting = False  # that thread is running
         self.terminate_by = 0.0  # monotonic time after which terminate() kills every worker
         try:
             for slot in range(now):
@@ -438,6 +439,16 @@ class Engine(Faults):
         for i in range(SLOT_WIDTH):
             self.slots[base + i] = 0
 
+    def start_worker_later(self, slot: int) -> None:
+        """Under the lock: have the starter thread start a replacement in *slot*, so
+        that the dispatcher serves the other workers meanwhile (a start waits for
+        the zygote; a pool whose workers each run one task starts one per task)."""
+        self.unstarted.append((slot, True))
+        if not self.starting:
+            self.starting = True
+            threading.Thread(target=self._start_the_others, name="procesos-worker-starter",
+                             daemon=True).start()
+
     def start_worker(self, slot: int, replacement: bool) -> None:
         self._reset_slot(slot)
         worker = WorkerHandle(self.ctx, slot, self.slots_array, self.config,
@@ -542,14 +553,18 @@ class Engine(Faults):
                 with self.lock:
                     if not self.unstarted or self.state not in (RUNNING, CLOSING):
                         self.unstarted.clear()
+                        # Under the same lock as the check: a start_worker_later()
+                        # after it starts a new thread.
+                        self.starting = False
+                        self.wake()  # under the lock: the dispatcher closes the pipe only after
                         return
-                    slot = self.unstarted.pop(0)
+                    slot, replacement = self.unstarted.pop(0)
                     self._reset_slot(slot)
                 worker = WorkerHandle(self.ctx, slot, self.slots_array, self.config,
                                       self.config.max_tasks, self.logs_array)
                 with self.lock:
                     self.workers[slot] = worker
-                    self.records[slot].worker_started(worker.pid, False)
+                    self.records[slot].worker_started(worker.pid, replacement)
                     if self.state not in (RUNNING, CLOSING):
                         worker.process.kill()  # terminate() came while it started
                     self._fill()
@@ -558,10 +573,9 @@ class Engine(Faults):
             with self.lock:
                 self._break(BrokenExecutorError(f"the task engine failed: {exc!r}"), exc)
             self._run_deferred()
-        finally:
             with self.lock:
                 self.starting = False
-                self.wake()  # under the lock: the dispatcher closes the pipe only after
+                self.wake()
 
     def _round(self, events: list[tuple[int, int]],
                owners: dict[int, tuple[WorkerHandle, int]]) -> None:

@@ -70,6 +70,7 @@ class Faults:
     """Death, timeout and retirement handling, mixed into the engine."""
 
     # Provided by the engine.
+    ctx: Any
     config: WorkerConfig
     lock: Any
     state: str
@@ -92,6 +93,7 @@ class Faults:
     def _errors(self, batch: Batch, offset: int, count: int, values: Any,
                 frames: dict[int, bytes]) -> tuple[list[Any], dict[int, BaseException]]:
         raise NotImplementedError
+    def start_worker_later(self, slot: int) -> None: ...
     def _break(self, error: BaseException, cause: BaseException | None) -> None: ...
     @staticmethod
     def annotate(error: BaseException, batch: Batch, offset: int,
@@ -229,6 +231,9 @@ class Faults:
         self.workers[worker.slot] = None
         self.leaving.append(worker)
         self.records[worker.slot].worker_ended()
+        if self.ctx.get_start_method() == "zygote":  # fork and spawn start from this thread
+            self.start_worker_later(worker.slot)
+            return
         try:
             self.start_worker(worker.slot, replacement=True)
         except Exception as exc:

@@ -33,7 +33,7 @@ from .._serialization import DataAbandoned, loads, share_main_namespace
 from ._fds import install_inherited_fds
 from ._lifetime import die_with_parent
 from ._log_config import apply_snapshot
-from ._wire import ChildSetup
+from ._wire import ChildSetup, exit_report, frame_header
 
 __all__ = [
     "block_interrupts",
@@ -264,6 +264,7 @@ def zygote_child_main(channel_fd: int, std_mask: int, fds: list[int], zygote_pid
     the process object's pickle refers to.
     """
     code = 1
+    me = os.getpid()
     try:
         position = 0
         std_fds: list[int | None] = []
@@ -283,4 +284,26 @@ def zygote_child_main(channel_fd: int, std_mask: int, fds: list[int], zygote_pid
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
-            os._exit(code)
+            try:
+                if os.getpid() == me:  # not a fork that the target made
+                    _report_exit(channel_fd, code & 0xFF)  # as the kernel keeps it
+            finally:
+                os._exit(code)
+
+
+def _report_exit(channel_fd: int, code: int) -> None:
+    """Tell the parent our exit code now, before the kernel tears this process down.
+
+    Every other descriptor is closed first, so that the parent, which takes
+    the report as the end of the process, finds the standard streams' pipes
+    at their end and nothing of ours still open (a file lock, a listening
+    socket). The tearing down (about a millisecond for a process forked from
+    the zygote) and the zygote's reaping then happen off the parent's path.
+    """
+    try:
+        os.closerange(0, channel_fd)
+        os.closerange(channel_fd + 1, os.sysconf("SC_OPEN_MAX"))
+        data = exit_report(code)
+        os.write(channel_fd, frame_header(len(data)) + data)
+    except (OSError, ValueError):
+        pass  # the parent has gone, or the descriptor was never opened

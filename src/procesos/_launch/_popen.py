@@ -24,7 +24,8 @@ from .._serialization import dumps
 from .._wait import readable
 from ._fds import InheritedFd
 from ._log_config import take_snapshot
-from ._wire import ChildSetup
+from ._wire import ChildSetup, read_exit_report
+from ._zygote_server import refuse_starts
 
 __all__ = ["BasePopen", "describe_unpicklable"]
 
@@ -80,11 +81,15 @@ class BasePopen:
     sentinel: int
 
     def __init__(self, process_obj: BaseProcess) -> None:
+        refuse_starts()  # in the zygote, importing a module of the parent's
         util._flush_std_streams()  # type: ignore[attr-defined]
         self.returncode: int | None = None
         self.finalizer: util.Finalize | None = None
         self.channel: Connection | None = None
         self.outcome: bytes | None = None
+        # The exit code the child reported as its last act (zygote children: see
+        # _wire), before the zygote could reap it: the process has ended for us.
+        self.reported_exit: int | None = None
         # multiprocessing's _cleanup() polls every child from whichever thread
         # starts a process: the channel and the exit status are read under
         # this lock, never by two threads at once.
@@ -210,7 +215,8 @@ class BasePopen:
             ready = readable(watched, remaining)
             if channel is not None and (channel_fd in ready or self.sentinel in ready):
                 self._receive(channel)
-            if self.sentinel in ready or (until_outcome and self.outcome is not None):
+            if (self.sentinel in ready or self.reported_exit is not None
+                    or (until_outcome and self.outcome is not None)):
                 return True
             if not ready and remaining is not None and remaining <= 0:
                 return False
@@ -221,7 +227,12 @@ class BasePopen:
                 return  # another thread read it to the end meanwhile
             try:
                 if channel.poll(0):
-                    self.outcome = channel.recv_bytes()
+                    data = channel.recv_bytes()
+                    code = read_exit_report(data)
+                    if code is None:
+                        self.outcome = data
+                    else:
+                        self.reported_exit = code
                 return
             except (EOFError, OSError):
                 # End of file: nothing more will come.

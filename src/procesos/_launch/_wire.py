@@ -10,7 +10,15 @@ Parent to child (``spawn`` and ``zygote`` only; ``fork`` inherits instead):
      zygote client copies its large buffers into shared memory only after
      sending it: see ``_transport.copies_deferred``).
 Child to parent, once, when the target has returned or raised:
-  3. an ``Outcome`` frame (see :mod:`procesos._outcome`).
+  3. an ``Outcome`` frame (see :mod:`procesos._outcome`), a pickle (first
+     byte ``0x80``);
+  4. ``zygote`` children only, as their last act: an *exit report*,
+     ``EXIT_REPORT`` then ``struct "!i"`` exit code, sent once the child has
+     closed every other descriptor (its standard streams included). The
+     parent takes it as the process's end: the kernel's tearing down of the
+     process and the zygote's reaping, which tell the same code later (by
+     the status pipe, see :mod:`._zygote_server`), no longer delay
+     ``join()``. A child killed before it reports is told by the zygote.
 The parent never writes after step 2, so a readable channel in the child means
 the parent has gone (end of file).
 
@@ -31,10 +39,13 @@ from typing import NamedTuple
 
 from ._log_config import LoggingSnapshot
 
-__all__ = ["ChildSetup", "channel_pair", "frame_header"]
+__all__ = ["EXIT_REPORT", "ChildSetup", "channel_pair", "exit_report", "frame_header",
+           "read_exit_report"]
 
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!iQ")
+EXIT_REPORT = b"X"  # never the first byte of a pickle
+_CODE = struct.Struct("!i")
 
 
 class ChildSetup(NamedTuple):
@@ -70,3 +81,15 @@ def frame_header(size: int) -> bytes:
     if size > 0x7FFFFFFF:
         return _LONG.pack(-1, size)
     return _SHORT.pack(size)
+
+
+def exit_report(exitcode: int) -> bytes:
+    """The frame's data of a child's exit report."""
+    return EXIT_REPORT + _CODE.pack(exitcode)
+
+
+def read_exit_report(data: bytes) -> int | None:
+    """The exit code in *data*, if it is an exit report (else it is an outcome)."""
+    if len(data) == 1 + _CODE.size and data[:1] == EXIT_REPORT:
+        return int(_CODE.unpack(data[1:])[0])
+    return None

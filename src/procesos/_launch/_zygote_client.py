@@ -16,11 +16,10 @@ import signal
 import socket
 import struct
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from multiprocessing import util
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -29,73 +28,28 @@ from .._errors import ProcesosError
 from .._serialization import PendingCopy, copies_deferred, finish_copies
 from .._wait import readable
 from ._fork import close_channel_and_fds
+from ._mirror import ModuleMirror, set_zygote_exclude, set_zygote_preload
 from ._popen import BasePopen
 from ._spawn import spawn_interpreter
 from ._wire import ChildSetup, frame_header
-from ._zygote_server import _PID, _REQUEST, SECRET_SIZE, ZygoteConfig
+from ._zygote_server import (
+    _IMPORTS,
+    _PID,
+    _REQUEST,
+    SECRET_SIZE,
+    MirrorRequest,
+    ZygoteConfig,
+)
 
-__all__ = ["ZygotePopen", "default_preload", "set_zygote_preload", "zygote_pid"]
+__all__ = ["ZygotePopen", "default_preload", "set_zygote_exclude", "set_zygote_preload",
+           "zygote_pid"]
 
-# Modules that misbehave when imported in a process that is not interactive.
-_NEVER_PRELOAD = frozenset({
-    "this", "antigravity", "readline", "rlcompleter", "tkinter", "turtle", "idlelib",
-    "__hello__", "__phello__", "__main__", "__mp_main__", "pydoc", "pdb",
-})
-# The tools the parent runs under (test runners, notebook kernels, debuggers,
-# packaging): large, and never what a child's target needs. Preloading them
-# made a zygote under pytest 10 MiB bigger.
-_PARENT_TOOLING = frozenset({
-    "pytest", "_pytest", "pluggy", "iniconfig", "py", "xdist", "coverage", "pygments",
-    "IPython", "ipykernel", "jupyter_client", "jupyter_core", "zmq", "tornado", "traitlets",
-    "prompt_toolkit", "jedi", "parso", "debugpy", "comm", "ipywidgets", "nest_asyncio",
-    "bdb", "pydevd", "_pydevd_bundle", "_pydev_bundle",
-    "setuptools", "pkg_resources", "_distutils_hack", "distutils", "pip", "wheel",
-})
-# procesos' own modules that a child imports to unpickle what its parent passes
-# it (a queue, a pipe end, a shared array: 1.5 ms of a start otherwise). The
-# zygote imports them when the parent has, whatever it preloads besides.
-_SHARING_MODULES = ("procesos._sharing._queues", "procesos._sharing._shared_array")
-_preload_override: list[str] | None = None
 _TIMEOUT = 60.0  # for the zygote's answer; it answers in microseconds unless it hangs
 
 
-def set_zygote_preload(modules: Iterable[str] | None) -> None:
-    """Choose the modules a new zygote imports before forking children.
-
-    None (the default) preloads the modules the parent has imported from the
-    standard library and site-packages, except the tools the parent
-    itself runs under (pytest, IPython kernels, debuggers, setuptools), and
-    never the user's own modules, whose import could have side effects. The
-    environment variable ``PROCESOS_ZYGOTE_PRELOAD`` (comma-separated names, or
-    ``none``) does the same for programs that cannot be edited. Takes effect
-    for the next zygote.
-    """
-    global _preload_override
-    _preload_override = None if modules is None else list(modules)
-
-
 def default_preload() -> list[str]:
-    """The modules a new zygote would preload now."""
-    if _preload_override is not None:
-        return list(_preload_override)
-    env = os.environ.get("PROCESOS_ZYGOTE_PRELOAD")
-    if env is not None:
-        return [] if env.strip().lower() in ("", "none") else [m.strip() for m in env.split(",")]
-    paths = sysconfig.get_paths()
-    roots = tuple(
-        os.path.join(os.path.realpath(paths[key]), "")
-        for key in ("stdlib", "platstdlib", "purelib", "platlib")
-        if key in paths
-    )
-    names = []
-    for name, module in list(sys.modules.items()):
-        top = name.partition(".")[0]
-        if top in _NEVER_PRELOAD or top in _PARENT_TOOLING or top == "procesos":
-            continue
-        file = getattr(module, "__file__", None)
-        if file and os.path.realpath(file).startswith(roots):
-            names.append(name)
-    return sorted(names)
+    """The modules a new zygote would preload now (see :mod:`._mirror`)."""
+    return ModuleMirror().initial()
 
 
 class _Zygote:
@@ -113,6 +67,7 @@ class _Zygote:
         self.cwd = ""
         self.environ_data: Mapping[object, object] = {}
         self._setup: tuple[ChildSetup, bytes] | None = None  # the last one, pickled
+        self.mirror = ModuleMirror()  # what this zygote has been asked to import
 
     def running(self) -> bool:
         if self.pid is None:
@@ -156,15 +111,17 @@ class _Zygote:
         secret = os.urandom(SECRET_SIZE)
         cwd, environ, environ_data = os.getcwd(), dict(os.environ), dict(_environ_data())
         spare = os.environ.get("PROCESOS_ZYGOTE_SPARE", "1").strip() not in ("0", "")
-        preload = default_preload() + [name for name in _SHARING_MODULES if name in sys.modules]
+        mirror = ModuleMirror()
+        preload = mirror.initial()
         config = pickle.dumps(ZygoteConfig(
-            secret, list(sys.path), preload, directory, cwd, environ, spare))
+            secret, list(sys.path), preload, directory, cwd, environ, spare, mirror.files))
         os.set_inheritable(alive_w, False)
         with os.fdopen(os.dup(alive_w), "wb") as pipe:
             pipe.write(struct.pack("!I", len(config)) + config)
         self.pid, self.directory, self.address = pid, directory, address
         self.secret, self.alive_w = secret, alive_w
         self.cwd, self.environ_data = cwd, environ_data
+        self.mirror = mirror
 
     def _forget(self, remove_directory: bool = True) -> None:
         """Drop the handle: the zygote is dead, or belongs to the process we forked from."""
@@ -236,6 +193,14 @@ class _Zygote:
                     self.start()
                 address, secret = self.address, self.secret
                 setup_bytes = self.encode_setup(setup)
+                imports = self.mirror.new_modules()
+                files = self.mirror.files
+            mask, extra = std_mask, []
+            if imports:  # the zygote imports them before it forks this child
+                blob = pickle.dumps(MirrorRequest(list(sys.path), os.getcwd(),
+                                                  [(name, files.get(name)) for name in imports]),
+                                    protocol=pickle.HIGHEST_PROTOCOL)
+                mask, extra = std_mask | _IMPORTS, [struct.pack("!I", len(blob)), blob]
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             status_r, status_w = os.pipe()
             sent = False
@@ -243,8 +208,8 @@ class _Zygote:
                 try:
                     sock.settimeout(_TIMEOUT)
                     sock.connect(address)
-                    _send_request(sock, secret + _REQUEST.pack(std_mask), [status_w, *fds],
-                                  [frame_header(len(setup_bytes)), setup_bytes,
+                    _send_request(sock, secret + _REQUEST.pack(mask), [status_w, *fds],
+                                  [*extra, frame_header(len(setup_bytes)), setup_bytes,
                                    frame_header(len(payload)), payload])
                     sent = True
                 finally:
@@ -377,6 +342,8 @@ class ZygotePopen(BasePopen):
         )
 
     def _reap(self, block: bool) -> int | None:
+        if self.reported_exit is not None:
+            return self.reported_exit  # the zygote tells the same, later
         if not block and not readable([self.sentinel], 0):
             return None
         data = b""

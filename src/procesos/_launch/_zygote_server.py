@@ -11,7 +11,11 @@ Wire format of one request (one connection per child):
   std_mask`` with ``SCM_RIGHTS`` descriptors ``[status_w, *std_fds,
   *user_fds]``, followed in the same stream by the child's two channel frames
   (see :mod:`._wire`). The zygote reads only the request; the frames wait in
-  the socket for the child, which can start on them at once.
+  the socket for the child, which can start on them at once. When std_mask
+  has bit ``0x80`` (``_IMPORTS``), ``struct "!I"`` size and a pickled
+  :class:`MirrorRequest` come between the request and the frames: the
+  modules the parent has imported since (:mod:`._mirror`), which the zygote
+  imports before it starts this child.
 * zygote -> client, on ``status_w``: ``struct "!i"`` pid of the new child. The
   connection belongs to the child (it is the child's channel, see
   :mod:`._wire`); the zygote never writes to it, so nothing can interleave
@@ -54,6 +58,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 
 # hmac.compare_digest without hmac: hmac loads OpenSSL, whose pages would be
 # the zygote's alone (about 3 MiB of USS) in a parent that never loaded it.
@@ -63,15 +68,18 @@ from typing import NamedTuple, NoReturn
 
 from .._wait import readable
 
-__all__ = ["ZygoteConfig", "main"]
+__all__ = ["MirrorRequest", "StartRefused", "ZygoteConfig", "main", "refuse_starts"]
 
 SECRET_SIZE = 32
 _REQUEST = struct.Struct("!B")
+_IMPORTS = 0x80  # std_mask bit: modules to import follow the request
+_IMPORTS_SIZE = struct.Struct("!I")
 _REQUEST_SIZE = SECRET_SIZE + _REQUEST.size
 _PID = struct.Struct("!i")
 _MAX_FDS = 253  # SCM_MAX_FD
 _REHEARSE_AFTER = 0.01  # seconds a spare waits for a request before it rehearses
 _HANDOFF_TIMEOUT = 5.0  # seconds a spare has to take a request
+_SPARE_DELAY = 0.005  # seconds the next spare waits for the child started last to end
 _TAKEN = b"\x01"
 
 
@@ -85,6 +93,9 @@ class ZygoteConfig(NamedTuple):
     cwd: str  # the parent's, when it started the zygote: children start there
     environ: dict[str, str]  # likewise
     spare: bool  # keep a child forked ahead of time
+    # The real path of the parent's module for each preloaded name that has one:
+    # a module of that name found elsewhere here is not the parent's (dropped).
+    preload_files: dict[str, str] = {}
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
@@ -107,12 +118,100 @@ def _recv_exactly(conn: socket.socket, size: int) -> bytes:
     return data
 
 
+class StartRefused(RuntimeError):
+    """A module the zygote imports tried to start a process (see :func:`refuse_starts`)."""
+
+
+_importing: str | None = None  # the module the zygote is importing now
+
+
+def refuse_starts() -> None:
+    """Raise :class:`StartRefused` while the zygote imports a module.
+
+    Called by every ``Popen``: a module that starts processes when it is
+    imported would start them from the zygote (a zygote of its own, children
+    of the zygote that nobody waits for). Its import fails there instead;
+    children import it themselves, as before.
+    """
+    if _importing is not None:
+        raise StartRefused(f"procesos: the zygote did not import {_importing!r}: it starts a "
+                           "process when imported (children import it themselves)")
+
+
 def _preload(names: list[str]) -> None:
+    global _importing
     for name in names:
         try:
+            _importing = name
             importlib.import_module(name)
+        except StartRefused as exc:
+            os.write(2, f"{exc}\n".encode())
         except BaseException:  # a module that fails to import is simply not preloaded
             pass
+        else:
+            _warn_if_threaded(name)
+        finally:
+            _importing = None
+
+
+def _python_threads() -> int:
+    # Python's own threads only: a native library's idle pool (OpenBLAS starts
+    # one when numpy is imported) was always forked with the zygote, and its
+    # library prepares for fork() itself.
+    threading = sys.modules.get("threading")
+    return 1 if threading is None else int(threading.active_count())
+
+
+_warned_threads = False
+
+
+def _warn_if_threaded(name: str) -> None:
+    """Say so once if importing *name* left a thread running in the zygote: a child
+    forked from a process with threads can deadlock on a lock one of them held."""
+    global _warned_threads
+    if _warned_threads or _python_threads() == 1:
+        return
+    _warned_threads = True
+    os.write(2, (
+        f"procesos: importing {name!r} in the zygote started a thread; processes forked "
+        "from it may deadlock. Exclude the module: procesos.set_zygote_exclude(["
+        f"{name.partition('.')[0]!r}]) or PROCESOS_ZYGOTE_EXCLUDE={name.partition('.')[0]}\n"
+    ).encode())
+
+
+class MirrorRequest(NamedTuple):
+    """What follows a request with ``_IMPORTS``: modules the parent has imported since."""
+
+    sys_path: list[str]
+    cwd: str  # the parent's now: relative entries of sys_path resolve as there
+    # Each name with the real path of the parent's module (None: no file): a
+    # module of that name found elsewhere here is not the parent's, and is dropped.
+    modules: list[tuple[str, str | None]]
+
+
+def _read_imports(conn: socket.socket) -> MirrorRequest:
+    (size,) = _IMPORTS_SIZE.unpack(_recv_exactly(conn, _IMPORTS_SIZE.size))
+    try:
+        request = pickle.loads(_recv_exactly(conn, size))
+    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as exc:
+        raise ValueError(f"unreadable import list: {exc!r}") from exc
+    if not isinstance(request, MirrorRequest):
+        raise ValueError("unreadable import list")
+    return request
+
+
+def _drop_strangers(files: dict[str, str]) -> None:
+    """Forget each module imported here from another file than the parent's (a
+    relative ``sys.path`` entry, another directory): a child imports the right one."""
+    for name, file in files.items():
+        module = sys.modules.get(name)
+        if module is not None and _real_file(module) != file:
+            del sys.modules[name]
+
+
+def _real_file(module: object) -> str | None:
+    file = getattr(module, "__file__", None)
+    return os.path.realpath(file) if isinstance(file, str) and file else None
 
 
 class _Spare(NamedTuple):
@@ -129,6 +228,7 @@ class _Zygote:
         self.config = config
         self.children: dict[int, int] = {}  # pid -> status_w
         self.spare: _Spare | None = None
+        self.latest: tuple[int | None, float] = (None, 0.0)  # the last child started, when
         self.rehearsal = _rehearsal()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -139,9 +239,12 @@ class _Zygote:
     def serve(self) -> NoReturn:
         watched = [self.listener.fileno(), self.alive_fd, self.wake_r]
         while True:
+            delay = None
             if self.spare is None and self.config.spare:
-                self.make_spare()
-            ready = readable(watched)
+                delay = self.spare_delay()
+                if delay is None:
+                    self.make_spare()
+            ready = readable(watched, delay)
             if self.wake_r in ready:
                 try:
                     while os.read(self.wake_r, 512):
@@ -156,7 +259,26 @@ class _Zygote:
                     conn, _ = self.listener.accept()
                 except OSError:
                     continue
+                started = len(self.children)
                 self.handle(conn)
+                if len(self.children) > started:  # the newest entry is its child
+                    self.latest = (next(reversed(self.children)), time.monotonic())
+
+    def spare_delay(self) -> float | None:
+        """How long to wait before forking the next spare, or None: not now.
+
+        Not while the child started last is starting up, for up to
+        ``_SPARE_DELAY``: a fork then takes the CPU from that child (on 2
+        cores under load create + start + join took 1.4-2x the standard
+        library's fork with the spare forked at once, 1.1-1.4x with it forked
+        once the child had ended). Starts back to back find it forked in the
+        meantime, or get a fork of their own.
+        """
+        pid, started = self.latest
+        if pid is None or pid not in self.children:
+            return None
+        remaining = started + _SPARE_DELAY - time.monotonic()
+        return remaining if remaining > 0 else None
 
     def reap(self) -> None:
         while True:
@@ -195,6 +317,7 @@ class _Zygote:
             if not valid:
                 raise PermissionError("request refused")
             (std_mask,) = _REQUEST.unpack(message[SECRET_SIZE:])
+            imports = _read_imports(conn) if std_mask & _IMPORTS else None
             conn.settimeout(None)  # the child's channel blocks
         except (OSError, ValueError):
             for fd in fds:
@@ -202,7 +325,9 @@ class _Zygote:
             conn.close()
             return
         status_w, rest = fds[0], fds[1:]
-        pid = self.hand_to_spare(conn, std_mask, rest)
+        if imports is not None:
+            self.mirror(imports)
+        pid = self.hand_to_spare(conn, std_mask & ~_IMPORTS, rest)
         if pid is None:
             try:
                 pid = os.fork()
@@ -222,6 +347,27 @@ class _Zygote:
             os.write(status_w, _PID.pack(pid))
         except OSError:
             pass  # the client has gone; the child will see end of file
+
+    def mirror(self, request: MirrorRequest) -> None:
+        """Import modules the parent has imported since (see :mod:`._mirror`), so that
+        no child imports them again; a spare forked before them is dropped."""
+        loaded = len(sys.modules)
+        sys.path[:] = request.sys_path
+        try:
+            os.chdir(request.cwd)
+        except OSError:
+            pass
+        _preload([name for name, _ in request.modules])
+        _drop_strangers({name: file for name, file in request.modules if file is not None})
+        _become_like_the_parent(self.config)  # our directory back; an import may change more
+        if len(sys.modules) == loaded:
+            return
+        _snapshot_libraries()
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            spare.handoff.close()  # it exits on the end of file; reap() collects it
+        gc.collect()
+        gc.freeze()
 
     def make_spare(self) -> None:
         """Fork the next child now, while idle: a request then only hands it over."""
@@ -448,6 +594,7 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
     sys.path[:] = config.sys_path
     listener = socket.socket(fileno=listener_fd)
     _preload(config.preload)
+    _drop_strangers(config.preload_files)
     # What every child runs, imported once here rather than in each child:
     # its own code, the contexts, which a child whose parent chose a start
     # method imports (ChildSetup.start_method) and whose process classes
@@ -462,12 +609,21 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
               "procesos._engine._worker"])
 
     _become_like_the_parent(config)
+    _snapshot_libraries()
     zygote = _Zygote(listener, alive_fd, config)
     # Objects that exist now live as long as the zygote: keeping the collector
     # off them spares a child's copy-on-write of their pages.
     gc.collect()
     gc.freeze()
     zygote.serve()
+
+
+def _snapshot_libraries() -> None:
+    """Let the engine's workers find the loaded libraries without reading their memory map
+    (named: this layer does not depend on the engine)."""
+    threads = sys.modules.get("procesos._engine._threads")
+    if threads is not None:
+        threads.snapshot_libraries()
 
 
 def _become_like_the_parent(config: ZygoteConfig) -> None:

@@ -1,0 +1,198 @@
+# ruff: noqa: E501  (the table of trace points quotes whole source lines)
+"""Where the time of one zygote start goes: create + start + join of a no-op process, traced.
+
+Copies procesos' sources to a temporary directory, adds trace points there (a
+``time.monotonic_ns()`` written to a shared log by the parent, the zygote,
+the spare and the child: the clock is the same in every process), runs
+create + start + join of a no-op ``Process`` back to back, and prints the
+median time of each point from the ``Process()`` call on. The package itself
+carries no trace point. In the same run, without tracing: the same loop
+untraced, the standard library's ``fork`` and the physical floor
+(``os.fork()`` + ``os._exit()`` + ``waitpid()`` from this process, whose size
+is about the zygote's). Each trace point costs about 5 µs (an ``os.write``).
+
+    python benchmarks/bench_start_breakdown.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TRACE_MODULE = '''
+import os, time
+_FD = None
+def T(label):
+    global _FD
+    if _FD is None:
+        _FD = os.open(os.environ["PROCESOS_TRACE_LOG"], os.O_WRONLY | os.O_APPEND)
+    os.write(_FD, f"{time.monotonic_ns()} {os.getpid()} {label}\\n".encode())
+'''
+
+# (file, anchor, trace line, before the anchor?): the label says who and what.
+POINTS = [
+    ("_zygote_client.py", "        _zygote.ensure_running()\n", "        T('parent: launch')\n", True),
+    ("_zygote_client.py", "                    sock.connect(address)\n",
+     "                    T('parent: connect')\n", True),
+    ("_zygote_client.py", "                    sent = True\n", "                    T('parent: request sent')\n", False),
+    ("_zygote_client.py", "                pid = _read_pid(status_r)\n", "                T('parent: pid read')\n", False),
+    ("_zygote_server.py", "            if self.listener.fileno() in ready:\n",
+     "                T('zygote: woken by a request')\n", False),
+    ("_zygote_server.py", "        status_w, rest = fds[0], fds[1:]\n", "        T('zygote: request read')\n", False),
+    ("_zygote_server.py",
+     "            socket.send_fds(spare.handoff, [_REQUEST.pack(std_mask)], [conn.fileno(), *fds])\n",
+     "            T('zygote: handed to the spare')\n", False),
+    ("_zygote_server.py", "            message, fds, _, _ = socket.recv_fds(handoff, _REQUEST.size, _MAX_FDS)\n",
+     "            T('spare: woken, has the request')\n", False),
+    ("_zygote_server.py", "            os.write(status_w, _PID.pack(pid))\n", "            T('zygote: pid written')\n", False),
+    ("_zygote_server.py", "        self.spare = _Spare(pid, ours)\n", "        T('zygote: next spare forked')\n", False),
+    ("_zygote_server.py", "            if self.wake_r in ready:\n", "                T('zygote: woken by SIGCHLD')\n", False),
+    ("_zygote_server.py",
+     "                    os.write(status_w, _PID.pack(os.waitstatus_to_exitcode(status)))\n",
+     "                    T('zygote: exit code written')\n", False),
+    ("_child.py", "    setup: ChildSetup = pickle.loads(channel.recv_bytes())\n",
+     "    T('child: setup read')\n", False),
+    ("_child.py", "    die_with_parent(parent_pid, channel.fileno(), use_pdeathsig)\n",
+     "    T('child: process object read')\n", False),
+    ("_child.py", "    return run_process(process_obj, channel)\n\n\ndef spawn_main",
+     "    T('child: process object unpickled')\n", True),
+    ("_child.py", "                value = user_run()\n", "                T('child: target runs')\n", True),
+    ("_child.py", "    try:\n        _run_exit_handlers_like_the_standard_library()",
+     "    T('child: bootstrap done')\n", True),
+    ("_child.py", "                    _report_exit(channel_fd, code & 0xFF)",
+     "                    T('child: exit report')\n", True),
+]
+
+LOOP = '''
+import sys, time
+import procesos
+from procesos._launch._trace import T
+def noop():
+    pass
+ctx = procesos.get_context("zygote")
+for _ in range(30):
+    p = ctx.Process(target=noop); p.start(); p.join()
+open(sys.argv[1], "w").close()
+for _ in range(int(sys.argv[2])):
+    T("parent: Process() called")
+    p = ctx.Process(target=noop)
+    p.start()
+    T("parent: start() returned")
+    p.join()
+    T("parent: join() returned")
+'''
+
+UNTRACED = '''
+import os, statistics, sys, time, multiprocessing
+import procesos
+def noop():
+    pass
+def start_join(ctx):
+    t = time.perf_counter(); p = ctx.Process(target=noop); p.start(); p.join()
+    return time.perf_counter() - t
+def floor():
+    t = time.perf_counter(); pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return time.perf_counter() - t
+class _Inherit:
+    def Process(self, **kw):
+        return procesos.get_context("zygote").Process(output="inherit", **kw)
+runs = {"procesos zygote": lambda: start_join(procesos.get_context("zygote")),
+        "procesos zygote, output inherited": lambda: start_join(_Inherit()),
+        "stdlib fork": lambda: start_join(multiprocessing.get_context("fork")),
+        "floor: fork() + _exit() + waitpid()": floor}
+samples = {k: [] for k in runs}
+for i in range(20 + int(sys.argv[1])):
+    for k, f in runs.items():
+        t = f()
+        if i >= 20:
+            samples[k].append(t)
+for k, v in samples.items():
+    print(f"{k}\\t{statistics.median(v) * 1e6:.0f}")
+'''
+
+
+def instrumented_copy(directory: str) -> str:
+    src = os.path.join(directory, "src")
+    shutil.copytree(os.path.join(ROOT, "src", "procesos"), os.path.join(src, "procesos"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    launch = os.path.join(src, "procesos", "_launch")
+    with open(os.path.join(launch, "_trace.py"), "w") as f:
+        f.write(TRACE_MODULE)
+    for name in ("_zygote_client.py", "_zygote_server.py", "_child.py"):
+        path = os.path.join(launch, name)
+        with open(path) as f:
+            text = f.read()
+        text = text.replace("from __future__ import annotations\n",
+                            "from __future__ import annotations\nfrom ._trace import T\n", 1)
+        for file, anchor, line, before in POINTS:
+            if file != name:
+                continue
+            if anchor not in text:
+                raise SystemExit(f"trace point {line.strip()} not found in {name}: update POINTS")
+            text = text.replace(anchor, line + anchor if before else anchor + line, 1)
+        with open(path, "w") as f:
+            f.write(text)
+    return src
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=300)
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as directory:
+        src = instrumented_copy(directory)
+        log = os.path.join(directory, "trace.log")
+        open(log, "w").close()
+        env = dict(os.environ, PYTHONPATH=src, PROCESOS_TRACE_LOG=log)
+        env.pop("PROCESOS_START_METHOD", None)
+        untraced = subprocess.run([sys.executable, "-c", UNTRACED, str(args.runs)],
+                                  capture_output=True, text=True, check=True, cwd=directory,
+                                  env={k: v for k, v in env.items() if k != "PYTHONPATH"})
+        subprocess.run([sys.executable, "-c", LOOP, log, str(args.runs)], check=True,
+                       cwd=directory, env=env)
+        with open(log) as f:
+            lines = [line.split(None, 2) for line in f]
+    rounds: list[list[tuple[int, str]]] = []
+    for stamp, _pid, label in lines:
+        if label.strip() == "parent: Process() called":
+            rounds.append([])
+        if rounds:
+            rounds[-1].append((int(stamp), label.strip()))
+    offsets: dict[str, list[float]] = collections.defaultdict(list)
+    for points in rounds[5:]:
+        start = points[0][0]
+        for stamp, label in points:
+            offsets[label].append((stamp - start) / 1000)
+    print(f"# python benchmarks/bench_start_breakdown.py --runs {args.runs}   "
+          f"(load average {load:.2f} -> {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs)")
+    print("\nUntraced, same run, median µs of create + start + join:")
+    for line in untraced.stdout.strip().splitlines():
+        label, micros = line.split("\t")
+        print(f"  {label:<40} {micros:>6}")
+    print("\nTraced (each point ~5 µs), median µs from Process() on; step: from the point above")
+    print(f"| {'point':<36} | {'at µs':>7} | {'step µs':>7} | {'seen in':>7} |")
+    print(f"|{'-' * 38}|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|")
+    previous = 0.0
+    wanted = len(rounds[5:])
+    for label, values in sorted(offsets.items(), key=lambda kv: statistics.median(kv[1])):
+        at = statistics.median(values)
+        print(f"| {label:<36} | {at:>7.0f} | {at - previous:>7.0f} | "
+              f"{100 * len(values) / max(wanted, 1):>6.0f}% |")
+        previous = at
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
