@@ -206,3 +206,85 @@ def test_load_reads_what_to_events_writes() -> None:
     timeline = load(recording.events)
     assert [r.label for r in timeline.rows] == [f"this process (pid {os.getpid()})"]
     assert timeline.rows[0].slices[0].name == "x"
+
+
+# -- engine tasks -------------------------------------------------------------------------
+
+def _engine_events(recording: Any) -> list[dict[str, Any]]:
+    return check_trace_event_format(recording.events)
+
+
+def test_executor_tasks_show_on_their_workers_with_details(tmp_path: Path) -> None:
+    from engine_tasks import fail_on, square
+
+    with procesos.Executor(2) as ex:
+        pids = set(ex.map(engine_pid, range(4), chunksize=1))  # workers up first
+        with procesos.trace() as recording:
+            assert ex.submit(square, 3).result() == 9
+            assert list(ex.map(square, range(50), chunksize=10)) == [i * i for i in range(50)]
+            with pytest.raises(ValueError):
+                ex.submit(fail_on, 2).result()
+    events = _engine_events(recording)
+    tasks = [e for e in events if e["ph"] == "X" and e["cat"] == "task"]
+    assert {e["pid"] for e in tasks} <= pids
+    names = sorted(e["name"] for e in tasks)
+    assert "square(3)" in names and "fail_on(2)" in names
+    chunks = [e for e in tasks if e["name"].startswith("square x10")]
+    assert sum(e["args"]["items"] for e in chunks) == 50
+    (failed,) = [e for e in tasks if e["name"] == "fail_on(2)"]
+    assert failed["args"]["outcome"] == "1 raised"
+    for e in tasks:
+        assert e["args"]["result_bytes"] > 0 and "waited_in_parent_ms" in e["args"]
+    sends = [e for e in events if e["ph"] == "X" and e["cat"] == "send"]
+    assert sends and all(e["pid"] == os.getpid() for e in sends)
+    assert any(e["ph"] == "s" and e["name"] == "run" for e in events)
+    names_of = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
+    assert all(names_of[pid].startswith("worker ") for pid in {e["pid"] for e in tasks})
+
+
+def engine_pid(_: object) -> int:
+    return os.getpid()
+
+
+def test_a_crash_and_a_retry_are_marked(tmp_path: Path) -> None:
+    from engine_tasks import die_on
+
+    with procesos.Executor(1, retries=1) as ex, procesos.trace() as recording:
+        with pytest.raises(procesos.WorkerCrashedError):
+            ex.submit(die_on, 1, 1, "exit").result()
+    instants = [e for e in _engine_events(recording) if e["ph"] == "i"]
+    assert [e["name"] for e in instants] == ["crash, retried", "crash"]
+    assert all("die_on(1, 1, 'exit')" in e["args"]["task"] for e in instants)
+
+
+def test_a_timed_out_task_is_marked(tmp_path: Path) -> None:
+    from engine_tasks import hang_on
+
+    fifo = tmp_path / "never"
+    os.mkfifo(fifo)
+    with procesos.Executor(1, timeout=0.5) as ex, procesos.trace() as recording:
+        with pytest.raises(procesos.TaskTimeoutError):
+            ex.submit(hang_on, 1, 1, str(fifo)).result()
+    assert [e["name"] for e in _engine_events(recording) if e["ph"] == "i"] == ["timeout"]
+
+
+def test_pool_tasks_are_recorded_too() -> None:
+    from engine_tasks import square
+
+    with procesos.Pool(2) as pool, procesos.trace() as recording:
+        assert pool.map(square, range(20), chunksize=5) == [i * i for i in range(20)]
+    tasks = [e for e in _engine_events(recording) if e["ph"] == "X" and e["cat"] == "task"]
+    assert sum(e["args"]["items"] for e in tasks) == 20
+
+
+def test_a_fault_in_the_trace_does_not_break_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine_tasks import square
+    from procesos._trace import _recorder
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(_recorder.Recorder, "add_slice", broken)
+    with procesos.Executor(1) as ex, procesos.trace():
+        with pytest.warns(RuntimeWarning, match="could not record an event"):
+            assert list(ex.map(square, range(10))) == [i * i for i in range(10)]

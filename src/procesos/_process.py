@@ -123,7 +123,9 @@ class Process(BaseProcess):
         try:
             super().join(timeout)
         finally:
-            recorder.waited(f"join() {self.name}", start, time.monotonic_ns())
+            end = time.monotonic_ns()
+            recorder.waited(f"join() {self.name}", start, end)
+            recorder.process_joined(self, end)
 
     def run(self) -> Any:
         """What the child runs: calls the target and returns its value (override freely)."""

@@ -36,6 +36,7 @@ from .._context import ProcesosContext
 from .._errors import BrokenExecutorError, UnpicklingError
 from .._outcome import PICKLING_FAILURES, decode
 from .._serialization import loads
+from .._trace import _state as _trace_state
 from ._batching import ChunkSizer
 from ._crash import oom_kills
 from ._direct import DirectFuture
@@ -310,6 +311,12 @@ class Engine(Faults):
         with self.lock:
             self._record_done(worker, batch, header[2], 1, header[5])
             busy = self._give_back(worker)
+        recorder = _trace_state.recorder
+        if recorder is not None:
+            from .._trace import _tasks
+
+            _tasks.ran(recorder, worker, batch, header[2], 1, (), header[5], header[6],
+                       header[7], len(payload))
         try:
             future.set_result(value)
         except InvalidStateError:  # cancelled by shutdown meanwhile
@@ -669,12 +676,18 @@ class Engine(Faults):
                     nbytes: int = 0) -> None:
         tag = header[0]
         if tag == DONE:
-            _, batch_id, offset, count, errors, busy_ns = header
+            _, batch_id, offset, count, errors, busy_ns, ended_ns, pickle_ns = header
             batch = worker.outstanding.get(batch_id)
             if batch is None:
                 return
             delivered = batch.reported  # some may have come from its log already
             self._record_done(worker, batch, offset, count, busy_ns, nbytes)
+            recorder = _trace_state.recorder
+            if recorder is not None:
+                from .._trace import _tasks
+
+                _tasks.ran(recorder, worker, batch, offset, count, errors, busy_ns, ended_ns,
+                           pickle_ns, nbytes)
             if offset < delivered:
                 skip = delivered - offset
                 if skip >= count:

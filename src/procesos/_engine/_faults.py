@@ -46,6 +46,7 @@ from .._errors import (
     describe_exitcode,
 )
 from .._serialization import loads
+from .._trace import _state as _trace_state
 from ._crash import crash_hint, oom_kills
 from ._jobs import Batch, Call, MapBatch, MapJob
 from ._messages import SLOT_RSS, SLOT_SEQ, SLOT_START, SLOT_WIDTH
@@ -284,6 +285,13 @@ class Faults:
         error = self._crash_error(worker, exitcode, rss, batch, offset, loading)
         retry = isinstance(error, WorkerCrashedError) and batch.attempts(offset) < self.retries
         batch.add_attempt(offset)
+        recorder = _trace_state.recorder
+        if recorder is not None:
+            from .._trace import _tasks
+
+            what = "timeout" if isinstance(error, TaskTimeoutError) else "crash"
+            _tasks.fault(recorder, worker, f"{what}, retried" if retry else what,
+                         task=batch.label(offset), error=str(error))
         if retry:
             return [batch.part(offset, offset + 1, True)]
         deliveries.append((batch, offset, [None], {0: error}))

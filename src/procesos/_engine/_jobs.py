@@ -24,6 +24,7 @@ from typing import Any
 
 from .._errors import PicklingError
 from .._serialization import discard, dumps
+from .._trace import _state as _trace_state
 from ._batching import ChunkSizer
 from ._messages import CALL, ONE, SKIP, STAR, discard_shared, encode_objects
 
@@ -131,7 +132,7 @@ def _encode_items(items: Sequence[Any], describe: Callable[[int, Any], str]
 class Call:
     """One submitted call."""
 
-    __slots__ = ("args", "attempts", "entry", "future", "kwargs")
+    __slots__ = ("args", "attempts", "entry", "future", "kwargs", "traced_at")
 
     def __init__(self, future: Future[Any], entry: FnEntry, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> None:
@@ -140,6 +141,8 @@ class Call:
         self.args = args
         self.kwargs = kwargs
         self.attempts = 0
+        # When it was submitted, for a trace (no clock is read when nothing records).
+        self.traced_at = 0 if _trace_state.recorder is None else time.monotonic_ns()
 
     def label(self) -> str:
         args = ", ".join([_repr.repr(a) for a in self.args]
@@ -344,6 +347,7 @@ class MapJob:
                  chunksize: int | None, wake: Callable[[], None],
                  stop: Callable[[MapJob], None]) -> None:
         self.entry = entry
+        self.traced_at = 0 if _trace_state.recorder is None else time.monotonic_ns()
         self.star = star
         self.ordered = ordered
         self.return_exceptions = return_exceptions

@@ -35,10 +35,13 @@ Worker -> parent
     The initializer has run; the worker is about to read work.
 ``(INIT_FAILED, error_frame)``
     The initializer raised; the worker exits.
-``(DONE, batch_id, offset, count, errors, busy_ns)`` + payload *values*
+``(DONE, batch_id, offset, count, errors, busy_ns, ended_ns, pickle_ns)`` + payload *values*
     Items ``offset .. offset+count-1`` of a batch have run (in order; a batch
     reports in one or more pieces). *errors*: ``((i, error_frame), ...)``
-    with *i* relative to *offset* (its value is None).
+    with *i* relative to *offset* (its value is None). *busy_ns*: the time
+    they ran, ending at *ended_ns* (``time.monotonic_ns()``, one clock for
+    every process); *pickle_ns*: the time their values took to pickle (what
+    a trace shows, :mod:`procesos._trace._tasks`).
 ``(UNREADABLE, batch_id, error_frame)``
     The items of a batch could not be unpickled; none ran.
 ``(RETIRE, batch_id or None, next_offset)``

@@ -188,6 +188,7 @@ class _Worker:
         the parent replaces this worker without waiting for it to exit)."""
         if _ForkWatch.forked:
             _ForkWatch.leave()
+        ended = time.monotonic_ns()
         try:
             payload = encode_values(values)
         except PICKLING_FAILURES:
@@ -196,7 +197,8 @@ class _Worker:
         if now - self.noted_at > _NOTE_MEMORY_NS:
             self.noted_at = now
             self.note_memory()
-        parts = frame((DONE, batch_id, offset, len(values), tuple(errors), busy_ns), payload)
+        parts = frame((DONE, batch_id, offset, len(values), tuple(errors), busy_ns, ended,
+                       now - ended), payload)
         if retire_at is not None:
             parts += frame((RETIRE, batch_id, retire_at))
             self.retired = True

@@ -23,6 +23,7 @@ from typing import Any
 
 from .._context import ProcesosContext
 from .._serialization import copies_deferred, send_then_copy
+from .._trace import _state as _trace_state
 from ._jobs import Batch
 from ._messages import (
     CALL,
@@ -128,6 +129,11 @@ class WorkerHandle:
         Large arguments are copied into shared memory after the frame is written:
         the worker maps that memory meanwhile (``_transport.copies_deferred``).
         """
+        recorder = _trace_state.recorder
+        if recorder is not None:
+            from .._trace import _tasks
+
+            _tasks.encoding(recorder, batch)
         with copies_deferred() as pending:
             style, payload = batch.encode()
         send_then_copy(lambda: self._send_encoded(batch, batch_id, seq_base, timed, style,
@@ -162,6 +168,11 @@ class WorkerHandle:
         the books of a batch sent."""
         batch.id, batch.seq_base, batch.reported = batch_id, seq_base, 0
         self.write(frame((RUN, batch_id, seq_base, *how), payload))
+        recorder = _trace_state.recorder
+        if recorder is not None:
+            from .._trace import _tasks
+
+            _tasks.sent(recorder, self, batch, batch_id, len(payload), is_shared(payload))
         self.outstanding[batch_id] = batch
         if self.budget is not None:
             self.budget -= batch.n

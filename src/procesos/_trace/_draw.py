@@ -24,6 +24,8 @@ _STYLES: dict[str, tuple[str, str, str, str]] = {
     "queue": ("·", "bright_black", "#e6e0c0", "queued"),
     "launch": ("▌", "yellow", "#e5b700", "starting a process"),
     "span": ("▒", "magenta", "#a05cc6", "work in this process"),
+    "send": ("▒", "yellow", "#f0c36d", "sending tasks (pickling arguments)"),
+    "pickle": ("▒", "blue", "#9bb7e0", "pickling results"),
 }
 _DEFAULT = ("▒", "white", "#999999", "other")
 _LABEL_MAX = 30
@@ -57,7 +59,7 @@ def _cells(row: TimelineRow, width: int, scale: float) -> list[tuple[str, str]]:
         last = max(first, min(width - 1, math.ceil(piece.end / scale) - 1))
         for column in range(first, last + 1):
             # A process's or task's bar wins over a wait drawn under it.
-            if cells[column][0] == " " or piece.category in ("process", "task"):
+            if cells[column][0] == " " or piece.category in ("task", "pickle"):
                 cells[column] = (char, colour)
     for when, _ in row.marks:
         cells[min(width - 1, int(when / scale))] = ("✕", "bold red")
@@ -225,8 +227,11 @@ def _svg(timeline: Timeline, width: int) -> str:
         top = _TOP + number * _ROW
         out.append(f'<g class="row" data-label="{html.escape(row.label, quote=True)}">')
         out.append(f'<text x="{_LEFT - 8}" y="{top + _BAR - 4}" text-anchor="end">'
-                   f"{html.escape(row.label)}</text>")
-        for index, piece in enumerate(row.slices):
+                   f"{html.escape(_label(row.label, 34))}<title>{html.escape(row.label)}"
+                   "</title></text>")
+        # A process's bar first: its tasks are drawn over it.
+        for index, piece in sorted(enumerate(row.slices),
+                                   key=lambda item: item[1].category != "process"):
             _, _, fill, _ = _style(piece, index)
             left = x(piece.start)
             bar = max(1.0, x(piece.end) - left)

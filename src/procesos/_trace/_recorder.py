@@ -13,15 +13,40 @@ every hook in the rest of procesos is one test of that global when it is off.
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import threading
 import time
+import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["Flow", "Instant", "Recorder", "Slice", "Track"]
+__all__ = ["Flow", "Instant", "Recorder", "Slice", "Track", "never_breaks_the_program"]
+
+_F = TypeVar("_F", bound=Callable[..., None])
+_warned = False
+
+
+def never_breaks_the_program(hook: _F) -> _F:
+    """A hook runs inside ``start()``, ``join()`` and the engine's threads: a fault
+    of the trace must not break them. It drops what it could not record, and
+    says so once."""
+
+    @functools.wraps(hook)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        global _warned
+        try:
+            hook(*args, **kwargs)
+        except Exception as exc:
+            if not _warned:
+                _warned = True
+                warnings.warn(f"procesos.trace could not record an event ({exc!r}); the "
+                              "trace lacks it", RuntimeWarning, stacklevel=2)
+
+    return guarded  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +111,11 @@ class _ExitWatcher:
             piece.end = time.monotonic_ns()  # already closed: it has ended
             return
         with self.lock:
+            if self.stopping:
+                os.close(fd)
+                return
             self.watched[fd] = piece
-        os.write(self.wake_w, b"\0")
+            os.write(self.wake_w, b"\0")  # under the lock: stop() closes it after
 
     def run(self) -> None:
         while True:
@@ -105,8 +133,8 @@ class _ExitWatcher:
                     continue
                 with self.lock:
                     piece = self.watched.pop(fd, None)
-                if piece is not None:
-                    piece.end = now  # its exit code is read at stop(): maybe not reaped yet
+                if piece is not None:  # its exit code is read at stop(): maybe not reaped yet
+                    piece.end = now if piece.end < 0 else min(piece.end, now)
                 os.close(fd)
         with self.lock:
             for fd in self.watched:
@@ -117,9 +145,10 @@ class _ExitWatcher:
     def stop(self) -> None:
         with self.lock:
             self.stopping = True
-        os.write(self.wake_w, b"\0")
+            os.write(self.wake_w, b"\0")
         self.thread.join()
-        os.close(self.wake_w)
+        with self.lock:
+            os.close(self.wake_w)
 
 
 class Recorder:
@@ -136,7 +165,11 @@ class Recorder:
         self.lock = threading.Lock()
         self._flow_ids = iter(range(1, 1 << 62))
         self._open: dict[int, tuple[Slice, weakref.ref[Any]]] = {}  # id(slice) -> its process
+        self._by_process: dict[int, int] = {}  # id(process) -> id(its slice)
         self._exits: _ExitWatcher | None = None
+        # The engine's batches (see _tasks.py): being pickled, and sent but not done.
+        self.pending_sends: dict[int, int] = {}
+        self.batches: dict[tuple[int, int], tuple[Track, int, int, int, bool]] = {}
 
     # -- tracks -------------------------------------------------------------------------
     def this_thread(self) -> Track:
@@ -170,6 +203,7 @@ class Recorder:
             self.flows.append(Flow(next(self._flow_ids), name, source, target))
 
     # -- processes ----------------------------------------------------------------------
+    @never_breaks_the_program
     def process_started(self, process: Any, called: int, launched: int) -> None:
         """*process* was started: ``start()`` ran from *called* to *launched*; its own
         slice runs until its sentinel says it ended."""
@@ -184,11 +218,26 @@ class Recorder:
         self.add_flow("start", (caller, called), (track, launched))
         with self.lock:
             self._open[id(piece)] = (piece, weakref.ref(process))
+            self._by_process[id(process)] = id(piece)
             if self._exits is None:
                 self._exits = _ExitWatcher()
             watcher = self._exits
         watcher.watch(process.sentinel, piece)
 
+    @never_breaks_the_program
+    def process_joined(self, process: Any, when: int) -> None:
+        """``join()`` returned at *when*: if *process* has ended, it ended by then (a
+        zygote child reports its end before its sentinel says so)."""
+        popen = getattr(process, "_popen", None)
+        if popen is None or popen.returncode is None:
+            return
+        with self.lock:
+            entry = self._open.get(self._by_process.get(id(process), -1))
+        if entry is not None:
+            piece = entry[0]
+            piece.end = when if piece.end < 0 else min(piece.end, when)
+
+    @never_breaks_the_program
     def waited(self, what: str, start: int, end: int, **args: Any) -> None:
         """The calling thread waited for *what* (``join()``, ``result()``)."""
         self.add_slice(self.this_thread(), what, start, end, "wait", **args)
