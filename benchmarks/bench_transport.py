@@ -3,8 +3,16 @@
     .venv/bin/python benchmarks/bench_transport.py [--mb 200] [--repeat 5] [--big-gb 2]
 
 Each row is one scenario; each figure the median (and best) wall time of
-``--repeat`` runs after two warm-up runs, in one process, in one run. Prints a
-Markdown table for ``BENCHMARKS.md``.
+``--repeat`` runs after two warm-up runs, in one process, in one run. Prints two
+Markdown tables for ``BENCHMARKS.md``: the large-data rows side by side with the
+standard library's figure over each (same run), then every row.
+
+Each large-data row says what travels. The headline rows move a *new* array
+each call, as users do: a result the task computed (its ``np.ones`` is in the
+time), an argument made for this call (made before the clock starts). The rows
+marked "sent-once path" move the *same unchanged* array again, which procesos
+recognises and does not copy while an earlier receiver still holds it
+(``docs/data.md``); the other libraries copy it as always.
 """
 
 from __future__ import annotations
@@ -38,12 +46,16 @@ rows: list[Row] = []
 def measure(fn: Callable[[], object], repeat: int, warmup: int = 2,
             self_timed: bool = False) -> list[float]:
     """Wall times of *fn*; with *self_timed*, the seconds that *fn* returns (the part
-    of its work it timed itself)."""
+    of its work it timed itself).
+
+    No ``gc.collect()`` between runs: users do not call it, and a result kept
+    alive by a reference cycle until the collector runs is part of what a user
+    pays (it kept procesos from reusing its shared memory until issue 24).
+    """
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeat):
-        gc.collect()
         start = time.perf_counter()
         timed = fn()
         times.append(float(timed) if self_timed else time.perf_counter() - start)  # type: ignore[arg-type]
@@ -60,10 +72,47 @@ def record(scenario: str, who: str, fn: Callable[[], object] | None, repeat: int
             note = f"failed: {type(exc).__name__}: {exc}"[:80]
     rows.append((scenario, who, times, note))
     shown = "-" if times is None else f"{statistics.median(times):.4f}"
-    print(f"  {scenario:<34} {who:<38} {shown:>8} {note}", flush=True)
+    print(f"  {scenario:<52} {who:<38} {shown:>8} {note}", flush=True)
 
 
 # -- the scenarios ------------------------------------------------------------------------------
+
+def scenarios(mb: int) -> dict[str, str]:
+    """The large-data rows, by what the task returns or is given. A *new* array is
+    what users have (a result the task computed, an argument made for this call);
+    the *same* array again, unchanged, is procesos' sent-once path (``docs/data.md``)."""
+    return {
+        "ret_new": f"task returns a new {mb} MB array",
+        "ret_same": f"task returns the same {mb} MB array again (sent-once path)",
+        "arg_new": f"a new {mb} MB argument per call -> its sum",
+        "arg_same": f"the same {mb} MB argument again -> its sum (sent-once path)",
+        "queue_new": f"Queue: a new {mb} MB array in, sum back",
+        "queue_same": f"Queue: the same {mb} MB array in, sum back (sent-once path)",
+    }
+
+
+def with_new_array(nbytes: int, call: Callable[[np.ndarray], object]) -> Callable[[], float]:
+    """A run that makes a new array (untimed, as the caller's own work), then times
+    *call* with it."""
+    def run() -> float:
+        fresh = np.ones(nbytes // 8)
+        start = time.perf_counter()
+        call(fresh)
+        return time.perf_counter() - start
+    return run
+
+
+def keeping_the_last(call: Callable[[], object]) -> Callable[[], None]:
+    """A run that keeps the value *call* returned until the next one has arrived, as a
+    caller that holds on to its last result: then procesos' sent-once path applies
+    (the segment is still in use)."""
+    last: list[object] = []
+
+    def run() -> None:
+        value = call()
+        last[:] = [value]
+    return run
+
 
 def bench_arguments_and_results(mb: int, repeat: int) -> None:
     import joblib  # type: ignore[import-untyped]
@@ -72,9 +121,12 @@ def bench_arguments_and_results(mb: int, repeat: int) -> None:
     nbytes = mb * 1_000_000
     a = np.random.default_rng(0).random(nbytes // 8)
     expected = float(a.sum())
-    arg, ret = f"argument {mb} MB -> its sum", f"task returns {mb} MB"
+    s = scenarios(mb)
+    task_makes = "includes the task's np.ones"
 
     record("reference", "np.copy in one process", lambda: np.copy(a), repeat)
+    record("reference", "np.ones in one process (what a task that makes it pays)",
+           lambda: np.ones(nbytes // 8), repeat)
     record("reference", "a.sum() in one process", lambda: a.sum(), repeat)
 
     # Processes first: a fork after the pools below started threads is another story.
@@ -82,10 +134,11 @@ def bench_arguments_and_results(mb: int, repeat: int) -> None:
     # exiting: a child that mapped 200 MB unmaps them), and the whole life, join() and
     # close() included.
     def process_with(target: Callable[..., Any], *args: Any, context: Any = procesos,
-                     to_result: bool = True) -> Callable[[], object]:
+                     to_result: bool = True, new_array: bool = False) -> Callable[[], object]:
         def run() -> object:
+            given = (np.ones(nbytes // 8),) if new_array else args
             start = time.perf_counter()
-            p = context.Process(target=target, args=args)
+            p = context.Process(target=target, args=given)
             p.start()
             p.result()
             valued = time.perf_counter()
@@ -97,48 +150,46 @@ def bench_arguments_and_results(mb: int, repeat: int) -> None:
     name = f"procesos.Process ({procesos.get_start_method()})"
     forked = "procesos.Process (fork: inherits a)"
     fork = procesos.get_context("fork")
-    for scenario, who, target, args, note in [
-        ("Process: start, tiny arg, result", name, tasks.echo, (1,), ""),
-        (f"Process: {arg}", name, tasks.total, (a,), ""),
-        (f"Process: makes + returns {mb} MB", name, tasks.fresh_array, (nbytes,),
-         "includes np.ones in a fresh process"),
-        (f"Process: {arg}", forked, tasks.total, (a,), ""),
+    for scenario, who, target, args, note, new_array in [
+        ("Process: start, tiny arg, result", name, tasks.echo, (1,), "", False),
+        (s["arg_new"], name, tasks.total, (), "", True),
+        (s["ret_new"], name, tasks.fresh_array, (nbytes,), task_makes + ", in a new process",
+         False),
+        ("argument inherited through fork -> its sum", forked, tasks.total, (a,), "", False),
     ]:
         context = fork if who == forked else procesos
-        record(scenario, who, process_with(target, *args, context=context), repeat,
-               ", ".join(filter(None, ["start() to result()", note])), self_timed=True)
-        record(scenario, who, process_with(target, *args, context=context, to_result=False),
-               repeat, ", ".join(filter(None, ["start() to join() and close()", note])),
-               self_timed=True)
+        for to_result, until in ((True, "start() to result()"),
+                                 (False, "start() to join() and close()")):
+            record(scenario, who, process_with(target, *args, context=context,
+                                               to_result=to_result, new_array=new_array),
+                   repeat, ", ".join(filter(None, [until, note])), self_timed=True)
+
+    def both_ways(who: str, run: Callable[[Callable[..., Any], tuple[Any, ...]], Any]) -> None:
+        """The four large-data rows for one library; *run(fn, args)* calls a task and
+        returns its value."""
+        record(s["ret_new"], who, lambda: run(tasks.fresh_array, (nbytes,)), repeat, task_makes)
+        record(s["ret_same"], who, keeping_the_last(lambda: run(tasks.cached_array, (nbytes,))),
+               repeat, "the worker's cached array; the caller keeps the last one")
+        record(s["arg_new"], who, with_new_array(nbytes, lambda x: run(tasks.total, (x,))),
+               repeat, "the array made before the clock starts", self_timed=True)
+        record(s["arg_same"], who, lambda: run(tasks.total, (a,)), repeat)
 
     with multiprocessing.Pool(1) as pool:
-        record(arg, f"multiprocessing.Pool ({multiprocessing.get_start_method()})",
-               lambda: pool.apply(tasks.total, (a,)), repeat)
-        record(ret, f"multiprocessing.Pool ({multiprocessing.get_start_method()})",
-               lambda: pool.apply(tasks.cached_array, (nbytes,)), repeat)
+        both_ways(f"multiprocessing.Pool ({multiprocessing.get_start_method()})", pool.apply)
 
     executor = loky.get_reusable_executor(max_workers=1)
-    record(arg, "loky", lambda: executor.submit(tasks.total, a).result(), repeat)
-    record(ret, "loky", lambda: executor.submit(tasks.cached_array, nbytes).result(), repeat)
+    both_ways("loky", lambda fn, args: executor.submit(fn, *args).result())
     executor.shutdown(wait=True)
 
     with joblib.Parallel(n_jobs=2, max_nbytes="1M") as parallel:
-        record(arg, "joblib (loky, memmapping)",
-               lambda: parallel([joblib.delayed(tasks.total)(a)]), repeat)
-        record(ret, "joblib (loky, memmapping)",
-               lambda: parallel([joblib.delayed(tasks.cached_array)(nbytes)]), repeat)
+        both_ways("joblib (loky, memmapping)",
+                  lambda fn, args: parallel([joblib.delayed(fn)(*args)])[0])
 
-    executor_cls = getattr(procesos, "Executor", None)
-    if executor_cls is not None:
-        with executor_cls(max_workers=1) as ex:
-            record(arg, "procesos.Executor", lambda: ex.submit(tasks.total, a).result(), repeat)
-            record(ret, "procesos.Executor",
-                   lambda: ex.submit(tasks.cached_array, nbytes).result(), repeat)
+    with procesos.Executor(max_workers=1) as ex:
+        both_ways("procesos.Executor", lambda fn, args: ex.submit(fn, *args).result())
 
     with procesos.Pool(1) as ppool:
-        name = f"procesos.Pool ({procesos.get_start_method()})"
-        record(arg, name, lambda: ppool.apply(tasks.total, (a,)), repeat)
-        record(ret, name, lambda: ppool.apply(tasks.cached_array, (nbytes,)), repeat)
+        both_ways(f"procesos.Pool ({procesos.get_start_method()})", ppool.apply)
 
     # A long-lived worker fed through queues: the same task, through a procesos
     # Queue and through the standard library's.
@@ -147,17 +198,18 @@ def bench_arguments_and_results(mb: int, repeat: int) -> None:
         worker = ctx.Process(target=tasks.queue_worker, args=(inbox, outbox))
         worker.start()
 
-        def round_trip(inbox: Any = inbox, outbox: Any = outbox) -> None:
-            inbox.put(a)
-            assert outbox.get() == expected
+        def round_trip(array: np.ndarray, inbox: Any = inbox, outbox: Any = outbox) -> None:
+            inbox.put(array)
+            assert outbox.get() == (expected if array is a else nbytes // 8)
 
-        record(f"Queue: {mb} MB in, sum back", who, round_trip, repeat)
+        record(s["queue_new"], who, with_new_array(nbytes, round_trip), repeat,
+               "the array made before the clock starts", self_timed=True)
+        record(s["queue_same"], who, lambda: round_trip(a), repeat)
         inbox.put(None)
         worker.join()
         for q in (inbox, outbox):
             q.close()
             q.join_thread()
-
 
 
 @contextlib.contextmanager
@@ -293,19 +345,53 @@ def bench_small_messages(count: int, rounds: int = 6) -> None:
 
 # -- the report -----------------------------------------------------------------------------------
 
+def _baseline(scenario: str) -> float | None:
+    """The standard library's median for *scenario* in this run (its Pool, or its Queue)."""
+    for row_scenario, who, times, _ in rows:
+        if row_scenario == scenario and times and who.startswith("multiprocessing"):
+            return statistics.median(times)
+    return None
+
+
+SIDE_BY_SIDE = ["multiprocessing.Pool", "loky", "joblib", "procesos.Executor", "procesos.Pool",
+                "procesos.Process", "procesos.Queue", "multiprocessing.Queue"]
+
+
+def summary(mb: int) -> str:
+    """The large-data rows side by side: median seconds, and the standard library's
+    median over it (same run); a ``Process`` row is start() to result()."""
+    wanted = list(scenarios(mb).values())
+    present = [who for who in SIDE_BY_SIDE
+               if any(w.startswith(who) and t for sc, w, t, _ in rows if sc in wanted)]
+    lines = ["| what | " + " | ".join(present) + " |",
+             "|---|" + "---:|" * len(present)]
+    for scenario in wanted:
+        cells = []
+        base = _baseline(scenario)
+        for who in present:
+            found = [(w, t, n) for sc, w, t, n in rows if sc == scenario and w.startswith(who)
+                     and t and "join()" not in n]
+            if not found:
+                cells.append("")
+                continue
+            median = statistics.median(found[0][1])
+            ratio = f" ({base / median:.1f}x)" if base and not who.startswith("multiprocessing") \
+                else ""
+            cells.append(f"{median:.4f}{ratio}")
+        if any(cells):
+            lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(peaks: list[tuple[str, float, str]]) -> str:
     lines = ["| scenario | who | median s | best s | vs stdlib | note |",
              "|---|---|---:|---:|---:|---|"]
-    stdlib: dict[str, float] = {}
-    for scenario, who, times, _ in rows:
-        if times and who.startswith("multiprocessing"):
-            stdlib[scenario] = statistics.median(times)
     for scenario, who, times, note in rows:
         if times is None:
             lines.append(f"| {scenario} | {who} | - | - | - | {note} |")
             continue
         median = statistics.median(times)
-        base = stdlib.get(scenario)
+        base = _baseline(scenario)
         ratio = f"{base / median:.1f}x" if base else ""
         lines.append(f"| {scenario} | {who} | {median:.4f} | {min(times):.4f} | {ratio} | {note} |")
     if peaks:
@@ -334,12 +420,17 @@ def main() -> None:
           f"loky {loky.__version__}, joblib {joblib.__version__}, procesos "
           f"{procesos.__version__}")
     print("command: .venv/bin/python benchmarks/bench_transport.py " + " ".join(sys.argv[1:]))
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
+          + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     if "times" not in skip:
         bench_arguments_and_results(args.mb, args.repeat)
     if "messages" not in skip:
         bench_small_messages(args.messages)
     peaks = [] if "memory" in skip else bench_peak_memory(args.big_gb)
     print()
+    if "times" not in skip:
+        print(summary(args.mb))
+        print()
     print(table(peaks))
 
 

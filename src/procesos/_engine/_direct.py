@@ -15,6 +15,7 @@ death. The roles are described in :mod:`._workers`.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED
@@ -31,14 +32,22 @@ __all__ = ["DirectFuture", "HandBackFuture"]
 
 class _HandBackWaiters(list):  # type: ignore[type-arg]
     """``Future._waiters``: ``wait()``/``as_completed()`` add a waiter, and then
-    the result must be delivered by whoever delivers it when nobody reads it."""
+    the result must be delivered by whoever delivers it when nobody reads it.
+
+    It names its future weakly: a strong reference back would make every such
+    future a reference cycle, so that its result (a large array's shared
+    memory among them) lived on until the cyclic garbage collector ran, long
+    after the caller had let go of it.
+    """
 
     __slots__ = ("_future",)  # made per future: no __init__ of its own, no __dict__
-    _future: HandBackFuture
+    _future: weakref.ref[HandBackFuture]
 
     def append(self, waiter: Any) -> None:
         super().append(waiter)
-        self._future.hand_back()
+        future = self._future()
+        if future is not None:
+            future.hand_back()
 
 
 class HandBackFuture(LightFuture):
@@ -54,7 +63,7 @@ class HandBackFuture(LightFuture):
     def __init__(self) -> None:
         super().__init__()
         self._waiters = waiters = _HandBackWaiters()
-        waiters._future = self
+        waiters._future = weakref.ref(self)
 
     def hand_back(self) -> None:
         """Nobody will read the result in ``result()``: the usual path must deliver it."""
