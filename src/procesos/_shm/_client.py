@@ -19,6 +19,7 @@ connection's lock, so two messages never interleave on the socket.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import mmap
 import os
@@ -433,4 +434,16 @@ def _after_fork_in_child() -> None:
         tracker.after_fork_in_child()
 
 
+def _close_at_exit() -> None:
+    # The tracker gives back this process's holds when its connections close;
+    # messages after this (finalizers at shutdown) have nowhere to go.
+    for tracker in list(_clients.values()):
+        tracker.pid = -1  # notify() drops them
+        for sock in (tracker.sock, tracker.await_sock):
+            if sock is not None:
+                sock.close()
+        tracker.sock = tracker.await_sock = None
+
+
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+atexit.register(_close_at_exit)
