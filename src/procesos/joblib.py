@@ -1,0 +1,285 @@
+"""procesos as a joblib parallel backend: ``import procesos.joblib`` registers ``"procesos"``.
+
+Then ``with joblib.parallel_config(backend="procesos", n_jobs=4): ...`` runs
+joblib's ``Parallel`` (and scikit-learn's ``n_jobs``) on a
+:class:`procesos.Executor`. Each joblib batch is one procesos task, so:
+
+* a worker that dies fails only its batch, with :class:`WorkerCrashedError`,
+  which is also joblib's ``TerminatedWorkerError`` (``except`` clauses written
+  for loky keep working); the other workers and batches go on, and
+  ``retries=N`` in ``parallel_config`` runs such a batch again;
+* ``Parallel(timeout=)`` also stops the late batch: its worker is killed and
+  replaced and the call raises :class:`procesos.TaskTimeoutError`, a
+  ``TimeoutError`` as joblib's own;
+* numpy arrays of 1 MiB or more travel through shared memory (procesos'
+  transport), not through joblib's memmapping folder: ``max_nbytes``,
+  ``temp_folder`` and ``mmap_mode`` are accepted and unused;
+* each worker limits OpenMP/BLAS/MKL threads to *inner_max_num_threads*, by
+  default ``cpu_count() // n_jobs`` as joblib's loky backend does.
+
+joblib is not a dependency of procesos: this module is the only one that
+imports it, and ``import procesos`` does not import this module.
+"""
+
+from __future__ import annotations
+
+import os
+import reprlib
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+from joblib import register_parallel_backend
+from joblib._parallel_backends import (
+    AutoBatchingMixin,
+    FallbackToBackend,
+    ParallelBackendBase,
+    SequentialBackend,
+)
+from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+from . import _errors
+from ._executor import Executor
+
+__all__ = ["BACKEND_NAME", "ProcesosBackend", "WorkerCrashedError", "register"]
+
+BACKEND_NAME = "procesos"
+
+# What joblib's Parallel passes to every backend's configure(); procesos moves
+# arrays through shared memory and starts its workers with its own start
+# method, so it has no use for them.
+_JOBLIB_CONFIGURE_ARGUMENTS = frozenset(
+    {"prefer", "require", "verbose", "max_nbytes", "temp_folder", "mmap_mode", "context",
+     "idle_worker_timeout"})
+_POOL_OPTIONS = ("retries", "context", "initializer", "initargs")
+
+
+class WorkerCrashedError(_errors.WorkerCrashedError, TerminatedWorkerError):  # type: ignore[misc]
+    """A worker died while it ran a joblib batch.
+
+    Both procesos' :class:`~procesos.WorkerCrashedError` and joblib's
+    ``TerminatedWorkerError`` (what the loky backend raises for a crashed
+    worker), so code written for either catches it. Unlike loky, only this
+    batch failed: the pool is not broken.
+    """
+
+
+def _run_batch(batch: Any) -> Any:
+    """Run one joblib ``BatchedCalls`` in a worker (a module-level function, so the
+    engine pickles it once per executor; the batch travels as its argument)."""
+    return batch()
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
+    """joblib's parallel backend on a :class:`procesos.Executor`.
+
+    Built by joblib from ``parallel_config(backend="procesos", **options)``;
+    the options procesos adds:
+
+    * *executor*: an :class:`~procesos.Executor` you own, reused by every
+      ``Parallel`` call (no start-up per call; you shut it down). Without it,
+      each ``Parallel`` call (or ``with Parallel(...)`` block) starts its own
+      pool and stops it when it ends;
+    * *retries*: how many times a batch whose worker died runs again
+      (default 0);
+    * *context*: procesos' start method (``"zygote"``, ``"fork"``, ``"spawn"``);
+    * *initializer(\\*initargs)*: runs once in each worker (also accepted by
+      ``Parallel``, as by joblib's loky backend).
+
+    *inner_max_num_threads* limits the threads of numeric libraries in each
+    worker (default: ``cpu_count() // n_jobs``, at least 1).
+    """
+
+    supports_retrieve_callback = True
+    supports_inner_max_num_threads = True
+    supports_sharedmem = False
+    uses_threads = False
+
+    def __init__(self, nesting_level: int | None = None,
+                 inner_max_num_threads: int | None = None, *,
+                 executor: Executor | None = None, retries: int = 0,
+                 context: object = None, initializer: Callable[..., object] | None = None,
+                 initargs: tuple[Any, ...] = (), **backend_kwargs: Any) -> None:
+        if backend_kwargs:
+            raise TypeError(f"unknown option(s) for the procesos joblib backend: "
+                            f"{', '.join(sorted(backend_kwargs))}; it takes executor, "
+                            f"{', '.join(_POOL_OPTIONS)} and inner_max_num_threads")
+        if executor is not None and not isinstance(executor, Executor):
+            raise TypeError(f"executor must be a procesos.Executor, got {executor!r}")
+        if executor is not None and (retries or context is not None or initializer is not None
+                                     or inner_max_num_threads is not None):
+            raise ValueError("retries, context, initializer and inner_max_num_threads set up "
+                             "a pool: give them to the Executor you pass as executor=")
+        super().__init__(nesting_level=nesting_level,
+                         inner_max_num_threads=inner_max_num_threads)
+        self._given_executor = executor
+        self._retries = retries
+        self._context = context
+        self._initializer = initializer
+        self._initargs = initargs
+        self._call_initializer: tuple[Callable[..., object] | None, tuple[Any, ...]] = (
+            initializer, initargs)
+        self._executor: Executor | None = None
+        self._n_jobs = 1
+        self._timeout: float | None = None
+        self._pending: dict[futures.Future[Any], Any] = {}
+        self._pending_lock = threading.Lock()
+
+    # joblib's ParallelBackendBase API
+
+    def effective_n_jobs(self, n_jobs: int | None) -> int:
+        """The number of workers a ``Parallel(n_jobs=...)`` call gets."""
+        if self._given_executor is not None:
+            return self._given_executor.max_workers
+        if n_jobs == 0:
+            raise ValueError("n_jobs == 0 in Parallel has no meaning")
+        if n_jobs is None:
+            return 1
+        if n_jobs < 0:
+            return max(_cpu_count() + 1 + n_jobs, 1)
+        return n_jobs
+
+    def configure(self, n_jobs: int | None = 1, parallel: Any = None,
+                  initializer: Callable[..., object] | None = None,
+                  initargs: tuple[Any, ...] = (), **joblib_kwargs: Any) -> int:
+        """Start the pool for a ``Parallel`` call; its number of workers."""
+        unknown = set(joblib_kwargs) - _JOBLIB_CONFIGURE_ARGUMENTS
+        if unknown:
+            raise TypeError(f"unknown Parallel option(s) for the procesos joblib backend: "
+                            f"{', '.join(sorted(unknown))}")
+        if initializer is not None and self._given_executor is not None:
+            raise ValueError("initializer sets up a pool: give it to the Executor you "
+                             "pass as executor=")
+        count = self.effective_n_jobs(n_jobs)
+        if count == 1 and self._given_executor is None:
+            raise FallbackToBackend(SequentialBackend(nesting_level=self.nesting_level))
+        self.parallel = parallel
+        self._n_jobs = count
+        self._timeout = getattr(parallel, "timeout", None)
+        if initializer is not None:
+            self._call_initializer = (initializer, initargs)
+        else:
+            self._call_initializer = (self._initializer, self._initargs)
+        if self._executor is None:
+            self._executor = self._given_executor or self._start_executor()
+        return count
+
+    def submit(self, func: Any, callback: Any = None) -> futures.Future[Any]:
+        """Run one joblib batch in a worker; *callback(future)* runs when it is done."""
+        assert self._executor is not None, "submit() before configure()"
+        try:
+            future = self._executor.submit(_run_batch, func)
+        except Exception as error:  # from joblib's callback thread it would be lost: fail the batch
+            future = futures.Future()
+            future.set_exception(error)
+        with self._pending_lock:
+            self._pending[future] = func
+        if callback is not None:
+            future.add_done_callback(callback)
+        future.add_done_callback(self._forget)  # after joblib's callback, which reads the batch
+        return future
+
+    def retrieve_result_callback(self, out: futures.Future[Any]) -> Any:
+        """The batch's results, or its exception (a crash as :class:`WorkerCrashedError`)."""
+        try:
+            return out.result()
+        except (_errors.WorkerCrashedError, _errors.TaskTimeoutError) as error:
+            if isinstance(error, WorkerCrashedError):
+                raise
+            with self._pending_lock:
+                batch = self._pending.get(out)
+            raise _as_joblib_error(error, batch) from error
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        """Stop what is left of a failed ``Parallel`` call.
+
+        A pool of the call's own is killed (running batches included) and, if
+        *ensure_ready*, started again; on an executor you passed, only the
+        batches that have not started are cancelled.
+        """
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        if self._executor is None:
+            return
+        if self._given_executor is not None:
+            for future in pending:
+                future.cancel()
+            return
+        self._executor.terminate()
+        self._executor = None
+        if ensure_ready:
+            self._executor = self._start_executor()
+
+    def terminate(self) -> None:
+        """End of a ``Parallel`` call: stop the call's own pool (not one you passed)."""
+        executor, self._executor = self._executor, None
+        if executor is not None and executor is not self._given_executor:
+            executor.shutdown(wait=True, cancel_futures=True)
+        with self._pending_lock:
+            self._pending.clear()
+        self.reset_batch_stats()
+
+    # helpers
+
+    def _start_executor(self) -> Executor:
+        threads = self.inner_max_num_threads
+        if threads is None:
+            threads = max(_cpu_count() // self._n_jobs, 1)
+        initializer, initargs = self._call_initializer
+        return Executor(max_workers=self._n_jobs, threads_per_worker=threads,
+                        retries=self._retries, timeout=self._timeout, context=self._context,
+                        initializer=initializer, initargs=initargs)
+
+    def _forget(self, future: futures.Future[Any]) -> None:
+        with self._pending_lock:
+            self._pending.pop(future, None)
+
+
+def _describe_batch(batch: Any) -> str:
+    """``f(1, 2), g(3) and 5 more calls``: what a joblib batch held."""
+    items = getattr(batch, "items", None)
+    if not isinstance(items, list):
+        return reprlib.repr(batch)
+    shown = []
+    for func, args, kwargs in items[:2]:
+        name = getattr(func, "__qualname__", None) or reprlib.repr(func)
+        arguments = [reprlib.repr(a) for a in args]
+        arguments += [f"{k}={reprlib.repr(v)}" for k, v in kwargs.items()]
+        shown.append(f"{name}({', '.join(arguments)})")
+    text = ", ".join(shown)
+    if len(items) > 2:
+        text += f" and {len(items) - 2} more call(s)"
+    return text
+
+
+def _as_joblib_error(error: _errors.WorkerCrashedError | _errors.TaskTimeoutError,
+                     batch: Any) -> BaseException:
+    """*error* naming the joblib calls of *batch* instead of the engine's ``_run_batch``;
+    a crash as this module's :class:`WorkerCrashedError`."""
+    label = getattr(error, "task", None)
+    calls = f"a joblib batch: {_describe_batch(batch)}" if batch is not None else None
+    if isinstance(error, _errors.TaskTimeoutError):
+        text = str(error)
+        if label and calls:
+            text = text.replace(label, calls, 1)
+        return _errors.TaskTimeoutError(text)
+    hint = error.hint
+    if label and calls:
+        hint = hint.replace(label, calls, 1)
+    return WorkerCrashedError(error.name, error.pid, error.exitcode, hint)
+
+
+def register() -> None:
+    """Register the ``"procesos"`` backend with joblib (done by ``import procesos.joblib``)."""
+    register_parallel_backend(BACKEND_NAME, ProcesosBackend)
+
+
+register()
