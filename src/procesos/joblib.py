@@ -24,8 +24,10 @@ imports it, and ``import procesos`` does not import this module.
 from __future__ import annotations
 
 import os
+import queue
 import reprlib
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent import futures
 from typing import Any
@@ -130,8 +132,7 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
         self._executor: Executor | None = None
         self._n_jobs = 1
         self._timeout: float | None = None
-        self._pending: dict[futures.Future[Any], Any] = {}
-        self._pending_lock = threading.Lock()
+        self._feed: _Feed | None = None
 
     # joblib's ParallelBackendBase API
 
@@ -170,22 +171,30 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
             self._call_initializer = (self._initializer, self._initargs)
         if self._executor is None:
             self._executor = self._given_executor or self._start_executor()
+        if self._feed is None:
+            self._feed = _Feed(self._executor)
         return count
+
+    def start_call(self) -> None:
+        """Start of a ``Parallel`` call: drop the batches an aborted call left behind.
+
+        joblib (1.6) slices its input ahead into ``Parallel._ready_batches`` and
+        never empties it when a call fails: a ``with Parallel(...)`` block that
+        calls again after an error would get the failed call's leftover tasks
+        first, their results mixed into the new call's (loky too).
+        """
+        ready = getattr(self.parallel, "_ready_batches", None)
+        if isinstance(ready, queue.Queue):
+            while True:
+                try:
+                    ready.get_nowait()
+                except queue.Empty:
+                    break
 
     def submit(self, func: Any, callback: Any = None) -> futures.Future[Any]:
         """Run one joblib batch in a worker; *callback(future)* runs when it is done."""
-        assert self._executor is not None, "submit() before configure()"
-        try:
-            future = self._executor.submit(_run_batch, func)
-        except Exception as error:  # from joblib's callback thread it would be lost: fail the batch
-            future = futures.Future()
-            future.set_exception(error)
-        with self._pending_lock:
-            self._pending[future] = func
-        if callback is not None:
-            future.add_done_callback(callback)
-        future.add_done_callback(self._forget)  # after joblib's callback, which reads the batch
-        return future
+        assert self._feed is not None, "submit() before configure()"
+        return self._feed.submit(func, callback)
 
     def retrieve_result_callback(self, out: futures.Future[Any]) -> Any:
         """The batch's results, or its exception (a crash as :class:`WorkerCrashedError`)."""
@@ -194,37 +203,37 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
         except (_errors.WorkerCrashedError, _errors.TaskTimeoutError) as error:
             if isinstance(error, WorkerCrashedError):
                 raise
-            with self._pending_lock:
-                batch = self._pending.get(out)
+            batch = self._feed.batch_of(out) if self._feed is not None else None
             raise _as_joblib_error(error, batch) from error
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         """Stop what is left of a failed ``Parallel`` call.
 
         A pool of the call's own is killed (running batches included) and, if
-        *ensure_ready*, started again; on an executor you passed, only the
-        batches that have not started are cancelled.
+        *ensure_ready*, started again; on an executor you passed, the batches
+        that have not started are cancelled and the running ones left to end.
         """
-        with self._pending_lock:
-            pending, self._pending = self._pending, {}
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.cancel()
         if self._executor is None:
             return
-        if self._given_executor is not None:
-            for future in pending:
-                future.cancel()
-            return
-        self._executor.terminate()
-        self._executor = None
-        if ensure_ready:
-            self._executor = self._start_executor()
+        if self._given_executor is None:
+            self._executor.terminate()
+            self._executor = None
+            if ensure_ready:
+                self._executor = self._start_executor()
+        if ensure_ready and self._executor is not None:
+            self._feed = _Feed(self._executor)
 
     def terminate(self) -> None:
         """End of a ``Parallel`` call: stop the call's own pool (not one you passed)."""
         executor, self._executor = self._executor, None
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.cancel()
         if executor is not None and executor is not self._given_executor:
             executor.shutdown(wait=True, cancel_futures=True)
-        with self._pending_lock:
-            self._pending.clear()
         self.reset_batch_stats()
 
     # helpers
@@ -238,9 +247,100 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
                         retries=self._retries, timeout=self._timeout, context=self._context,
                         initializer=initializer, initargs=initargs)
 
+
+class _Feed:
+    """Hands joblib's batches to an executor, at most one per worker at a time.
+
+    The engine sends a worker its next call while the current one runs, when
+    calls are quick, and groups queued calls into one batch: for joblib's
+    batches, already sized by joblib, a quick batch queued behind one that
+    hangs would wait for it while another worker idles. So the batches beyond
+    one per worker wait here, and each finished batch sends the next.
+    """
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+        self._limit = executor.max_workers
+        self._lock = threading.Lock()
+        self._batches: dict[futures.Future[Any], Any] = {}  # every batch not yet read
+        self._running: dict[futures.Future[Any], futures.Future[Any]] = {}  # ours -> engine's
+        self._waiting: deque[futures.Future[Any]] = deque()
+        self._cancelled = False
+
+    def submit(self, batch: Any, callback: Callable[[futures.Future[Any]], object] | None,
+               ) -> futures.Future[Any]:
+        future: futures.Future[Any] = futures.Future()
+        with self._lock:
+            self._batches[future] = batch
+            start = len(self._running) < self._limit and not self._waiting
+            if start:
+                self._running[future] = future  # a place held until the engine's future exists
+            else:
+                self._waiting.append(future)
+        if callback is not None:
+            future.add_done_callback(callback)
+        future.add_done_callback(self._forget)  # after joblib's callback, which reads the batch
+        if start:
+            self._start(future, batch)
+        return future
+
+    def batch_of(self, future: futures.Future[Any]) -> Any:
+        """The joblib batch that *future* ran (None once it has been read)."""
+        with self._lock:
+            return self._batches.get(future)
+
+    def cancel(self) -> None:
+        """Cancel the batches not yet sent, and the sent ones that have not started."""
+        with self._lock:
+            self._cancelled = True
+            waiting, self._waiting = list(self._waiting), deque()
+            running = list(self._running.values())
+        for future in waiting:
+            future.cancel()
+        for inner in running:
+            inner.cancel()
+
+    def _start(self, future: futures.Future[Any], batch: Any) -> None:
+        if not future.set_running_or_notify_cancel():
+            self._next(future)
+            return
+        try:
+            inner = self._executor.submit(_run_batch, batch)
+        except Exception as error:  # from joblib's callback thread it would be lost: fail the batch
+            self._next(future)
+            future.set_exception(error)
+            return
+        with self._lock:
+            if future in self._running:
+                self._running[future] = inner
+        inner.add_done_callback(lambda done: self._settle(future, done))
+
+    def _settle(self, future: futures.Future[Any], inner: futures.Future[Any]) -> None:
+        self._next(future)  # first keep the worker busy, then tell joblib
+        try:
+            if inner.cancelled():
+                future.set_exception(futures.CancelledError())
+            elif inner.exception() is not None:
+                future.set_exception(inner.exception())
+            else:
+                future.set_result(inner.result())
+        except futures.InvalidStateError:  # cancelled meanwhile
+            pass
+
+    def _next(self, finished: futures.Future[Any]) -> None:
+        """*finished* gives up its place: send the next waiting batch."""
+        with self._lock:
+            self._running.pop(finished, None)
+            if self._cancelled or not self._waiting:
+                return
+            future = self._waiting.popleft()
+            self._running[future] = future
+            batch = self._batches.get(future)
+        self._start(future, batch)
+
     def _forget(self, future: futures.Future[Any]) -> None:
-        with self._pending_lock:
-            self._pending.pop(future, None)
+        with self._lock:
+            self._batches.pop(future, None)
 
 
 def _describe_batch(batch: Any) -> str:
