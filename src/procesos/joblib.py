@@ -27,6 +27,7 @@ import os
 import queue
 import reprlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent import futures
@@ -43,6 +44,7 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from . import _errors
 from ._executor import Executor
+from ._joblib_batch import run_batch
 
 __all__ = ["BACKEND_NAME", "ProcesosBackend", "WorkerCrashedError", "register"]
 
@@ -55,6 +57,7 @@ _JOBLIB_CONFIGURE_ARGUMENTS = frozenset(
     {"prefer", "require", "verbose", "max_nbytes", "temp_folder", "mmap_mode", "context",
      "idle_worker_timeout"})
 _POOL_OPTIONS = ("retries", "context", "initializer", "initargs")
+_AHEAD_BELOW_S = 0.005  # as the engine: a second batch per worker only when batches are this quick
 
 
 class WorkerCrashedError(_errors.WorkerCrashedError, TerminatedWorkerError):  # type: ignore[misc]
@@ -65,12 +68,6 @@ class WorkerCrashedError(_errors.WorkerCrashedError, TerminatedWorkerError):  # 
     worker), so code written for either catches it. Unlike loky, only this
     batch failed: the pool is not broken.
     """
-
-
-def _run_batch(batch: Any) -> Any:
-    """Run one joblib ``BatchedCalls`` in a worker (a module-level function, so the
-    engine pickles it once per executor; the batch travels as its argument)."""
-    return batch()
 
 
 def _cpu_count() -> int:
@@ -249,18 +246,21 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
 
 
 class _Feed:
-    """Hands joblib's batches to an executor, at most one per worker at a time.
+    """Hands joblib's batches to an executor, one per worker at a time (two while
+    batches take under 5 ms).
 
-    The engine sends a worker its next call while the current one runs, when
-    calls are quick, and groups queued calls into one batch: for joblib's
-    batches, already sized by joblib, a quick batch queued behind one that
-    hangs would wait for it while another worker idles. So the batches beyond
-    one per worker wait here, and each finished batch sends the next.
+    The engine gives a busy worker its next call when calls are quick, and
+    groups queued calls into one batch: a quick joblib batch queued behind one
+    that hangs would wait for it while another worker idles (joblib's batches
+    are already sized by joblib). So the batches beyond one per worker wait
+    here, and each finished batch sends the next. While batches are quick the
+    round trip would leave workers idle between them: then one more each.
     """
 
     def __init__(self, executor: Executor) -> None:
         self._executor = executor
-        self._limit = executor.max_workers
+        self._workers = executor.max_workers
+        self._batch_s: float | None = None  # smoothed time from sending a batch to its end
         self._lock = threading.Lock()
         self._batches: dict[futures.Future[Any], Any] = {}  # every batch not yet read
         self._running: dict[futures.Future[Any], futures.Future[Any]] = {}  # ours -> engine's
@@ -272,7 +272,7 @@ class _Feed:
         future: futures.Future[Any] = futures.Future()
         with self._lock:
             self._batches[future] = batch
-            start = len(self._running) < self._limit and not self._waiting
+            start = len(self._running) < self._limit() and not self._waiting
             if start:
                 self._running[future] = future  # a place held until the engine's future exists
             else:
@@ -300,12 +300,16 @@ class _Feed:
         for inner in running:
             inner.cancel()
 
+    def _limit(self) -> int:
+        quick = self._batch_s is not None and self._batch_s < _AHEAD_BELOW_S
+        return 2 * self._workers if quick else self._workers
+
     def _start(self, future: futures.Future[Any], batch: Any) -> None:
         if not future.set_running_or_notify_cancel():
             self._next(future)
             return
         try:
-            inner = self._executor.submit(_run_batch, batch)
+            inner = self._executor.submit(run_batch, batch)
         except Exception as error:  # from joblib's callback thread it would be lost: fail the batch
             self._next(future)
             future.set_exception(error)
@@ -313,9 +317,14 @@ class _Feed:
         with self._lock:
             if future in self._running:
                 self._running[future] = inner
-        inner.add_done_callback(lambda done: self._settle(future, done))
+        sent = time.perf_counter()
+        inner.add_done_callback(lambda done: self._settle(future, done, sent))
 
-    def _settle(self, future: futures.Future[Any], inner: futures.Future[Any]) -> None:
+    def _settle(self, future: futures.Future[Any], inner: futures.Future[Any],
+                sent: float) -> None:
+        took = time.perf_counter() - sent
+        with self._lock:
+            self._batch_s = took if self._batch_s is None else 0.8 * self._batch_s + 0.2 * took
         self._next(future)  # first keep the worker busy, then tell joblib
         try:
             if inner.cancelled():
@@ -328,15 +337,17 @@ class _Feed:
             pass
 
     def _next(self, finished: futures.Future[Any]) -> None:
-        """*finished* gives up its place: send the next waiting batch."""
-        with self._lock:
-            self._running.pop(finished, None)
-            if self._cancelled or not self._waiting:
-                return
-            future = self._waiting.popleft()
-            self._running[future] = future
-            batch = self._batches.get(future)
-        self._start(future, batch)
+        """*finished* gives up its place: send the waiting batches that now fit."""
+        while True:
+            with self._lock:
+                self._running.pop(finished, None)
+                if (self._cancelled or not self._waiting
+                        or len(self._running) >= self._limit()):
+                    return
+                future = self._waiting.popleft()
+                self._running[future] = future
+                batch = self._batches.get(future)
+            self._start(future, batch)
 
     def _forget(self, future: futures.Future[Any]) -> None:
         with self._lock:
@@ -362,7 +373,7 @@ def _describe_batch(batch: Any) -> str:
 
 def _as_joblib_error(error: _errors.WorkerCrashedError | _errors.TaskTimeoutError,
                      batch: Any) -> BaseException:
-    """*error* naming the joblib calls of *batch* instead of the engine's ``_run_batch``;
+    """*error* naming the joblib calls of *batch* instead of the engine's ``run_batch``;
     a crash as this module's :class:`WorkerCrashedError`."""
     label = getattr(error, "task", None)
     calls = f"a joblib batch: {_describe_batch(batch)}" if batch is not None else None
