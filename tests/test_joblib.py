@@ -88,7 +88,7 @@ def test_tasks_run_in_at_most_n_jobs_worker_processes() -> None:
 def test_n_jobs_sets_the_pool_size(n_jobs: int) -> None:
     # joblib: negative n_jobs count back from the number of CPUs.
     with Parallel(n_jobs=n_jobs, backend="procesos") as parallel:
-        expected = n_jobs if n_jobs > 0 else max(procesos.cpu_count() + 1 + n_jobs, 1)
+        expected = n_jobs if n_jobs > 0 else max(joblib.cpu_count() + 1 + n_jobs, 1)
         if expected == 1:
             assert type(parallel._backend).__name__ == "SequentialBackend"
         else:
@@ -260,7 +260,7 @@ def test_initializer_runs_in_every_worker(where: str) -> None:
 @pytest.mark.parametrize("threads", [None, 1, 3])
 def test_inner_max_num_threads_limits_numeric_libraries_in_workers(threads: int | None) -> None:
     # joblib: test_parallel_thread_limit (default: cpu_count() // n_jobs, at least 1)
-    expected = threads if threads is not None else max(procesos.cpu_count() // 2, 1)
+    expected = threads if threads is not None else max(joblib.cpu_count() // 2, 1)
     with parallel_config(backend="procesos", n_jobs=2, inner_max_num_threads=threads):
         limits = Parallel(batch_size=1)(delayed(thread_limits)() for _ in range(4))
         blas = Parallel(batch_size=1)(delayed(openblas_threads)() for _ in range(4))

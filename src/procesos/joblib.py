@@ -6,8 +6,9 @@ joblib's ``Parallel`` (and scikit-learn's ``n_jobs``) on a
 
 * a worker that dies fails only its batch, with :class:`WorkerCrashedError`,
   which is also joblib's ``TerminatedWorkerError`` (``except`` clauses written
-  for loky keep working); the other workers and batches go on, and
-  ``retries=N`` in ``parallel_config`` runs such a batch again;
+  for loky keep working); the pool is not broken (loky's is), and
+  ``retries=N`` in ``parallel_config`` runs such a batch again (joblib itself
+  stops a call at its first error);
 * ``Parallel(timeout=)`` also stops the late batch: its worker is killed and
   replaced and the call raises :class:`procesos.TaskTimeoutError`, a
   ``TimeoutError`` as joblib's own;
@@ -15,7 +16,7 @@ joblib's ``Parallel`` (and scikit-learn's ``n_jobs``) on a
   transport), not through joblib's memmapping folder: ``max_nbytes``,
   ``temp_folder`` and ``mmap_mode`` are accepted and unused;
 * each worker limits OpenMP/BLAS/MKL threads to *inner_max_num_threads*, by
-  default ``cpu_count() // n_jobs`` as joblib's loky backend does.
+  default ``joblib.cpu_count() // n_jobs`` as joblib's loky backend does.
 
 joblib is not a dependency of procesos: this module is the only one that
 imports it, and ``import procesos`` does not import this module.
@@ -23,17 +24,15 @@ imports it, and ``import procesos`` does not import this module.
 
 from __future__ import annotations
 
-import os
 import queue
 import reprlib
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
-from joblib import register_parallel_backend
+from joblib import cpu_count, register_parallel_backend
 from joblib._parallel_backends import (
     AutoBatchingMixin,
     FallbackToBackend,
@@ -57,7 +56,6 @@ _JOBLIB_CONFIGURE_ARGUMENTS = frozenset(
     {"prefer", "require", "verbose", "max_nbytes", "temp_folder", "mmap_mode", "context",
      "idle_worker_timeout"})
 _POOL_OPTIONS = ("retries", "context", "initializer", "initargs")
-_AHEAD_BELOW_S = 0.005  # as the engine: a second batch per worker only when batches are this quick
 
 
 class WorkerCrashedError(_errors.WorkerCrashedError, TerminatedWorkerError):  # type: ignore[misc]
@@ -68,13 +66,6 @@ class WorkerCrashedError(_errors.WorkerCrashedError, TerminatedWorkerError):  # 
     worker), so code written for either catches it. Unlike loky, only this
     batch failed: the pool is not broken.
     """
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
@@ -94,7 +85,8 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
       ``Parallel``, as by joblib's loky backend).
 
     *inner_max_num_threads* limits the threads of numeric libraries in each
-    worker (default: ``cpu_count() // n_jobs``, at least 1).
+    worker (default: ``joblib.cpu_count() // n_jobs``, at least 1). Negative
+    *n_jobs* count back from ``joblib.cpu_count()``, as for loky.
     """
 
     supports_retrieve_callback = True
@@ -142,7 +134,7 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
         if n_jobs is None:
             return 1
         if n_jobs < 0:
-            return max(_cpu_count() + 1 + n_jobs, 1)
+            return max(int(cpu_count()) + 1 + n_jobs, 1)
         return n_jobs
 
     def configure(self, n_jobs: int | None = 1, parallel: Any = None,
@@ -238,7 +230,7 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
     def _start_executor(self) -> Executor:
         threads = self.inner_max_num_threads
         if threads is None:
-            threads = max(_cpu_count() // self._n_jobs, 1)
+            threads = max(int(cpu_count()) // self._n_jobs, 1)
         initializer, initargs = self._call_initializer
         return Executor(max_workers=self._n_jobs, threads_per_worker=threads,
                         retries=self._retries, timeout=self._timeout, context=self._context,
@@ -246,21 +238,20 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
 
 
 class _Feed:
-    """Hands joblib's batches to an executor, one per worker at a time (two while
-    batches take under 5 ms).
+    """Hands joblib's batches to an executor, one per worker at a time.
 
     The engine gives a busy worker its next call when calls are quick, and
     groups queued calls into one batch: a quick joblib batch queued behind one
-    that hangs would wait for it while another worker idles (joblib's batches
-    are already sized by joblib). So the batches beyond one per worker wait
-    here, and each finished batch sends the next. While batches are quick the
-    round trip would leave workers idle between them: then one more each.
+    that hangs would wait for it while another worker idles (with loky, any
+    free worker takes the next batch). So the batches beyond one per worker
+    wait here, and each finished batch sends the next. Even one batch ahead
+    while batches were quick let a batch that then hung hold one back
+    (tests/test_joblib.py, test_unordered_generator_returns_what_is_ready_first).
     """
 
     def __init__(self, executor: Executor) -> None:
         self._executor = executor
-        self._workers = executor.max_workers
-        self._batch_s: float | None = None  # smoothed time from sending a batch to its end
+        self._limit = executor.max_workers
         self._lock = threading.Lock()
         self._batches: dict[futures.Future[Any], Any] = {}  # every batch not yet read
         self._running: dict[futures.Future[Any], futures.Future[Any]] = {}  # ours -> engine's
@@ -272,7 +263,7 @@ class _Feed:
         future: futures.Future[Any] = futures.Future()
         with self._lock:
             self._batches[future] = batch
-            start = len(self._running) < self._limit() and not self._waiting
+            start = len(self._running) < self._limit and not self._waiting
             if start:
                 self._running[future] = future  # a place held until the engine's future exists
             else:
@@ -300,10 +291,6 @@ class _Feed:
         for inner in running:
             inner.cancel()
 
-    def _limit(self) -> int:
-        quick = self._batch_s is not None and self._batch_s < _AHEAD_BELOW_S
-        return 2 * self._workers if quick else self._workers
-
     def _start(self, future: futures.Future[Any], batch: Any) -> None:
         if not future.set_running_or_notify_cancel():
             self._next(future)
@@ -317,14 +304,9 @@ class _Feed:
         with self._lock:
             if future in self._running:
                 self._running[future] = inner
-        sent = time.perf_counter()
-        inner.add_done_callback(lambda done: self._settle(future, done, sent))
+        inner.add_done_callback(lambda done: self._settle(future, done))
 
-    def _settle(self, future: futures.Future[Any], inner: futures.Future[Any],
-                sent: float) -> None:
-        took = time.perf_counter() - sent
-        with self._lock:
-            self._batch_s = took if self._batch_s is None else 0.8 * self._batch_s + 0.2 * took
+    def _settle(self, future: futures.Future[Any], inner: futures.Future[Any]) -> None:
         self._next(future)  # first keep the worker busy, then tell joblib
         try:
             if inner.cancelled():
@@ -342,7 +324,7 @@ class _Feed:
             with self._lock:
                 self._running.pop(finished, None)
                 if (self._cancelled or not self._waiting
-                        or len(self._running) >= self._limit()):
+                        or len(self._running) >= self._limit):
                     return
                 future = self._waiting.popleft()
                 self._running[future] = future
