@@ -13,10 +13,9 @@ Three workloads, each a ``Parallel(n_jobs=N)`` call (or scikit-learn's):
   memory with each batch), and on 8 different 64 MiB arrays.
 
 Backends: ``loky`` (its executor is reused across calls, so it is warm after
-the first round: the start-up it paid once is not counted), ``procesos``
-(each call starts its own pool and stops it: start-up counted every time),
-and ``procesos, own executor`` (``parallel_config(executor=ex)``: a pool kept
-warm, as loky's). Rounds are interleaved, the order rotated each round; the
+the warm-up call: the start-up it paid once is not counted), ``procesos``
+(its shared pool, likewise kept warm between calls) and ``procesos, own
+executor`` (``parallel_config(executor=ex)``: a pool the caller owns). Rounds are interleaved, the order rotated each round; the
 table gives each one's median wall time and the ratio loky / procesos (above
 1: procesos is faster). Prints one Markdown table and the command.
 """
@@ -83,20 +82,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller workloads, 2 rounds")
+    parser.add_argument("--only", default="abc", help="which workloads: letters of a, b, c")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds = 2
     scale = 10 if args.quick else 1
     mib = 8 if args.quick else 64
 
-    workloads: list[tuple[str, Callable[[], object]]] = [
-        (f"(a) {2000 // scale:,} tiny tasks, batch_size=1", small_batches(2000 // scale)),
+    # Each workload's data is made when its turn comes, and dropped after.
+    workloads: list[tuple[str, Callable[[], Callable[[], object]]]] = [
+        (f"(a) {2000 // scale:,} tiny tasks, batch_size=1", lambda: small_batches(2000 // scale)),
         (f"(a) {200_000 // scale:,} tiny tasks, batch_size='auto'",
-         auto_batches(200_000 // scale)),
-        ("(b) GridSearchCV(SVC), 6 candidates x 3 folds, digits", grid_search()),
-        (f"(c) np.sum x 8 calls, one {mib} MiB array", same_array(mib, 8)),
-        (f"(c) np.sum x 8 calls, 8 different {mib} MiB arrays", different_arrays(mib, 8)),
+         lambda: auto_batches(200_000 // scale)),
+        ("(b) GridSearchCV(SVC), 6 candidates x 3 folds, digits", grid_search),
+        (f"(c) np.sum x 8 calls, one {mib} MiB array", lambda: same_array(mib, 8)),
+        (f"(c) np.sum x 8 calls, 8 different {mib} MiB arrays",
+         lambda: different_arrays(mib, 8)),
     ]
+    workloads = [(name, make) for name, make in workloads if name[1] in args.only]
     own = procesos.Executor(args.jobs)
     configs: list[tuple[str, dict[str, Any]]] = [
         ("loky", {"backend": "loky", "n_jobs": args.jobs}),
@@ -106,7 +109,8 @@ def main(argv: list[str]) -> int:
     load = os.getloadavg()[0]
     times: dict[tuple[str, str], list[float]] = {}
     try:
-        for name, run in workloads:
+        for name, make in workloads:
+            run = make()
             for _, config in configs:  # warm up: loky's executor, imports, the zygote
                 with parallel_config(**config):
                     run()

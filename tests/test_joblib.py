@@ -51,6 +51,14 @@ from joblib_tasks import (  # noqa: E402
 TESTS = Path(__file__).resolve().parent
 
 
+@pytest.fixture(autouse=True)
+def shared_pool_stopped_afterwards() -> Any:
+    """Calls keep a pool warm between them: stop it after each test, so that the
+    next test (and the leftover check) starts from nothing."""
+    yield
+    procesos_joblib.shutdown()
+
+
 def _started_pids(directory: Path) -> list[int]:
     return sorted({int(p.name.split("-")[1]) for p in directory.glob("started-*")})
 
@@ -116,11 +124,36 @@ def test_unknown_options_are_named() -> None:
             pass
 
 
-def test_pool_of_a_parallel_call_is_stopped_when_the_call_ends() -> None:
-    parallel = Parallel(n_jobs=2, backend="procesos", batch_size=1)
-    pids = parallel(delayed(pid_of)() for _ in range(10))
-    assert parallel._backend._executor is None
-    assert not still_alive(sorted(set(pids)))
+def test_calls_share_a_warm_pool_until_shutdown() -> None:
+    first = set(Parallel(n_jobs=2, backend="procesos", batch_size=1)(
+        delayed(pid_of)() for _ in range(10)))
+    second = set(Parallel(n_jobs=2, backend="procesos", batch_size=1)(
+        delayed(pid_of)() for _ in range(10)))
+    assert len(first | second) <= 2  # the same workers, kept between the calls
+    procesos_joblib.shutdown()
+    assert not still_alive(sorted(first | second))
+
+
+def test_other_settings_replace_the_shared_pool() -> None:
+    two = Parallel(n_jobs=2, backend="procesos", batch_size=1)(
+        delayed(pid_of)() for _ in range(10))
+    three = Parallel(n_jobs=3, backend="procesos", batch_size=1)(
+        delayed(pid_of)() for _ in range(12))
+    assert not set(two) & set(three)
+    assert not still_alive(sorted(set(two)))
+
+
+def test_a_call_while_another_uses_the_shared_pool_gets_its_own(tmp_path: Path) -> None:
+    release = str(tmp_path / "release")
+    outer = Parallel(n_jobs=2, backend="procesos", batch_size=1, return_as="generator")
+    running = outer(delayed(wait_for_file)(release, i) for i in range(2))
+    # joblib has dispatched already: the shared pool is in use (its workers wait)
+    inner = Parallel(n_jobs=3, backend="procesos", batch_size=1)(
+        delayed(pid_of)() for _ in range(6))
+    Path(release).touch()
+    assert list(running) == [0, 1]
+    assert len(set(inner)) <= 3
+    assert not still_alive(sorted(set(inner)))  # a pool of that call alone, stopped
 
 
 def test_workers_do_not_load_the_backend_or_the_engine_s_parent_side() -> None:
@@ -228,7 +261,7 @@ def test_unordered_generator_returns_what_is_ready_first(tmp_path: Path) -> None
     assert list(results) == [0]
 
 
-def test_dropping_a_generator_early_stops_its_pool() -> None:
+def test_dropping_a_generator_early_gives_its_pool_back() -> None:
     # joblib: test_deadlock_with_generator
     parallel = Parallel(n_jobs=2, backend="procesos", return_as="generator")
     results = parallel(delayed(np.ones)(500_000) for _ in range(10))
@@ -236,6 +269,7 @@ def test_dropping_a_generator_early_stops_its_pool() -> None:
     next(results)
     results.close()
     assert parallel._backend._executor is None
+    assert procesos_joblib.SHARED_POOL._users == 0
 
 
 def test_nested_parallel_in_a_worker_uses_threads() -> None:

@@ -15,6 +15,9 @@ joblib's ``Parallel`` (and scikit-learn's ``n_jobs``) on a
 * numpy arrays of 1 MiB or more travel through shared memory (procesos'
   transport), not through joblib's memmapping folder: ``max_nbytes``,
   ``temp_folder`` and ``mmap_mode`` are accepted and unused;
+* calls share a pool kept warm between them, as loky's reusable executor
+  (:func:`shutdown` stops it; it also ends at exit), or use the
+  ``executor=`` you pass;
 * each worker limits OpenMP/BLAS/MKL threads to *inner_max_num_threads*, by
   default ``joblib.cpu_count() // n_jobs`` as joblib's loky backend does.
 
@@ -24,6 +27,7 @@ imports it, and ``import procesos`` does not import this module.
 
 from __future__ import annotations
 
+import os
 import queue
 import reprlib
 import threading
@@ -45,7 +49,7 @@ from . import _errors
 from ._executor import Executor
 from ._joblib_batch import run_batch
 
-__all__ = ["BACKEND_NAME", "ProcesosBackend", "WorkerCrashedError", "register"]
+__all__ = ["BACKEND_NAME", "ProcesosBackend", "WorkerCrashedError", "register", "shutdown"]
 
 BACKEND_NAME = "procesos"
 
@@ -74,10 +78,10 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
     Built by joblib from ``parallel_config(backend="procesos", **options)``;
     the options procesos adds:
 
-    * *executor*: an :class:`~procesos.Executor` you own, reused by every
-      ``Parallel`` call (no start-up per call; you shut it down). Without it,
-      each ``Parallel`` call (or ``with Parallel(...)`` block) starts its own
-      pool and stops it when it ends;
+    * *executor*: an :class:`~procesos.Executor` you own, used by every
+      ``Parallel`` call (you shut it down). Without it, calls share a pool
+      that stays warm between them (as loky's), stopped at exit or by
+      :func:`shutdown`;
     * *retries*: how many times a batch whose worker died runs again
       (default 0);
     * *context*: procesos' start method (``"zygote"``, ``"fork"``, ``"spawn"``);
@@ -159,7 +163,7 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
         else:
             self._call_initializer = (self._initializer, self._initargs)
         if self._executor is None:
-            self._executor = self._given_executor or self._start_executor()
+            self._executor = self._given_executor or self._acquire_executor()
         if self._feed is None:
             self._feed = _Feed(self._executor)
         return count
@@ -198,43 +202,143 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
     def abort_everything(self, ensure_ready: bool = True) -> None:
         """Stop what is left of a failed ``Parallel`` call.
 
-        A pool of the call's own is killed (running batches included) and, if
-        *ensure_ready*, started again; on an executor you passed, the batches
-        that have not started are cancelled and the running ones left to end.
+        The shared pool, when this call is its only user, is killed (running
+        batches included, as loky does) and, if *ensure_ready*, a new one
+        started; on an executor you passed, or a pool another call is using,
+        the batches that have not started are cancelled and the running ones
+        left to end.
         """
         feed, self._feed = self._feed, None
         if feed is not None:
             feed.cancel()
-        if self._executor is None:
+        executor = self._executor
+        if executor is None:
             return
-        if self._given_executor is None:
-            self._executor.terminate()
+        if executor is not self._given_executor and SHARED_POOL.kill_if_sole_user(executor):
             self._executor = None
             if ensure_ready:
-                self._executor = self._start_executor()
+                self._executor = self._acquire_executor()
         if ensure_ready and self._executor is not None:
             self._feed = _Feed(self._executor)
 
     def terminate(self) -> None:
-        """End of a ``Parallel`` call: stop the call's own pool (not one you passed)."""
+        """End of a ``Parallel`` call: give the shared pool back, warm, for the next."""
         executor, self._executor = self._executor, None
         feed, self._feed = self._feed, None
         if feed is not None:
             feed.cancel()
         if executor is not None and executor is not self._given_executor:
-            executor.shutdown(wait=True, cancel_futures=True)
+            SHARED_POOL.release(executor)
         self.reset_batch_stats()
 
     # helpers
 
-    def _start_executor(self) -> Executor:
+    def _acquire_executor(self) -> Executor:
         threads = self.inner_max_num_threads
         if threads is None:
             threads = max(int(cpu_count()) // self._n_jobs, 1)
         initializer, initargs = self._call_initializer
-        return Executor(max_workers=self._n_jobs, threads_per_worker=threads,
-                        retries=self._retries, timeout=self._timeout, context=self._context,
-                        initializer=initializer, initargs=initargs)
+        options: dict[str, Any] = {
+            "max_workers": self._n_jobs, "threads_per_worker": threads,
+            "retries": self._retries, "timeout": self._timeout, "context": self._context,
+            "initializer": initializer, "initargs": initargs}
+        return SHARED_POOL.acquire(options)
+
+
+class _SharedPool:
+    """The pool that ``Parallel`` calls share, kept warm between them (as loky's
+    reusable executor), so that a call does not start workers, nor have them
+    import what its tasks need, again.
+
+    A call with other settings (*n_jobs*, thread limit, retries, timeout, start
+    method, initializer) replaces it, or, while another call uses it, gets a
+    pool of its own for its duration. It ends at exit (the engine's exit
+    handler) or with :func:`shutdown`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: Executor | None = None
+        self._options: dict[str, Any] = {}
+        self._users = 0
+        self._private: set[Executor] = set()  # pools of one call while the shared one was busy
+
+    def acquire(self, options: dict[str, Any]) -> Executor:
+        """A pool with *options* for one call; give it back with :meth:`release`."""
+        retired = None
+        with self._lock:
+            if self._executor is not None and _same(options, self._options):
+                self._users += 1
+                return self._executor
+            if self._executor is not None and self._users > 0:
+                private = Executor(**options)
+                self._private.add(private)
+                return private
+            retired, self._executor = self._executor, None
+        if retired is not None:
+            retired.shutdown(wait=True, cancel_futures=True)
+        executor = Executor(**options)
+        with self._lock:
+            if self._executor is None:
+                self._executor, self._options, self._users = executor, options, 1
+                return executor
+            self._private.add(executor)  # another call got there first
+            return executor
+
+    def release(self, executor: Executor) -> None:
+        """A call is done with *executor*: the shared one stays warm, a private one stops."""
+        with self._lock:
+            if executor is self._executor:
+                self._users -= 1
+                return
+            private = executor in self._private
+            self._private.discard(executor)
+        if private:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def kill_if_sole_user(self, executor: Executor) -> bool:
+        """Kill *executor*'s workers (a failed call) unless another call uses it;
+        whether it was killed (the caller has then given it up)."""
+        with self._lock:
+            if executor is self._executor:
+                if self._users > 1:
+                    return False
+                self._executor, self._users = None, 0
+            else:
+                self._private.discard(executor)
+        executor.terminate()
+        return True
+
+    def shutdown(self) -> None:
+        """Stop the shared pool now (it starts again at the next call)."""
+        with self._lock:
+            executor, self._executor, self._users = self._executor, None, 0
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def forget(self) -> None:
+        """In a forked child: the parent's pools are not this process's."""
+        self._lock = threading.Lock()
+        self._executor, self._users, self._private = None, 0, set()
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    # Numbers and names by value; initializers, their arguments and contexts by
+    # identity (equal-looking ones may differ, and arrays do not compare to a bool).
+    return a.keys() == b.keys() and all(
+        a[k] is b[k] or (type(a[k]) in (int, float, str) and a[k] == b[k]) for k in a)
+
+
+SHARED_POOL = _SharedPool()
+os.register_at_fork(after_in_child=SHARED_POOL.forget)
+
+
+def shutdown() -> None:
+    """Stop the workers that ``Parallel`` calls on procesos keep warm between calls.
+
+    They also stop at exit; the next call starts new ones.
+    """
+    SHARED_POOL.shutdown()
 
 
 class _Feed:
