@@ -15,9 +15,10 @@ Three workloads, each a ``Parallel(n_jobs=N)`` call (or scikit-learn's):
 Backends: ``loky`` (its executor is reused across calls, so it is warm after
 the warm-up call: the start-up it paid once is not counted), ``procesos``
 (its shared pool, likewise kept warm between calls) and ``procesos, own
-executor`` (``parallel_config(executor=ex)``: a pool the caller owns). Rounds are interleaved, the order rotated each round; the
-table gives each one's median wall time and the ratio loky / procesos (above
-1: procesos is faster). Prints one Markdown table and the command.
+executor`` (``parallel_config(executor=ex)``: a pool the caller owns).
+Rounds are interleaved, the order rotated each round; the table gives each
+one's median wall time and the ratio loky / procesos (above 1: procesos is
+faster). Prints one Markdown table and the command.
 """
 
 from __future__ import annotations
