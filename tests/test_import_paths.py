@@ -178,7 +178,9 @@ def test_forkserver_preload_sets_the_zygotes() -> None:
 
     forkserver.set_forkserver_preload(["json"])
     try:
-        assert _zygote_client.default_preload() == ["json"]
+        chosen = _zygote_client.default_preload()
+        procesos.set_zygote_preload(["json"])
+        assert chosen == _zygote_client.default_preload() and "json" in chosen
     finally:
         procesos.set_zygote_preload(None)
     assert "procesos.forkserver" in sys.modules

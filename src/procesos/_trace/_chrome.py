@@ -171,8 +171,8 @@ def load(document: dict[str, Any] | str | os.PathLike[str]) -> Timeline:
     duration = float(other.get("duration_us", 0)) / 1e6 if isinstance(other, dict) else 0.0
     for (pid, tid), row in rows.items():
         label = process_names.get(pid, f"pid {pid}")
-        if tid != pid:
-            label = f"{label}: {thread_names.get((pid, tid), f'thread {tid}')}"
+        if tid != pid:  # a thread of its own: named as such, under its process
+            label = f"· thread {thread_names.get((pid, tid), tid)}"
         row.label = label
         row.slices.sort(key=lambda s: s.start)
     ordered = sorted(rows.items(), key=lambda item: (order.get(item[0][0], item[0][0]),
