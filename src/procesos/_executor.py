@@ -184,7 +184,10 @@ class Executor(futures.Executor):
         self._engine.terminate()
 
     def stats(self) -> list[WorkerStats]:
-        """Per worker slot: tasks done, busy and idle time, crashes and replacements."""
+        """Per worker slot: tasks done, busy and idle time, crashes and replacements.
+
+        For when and where each task ran, and what waited: :func:`procesos.trace`.
+        """
         return self._engine.stats()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

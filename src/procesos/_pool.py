@@ -337,7 +337,10 @@ class Pool:
         self._engine.join()
 
     def stats(self) -> list[WorkerStats]:
-        """Per worker slot: tasks done, busy and idle time, crashes and replacements."""
+        """Per worker slot: tasks done, busy and idle time, crashes and replacements.
+
+        For when and where each task ran, and what waited: :func:`procesos.trace`.
+        """
         return self._engine.stats()
 
     def __enter__(self) -> Pool:
