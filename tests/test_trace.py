@@ -234,12 +234,29 @@ def test_executor_tasks_show_on_their_workers_with_details(tmp_path: Path) -> No
     (failed,) = [e for e in tasks if e["name"] == "fail_on(2)"]
     assert failed["args"]["outcome"] == "1 raised"
     for e in tasks:
-        assert e["args"]["result_bytes"] > 0 and "waited_in_parent_ms" in e["args"]
+        assert e["args"]["result_pipe_bytes"] > 0 and "waited_in_parent_ms" in e["args"]
+        assert e["args"]["result_shared_memory_bytes"] == 0
     sends = [e for e in events if e["ph"] == "X" and e["cat"] == "send"]
     assert sends and all(e["pid"] == os.getpid() for e in sends)
     assert any(e["ph"] == "s" and e["name"] == "run" for e in events)
     names_of = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
     assert all(names_of[pid].startswith("worker ") for pid in {e["pid"] for e in tasks})
+
+
+def test_bytes_through_shared_memory_are_counted() -> None:
+    np = pytest.importorskip("numpy")
+    with procesos.Executor(1) as ex:
+        ex.submit(abs, 1).result()
+        with procesos.trace() as recording:
+            doubled = ex.submit(np.multiply, np.ones(500_000), 2).result()  # 4 MB each way
+    assert doubled.sum() == 1_000_000
+    events = _engine_events(recording)
+    (task,) = [e for e in events if e["ph"] == "X" and e["cat"] == "task"]
+    (send,) = [e for e in events if e["ph"] == "X" and e["cat"] == "send"]
+    assert send["args"]["shared_memory_bytes"] >= 4_000_000 > send["args"]["pipe_bytes"]
+    assert task["args"]["argument_shared_memory_bytes"] >= 4_000_000
+    assert task["args"]["result_shared_memory_bytes"] >= 4_000_000 > task["args"][
+        "result_pipe_bytes"]
 
 
 def engine_pid(_: object) -> int:

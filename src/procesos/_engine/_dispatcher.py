@@ -662,6 +662,11 @@ class Engine(Faults):
     def _decode_payload(header: Any, payload: memoryview) -> Any:
         if header[0] != DONE:
             return None
+        recorder = _trace_state.recorder
+        if recorder is not None:
+            from .._trace import _tasks
+
+            _tasks.arrived(recorder, header[1], header[2], payload)
         try:
             return decode_values(payload)
         except PICKLING_FAILURES as exc:

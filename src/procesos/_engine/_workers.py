@@ -172,7 +172,7 @@ class WorkerHandle:
         if recorder is not None:
             from .._trace import _tasks
 
-            _tasks.sent(recorder, self, batch, batch_id, len(payload), is_shared(payload))
+            _tasks.sent(recorder, self, batch, batch_id, payload)
         self.outstanding[batch_id] = batch
         if self.budget is not None:
             self.budget -= batch.n

@@ -498,6 +498,16 @@ def _parse(data: bytes | bytearray | memoryview) -> tuple[tuple[Any, ...], memor
     return header, view[8 + size:]
 
 
+def shared_bytes(data: bytes | bytearray | memoryview) -> int:
+    """How many bytes of the frame *data* lie in shared memory (0 for a plain pickle)."""
+    parsed = _parse(data)
+    if parsed is None:
+        return 0
+    (_, _, _, plan, layout, _), _ = parsed
+    return int(sum(length for segment, _, length in plan if segment >= 0)
+               + sum(length for _, _, length in layout))
+
+
 def discard(data: bytes | bytearray | memoryview) -> None:
     """Say that the frame *data* will never be loaded (again): its shared memory may go."""
     parsed = _parse(data)

@@ -169,7 +169,8 @@ class Recorder:
         self._exits: _ExitWatcher | None = None
         # The engine's batches (see _tasks.py): being pickled, and sent but not done.
         self.pending_sends: dict[int, int] = {}
-        self.batches: dict[tuple[int, int], tuple[Track, int, int, int, bool]] = {}
+        self.batches: dict[tuple[int, int], tuple[Track, int, int, int, int]] = {}
+        self.shared_results: dict[tuple[int, int], int] = {}  # (batch id, offset) -> bytes
 
     # -- tracks -------------------------------------------------------------------------
     def this_thread(self) -> Track:

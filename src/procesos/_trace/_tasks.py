@@ -22,9 +22,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .._shm._transport import MAGIC, shared_bytes
 from ._recorder import Recorder, Track, never_breaks_the_program
 
-__all__ = ["encoding", "fault", "ran", "sent"]
+__all__ = ["arrived", "encoding", "fault", "ran", "sent"]
+
+
+def is_shared(payload: Any) -> bool:
+    return bytes(payload[:4]) == MAGIC
 
 
 def _worker_track(recorder: Recorder, worker: Any) -> Track:
@@ -63,14 +68,14 @@ def encoding(recorder: Recorder, batch: Any) -> None:
 
 
 @never_breaks_the_program
-def sent(recorder: Recorder, worker: Any, batch: Any, batch_id: int, nbytes: int,
-         shared: bool) -> None:
-    """*batch* was written to *worker*'s pipe (its arguments took *nbytes* there)."""
+def sent(recorder: Recorder, worker: Any, batch: Any, batch_id: int, payload: bytes) -> None:
+    """*batch* was written to *worker*'s pipe (its arguments: *payload*)."""
     now = time.monotonic_ns()
     start = recorder.pending_sends.pop(id(batch), now)
     track = recorder.this_thread()
+    nbytes, shared = len(payload), shared_bytes(payload)
     recorder.add_slice(track, f"send {_describe(batch, 0, batch.n)}", start, now, "send",
-                       bytes=nbytes, shared_memory=shared)
+                       pipe_bytes=nbytes, shared_memory_bytes=shared)
     recorder.batches[(id(worker), batch_id)] = (track, start, now, nbytes, shared)
 
 
@@ -81,13 +86,15 @@ def ran(recorder: Recorder, worker: Any, batch: Any, offset: int, count: int,
     """Items ``offset .. offset+count-1`` of *batch* ran on *worker* (a DONE message)."""
     track = _worker_track(recorder, worker)
     start = ended_ns - busy_ns
-    details: dict[str, Any] = {"items": count, "result_bytes": nbytes,
-                               "outcome": "ok" if not errors else f"{len(errors)} raised"}
+    details: dict[str, Any] = {
+        "items": count, "result_pipe_bytes": nbytes,
+        "result_shared_memory_bytes": recorder.shared_results.pop((batch.id, offset), 0),
+        "outcome": "ok" if not errors else f"{len(errors)} raised"}
     send = recorder.batches.get((id(worker), batch.id))
     if send is not None and offset == 0:
         sender, sent_from, sent_at, arg_bytes, shared = send
-        details["argument_bytes"] = arg_bytes
-        details["through_shared_memory"] = shared
+        details["argument_pipe_bytes"] = arg_bytes
+        details["argument_shared_memory_bytes"] = shared
         details["waited_at_worker_ms"] = round(max(0, start - sent_at) / 1e6, 3)
         recorder.add_flow("run", (sender, sent_from), (track, start))
     submitted = _submitted(batch, offset)
@@ -100,6 +107,13 @@ def ran(recorder: Recorder, worker: Any, batch: Any, offset: int, count: int,
                        **details)
     if pickle_ns:
         recorder.add_slice(track, "pickle results", ended_ns, ended_ns + pickle_ns, "pickle")
+
+
+@never_breaks_the_program
+def arrived(recorder: Recorder, batch_id: int, offset: int, payload: Any) -> None:
+    """The results of items from *offset* of batch *batch_id* arrived in *payload*."""
+    if is_shared(payload):
+        recorder.shared_results[(batch_id, offset)] = shared_bytes(payload)
 
 
 @never_breaks_the_program
