@@ -31,7 +31,7 @@ from conftest import run_script, still_alive
 from procesos._launch import _zygote_client
 from procesos._shm import _client, _tracker, tracker_stats
 
-FUZZ_EXAMPLES = int(os.environ.get("PROCESOS_FUZZ_EXAMPLES", "200"))
+FUZZ_EXAMPLES = int(os.environ.get("PROCESOS_FUZZ_EXAMPLES", "300"))
 OTHER_UID = 54321  # no user of this machine: a stranger
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="acting as a second user needs root")
 fuzzing = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True,
