@@ -45,12 +45,11 @@ from .._errors import (
     WorkerCrashedError,
     describe_exitcode,
 )
-from .._serialization import loads
 from .._trace import _state as _trace_state
 from ._crash import crash_hint, oom_kills
 from ._jobs import Batch, Call, MapBatch, MapJob
 from ._messages import SLOT_RSS, SLOT_SEQ, SLOT_START, SLOT_WIDTH
-from ._results_log import ERROR, read_log
+from ._results_log import ERROR, load_entry, read_log
 from ._worker import WorkerConfig
 
 if TYPE_CHECKING:
@@ -177,7 +176,7 @@ class Faults:
                 frames[i] = data
             else:
                 try:
-                    value = loads(data)
+                    value = load_entry(kind, data)
                 except Exception as exc:
                     unloadable[i] = SerializationError(
                         f"the result could not be unpickled here: {exc!r}")
@@ -404,10 +403,19 @@ class Faults:
             if (worker is None or worker.dead or worker.stopping
                     or worker.stopped_for_interrupt or not worker.outstanding):
                 continue
-            running = next(iter(worker.outstanding.values()))
+            running = self._batch_running(worker)
             if isinstance(running, MapBatch) and running.job is job:
                 worker.stopped_for_interrupt = True
                 worker.process.kill()
+
+    def _batch_running(self, worker: WorkerHandle) -> Batch | None:
+        """The batch whose item (or arguments) *worker* is on, by its progress slot:
+        not always its first outstanding one, whose results may wait unread."""
+        seq = self.slots[worker.slot * SLOT_WIDTH + SLOT_SEQ]
+        for batch in worker.outstanding.values():
+            if -seq == batch.seq_base or batch.seq_base <= seq < batch.seq_base + batch.n:
+                return batch
+        return None
 
     def timeout_poll_s(self) -> float:
         """How long the dispatcher may sleep before a timeout could be due."""

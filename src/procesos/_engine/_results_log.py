@@ -15,7 +15,8 @@ One worker's region, ``LOG_BYTES`` of one shared array::
     int64 first_seq    the sequence number of the first entry
     int64 used         bytes of complete entries
     int64 (unused)
-    entries            each ``!BI`` (kind, length) then the data
+    entries            each ``!BI`` (kind, length) then the data; kind VALUE (a
+                       pickle), MARSHALLED (plain types) or ERROR (an error frame)
 
 The worker writes an entry's bytes before it raises ``used``; the parent
 copies the entries and keeps the copy only if the generation did not change
@@ -24,14 +25,18 @@ meanwhile (a seqlock).
 
 from __future__ import annotations
 
+import marshal
 import pickle
 import struct
 from typing import Any
 
-__all__ = ["ERROR", "LOG_BYTES", "VALUE", "ResultLog", "log_pickle", "read_log"]
+__all__ = ["ERROR", "LOG_BYTES", "MARSHALLED", "VALUE", "ResultLog", "load_entry", "log_value",
+           "read_log"]
 
 LOG_BYTES = 1 << 16
-VALUE, ERROR = 0, 1
+VALUE, ERROR, MARSHALLED = 0, 1, 2
+# Results of these exact types are marshalled: four times quicker than a pickle.
+_MARSHAL_TYPES = frozenset([int, float, str, bytes, bool, type(None)])
 _HEADER = 32
 _ENTRY = struct.Struct("!BI")
 _ROOM = LOG_BYTES - _HEADER
@@ -81,13 +86,20 @@ def _refuse_large(buffer: pickle.PickleBuffer) -> bool:
     return True
 
 
-def log_pickle(value: Any) -> bytes | None:
-    """*value* pickled for the log (with the C pickler, as results are), or None when
-    it is too large. Raises what the pickler raised."""
+def log_value(value: Any) -> tuple[int, bytes | None]:
+    """*value* as a log entry: ``(kind, data)``, data None when it is too large.
+    Pickled with the C pickler, as results are; raises what the pickler raised."""
+    if type(value) in _MARSHAL_TYPES:
+        return MARSHALLED, marshal.dumps(value)
     try:
-        return pickle.dumps(value, 5, buffer_callback=_refuse_large)
+        return VALUE, pickle.dumps(value, 5, buffer_callback=_refuse_large)
     except _Large:
-        return None
+        return VALUE, None
+
+
+def load_entry(kind: int, data: bytes) -> Any:
+    """The value of a VALUE or MARSHALLED entry."""
+    return marshal.loads(data) if kind == MARSHALLED else pickle.loads(data)
 
 
 def read_log(array: Any, slot: int) -> tuple[int, list[tuple[int, bytes]]] | None:

@@ -47,7 +47,7 @@ from ._messages import (
     poll_briefly,
     write_all,
 )
-from ._results_log import ERROR, VALUE, ResultLog, log_pickle
+from ._results_log import ERROR, ResultLog, log_value
 from ._threads import limit_threads
 
 __all__ = ["FN_CACHE_SIZE", "WorkerConfig", "resident_bytes", "worker_main"]
@@ -377,10 +377,10 @@ class _Worker:
                     kept = log.append(ERROR, errors[-1][1])
                 else:
                     try:
-                        data = log_pickle(value)
+                        kind, data = log_value(value)
                     except PICKLING_FAILURES:  # sys.exit() in a __reduce__ included
-                        data = None  # the DONE message's pickling reports it
-                    kept = data is not None and log.append(VALUE, data)
+                        kind, data = ERROR, None  # the DONE message's pickling reports it
+                    kept = data is not None and log.append(kind, data)
             now = clock()
             if limited and self.over_limits():
                 self.flush(batch_id, offset, values, errors, now - piece_start, i + 1)
