@@ -355,6 +355,26 @@ def test_a_map_of_a_function_already_measured_starts_from_what_was_learned() -> 
             assert list(ex.map(square, range(20_000))) == [i * i for i in range(20_000)]
 
 
+def test_a_chunksize_you_give_is_kept_and_its_quick_items_are_not_tracked_one_by_one() -> None:
+    # Tracking each item of a chunk (its result logged before the next starts)
+    # made Executor.map(square, ..., chunksize=25000) three times slower than
+    # automatic chunks: quick items of a fixed size are now run like theirs.
+    from procesos._engine._batching import TRACK_ABOVE_S, ChunkSizer
+
+    fixed = ChunkSizer(2, fixed=25_000)
+    assert fixed.tracked  # nothing measured yet
+    fixed.record(25_000, 25_000 * 1e-7)
+    assert not fixed.tracked and fixed.next_size(None) == 25_000
+    slow = ChunkSizer(2, fixed=4)
+    slow.record(4, 4 * 10 * TRACK_ABOVE_S)
+    assert slow.tracked
+    assert not ChunkSizer(2, fixed=25_000, learned_s=1e-7).tracked  # measured before
+    with procesos.Executor(2) as ex:
+        for _ in range(2):
+            assert list(ex.map(square, range(50_000), chunksize=25_000)) == [
+                i * i for i in range(50_000)]
+
+
 def test_chunks_of_items_that_carry_data_are_sized_by_their_bytes_too() -> None:
     from procesos._engine._batching import TARGET_BYTES, ChunkSizer
 

@@ -48,10 +48,11 @@ class ChunkSizer:
         self._items = 0.0
         self._arg_bytes = 0.0  # smoothed, per item
         self._result_bytes = 0.0
-        if fixed is None and learned_s is not None and learned_s > 0:
+        if learned_s is not None and learned_s > 0:
             # One item's weight: the first real measurement outweighs it.
             self._busy, self._items = learned_s, 1.0
-            self.size = max(1, min(MAX_CHUNK, int(TARGET_S / learned_s)) // _LEARNED_START)
+            if fixed is None:
+                self.size = max(1, min(MAX_CHUNK, int(TARGET_S / learned_s)) // _LEARNED_START)
 
     @property
     def per_item_s(self) -> float | None:
@@ -78,11 +79,18 @@ class ChunkSizer:
         return size if remaining is None else max(1, min(size, remaining))
 
     def record(self, items: int, busy_s: float) -> None:
-        """Learn from a finished piece: *items* ran in *busy_s* seconds of worker time."""
-        if items <= 0 or self.fixed is not None:
+        """Learn from a finished piece: *items* ran in *busy_s* seconds of worker time.
+
+        With a size the caller fixed, only the items' duration is learnt: it
+        decides whether they are tracked one by one (:attr:`tracked`), which
+        costs quick items more than they take.
+        """
+        if items <= 0:
             return
         self._busy = self._busy * _DECAY + busy_s
         self._items = self._items * _DECAY + items
+        if self.fixed is not None:
+            return
         per_item = self._busy / self._items
         ideal = MAX_CHUNK if per_item <= 0 else max(1, min(MAX_CHUNK, int(TARGET_S / per_item)))
         self.size = min(ideal, 2 * self.size) if ideal > self.size else ideal
