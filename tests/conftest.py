@@ -62,7 +62,9 @@ _mark_standard_library_names()
 def is_this_trees_name(name: str) -> bool:
     """Whether the ``/dev/shm`` entry *name* was made by this test tree."""
     return name.startswith(
-        (segment_name_prefix(tree_token()), _SHM_PREFIX[1:], f"sem.mp-{_MARK}")
+        (segment_name_prefix(tree_token()), _SHM_PREFIX[1:], f"sem.mp-{_MARK}",
+         # loky (imported with joblib) names semaphores itself: /loky-<pid>-<n>
+         f"sem.loky-{os.getpid()}-")
     )
 
 
