@@ -79,11 +79,11 @@ import socket
 import struct
 import sys
 import time
-
-# hmac.compare_digest without hmac, which would load OpenSSL for nothing.
-from _operator import _compare_digest as compare_digest
 from collections.abc import Iterable
 from typing import Any
+
+# hmac.compare_digest without hmac, which would load OpenSSL for nothing.
+from .._compat import compare_digest, shm_open, shm_unlink
 
 HEADER = struct.Struct("!I")
 MAX_MESSAGE = 1 << 20
@@ -510,9 +510,7 @@ class Tracker:
             if MEMFD:
                 fd = os.memfd_create(f"procesos-{ident}", os.MFD_CLOEXEC)
             else:
-                import _posixshmem  # type: ignore[import-not-found]
-
-                fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+                fd = shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         except OSError:
             return None
         try:
@@ -549,10 +547,8 @@ class Tracker:
 
     def unlink(self, name: str) -> None:
         if not MEMFD:
-            import _posixshmem
-
             try:
-                _posixshmem.shm_unlink(name)
+                shm_unlink(name)
             except OSError:
                 pass
 
