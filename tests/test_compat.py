@@ -357,3 +357,34 @@ def test_environ_data_fallback_compares_the_same(monkeypatch: pytest.MonkeyPatch
     assert copied == os.environ
     os.environ["PROCESOS_COMPAT_TEST"] = "1"
     assert _compat.environ_data() != copied
+
+
+def test_formatter_format_and_its_fallback() -> None:
+    import logging
+
+    from procesos._launch._log_config import _formatter_spec
+
+    formatter = logging.Formatter("{levelname}: {message}", style="{")
+    fmt, style = _compat.formatter_format(formatter)
+    assert fmt == "{levelname}: {message}" and isinstance(style, logging.StrFormatStyle)
+    del formatter._fmt, formatter._style  # type: ignore[attr-defined]  # a logging that moved them
+    assert _compat.formatter_format(formatter) == (None, None)
+    spec = _formatter_spec(formatter)
+    assert spec is not None and spec.fmt is None and spec.style == "%"
+    record = logging.makeLogRecord({"msg": "hello"})
+    assert logging.Formatter(spec.fmt, spec.datefmt, spec.style).format(record) == "hello"
+
+
+def test_the_trackers_own_compare_digest_falls_back_to_hmac(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from procesos._shm import _tracker
+
+    assert _tracker.compare_digest is _compat.compare_digest  # a script: its own copy
+    monkeypatch.setitem(sys.modules, "_operator", None)
+    spec = importlib.util.spec_from_file_location("tracker_copy", _tracker.__file__)
+    assert spec is not None and spec.loader is not None
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    assert copy.compare_digest is hmac.compare_digest

@@ -32,8 +32,10 @@ __all__ = [
     "compare_digest",
     "drop_inherited_exit_handlers",
     "drop_inherited_finalizers",
+    "environ_data",
     "flush_std_streams",
     "forget_children_after_fork",
+    "formatter_format",
     "future_internals_known",
     "interpreter_flags",
     "mp_log_level",
@@ -45,6 +47,8 @@ __all__ = [
     "resource_tracker_fd",
     "run_exit_handlers",
     "run_mp_exit_function",
+    "shm_open",
+    "shm_unlink",
 ]
 
 
@@ -379,3 +383,15 @@ def environ_data() -> Any:
     import os
 
     return getattr(os.environ, "_data", None) or dict(os.environ)
+
+
+# --- logging ------------------------------------------------------------------
+
+def formatter_format(formatter: Any) -> tuple[str | None, object]:
+    """A ``logging.Formatter``'s format string and style object, as given to it.
+
+    ASSUMES: it keeps them in ``_fmt`` and ``_style`` (``logging`` since 3.2).
+    FALLBACK: ``(None, None)``: a child's copy of the formatter, where the
+    formatter cannot be pickled, then formats as ``logging``'s default does.
+    """
+    return getattr(formatter, "_fmt", None), getattr(formatter, "_style", None)

@@ -79,11 +79,15 @@ import socket
 import struct
 import sys
 import time
+
+# hmac.compare_digest without hmac, which would load OpenSSL for nothing. This
+# script imports nothing of procesos: a copy of procesos._compat.compare_digest.
+try:
+    from _operator import _compare_digest as compare_digest
+except ImportError:
+    from hmac import compare_digest  # type: ignore[no-redef]
 from collections.abc import Iterable
 from typing import Any
-
-# hmac.compare_digest without hmac, which would load OpenSSL for nothing.
-from .._compat import compare_digest, shm_open, shm_unlink
 
 HEADER = struct.Struct("!I")
 MAX_MESSAGE = 1 << 20
@@ -510,7 +514,9 @@ class Tracker:
             if MEMFD:
                 fd = os.memfd_create(f"procesos-{ident}", os.MFD_CLOEXEC)
             else:
-                fd = shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+                import _posixshmem  # type: ignore[import-not-found]
+
+                fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         except OSError:
             return None
         try:
@@ -547,8 +553,10 @@ class Tracker:
 
     def unlink(self, name: str) -> None:
         if not MEMFD:
+            import _posixshmem
+
             try:
-                shm_unlink(name)
+                _posixshmem.shm_unlink(name)
             except OSError:
                 pass
 
