@@ -13,10 +13,10 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
-from multiprocessing import process as mp_process
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._compat import add_child, forget_children_after_fork, process_start_known, reap_ended_children
 from ._errors import ProcessCrashedError, RemoteTraceback, TimeoutError
 from ._launch._popen import BasePopen
 from ._options import check_args, check_kwargs
@@ -97,13 +97,19 @@ class Process(BaseProcess):
         own: the standard library forbids it because they would outlive it as
         orphans, and a procesos child ends with its parent, however it ends.
         """
+        recorder = _trace_state.recorder
+        if not process_start_known():
+            called = time.monotonic_ns() if recorder is not None else 0
+            BaseProcess.start(self)
+            if recorder is not None:
+                recorder.process_started(self, called, time.monotonic_ns())
+            return
         # BaseProcess.start (3.11 to 3.13) without its assertion on daemons.
         self._check_closed()
         assert self._popen is None, "cannot start a process twice"
         assert self._parent_pid == os.getpid(), \
             "can only start a process object created by current process"
-        mp_process._cleanup()  # type: ignore[attr-defined]
-        recorder = _trace_state.recorder
+        reap_ended_children()
         called = time.monotonic_ns() if recorder is not None else 0
         self._popen = self._Popen(self)
         self._sentinel = self._popen.sentinel
@@ -111,7 +117,7 @@ class Process(BaseProcess):
             recorder.process_started(self, called, time.monotonic_ns())
         # No reference cycle through a target that refers to its process (bpo-30775).
         del self._target, self._args, self._kwargs
-        mp_process._children.add(self)  # type: ignore[attr-defined]
+        add_child(self)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the process ends, or *timeout* seconds."""
@@ -282,7 +288,7 @@ def _no_children_after_fork() -> None:
     # parent's list: at its exit, multiprocessing's handler would terminate the
     # parent's daemonic processes and fail to join the others ("can only join a
     # child process"). The standard library's own children clear it the same way.
-    mp_process._children.clear()  # type: ignore[attr-defined]
+    forget_children_after_fork()
 
 
 os.register_at_fork(after_in_child=_no_children_after_fork)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import weakref
 from collections.abc import Callable, Iterable
 from multiprocessing import util
 from typing import Any
 
+from .._compat import call_before_threads_join
 from .._context import ProcesosContext, default_context
 from .._options import check_args, check_bytes, check_count, check_flag, check_seconds
 from ._dispatcher import CLOSING, RUNNING, Engine
@@ -150,5 +150,5 @@ def _forget_in_child() -> None:
     _terminate_at_exit.clear()
 
 
-threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+call_before_threads_join(_at_exit)
 os.register_at_fork(after_in_child=_forget_in_child)

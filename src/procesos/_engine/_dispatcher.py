@@ -32,6 +32,7 @@ from concurrent.futures import Future, InvalidStateError
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
+from .._compat import future_internals_known
 from .._context import ProcesosContext
 from .._errors import BrokenExecutorError, UnpicklingError
 from .._outcome import PICKLING_FAILURES, decode
@@ -67,6 +68,9 @@ RUNNING, CLOSING, TERMINATING, BROKEN, CLOSED = "running", "closing", "terminati
 _FN_CACHE = 128
 _TERMINATE_GRACE_S = 1.0  # for an idle worker asked to exit by terminate()
 _PREFETCH_BELOW_S = 0.005  # send a second batch ahead only when batches are this quick
+# LightFuture and the direct path rely on Future's private fields; where they
+# differ, plain futures and every result through the dispatcher (see _compat).
+LIGHT_FUTURES = future_internals_known()
 _RESULTS, _WRITABLE, _EXITED = range(3)  # what a polled descriptor of a worker says
 
 
@@ -146,7 +150,7 @@ class Engine(Faults):
             # the queue without the lock (appends are atomic; the dispatcher pops).
             entry = self._known_entry(fn)
             if entry is not None:
-                future: Future[Any] = LightFuture()
+                future: Future[Any] = LightFuture() if LIGHT_FUTURES else Future()
                 call = Call(future, entry, args, kwargs)
                 self.pending.append(call)
                 if len(self.pending) == 1:  # else the dispatcher has more to come for it
@@ -164,7 +168,7 @@ class Engine(Faults):
                 for worker in self.workers:
                     if worker is not None and not worker.outstanding and worker.accepts_work():
                         return self._send_now(worker, entry, args, kwargs)
-            future = LightFuture()
+            future = LightFuture() if LIGHT_FUTURES else Future()
             call = Call(future, entry, args, kwargs)
             self.pending.append(call)
             if len(self.pending) == 1:
@@ -214,8 +218,10 @@ class Engine(Faults):
     def _send_now(self, worker: WorkerHandle, entry: FnEntry, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> Future[Any]:
         """Under the lock: send one call to an idle worker; its caller may read the answer."""
-        direct = worker.idle() and self.timeout is None and self.progress is None
-        future: Future[Any] = DirectFuture(self) if direct else LightFuture()
+        direct = (worker.idle() and self.timeout is None and self.progress is None
+                  and LIGHT_FUTURES)
+        future: Future[Any] = (DirectFuture(self) if direct
+                               else LightFuture() if LIGHT_FUTURES else Future())
         future.set_running_or_notify_cancel()
         # Tracked: the worker records every call it starts, so a crash names this one.
         batch = CallBatch([Call(future, entry, args, kwargs)])

@@ -22,6 +22,7 @@ from itertools import starmap
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple, NoReturn
 
+from .._compat import run_mp_exit_function
 from .._errors import PicklingError, UnpicklingError
 from .._outcome import PICKLING_FAILURES, encode_error
 from .._serialization import dumps, loads
@@ -475,9 +476,7 @@ def _leave_despite_stray_threads() -> None:
     sys.stderr.write(
         f"procesos: worker {os.getpid()} leaves the pool while threads started by its tasks "
         f"still run ({', '.join(stray)}); they end with it\n")
-    from multiprocessing import util
-
-    util._exit_function()  # type: ignore[attr-defined]
+    run_mp_exit_function()
     _flush_and_exit()
 
 

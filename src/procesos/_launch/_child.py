@@ -14,18 +14,23 @@ later; none is lost and none prints a traceback from procesos' own code.
 
 from __future__ import annotations
 
-import atexit
 import os
 import pickle
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from multiprocessing import resource_tracker, util
+from multiprocessing import util
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import NoReturn
 
+from .._compat import (
+    adopt_resource_tracker_fd,
+    drop_inherited_exit_handlers,
+    flush_std_streams,
+    run_exit_handlers,
+)
 from .._errors import ProcessCrashedError
 from .._outcome import encode_error, encode_value
 from .._output import above_std_fds, adopt_std_streams, install_std_fds
@@ -75,7 +80,7 @@ def _run_exit_handlers_like_the_standard_library() -> None:
     # atexit handlers that its own start methods run; do the same on every
     # version (on 3.11/3.12 _bootstrap has already run util._exit_function,
     # which does nothing the second time).
-    atexit._run_exitfuncs()
+    run_exit_handlers()
 
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -138,8 +143,7 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
 
     # As the standard library's start methods do: the exit handlers of the
     # process we were forked from are not ours.
-    atexit._clear()
-    atexit.register(util._exit_function)  # type: ignore[attr-defined]
+    drop_inherited_exit_handlers()
     if getattr(process_obj, "_output_mode", "inherit") != "inherit":
         # descriptors 1 and 2 lead to the parent's relay
         adopt_std_streams(getattr(process_obj, "_output_line_buffered", True))
@@ -154,7 +158,7 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
     if outcome is not None and os.getpid() == me:  # not a fork that the target made
         # The parent's result() returns on the outcome, before this process has
         # ended: what it printed must be in the pipes first.
-        util._flush_std_streams()  # type: ignore[attr-defined]
+        flush_std_streams()
         try:
             channel.send_bytes(outcome)
         except OSError:
@@ -194,7 +198,7 @@ def _apply_setup(setup: ChildSetup, received_fds: list[int]) -> None:
             pass
     install_inherited_fds(received_fds)
     if setup.resource_tracker_fd is not None:
-        resource_tracker._resource_tracker._fd = received_fds[setup.resource_tracker_fd]  # type: ignore[attr-defined]
+        adopt_resource_tracker_fd(received_fds[setup.resource_tracker_fd])
     if setup.start_method is not None:
         from .._context import default_context
 

@@ -37,6 +37,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .._compat import formatter_format
+
 __all__ = [
     "FormatterSpec",
     "HandlerSpec",
@@ -104,8 +106,9 @@ def _formatter_spec(formatter: logging.Formatter | None) -> FormatterSpec | None
         pickled: bytes | None = pickle.dumps(formatter, pickle.HIGHEST_PROTOCOL)
     except Exception:
         pickled = None
-    style = _STYLE_KEYS.get(type(formatter._style), "%")
-    return FormatterSpec(pickled, formatter._fmt, formatter.datefmt, style)
+    fmt, style_object = formatter_format(formatter)
+    style = _STYLE_KEYS.get(type(style_object), "%")
+    return FormatterSpec(pickled, fmt, formatter.datefmt, style)
 
 
 def _kind(handler: logging.Handler) -> str | None:

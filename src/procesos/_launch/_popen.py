@@ -13,11 +13,12 @@ import signal
 import sys
 import threading
 import time
-from multiprocessing import context, resource_tracker, util
+from multiprocessing import context, util
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, ClassVar
 
+from .._compat import flush_std_streams, mp_log_level, mp_logs_to_stderr, resource_tracker_fd
 from .._errors import PicklingError
 from .._output import ChildOutput, install_std_fds, open_child_output, resolve_output_mode
 from .._serialization import dumps
@@ -82,7 +83,7 @@ class BasePopen:
 
     def __init__(self, process_obj: BaseProcess) -> None:
         refuse_starts()  # in the zygote, importing a module of the parent's
-        util._flush_std_streams()  # type: ignore[attr-defined]
+        flush_std_streams()
         self.returncode: int | None = None
         self.finalizer: util.Finalize | None = None
         self.channel: Connection | None = None
@@ -275,12 +276,11 @@ class BasePopen:
             context.set_spawning_popen(None)
 
     def _child_setup(self, fds: list[int] | None, follow_parent: bool) -> ChildSetup:
-        tracker_fd = getattr(resource_tracker._resource_tracker, "_fd", None)
+        tracker_fd = resource_tracker_fd()
         tracker_index = None if tracker_fd is None else self.duplicate_for_child(tracker_fd)
         logging_config = take_snapshot(self.duplicate_for_child)  # before _fds is copied
         from .._context import default_context
 
-        logger = util._logger  # type: ignore[attr-defined]
         return ChildSetup(
             start_method=default_context.get_start_method(allow_none=True),
             sys_path=list(sys.path),
@@ -290,8 +290,8 @@ class BasePopen:
             fds=list(self._fds) if fds is None else fds,
             resource_tracker_fd=tracker_index,
             parent_thread_is_main=threading.current_thread() is threading.main_thread(),
-            log_level=None if logger is None else logger.getEffectiveLevel(),
-            log_to_stderr=bool(util._log_to_stderr),  # type: ignore[attr-defined]
+            log_level=mp_log_level(),
+            log_to_stderr=mp_logs_to_stderr(),
             logging_config=logging_config,
             sigint_ignored=signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
         )

@@ -15,6 +15,7 @@ import threading
 from multiprocessing import spawn, util
 from multiprocessing.process import BaseProcess
 
+from .._compat import interpreter_flags
 from ._fork import close_channel_and_fds, waitpid_exitcode
 from ._popen import BasePopen
 from ._wire import channel_pair
@@ -34,7 +35,7 @@ def spawn_interpreter(statement: str, pass_fds: list[int]) -> int:
     and ``-s`` the user's site directory unless this process has it.
     """
     executable = spawn.get_executable()
-    flags = util._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    flags = interpreter_flags()
     isolation = [] if sys.flags.isolated else [
         flag for flag in ("-P", "-s" if _no_user_site() else "") if flag and flag not in flags]
     code = f"import sys; sys.path[:] = {_child_path()!r}; {statement}"

@@ -24,6 +24,7 @@ from multiprocessing import util
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from .._compat import environ_data
 from .._errors import ProcesosError
 from .._serialization import PendingCopy, copies_deferred, finish_copies
 from .._wait import readable
@@ -240,7 +241,8 @@ class _Zygote:
 
 def _environ_data() -> Mapping[object, object]:
     # The encoded variables, compared without decoding them all (microseconds).
-    return getattr(os.environ, "_data", None) or dict(os.environ)
+    data: Mapping[object, object] = environ_data()
+    return data
 
 
 def _read_pid(status_r: int) -> int:

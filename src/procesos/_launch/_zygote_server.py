@@ -47,7 +47,6 @@ its ``select()`` (a preloaded module whose import hangs) exits all the same;
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import gc
 import importlib
@@ -59,13 +58,12 @@ import socket
 import struct
 import sys
 import time
-
-# hmac.compare_digest without hmac: hmac loads OpenSSL, whose pages would be
-# the zygote's alone (about 3 MiB of USS) in a parent that never loaded it.
-from _operator import _compare_digest as compare_digest
 from collections.abc import Callable
 from typing import NamedTuple, NoReturn
 
+# hmac.compare_digest without hmac: hmac loads OpenSSL, whose pages would be
+# the zygote's alone (about 3 MiB of USS) in a parent that never loaded it.
+from .._compat import compare_digest
 from .._wait import readable
 
 __all__ = ["MirrorRequest", "StartRefused", "ZygoteConfig", "main", "refuse_starts"]
@@ -517,9 +515,10 @@ def _rehearsal() -> Callable[[], None] | None:
     pages of its own: the child that it becomes skips most of those copies.
     Side effects: none that last (the samples are garbage afterwards).
     """
-    from multiprocessing import context, util
+    from multiprocessing import context
     from multiprocessing.connection import Connection
 
+    from .._compat import drop_inherited_exit_handlers, drop_inherited_finalizers
     from .._outcome import encode_value
     from .._serialization import dumps, loads
     from ._lifetime import _set_pdeathsig
@@ -556,9 +555,8 @@ def _rehearsal() -> Callable[[], None] | None:
         # /dev/null with closefd=False, so doing it twice leaves a descriptor
         # open in the child (CPython's test_child_fd_inflation saw it).
         _set_pdeathsig(signal.SIGKILL)
-        atexit._clear()
-        atexit.register(util._exit_function)  # type: ignore[attr-defined]
-        util._finalizer_registry.clear()  # type: ignore[attr-defined]
+        drop_inherited_exit_handlers()
+        drop_inherited_finalizers()
         try:
             left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             sender, receiver = Connection(left.detach()), Connection(right.detach())

@@ -40,6 +40,7 @@ from multiprocessing import connection, reduction, util
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from .._compat import queue_internals_known, queue_sentinel
 from .._serialization import (
     PROTOCOL,
     DataAbandoned,
@@ -104,7 +105,10 @@ def _forget(item: Any) -> None:
 
 _BATCH_BYTES = 1 << 16
 _HEADER = struct.Struct("!i").pack
-_SENTINEL = mp_queues._sentinel  # type: ignore[attr-defined]
+_SENTINEL = queue_sentinel()
+# The batching feeder and get()'s fast path rely on Queue's private fields;
+# where they differ, the standard library's own (see _compat).
+_INTERNALS_KNOWN = queue_internals_known()
 
 
 def _feed(
@@ -206,6 +210,9 @@ class _BatchingFeeder(mp_queues.Queue):  # type: ignore[type-arg]
     """Starts :func:`_feed` where the standard library starts its own feeder."""
 
     def _start_thread(self) -> None:
+        if not _INTERNALS_KNOWN:
+            super()._start_thread()  # type: ignore[misc]
+            return
         # The standard library's _start_thread (3.11 to 3.13), with our _feed.
         self._buffer.clear()  # type: ignore[attr-defined]
         writer = self._writer  # type: ignore[attr-defined]
@@ -286,7 +293,8 @@ class Queue(_BatchingFeeder):
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if block and timeout is None and not self._closed:  # type: ignore[attr-defined]
+            if (block and timeout is None and _INTERNALS_KNOWN
+                    and not self._closed):  # type: ignore[attr-defined]
                 with self._rlock:  # type: ignore[attr-defined]
                     data = _recv_message(self._reader.fileno())  # type: ignore[attr-defined]
                 self._sem.release()  # type: ignore[attr-defined]

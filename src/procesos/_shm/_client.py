@@ -366,9 +366,9 @@ def tracker_stats(token: str | None = None, trim: bool = False) -> dict[str, int
 def _open(path: str) -> int:
     if path.startswith("/proc/"):
         return os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    import _posixshmem  # type: ignore[import-not-found]
+    from .._compat import shm_open
 
-    return int(_posixshmem.shm_open(path, os.O_RDWR, 0o600))
+    return shm_open(path, os.O_RDWR, 0o600)
 
 
 def map_segment(path: str, size: int, mode: str) -> mmap.mmap:

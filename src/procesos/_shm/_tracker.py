@@ -80,8 +80,12 @@ import struct
 import sys
 import time
 
-# hmac.compare_digest without hmac, which would load OpenSSL for nothing.
-from _operator import _compare_digest as compare_digest
+# hmac.compare_digest without hmac, which would load OpenSSL for nothing. This
+# script imports nothing of procesos: a copy of procesos._compat.compare_digest.
+try:
+    from _operator import _compare_digest as compare_digest
+except ImportError:
+    from hmac import compare_digest  # type: ignore[no-redef]
 from collections.abc import Iterable
 from typing import Any
 

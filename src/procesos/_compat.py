@@ -1,0 +1,405 @@
+"""Every reach into CPython's private internals, each behind a named function.
+
+procesos is faster and more careful than the standard library in places only
+by using what the standard library keeps private. Each such reach lives here,
+with the one-line assumption it makes (``ASSUMES``), checked by a probe or by
+the function itself, and a fallback (``FALLBACK``), the standard library's own
+public behaviour, used on a Python where the assumption fails. The
+assumptions hold on CPython 3.11 to 3.13, where ``tests/test_compat.py``
+asserts each one and runs each feature with its fallback forced.
+
+This is the bottom layer: it imports nothing of procesos, and of the standard
+library only what a function needs when it is called (the zygote imports it
+for :data:`compare_digest` and must stay small). A probe runs once, on first
+use, and is cached. The shared-memory tracker, a script of its own, keeps a
+copy of :data:`compare_digest` with the same fallback.
+
+Where a fallback is slower, its docstring says by how much and how it was
+measured (``benchmarks/bench_compat.py``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "add_child",
+    "adopt_resource_tracker_fd",
+    "call_before_threads_join",
+    "compare_digest",
+    "drop_inherited_exit_handlers",
+    "drop_inherited_finalizers",
+    "environ_data",
+    "flush_std_streams",
+    "forget_children_after_fork",
+    "formatter_format",
+    "future_internals_known",
+    "interpreter_flags",
+    "mp_log_level",
+    "mp_logs_to_stderr",
+    "process_start_known",
+    "queue_internals_known",
+    "queue_sentinel",
+    "reap_ended_children",
+    "resource_tracker_fd",
+    "run_exit_handlers",
+    "run_mp_exit_function",
+    "shm_open",
+    "shm_unlink",
+]
+
+
+def _has(obj: object, *names: str) -> bool:
+    return all(hasattr(obj, name) for name in names)
+
+
+# --- concurrent.futures.Future ------------------------------------------------
+
+_FUTURE_FIELDS = frozenset(
+    {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"})
+
+
+@functools.cache
+def future_internals_known() -> bool:
+    """ASSUMES: a ``Future`` is exactly the fields ``_condition``, ``_state``,
+    ``_result``, ``_exception``, ``_waiters``, ``_done_callbacks`` with ``_base``'s
+    state constants, and ``wait()``/``as_completed()`` lock ``_condition`` and
+    append to ``_waiters`` (what ``LightFuture`` and the engine's direct path rely on).
+
+    FALLBACK: the engine makes plain ``concurrent.futures.Future`` objects and
+    sends every result through its dispatcher (no direct path). COST, measured
+    by ``benchmarks/bench_compat.py --rounds 9`` (3.11, 2 cores, load 3.1):
+    round trip 2.2x slower with ``PROCESOS_SPIN_US=0`` (50 -> 110 µs; with the
+    default spin on that loaded machine the fallback was 0.75x, 176 -> 132 µs),
+    bulk map of 100k 1.05-1.10x.
+    """
+    from concurrent.futures import Future, _base
+
+    states = ("PENDING", "RUNNING", "CANCELLED", "CANCELLED_AND_NOTIFIED", "FINISHED")
+    return (_has(_base, *states, "LOGGER", "_AcquireFutures", "_create_and_install_waiters")
+            and set(vars(Future())) == _FUTURE_FIELDS)
+
+
+# --- multiprocessing.queues.Queue ---------------------------------------------
+
+_QUEUE_FIELDS = ("_buffer", "_notempty", "_writer", "_reader", "_wlock", "_rlock",
+                 "_sem", "_ignore_epipe", "_joincancelled", "_closed")
+
+
+@functools.cache
+def queue_internals_known() -> bool:
+    """ASSUMES: ``multiprocessing.queues.Queue`` keeps its feeder's state in the fields
+    named in ``_QUEUE_FIELDS``, starts it in ``_start_thread``, ends it with
+    ``_sentinel``, and its connections frame messages as ``send_bytes`` documents
+    (what procesos' batching feeder and its ``get()`` fast path rely on).
+
+    FALLBACK: the standard library's own feeder thread and ``get()``. COST, same
+    script and run: 20,000 small ints put and got in one process 2.4x slower
+    (0.053 -> 0.13 s).
+    """
+    from multiprocessing import connection
+    from multiprocessing import queues as mp_queues
+
+    queue = mp_queues.Queue
+    if not (_has(queue, "_start_thread", "_finalize_join", "_finalize_close",
+                 "_on_queue_feeder_error", "_reset", "_after_fork")
+            and _has(mp_queues, "_sentinel") and _has(connection.Connection, "_send")):
+        return False
+    names: set[str] = set()
+    for method in (queue.__init__, queue._reset, queue._after_fork):  # type: ignore[attr-defined]
+        names.update(getattr(getattr(method, "__code__", None), "co_names", ()))
+    return names.issuperset(_QUEUE_FIELDS)
+
+
+def queue_sentinel() -> object:
+    """The object that tells a queue's feeder thread to close (``Queue._sentinel``);
+    a new object where there is none (then :func:`queue_internals_known` is False)."""
+    from multiprocessing import queues as mp_queues
+
+    return getattr(mp_queues, "_sentinel", object())
+
+
+# --- multiprocessing.process --------------------------------------------------
+
+@functools.cache
+def process_start_known() -> bool:
+    """ASSUMES: ``multiprocessing.process`` keeps the live children in the set
+    ``_children`` and reaps ended ones with ``_cleanup()``, as ``BaseProcess.start``
+    does (procesos' ``Process.start`` is that method without its daemon check).
+
+    FALLBACK: ``Process.start`` calls ``BaseProcess.start`` itself; the one
+    difference is that a daemonic process may then not start children. No cost.
+    """
+    from multiprocessing import process as mp_process
+
+    return (isinstance(getattr(mp_process, "_children", None), set)
+            and callable(getattr(mp_process, "_cleanup", None)))
+
+
+def reap_ended_children() -> None:
+    """Forget children that have ended (``multiprocessing.process._cleanup``)."""
+    from multiprocessing import process as mp_process
+
+    mp_process._cleanup()  # type: ignore[attr-defined]
+
+
+def add_child(process: object) -> None:
+    """List *process* among ``multiprocessing.active_children()``."""
+    from multiprocessing import process as mp_process
+
+    mp_process._children.add(process)  # type: ignore[attr-defined]
+
+
+def forget_children_after_fork() -> None:
+    """In a freshly forked process: the parent's children are not ours.
+
+    ASSUMES: as for :func:`process_start_known`. FALLBACK: nothing to clear.
+    """
+    from multiprocessing import process as mp_process
+
+    children = getattr(mp_process, "_children", None)
+    if isinstance(children, set):
+        children.clear()
+
+
+# --- interpreter exit ---------------------------------------------------------
+
+def call_before_threads_join(fn: Callable[[], object]) -> None:
+    """Call *fn* at exit before non-daemon threads are joined.
+
+    ASSUMES: ``threading._register_atexit`` exists (``concurrent.futures`` uses it).
+    FALLBACK: ``atexit.register``, which runs after those threads are joined:
+    a non-daemon thread of the user's that waits on an engine's future keeps
+    the interpreter from exiting until that future is done.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(fn)
+    else:
+        atexit.register(fn)
+
+
+def drop_inherited_exit_handlers() -> None:
+    """In a new child: the exit handlers of the process it was forked from are
+    not its own; keep only multiprocessing's, as the standard library's fork does.
+
+    ASSUMES: ``atexit._clear`` exists and ``multiprocessing.util._exit_function`` is
+    multiprocessing's exit handler. FALLBACK: the inherited handlers stay (as in
+    a plain ``os.fork()`` child) and run when the child exits.
+    """
+    from multiprocessing import util
+
+    clear = getattr(atexit, "_clear", None)
+    exit_function = getattr(util, "_exit_function", None)
+    if clear is None or exit_function is None:
+        return
+    clear()
+    atexit.register(exit_function)
+
+
+def run_exit_handlers() -> None:
+    """Run the exit handlers now, as the standard library's start methods do
+    before ``os._exit`` (3.13).
+
+    ASSUMES: ``atexit._run_exitfuncs`` exists. FALLBACK: run multiprocessing's
+    own exit function (what 3.11 and 3.12 run at the end of ``_bootstrap``).
+    """
+    run = getattr(atexit, "_run_exitfuncs", None)
+    if run is not None:
+        run()
+    else:
+        run_mp_exit_function()
+
+
+def run_mp_exit_function() -> None:
+    """Run multiprocessing's exit function (join children, run finalizers).
+
+    ASSUMES: ``multiprocessing.util._exit_function`` exists. FALLBACK: nothing;
+    the interpreter's own exit runs it, where the process exits normally.
+    """
+    from multiprocessing import util
+
+    exit_function = getattr(util, "_exit_function", None)
+    if exit_function is not None:
+        exit_function()
+
+
+def drop_inherited_finalizers() -> None:
+    """Drop the finalizers a forked process inherited (``_bootstrap`` does it too).
+
+    ASSUMES: ``multiprocessing.util._finalizer_registry`` is a dict. FALLBACK:
+    nothing; ``BaseProcess._bootstrap`` clears it again in the child.
+    """
+    from multiprocessing import util
+
+    registry = getattr(util, "_finalizer_registry", None)
+    if isinstance(registry, dict):
+        registry.clear()
+
+
+def flush_std_streams() -> None:
+    """Flush ``sys.stdout`` and ``sys.stderr``, ignoring a closed or missing one.
+
+    ASSUMES: ``multiprocessing.util._flush_std_streams`` exists. FALLBACK: the same,
+    done here.
+    """
+    from multiprocessing import util
+
+    flush = getattr(util, "_flush_std_streams", None)
+    if flush is not None:
+        flush()
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError):
+            pass
+
+
+# --- multiprocessing's logger and interpreter flags, for a spawned child --------
+
+def mp_log_level() -> int | None:
+    """The level of multiprocessing's logger, None if nobody made it.
+
+    ASSUMES: ``multiprocessing.util._logger`` holds it. FALLBACK: None (the child's
+    logger keeps its defaults), since ``util.get_logger()`` would make one.
+    """
+    from multiprocessing import util
+
+    logger = getattr(util, "_logger", None)
+    return None if logger is None else int(logger.getEffectiveLevel())
+
+
+def mp_logs_to_stderr() -> bool:
+    """Whether ``multiprocessing.log_to_stderr()`` was called.
+
+    ASSUMES: ``multiprocessing.util._log_to_stderr`` records it. FALLBACK: False.
+    """
+    from multiprocessing import util
+
+    return bool(getattr(util, "_log_to_stderr", False))
+
+
+def interpreter_flags() -> list[str]:
+    """The command-line options that reproduce this interpreter's settings (``-O``, ``-X``...).
+
+    ASSUMES: ``multiprocessing.util._args_from_interpreter_flags`` exists.
+    FALLBACK: ``subprocess``'s function of the same name, else none (a spawned
+    child then runs with default settings).
+    """
+    from multiprocessing import util
+
+    flags: Callable[[], list[str]] | None = getattr(util, "_args_from_interpreter_flags", None)
+    if flags is None:
+        import subprocess
+
+        flags = getattr(subprocess, "_args_from_interpreter_flags", list)
+    return list(flags())
+
+
+# --- the resource tracker -----------------------------------------------------
+
+def resource_tracker_fd() -> int | None:
+    """The pipe to the running resource tracker, None if none runs.
+
+    ASSUMES: the tracker singleton keeps it in ``_fd`` (as ``spawn_main`` sets it).
+    FALLBACK: None: a child starts its own tracker when it first needs one.
+    """
+    from multiprocessing import resource_tracker
+
+    return getattr(resource_tracker._resource_tracker, "_fd", None)
+
+
+def adopt_resource_tracker_fd(fd: int) -> None:
+    """In a child: use the parent's resource tracker through *fd*.
+
+    ASSUMES: as for :func:`resource_tracker_fd`. FALLBACK: nothing (the child
+    starts its own tracker when it first needs one).
+    """
+    from multiprocessing import resource_tracker
+
+    tracker = resource_tracker._resource_tracker
+    if hasattr(tracker, "_fd"):
+        tracker._fd = fd
+
+
+# --- hmac without hashlib -----------------------------------------------------
+
+def _pick_compare_digest() -> Callable[[Any, Any], bool]:
+    try:
+        from _operator import _compare_digest
+    except ImportError:
+        from hmac import compare_digest
+
+        return compare_digest
+    return _compare_digest
+
+
+compare_digest = _pick_compare_digest()
+"""``hmac.compare_digest``. ASSUMES: ``_operator._compare_digest`` is it (importing
+``hmac`` imports ``hashlib``, a few ms in the zygote and tracker). FALLBACK:
+``hmac.compare_digest``, those ms once per process.
+"""
+
+
+# --- POSIX shared memory by name ----------------------------------------------
+
+def shm_open(name: str, flags: int, mode: int = 0o600) -> int:
+    """``shm_open(3)``: a descriptor for the POSIX shared memory object *name* ("/x").
+
+    ASSUMES: the C module ``_posixshmem`` (behind ``multiprocessing.shared_memory``)
+    exists. FALLBACK: open ``/dev/shm`` + *name*, which is what glibc's
+    ``shm_open`` does (an ``OSError`` where there is no ``/dev/shm``).
+    """
+    try:
+        import _posixshmem  # type: ignore[import-not-found]
+    except ImportError:
+        import os
+
+        return os.open("/dev/shm" + name, flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    return int(_posixshmem.shm_open(name, flags, mode))
+
+
+def shm_unlink(name: str) -> None:
+    """``shm_unlink(3)`` of the POSIX shared memory object *name*.
+
+    ASSUMES and FALLBACK: as for :func:`shm_open`.
+    """
+    try:
+        import _posixshmem
+    except ImportError:
+        import os
+
+        os.unlink("/dev/shm" + name)
+        return
+    _posixshmem.shm_unlink(name)
+
+
+# --- os.environ, as the operating system holds it ------------------------------
+
+def environ_data() -> Any:
+    """The environment's encoded variables, a mapping cheap to compare (microseconds).
+
+    ASSUMES: ``os.environ._data`` holds them (bytes to bytes). FALLBACK: a copy of
+    ``os.environ`` (about 10x slower to make; the same comparisons hold).
+    """
+    import os
+
+    return getattr(os.environ, "_data", None) or dict(os.environ)
+
+
+# --- logging ------------------------------------------------------------------
+
+def formatter_format(formatter: Any) -> tuple[str | None, object]:
+    """A ``logging.Formatter``'s format string and style object, as given to it.
+
+    ASSUMES: it keeps them in ``_fmt`` and ``_style`` (``logging`` since 3.2).
+    FALLBACK: ``(None, None)``: a child's copy of the formatter, where the
+    formatter cannot be pickled, then formats as ``logging``'s default does.
+    """
+    return getattr(formatter, "_fmt", None), getattr(formatter, "_style", None)

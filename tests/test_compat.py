@@ -1,0 +1,390 @@
+"""procesos' reaches into CPython's private internals (``procesos._compat``).
+
+For each reach: the assumption it makes holds on this Python, its probe says
+False where the assumption fails, and the feature still works with the
+fallback forced (what a Python that changed the internals, 3.14 or later,
+would get).
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as cf
+import hmac
+import io
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from concurrent.futures import _base
+from multiprocessing import process as mp_process
+from multiprocessing import queues as mp_queues
+from multiprocessing import resource_tracker, util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import procesos
+import procesos._process
+from conftest import run_script
+from procesos import _compat
+from procesos._engine import _dispatcher
+from procesos._sharing import _queues
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def _put_many(queue: Any, items: list[Any]) -> None:
+    for item in items:
+        queue.put(item)
+
+
+@pytest.fixture
+def fresh_probes() -> Any:
+    """The cached probes re-run after the test changes what they look at."""
+    probes = (_compat.future_internals_known, _compat.queue_internals_known,
+              _compat.process_start_known)
+    for probe in probes:
+        probe.cache_clear()
+    yield
+    for probe in probes:
+        probe.cache_clear()
+
+
+# --- the assumptions, on this Python ---------------------------------------------
+
+def test_every_probe_holds_on_this_python() -> None:
+    assert _compat.future_internals_known()
+    assert _compat.queue_internals_known()
+    assert _compat.process_start_known()
+    assert _dispatcher.LIGHT_FUTURES and _queues._INTERNALS_KNOWN
+
+
+class _RecordingWaiters(list):  # type: ignore[type-arg]
+    appended = 0
+
+    def append(self, waiter: Any) -> None:
+        type(self).appended += 1
+        super().append(waiter)
+
+
+def _waiters_appended_by(call: Any) -> int:
+    future: cf.Future[Any] = cf.Future()
+    future._waiters = _RecordingWaiters()  # type: ignore[attr-defined]
+    _RecordingWaiters.appended = 0
+    try:
+        call(future)
+    except cf.TimeoutError:
+        pass
+    assert isinstance(future._condition, threading.Condition)  # type: ignore[attr-defined]
+    return _RecordingWaiters.appended
+
+
+def test_wait_and_as_completed_append_to_waiters() -> None:
+    assert _waiters_appended_by(lambda f: cf.wait([f], timeout=0)) == 1
+    assert _waiters_appended_by(lambda f: next(cf.as_completed([f], timeout=0))) == 1
+
+
+def test_queue_fields_are_where_the_feeder_looks() -> None:
+    queue = mp_queues.Queue(ctx=procesos.get_context("fork"))
+    try:
+        for name in _compat._QUEUE_FIELDS:
+            assert hasattr(queue, name), name
+    finally:
+        queue.close()
+        queue.join_thread()
+
+
+def test_exit_and_tracker_internals_exist() -> None:
+    assert callable(threading._register_atexit)  # type: ignore[attr-defined]
+    assert callable(atexit._clear) and callable(atexit._run_exitfuncs)  # type: ignore[attr-defined]
+    assert callable(util._exit_function)  # type: ignore[attr-defined]
+    assert isinstance(util._finalizer_registry, dict)  # type: ignore[attr-defined]
+    assert callable(util._flush_std_streams)  # type: ignore[attr-defined]
+    assert hasattr(util, "_logger") and hasattr(util, "_log_to_stderr")
+    assert callable(util._args_from_interpreter_flags)  # type: ignore[attr-defined]
+    assert hasattr(resource_tracker._resource_tracker, "_fd")
+    from _operator import _compare_digest
+
+    assert _compat.compare_digest is _compare_digest
+    for a, b in [(b"s" * 32, b"s" * 32), (b"s" * 32, b"t" * 32), (b"s", b"ss"), ("x", "x")]:
+        assert _compare_digest(a, b) == hmac.compare_digest(a, b)
+    assert isinstance(os.environ._data, dict)  # type: ignore[attr-defined]
+    import _posixshmem  # type: ignore[import-not-found]  # noqa: F401
+
+
+# --- the probes fail where the assumptions do -------------------------------------
+
+def test_future_probe_fails_on_a_future_with_other_fields(
+        monkeypatch: pytest.MonkeyPatch, fresh_probes: None) -> None:
+    init = cf.Future.__init__
+
+    def other_init(self: Any) -> None:
+        init(self)
+        self._cancel_message = None  # what 3.x might add
+
+    monkeypatch.setattr(cf.Future, "__init__", other_init)
+    assert not _compat.future_internals_known()
+
+
+def test_future_probe_fails_without_the_waiter_machinery(
+        monkeypatch: pytest.MonkeyPatch, fresh_probes: None) -> None:
+    monkeypatch.delattr(_base, "_AcquireFutures")
+    assert not _compat.future_internals_known()
+
+
+@pytest.mark.parametrize("missing", ["_sentinel", "Queue._start_thread"])
+def test_queue_probe_fails_without_its_internals(
+        missing: str, monkeypatch: pytest.MonkeyPatch, fresh_probes: None) -> None:
+    owner: Any = mp_queues
+    for part in missing.split(".")[:-1]:
+        owner = getattr(owner, part)
+    monkeypatch.delattr(owner, missing.split(".")[-1])
+    assert not _compat.queue_internals_known()
+
+
+def test_queue_probe_fails_when_a_field_is_renamed(
+        monkeypatch: pytest.MonkeyPatch, fresh_probes: None) -> None:
+    monkeypatch.setattr(_compat, "_QUEUE_FIELDS", (*_compat._QUEUE_FIELDS, "_renamed"))
+    assert not _compat.queue_internals_known()
+
+
+def test_process_probe_fails_without_children_set(
+        monkeypatch: pytest.MonkeyPatch, fresh_probes: None) -> None:
+    monkeypatch.setattr(mp_process, "_children", None)
+    assert not _compat.process_start_known()
+
+
+# --- each feature, with its fallback forced ---------------------------------------
+
+def test_executor_works_with_plain_futures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_dispatcher, "LIGHT_FUTURES", False)
+    with procesos.Executor(max_workers=2) as ex:
+        first = ex.submit(_square, 3)
+        assert type(first) is cf.Future  # no LightFuture, no direct path
+        assert first.result(timeout=60) == 9
+        futures = [ex.submit(_square, i) for i in range(20)]
+        done, _ = cf.wait(futures, timeout=60)
+        assert len(done) == 20
+        assert sorted(f.result() for f in cf.as_completed(futures)) == \
+            sorted(i * i for i in range(20))
+        assert all(type(f) is cf.Future for f in futures)
+        assert list(ex.map(_square, range(100))) == [i * i for i in range(100)]
+        with pytest.raises(TypeError):
+            ex.submit(_square, "x").result(timeout=60)
+
+
+@pytest.mark.parametrize("method", ["fork", "zygote"])
+def test_queue_works_with_the_standard_feeder(
+        method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_queues, "_INTERNALS_KNOWN", False)
+    monkeypatch.setattr(_queues, "_feed", None)  # procesos' feeder: never started
+    ctx = procesos.get_context(method)
+    big = bytes(range(256)) * 4096  # through shared memory
+    items: list[Any] = [1, "two", (3, 4), big, None, list(range(1000))]
+    for queue in (ctx.Queue(), ctx.JoinableQueue()):
+        process = ctx.Process(target=_put_many, args=(queue, items))
+        process.start()
+        got = [queue.get(timeout=60) for _ in items]
+        process.join(60)
+        assert got == items and process.exitcode == 0
+        queue.put("blocking get")
+        assert queue.get() == "blocking get"
+        queue.close()
+        queue.join_thread()
+
+
+def test_process_start_falls_back_to_the_standard_library(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(procesos._process, "process_start_known", lambda: False)
+    process = procesos.Process(target=_square, args=(4,))
+    process.start()
+    assert process in procesos.active_children()
+    process.join(60)
+    assert process.exitcode == 0
+    with pytest.raises(AssertionError):
+        process.start()
+
+
+def test_spawned_child_without_the_parents_tracker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from procesos._launch import _popen
+
+    monkeypatch.setattr(_popen, "resource_tracker_fd", lambda: None)
+    process = procesos.get_context("spawn").Process(target=_square, args=(5,))
+    process.start()
+    process.join(60)
+    assert process.exitcode == 0
+
+
+_WITHOUT_PRIVATE_EXIT_HOOKS = """
+import atexit, threading
+import concurrent.futures.process, concurrent.futures.thread  # these need it at import
+del threading._register_atexit, atexit._clear, atexit._run_exitfuncs
+import procesos
+import procesos._process
+
+def say(x):
+    print("child", x, flush=False)
+
+def touch(i):
+    open(f"done-{i}", "w").close()
+    return i + 1
+
+if __name__ == "__main__":
+    p = procesos.Process(target=say, args=(1,))
+    p.start(); p.join(60)
+    assert p.exitcode == 0, p.exitcode
+    ex = procesos.Executor(max_workers=2)
+    futures = [ex.submit(touch, i) for i in range(10)]
+    print("result", futures[0].result(timeout=60), flush=True)
+    # no shutdown(): the at-exit fallback (atexit.register) ends the engine,
+    # after its submitted tasks, as concurrent.futures does
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "zygote"])
+def test_processes_and_engines_end_without_private_exit_hooks(
+        method: str, tmp_path: Path) -> None:
+    result = run_script(_WITHOUT_PRIVATE_EXIT_HOOKS, tmp_path, method=method)
+    assert result.returncode == 0, result.stderr
+    assert "result 1" in result.stdout
+    assert "child 1" in result.stdout
+    assert sorted(p.name for p in tmp_path.glob("done-*")) == [f"done-{i}" for i in range(10)]
+    assert "Traceback" not in result.stderr
+
+
+def test_exit_handlers_fallbacks_are_harmless_without_internals(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(atexit, "_clear")
+    monkeypatch.delattr(atexit, "_run_exitfuncs")
+    monkeypatch.setattr(util, "_exit_function", lambda: calls.append("exit"))
+    monkeypatch.setattr(util, "_finalizer_registry", None)
+    calls: list[str] = []
+    _compat.drop_inherited_exit_handlers()  # leaves the handlers as they are
+    _compat.drop_inherited_finalizers()
+    _compat.run_exit_handlers()
+    assert calls == ["exit"]  # multiprocessing's own exit work still runs
+
+
+def test_call_before_threads_join_falls_back_to_atexit(monkeypatch: pytest.MonkeyPatch) -> None:
+    registered: list[object] = []
+    monkeypatch.delattr(threading, "_register_atexit")
+    monkeypatch.setattr(atexit, "register", registered.append)
+    _compat.call_before_threads_join(print)
+    assert registered == [print]
+
+
+def test_flush_std_streams_fallback_flushes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(util, "_flush_std_streams")
+    buffer = io.BytesIO()
+    stream = io.TextIOWrapper(buffer, encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.setattr(sys, "stderr", None)  # a missing stream is skipped
+    stream.write("kept")
+    _compat.flush_std_streams()
+    assert buffer.getvalue() == b"kept"
+
+
+def test_logging_and_flag_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess as sp
+
+    expected = sp._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    monkeypatch.delattr(util, "_logger")
+    monkeypatch.delattr(util, "_log_to_stderr")
+    monkeypatch.delattr(util, "_args_from_interpreter_flags")
+    assert _compat.mp_log_level() is None
+    assert _compat.mp_logs_to_stderr() is False
+    assert _compat.interpreter_flags() == expected
+    monkeypatch.delattr(sp, "_args_from_interpreter_flags")
+    assert _compat.interpreter_flags() == []
+
+
+def test_spawn_passes_interpreter_flags(tmp_path: Path) -> None:
+    source = textwrap.dedent("""
+        import sys, procesos
+        def show(): print("child optimize", sys.flags.optimize, flush=True)
+        if __name__ == "__main__":
+            p = procesos.get_context("spawn").Process(target=show)
+            p.start(); p.join(60)
+    """)
+    script = tmp_path / "flags.py"
+    script.write_text(source)
+    result = subprocess.run([sys.executable, "-O", str(script)], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert "child optimize 1" in result.stdout, result.stderr
+
+
+def test_compare_digest_fallback_is_hmacs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "_operator", None)  # import fails
+    compare = _compat._pick_compare_digest()
+    assert compare is hmac.compare_digest
+    assert compare(b"secret", b"secret") and not compare(b"secret", b"secreT")
+
+
+def test_shm_open_fallback_opens_the_same_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm here")
+    name = f"/procesos-compat-test-{uuid.uuid4().hex[:8]}"
+    fd = _compat.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR)  # _posixshmem
+    try:
+        os.write(fd, b"through _posixshmem")
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, "_posixshmem", None)
+            other = _compat.shm_open(name, os.O_RDWR)
+            try:
+                assert os.pread(other, 19, 0) == b"through _posixshmem"
+            finally:
+                os.close(other)
+            _compat.shm_unlink(name)
+        with pytest.raises(FileNotFoundError):
+            _compat.shm_open(name, os.O_RDWR)
+    finally:
+        os.close(fd)
+
+
+def test_environ_data_fallback_compares_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _compat.environ_data()
+    assert before is os.environ._data  # type: ignore[attr-defined]
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    copied = _compat.environ_data()
+    assert copied == os.environ
+    os.environ["PROCESOS_COMPAT_TEST"] = "1"
+    assert _compat.environ_data() != copied
+
+
+def test_formatter_format_and_its_fallback() -> None:
+    import logging
+
+    from procesos._launch._log_config import _formatter_spec
+
+    formatter = logging.Formatter("{levelname}: {message}", style="{")
+    fmt, style = _compat.formatter_format(formatter)
+    assert fmt == "{levelname}: {message}" and isinstance(style, logging.StrFormatStyle)
+    del formatter._fmt, formatter._style  # type: ignore[attr-defined]  # a logging that moved them
+    assert _compat.formatter_format(formatter) == (None, None)
+    spec = _formatter_spec(formatter)
+    assert spec is not None and spec.fmt is None and spec.style == "%"
+    record = logging.makeLogRecord({"msg": "hello"})
+    assert logging.Formatter(spec.fmt, spec.datefmt, spec.style).format(record) == "hello"
+
+
+def test_the_trackers_own_compare_digest_falls_back_to_hmac(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from procesos._shm import _tracker
+
+    assert _tracker.compare_digest is _compat.compare_digest  # a script: its own copy
+    monkeypatch.setitem(sys.modules, "_operator", None)
+    spec = importlib.util.spec_from_file_location("tracker_copy", _tracker.__file__)
+    assert spec is not None and spec.loader is not None
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    assert copy.compare_digest is hmac.compare_digest
