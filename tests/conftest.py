@@ -92,9 +92,25 @@ def no_semaphore_left_by_the_session() -> Iterator[None]:
     which a queue's threads may delay past the test that made it: they are
     checked once, when the session ends."""
     yield
+    _stop_joblib_pools()
     gc.collect()
     left = semaphore_entries()
     assert not left, f"the tests left named semaphores behind: {sorted(left)}"
+
+
+def _stop_joblib_pools() -> None:
+    """The pools joblib keeps warm between calls (loky's, and procesos' backend's)
+    live until exit, with their semaphores: stop them before counting."""
+    if "joblib" not in sys.modules:
+        return
+    from joblib.externals.loky import reusable_executor
+
+    loky_pool = getattr(reusable_executor, "_executor", None)  # None: never started
+    if loky_pool is not None:
+        loky_pool.shutdown(wait=True)
+    procesos_joblib = sys.modules.get("procesos.joblib")
+    if procesos_joblib is not None:
+        procesos_joblib.shutdown()
 
 
 def _tracker_running() -> bool:

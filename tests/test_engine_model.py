@@ -165,13 +165,7 @@ class EngineModel(RuleBasedStateMachine):
         """Wait until one submitted task has resolved (the test's timeout bounds it)."""
         if self.futures:
             _, future = self.futures[which % len(self.futures)]
-            if self.kind == "executor":
-                try:
-                    future.exception()
-                except CancelledError:
-                    pass
-            else:
-                future.wait()
+            _resolved(self.kind, future)
 
     @precondition(lambda self: self.open)
     @rule(cancel_futures=st.booleans())
@@ -212,13 +206,7 @@ class EngineModel(RuleBasedStateMachine):
         try:
             # Every future resolves (the test's timeout bounds the wait).
             for task, future in self.futures:
-                if self.kind == "executor":
-                    try:
-                        future.exception()
-                    except CancelledError:
-                        pass
-                else:
-                    future.wait()
+                _resolved(self.kind, future)
                 task.outcome = _outcome(self.kind, future)
         finally:
             if self.kind == "executor":
@@ -240,6 +228,17 @@ class EngineModel(RuleBasedStateMachine):
         assert all(ref() is None for ref in watched), "the engine kept a task's argument"
         assert not [t for t in threading.enumerate()
                     if t.name in ("procesos-dispatcher", "procesos-worker-starter")]
+
+
+def _resolved(kind: str, future: Any) -> None:
+    """Wait until *future* (an Executor's, or a Pool's async result) has resolved."""
+    if kind == "executor":
+        try:
+            future.exception()
+        except CancelledError:
+            pass
+    else:
+        future.wait()
 
 
 def _outcome(kind: str, future: Any) -> tuple[str, Any]:
