@@ -96,7 +96,9 @@ def test_processes_started_together_overlap_and_joined_ones_do_not(
 def test_a_killed_process_and_one_still_running(tmp_path: Path) -> None:
     go = procesos.Event()
     with procesos.trace() as recording:
-        killed = procesos.Process(target=_wait_on, args=(go,))
+        # (not waiting on the Event: a process killed inside Condition.wait()
+        # leaves the Condition waiting for it to wake, and set() hangs)
+        killed = procesos.Process(target=signal.pause)
         running = procesos.Process(target=_wait_on, args=(go,))
         killed.start()
         running.start()
