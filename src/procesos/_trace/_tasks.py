@@ -22,14 +22,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .._shm._transport import MAGIC, shared_bytes
+from .._shm._transport import shared_bytes
 from ._recorder import Recorder, Track, never_breaks_the_program
 
 __all__ = ["arrived", "encoding", "fault", "ran", "sent"]
-
-
-def is_shared(payload: Any) -> bool:
-    return bytes(payload[:4]) == MAGIC
 
 
 def _worker_track(recorder: Recorder, worker: Any) -> Track:
@@ -112,8 +108,9 @@ def ran(recorder: Recorder, worker: Any, batch: Any, offset: int, count: int,
 @never_breaks_the_program
 def arrived(recorder: Recorder, batch_id: int, offset: int, payload: Any) -> None:
     """The results of items from *offset* of batch *batch_id* arrived in *payload*."""
-    if is_shared(payload):
-        recorder.shared_results[(batch_id, offset)] = shared_bytes(payload)
+    shared = shared_bytes(payload)  # 0 for a plain pickle
+    if shared:
+        recorder.shared_results[(batch_id, offset)] = shared
 
 
 @never_breaks_the_program
