@@ -925,3 +925,95 @@ def test_terminate_with_large_data_in_flight_leaves_no_shared_memory(tmp_path: P
     pool.terminate()
     pool.join()
     assert not blocked.successful() and not queued.successful()
+
+
+# -- a result made and never sent ----------------------------------------------------------
+
+def _dies_instead_of_sending_shared_memory(write_all: Any) -> Any:
+    """The worker's ``write_all``, killing the worker once it has a result frame in
+    shared memory to send: as if killed (terminate(), the OOM killer) in between."""
+    from procesos._engine._messages import is_shared
+
+    def write(fd: int, parts: list[bytes]) -> None:
+        if any(len(part) >= 4 and is_shared(part) for part in parts):
+            os.kill(os.getpid(), signal.SIGKILL)
+        write_all(fd, parts)
+
+    return write
+
+
+def test_a_worker_killed_between_making_its_result_and_sending_it_leaves_no_shared_memory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from procesos._engine import _worker
+
+    # Under fork the workers inherit the patched module.
+    monkeypatch.setattr(_worker, "write_all", _dies_instead_of_sending_shared_memory(
+        _worker.write_all))
+    with procesos.Executor(1, context="fork") as ex:
+        future = ex.submit(ones, LARGE // 8)
+        with pytest.raises(procesos.WorkerCrashedError):
+            future.result(timeout=30)
+        assert ex.submit(total, np.ones(10)).result(timeout=30) == 10.0
+    # The fixture checks that the tracker holds no segment and no ticket.
+
+
+def test_a_child_killed_between_making_its_result_and_sending_it_leaves_no_shared_memory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from procesos._launch import _child
+
+    def encode_then_die(value: object, where: str) -> bytes:
+        _child.encode_value.__wrapped__(value, where)  # type: ignore[attr-defined]
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
+
+    encode_then_die.__wrapped__ = _child.encode_value  # type: ignore[attr-defined]
+    monkeypatch.setattr(_child, "encode_value", encode_then_die)
+    p = procesos.get_context("fork").Process(target=ones, args=(LARGE // 8,))
+    p.start()
+    p.join(timeout=30)
+    assert p.exitcode == -signal.SIGKILL
+    with pytest.raises(procesos.ProcessCrashedError):
+        p.result()
+
+
+@pytest.mark.parametrize("close", [False, True], ids=["joined", "closed"])
+def test_a_child_result_nobody_reads_is_given_back_with_its_process(close: bool) -> None:
+    p = procesos.Process(target=ones, args=(LARGE // 8,))
+    p.start()
+    p.join(timeout=30)
+    assert p.exitcode == 0
+    assert live_shared_memory()["tickets"] == 1  # kept for a result() to come
+    if close:
+        p.close()
+    del p
+    # The fixture checks that the tracker holds no segment and no ticket.
+
+
+def _make_frames(fd: int) -> None:
+    from procesos._serialization import frames_for_channel
+
+    with frames_for_channel("results"):
+        sent = dumps(np.full(LARGE // 8, 1.0))
+        dumps(np.full(LARGE // 8, 2.0))  # made for the watcher, never sent
+    for frame in (sent, dumps(np.full(LARGE // 8, 3.0))):  # the second for anyone
+        os.write(fd, len(frame).to_bytes(4, "big") + frame)
+
+
+def test_reaping_an_ended_writer_frees_only_its_frames_for_its_watcher_that_never_left() -> None:
+    from procesos._serialization import reap
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()  # a bare fork: a procesos child would be reaped by its popen
+    if pid == 0:
+        try:
+            _make_frames(write_fd)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        kept, for_anyone = (pipe.read(int.from_bytes(pipe.read(4), "big")) for _ in range(2))
+    assert os.waitpid(pid, 0)[1] == 0
+    assert live_shared_memory()["tickets"] == 3
+    reap(pid, "results", [kept])
+    assert live_shared_memory()["tickets"] == 2
+    assert loads(kept)[0] == 1.0 and loads(for_anyone)[0] == 3.0

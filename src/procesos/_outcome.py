@@ -14,17 +14,23 @@ unpickle either is reported for what it is, never lost.
 from __future__ import annotations
 
 import pickle
+import weakref
 from typing import Any
 
 from ._errors import PicklingError, RemoteError, RemoteTraceback, UnpicklingError
-from ._serialization import PROTOCOL, dumps, dumps_fast, loads
+from ._serialization import PROTOCOL, discard, dumps, dumps_fast, frames_for_channel, loads
+from ._shm._transport import MAGIC
 
-__all__ = ["PICKLING_FAILURES", "decode", "encode_error", "encode_value"]
+__all__ = ["OUTCOME_CHANNEL", "PICKLING_FAILURES", "ReceivedOutcome", "decode", "encode_error",
+           "encode_value"]
 
 
 #: What a ``__reduce__`` or ``__setstate__`` may raise that fails the one object,
 #: not the process: ``sys.exit()`` or ``KeyboardInterrupt`` raised there included.
 PICKLING_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
+#: The channel (``frames_for_channel``) of a child's outcome, read by its popen.
+OUTCOME_CHANNEL = "outcome"
 
 
 def _describe(obj: object) -> str:
@@ -32,37 +38,42 @@ def _describe(obj: object) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def encode_error(exc: BaseException, traceback_text: str | None = None) -> bytes:
-    """The outcome frame for an exception raised in this process."""
+def encode_error(exc: BaseException, traceback_text: str | None = None,
+                 channel: str = OUTCOME_CHANNEL) -> bytes:
+    """The outcome frame for an exception raised in this process, to be sent on
+    *channel* (see ``frames_for_channel``)."""
     if traceback_text is None:
         import traceback  # here: only an error needs it (4 ms of import)
 
         traceback_text = "".join(traceback.format_exception(exc))
     payload: bytes | None
-    try:
-        # By reference first: the parent has the modules, __main__ included, so
-        # that a class of the caller's own arrives as that class (under fork,
-        # cloudpickle would send a class of __main__ by value: a copy that
-        # ``except`` in the parent does not match).
-        payload = dumps_fast(exc)
-    except PICKLING_FAILURES:
+    with frames_for_channel(channel):
         try:
-            payload = dumps(exc)
+            # By reference first: the parent has the modules, __main__ included, so
+            # that a class of the caller's own arrives as that class (under fork,
+            # cloudpickle would send a class of __main__ by value: a copy that
+            # ``except`` in the parent does not match).
+            payload = dumps_fast(exc)
         except PICKLING_FAILURES:
-            payload = None
+            try:
+                payload = dumps(exc)
+            except PICKLING_FAILURES:
+                payload = None
     return pickle.dumps(("error", payload, _describe(exc), str(exc), traceback_text), PROTOCOL)
 
 
 def encode_value(value: object, where: str) -> bytes:
-    """The outcome frame for a return value; *where* names it for error messages."""
+    """The outcome frame for a child's return value; *where* names it for error
+    messages."""
     try:
-        try:
-            # The C pickler is much faster and enough for most results (the
-            # parent has the __main__ that functions are pickled against);
-            # large buffers still go through shared memory.
-            payload = dumps_fast(value)
-        except PICKLING_FAILURES:
-            payload = dumps(value)
+        with frames_for_channel(OUTCOME_CHANNEL):
+            try:
+                # The C pickler is much faster and enough for most results (the
+                # parent has the __main__ that functions are pickled against);
+                # large buffers still go through shared memory.
+                payload = dumps_fast(value)
+            except PICKLING_FAILURES:
+                payload = dumps(value)
         return pickle.dumps(("value", payload), PROTOCOL)
     except PICKLING_FAILURES as exc:
         import traceback
@@ -106,3 +117,30 @@ def decode(frame: bytes, where: str) -> tuple[bool, Any]:
             return False, error
     type_name, message, traceback_text = rest
     return False, rebuild_exception(payload, type_name, message, traceback_text)
+
+
+class ReceivedOutcome:
+    """An outcome frame that arrived from a child, until it is read (at most once).
+
+    Its value or exception may lie in shared memory, held for the reader: if
+    nobody ever reads it (a ``Process`` joined whose ``result()`` is never
+    asked for), that memory goes back when this object is garbage, not at the
+    end of the process tree.
+    """
+
+    __slots__ = ("__weakref__", "_unread", "frame", "payload")
+
+    def __init__(self, frame: bytes) -> None:
+        self.frame = frame
+        payload = pickle.loads(frame)[1]
+        self.payload: bytes | None = payload
+        self._unread = None
+        if payload is not None and payload[:4] == MAGIC:
+            self._unread = weakref.finalize(self, discard, payload)
+            self._unread.atexit = False  # the tree's end frees it then
+
+    def decode(self, where: str) -> tuple[bool, Any]:
+        """``(True, value)`` or ``(False, exception)``; call it once."""
+        if self._unread is not None:
+            self._unread.detach()
+        return decode(self.frame, where)

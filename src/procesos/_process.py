@@ -20,7 +20,7 @@ from ._compat import add_child, forget_children_after_fork, process_start_known,
 from ._errors import ProcessCrashedError, RemoteTraceback, TimeoutError
 from ._launch._popen import BasePopen
 from ._options import check_args, check_kwargs
-from ._outcome import decode
+from ._outcome import ReceivedOutcome
 from ._output import check_output_mode
 from ._trace import _state as _trace_state
 
@@ -76,7 +76,7 @@ class Process(BaseProcess):
         self._output = None if output is None else check_output_mode(output)
         self._kept_streams: tuple[str | None, str | None] = (None, None)
         self._settled: tuple[bool, Any] | None = None
-        self._kept_outcome: bytes | None = None
+        self._kept_outcome: ReceivedOutcome | None = None
         self._kept_exitcode: int | None = None
 
     if TYPE_CHECKING:  # BaseProcess's private attributes, which typeshed does not declare
@@ -249,7 +249,7 @@ class Process(BaseProcess):
         if self._settled is not None:
             return self._settled
         if self._closed:
-            frame, exitcode = self._kept_outcome, self._kept_exitcode
+            outcome, exitcode = self._kept_outcome, self._kept_exitcode
             if exitcode is None:
                 raise ValueError(f"process {self.name!r} is closed and never finished")
         else:
@@ -258,11 +258,11 @@ class Process(BaseProcess):
                 raise ValueError(f"process {self.name!r} was never started; call start() first")
             if not popen.wait_outcome(timeout):
                 raise TimeoutError(f"process {self.name!r} is still running after {timeout} s")
-            frame, exitcode = popen.outcome, popen.returncode
+            outcome, exitcode = popen.outcome, popen.returncode
         where = f"the result of process {self.name!r}"
         settled: tuple[bool, Any]
-        if frame is not None:
-            settled = decode(frame, where)
+        if outcome is not None:
+            settled = outcome.decode(where)
             error = settled[1]
             if not settled[0] and not (isinstance(error, ProcessCrashedError)
                                        and error.pid == self.pid):  # its sys.exit(): named

@@ -68,11 +68,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .._serialization import discard, dumps, dumps_fast, get_threshold
+from .._serialization import discard, dumps, dumps_fast, frames_for_channel, get_threshold
 from .._shm._transport import MAGIC
 
 __all__ = [
-    "CALL", "DONE", "INIT_FAILED", "ONE", "READY", "RETIRE", "RUN", "SKIP", "SLOT_RSS",
+    "CALL", "DONE", "INIT_FAILED", "ONE", "READY", "RESULTS_CHANNEL", "RETIRE", "RUN", "SKIP",
+    "SLOT_RSS",
     "SLOT_SEQ", "SLOT_START", "SLOT_WIDTH", "STAR", "STOP", "UNREADABLE", "FrameReader",
     "discard_shared", "encode_objects", "encode_values", "frame", "is_shared", "plain_call",
     "poll_briefly", "write_all",
@@ -81,6 +82,9 @@ __all__ = [
 RUN, STOP, READY, INIT_FAILED, DONE, UNREADABLE, RETIRE = range(7)
 ONE, STAR, CALL = range(3)
 SLOT_WIDTH, SLOT_SEQ, SLOT_START, SLOT_RSS = 4, 0, 1, 2
+#: The channel (``frames_for_channel``) of what a worker sends the parent, read
+#: by the engine: reaped when the worker ends (``WorkerHandle.close``).
+RESULTS_CHANNEL = "results"
 
 _PREFIX = struct.Struct("!QI")
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -161,7 +165,10 @@ def encode_values(values: Any) -> bytes:
     Raises what the pickler raised.
     """
     data = _quick(values)
-    return dumps_fast(values) if data is None else data
+    if data is not None:
+        return data
+    with frames_for_channel(RESULTS_CHANNEL):
+        return dumps_fast(values)
 
 
 def is_shared(payload: bytes | memoryview) -> bool:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, NoReturn
 from .._compat import run_mp_exit_function
 from .._errors import PicklingError, UnpicklingError
 from .._outcome import PICKLING_FAILURES, encode_error
-from .._serialization import dumps, loads
+from .._serialization import discard, dumps, frames_for_channel, loads
 from .._shm._write_cache import drop_all as drop_kept_mappings
 from ._messages import (
     CALL,
@@ -33,6 +33,7 @@ from ._messages import (
     INIT_FAILED,
     ONE,
     READY,
+    RESULTS_CHANNEL,
     RETIRE,
     RUN,
     SKIP,
@@ -109,7 +110,7 @@ def _load(data: bytes | memoryview, what: str) -> tuple[bool, Any]:
         raise
     except BaseException as exc:
         error = UnpicklingError(f"{what} could not be unpickled in the worker: {exc!r}")
-        return False, encode_error(error, _user_traceback(exc))
+        return False, encode_error(error, _user_traceback(exc), RESULTS_CHANNEL)
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -123,7 +124,7 @@ def _error_frame(exc: BaseException) -> bytes:
     """The outcome frame of a task's exception. One that cannot be pickled
     arrives as ``RemoteError`` (its type's name, message and traceback), as
     from a ``Process``."""
-    return encode_error(exc, _user_traceback(exc))
+    return encode_error(exc, _user_traceback(exc), RESULTS_CHANNEL)
 
 
 class _ForkWatch:
@@ -206,22 +207,24 @@ class _Worker:
         write_all(self.out_fd, parts)
 
     def _pickle_values_carefully(self, values: list[Any], errors: list[tuple[int, bytes]]) -> bytes:
-        try:
-            return dumps(values)
-        except PICKLING_FAILURES:
-            pass
+        with frames_for_channel(RESULTS_CHANNEL):
+            try:
+                return dumps(values)
+            except PICKLING_FAILURES:
+                pass
         for i, value in enumerate(values):
             try:
-                dumps(value)
+                discard(dumps(value))  # only to find which one fails
             except PICKLING_FAILURES as exc:
                 cls = type(value)
                 error = PicklingError(
                     f"the result, a {cls.__module__}.{cls.__qualname__} object, could not be "
                     f"pickled in the worker ({exc!r}). Return something picklable."
                 )
-                errors.append((i, encode_error(error, _user_traceback(exc))))
+                errors.append((i, encode_error(error, _user_traceback(exc), RESULTS_CHANNEL)))
                 values[i] = None
-        return dumps(values)
+        with frames_for_channel(RESULTS_CHANNEL):
+            return dumps(values)
 
     # -- the loop ------------------------------------------------------------
     def serve(self) -> None:
@@ -435,7 +438,7 @@ def worker_main(channel: tuple[Connection, Connection], progress: Any, slot: int
             # Logged here as concurrent.futures logs it, and sent: the parent
             # fails the pool with it.
             logging.getLogger("procesos").critical("Exception in initializer:", exc_info=True)
-            worker.send((INIT_FAILED, encode_error(exc, _user_traceback(exc))))
+            worker.send((INIT_FAILED, encode_error(exc, _user_traceback(exc), RESULTS_CHANNEL)))
             return
     worker.note_memory()
     worker.send((READY, os.getpid()))

@@ -22,12 +22,13 @@ from multiprocessing import Pipe
 from typing import Any
 
 from .._context import ProcesosContext
-from .._serialization import copies_deferred, send_then_copy
+from .._serialization import copies_deferred, reap, send_then_copy
 from .._trace import _state as _trace_state
 from ._jobs import Batch
 from ._messages import (
     CALL,
     DONE,
+    RESULTS_CHANNEL,
     RUN,
     STOP,
     FrameReader,
@@ -217,12 +218,16 @@ class WorkerHandle:
             batch.lost()
 
     def close(self) -> None:
-        """Release the process and the pipes (the worker has ended)."""
+        """Release the process and the pipes (the worker has ended, and what it
+        sent has been read: the results it made and never sent go back)."""
         self.dead = True
         self.outbox.clear()
         for conn in self.conns:
             conn.close()
+        pid = self.process.pid
         try:
             self.process.close()
         except ValueError:
             pass
+        if pid is not None:
+            reap(pid, RESULTS_CHANNEL)

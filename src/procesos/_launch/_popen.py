@@ -20,8 +20,9 @@ from typing import Any, ClassVar
 
 from .._compat import flush_std_streams, mp_log_level, mp_logs_to_stderr, resource_tracker_fd
 from .._errors import PicklingError
+from .._outcome import OUTCOME_CHANNEL, ReceivedOutcome
 from .._output import ChildOutput, install_std_fds, open_child_output, resolve_output_mode
-from .._serialization import dumps
+from .._serialization import dumps, reap
 from .._wait import readable
 from ._fds import InheritedFd
 from ._log_config import take_snapshot
@@ -87,7 +88,7 @@ class BasePopen:
         self.returncode: int | None = None
         self.finalizer: util.Finalize | None = None
         self.channel: Connection | None = None
-        self.outcome: bytes | None = None
+        self.outcome: ReceivedOutcome | None = None
         # The exit code the child reported as its last act (zygote children: see
         # _wire), before the zygote could reap it: the process has ended for us.
         self.reported_exit: int | None = None
@@ -231,14 +232,18 @@ class BasePopen:
                     data = channel.recv_bytes()
                     code = read_exit_report(data)
                     if code is None:
-                        self.outcome = data
+                        self.outcome = ReceivedOutcome(data)
                     else:
                         self.reported_exit = code
                 return
             except (EOFError, OSError):
-                # End of file: nothing more will come.
+                # End of file: nothing more will come. An outcome made and
+                # never sent (the child was killed in between) goes back.
                 channel.close()
                 self.channel = None
+                outcome = self.outcome
+                reap(self.pid, OUTCOME_CHANNEL,
+                     [] if outcome is None or outcome.payload is None else [outcome.payload])
 
     # -- the child's standard streams ----------------------------------------
     def _open_output(self, process_obj: BaseProcess) -> ChildOutput | None:

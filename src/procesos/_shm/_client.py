@@ -224,6 +224,11 @@ class TrackerClient:
         name, _, secret = self.token.partition(".")
         starter.communicate(f"{name} {secret}\n".encode())
 
+    def may_be_running(self) -> bool:
+        """Whether this process is connected to the tracker, or one was started
+        (by any process of the tree), without starting one."""
+        return self.sock is not None or os.path.exists(_address(self.token))
+
     # -- messages -----------------------------------------------------------------
     def request(self, *message: Any) -> tuple[Any, ...]:
         """Send *message* and return the tracker's answer.

@@ -29,8 +29,9 @@ dead tracker gave out mean nothing to its successor.
 client -> tracker                  reply
 =================================  ==========================================
 ``("hello", secret)``              ``("ok", pid)``: always the first message
-``("alloc", nbytes, reusable)``    ``("ok", seg, ticket, path, capacity)``: a
-                                   segment to write, with an unclaimed ticket
+``("alloc", nbytes, reusable[,``  ``("ok", seg, ticket, path, capacity)``: a
+``channel])``                      segment to write, with an unclaimed ticket
+                                   (*channel*: see ``reap``)
 ``("seal", ticket, seg)``          none: the writer is done, the frame is sent
 ``("drop", ticket, seg)``          none: the frame will never be sent, or its
                                    writer gave up before it was written
@@ -50,10 +51,16 @@ client -> tracker                  reply
 ``("release", seg)``               none: this connection lets go of one hold
 ``("create", nbytes)``             ``("ok", seg, path)``: a segment for a
                                    ``SharedArray``, held by this connection
-``("ticket", seg[, origin])``      ``("ok", ticket)`` or ``("err", text)``: a
-                                   new ticket on a segment in use; with
+``("ticket", seg[, origin[,``     ``("ok", ticket)`` or ``("err", text)``: a
+``channel]])``                     new ticket on a segment in use; with
                                    *origin* (the ticket it was allocated
                                    under), only if it was not reused since
+``("reap", pid, channel,``         none: process *pid* has ended and the
+``[ticket, ...])``                 sender of this has read all it sent on
+                                   *channel*: its tickets made for *channel*
+                                   but the ones listed will never be claimed
+                                   (it died between making a frame and
+                                   sending it)
 ``("poison", [seg, ...])``         none: never pool these (a fork maps them)
 ``("sync",)`` / ``("trim",)``      ``("ok", stats)``, after everything that
                                    was pending (``trim`` also empties the pool)
@@ -62,7 +69,12 @@ client -> tracker                  reply
 A segment is freed (or returned to the pool) when it has no hold, no ticket
 and no writer. A ticket outlives the process that created it (a child's
 result is read after the child exited); an unclaimed ticket ends when it is
-claimed or discarded, or when the tree ends. The tree ends when its root
+claimed or discarded, or reaped, or when the tree ends. Only the process
+that reads a channel can tell that a sealed frame was never sent on it (its
+writer died before sending it): a frame for a channel that one process
+reads (a worker's results, a child's outcome) is made for that *channel*,
+and once the writer has ended and the reader has read all the channel
+held, the reader reaps the rest. The tree ends when its root
 process has exited and no connection is left: the tracker then frees
 everything and exits.
 """
@@ -101,8 +113,8 @@ FIRST_CONNECTION_WAIT = 10.0  # how long a tracker started after its root waits 
 # The verbs, shared with the client (``_client.py`` imports them from here).
 HELLO, ALLOC, SEAL, DROP, CLAIM, AWAIT, DISCARD = (
     "hello", "alloc", "seal", "drop", "claim", "await", "discard")
-RELEASE, CREATE, TICKET, POISON, SYNC, TRIM = (
-    "release", "create", "ticket", "poison", "sync", "trim")
+RELEASE, CREATE, TICKET, POISON, SYNC, TRIM, REAP = (
+    "release", "create", "ticket", "poison", "sync", "trim", "reap")
 OK, ERR = "ok", "err"
 
 
@@ -164,13 +176,15 @@ class Segment:
 
 
 class Ticket:
-    __slots__ = ("owner", "reusable", "sealed", "segment")
+    __slots__ = ("channel", "owner", "reusable", "sealed", "segment")
 
-    def __init__(self, segment: int, owner: int, reusable: bool, sealed: bool) -> None:
+    def __init__(self, segment: int, owner: int, reusable: bool, sealed: bool,
+                 channel: tuple[int, str] | None) -> None:
         self.segment = segment
         self.owner = owner
         self.reusable = reusable
         self.sealed = sealed
+        self.channel = channel  # (writer's pid, channel name): for that channel's reader
 
 
 class Tracker:
@@ -185,6 +199,7 @@ class Tracker:
         self.conns: dict[int, socket.socket] = {}  # fd -> socket
         self.authenticated: set[int] = set()  # fds whose hello carried the secret
         self.inbox: dict[int, bytearray] = {}
+        self.peer_pids: dict[int, int] = {}  # fd -> the pid that connected
         self.segments: dict[int, Segment] = {}
         self.tickets: dict[int, Ticket] = {}
         self.pool: list[Segment] = []  # oldest first
@@ -264,9 +279,11 @@ class Tracker:
             sock, _ = self.listener.accept()
         except OSError:
             return
-        if peer_uid(sock) not in (None, os.getuid()):
+        pid, uid = peer_credentials(sock)
+        if uid not in (None, os.getuid()):
             sock.close()  # another user: the directory should have kept it out
             return
+        self.peer_pids[sock.fileno()] = pid or 0
         # Replies are written blocking: a client that reads none is cut off.
         sock.settimeout(SEND_TIMEOUT)
         self.conns[sock.fileno()] = sock
@@ -340,7 +357,8 @@ class Tracker:
                 return
             seg.writer = conn
             seg.abandoned = False
-            ticket = self.new_ticket(seg, conn, reusable=bool(message[2]), sealed=False)
+            ticket = self.new_ticket(seg, conn, reusable=bool(message[2]), sealed=False,
+                                     channel=message[3] if len(message) > 3 else None)
             seg.origin = ticket
             self.reply(sock, (OK, seg.ident, ticket, self.path(seg), seg.capacity))
         elif kind in (SEAL, DROP):
@@ -416,20 +434,36 @@ class Tracker:
             if len(message) > 2 and (seg.origin != message[2] or seg.writer is not None):
                 self.reply(sock, (ERR, "this shared memory holds other data now"))
                 return
-            self.reply(sock, (OK, self.new_ticket(seg, conn, reusable=False, sealed=True)))
+            self.reply(sock, (OK, self.new_ticket(seg, conn, reusable=False, sealed=True,
+                                                  channel=message[3] if len(message) > 3
+                                                  else None)))
         elif kind == POISON:
             for ident in message[1]:
                 seg = self.segments.get(ident)
                 if seg is not None:
                     seg.poisoned = True
+        elif kind == REAP:
+            self.reap(int(message[1]), str(message[2]), {int(t) for t in message[3]})
         elif kind in (SYNC, TRIM):
             self.sync_waiters.append((sock, kind))
         else:
             self.reply(sock, (ERR, f"unknown message {kind!r}"))
 
+    def reap(self, pid: int, channel: str, kept: set[int]) -> None:
+        """Process *pid* ended, and the reader of its *channel* read everything it
+        sent there: its frames for that channel not claimed (but *kept*) were never
+        sent."""
+        if pid <= 0:
+            return
+        for ident, ticket in list(self.tickets.items()):
+            if ticket.channel == (pid, channel) and ident not in kept:
+                self.remember_dropped(ident)
+                self.end_ticket(ident)
+
     def disconnect(self, conn: int) -> None:
         sock = self.conns.pop(conn)
         del self.inbox[conn]
+        self.peer_pids.pop(conn, None)
         self.authenticated.discard(conn)
         self.sync_waiters = [(s, k) for s, k in self.sync_waiters if s is not sock]
         sock.close()
@@ -467,10 +501,13 @@ class Tracker:
     def path(self, seg: Segment) -> str:
         return f"/proc/{os.getpid()}/fd/{seg.fd}" if MEMFD else seg.name
 
-    def new_ticket(self, seg: Segment, owner: int, reusable: bool, sealed: bool) -> int:
+    def new_ticket(self, seg: Segment, owner: int, reusable: bool, sealed: bool,
+                   channel: object = None) -> int:
         ident = self.next_id
         self.next_id += 1
-        self.tickets[ident] = Ticket(seg.ident, owner, reusable, sealed)
+        pid = self.peer_pids.get(owner, 0)
+        for_channel = (pid, channel) if isinstance(channel, str) and pid > 0 else None
+        self.tickets[ident] = Ticket(seg.ident, owner, reusable, sealed, for_channel)
         seg.tickets.add(ident)
         return ident
 
@@ -610,13 +647,19 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def peer_uid(sock: socket.socket) -> int | None:
-    """The user id of the process at the other end of *sock* (None where the
-    system does not say: there the private directory alone keeps others out)."""
+def peer_credentials(sock: socket.socket) -> tuple[int | None, int | None]:
+    """The pid and user id of the process at the other end of *sock* (None where
+    the system does not say: there the private directory alone keeps others out)."""
     if not hasattr(socket, "SO_PEERCRED"):
-        return None
+        return None, None
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return int(struct.unpack("3i", creds)[1])
+    pid, uid, _ = struct.unpack("3i", creds)
+    return int(pid), int(uid)
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The user id of the process at the other end of *sock* (see :func:`peer_credentials`)."""
+    return peer_credentials(sock)[1]
 
 
 def _bind_unless_served(address: str) -> socket.socket | None:

@@ -47,7 +47,7 @@ import struct
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing import context
 from typing import Any
@@ -73,10 +73,12 @@ __all__ = [
     "copies_deferred",
     "discard",
     "finish_copies",
+    "frames_for_channel",
     "get_threshold",
     "pack",
     "pack_deferred",
     "plain_if_simple",
+    "reap",
     "reducers",
     "send_then_copy",
     "set_threshold",
@@ -271,7 +273,7 @@ def _spill(collector: _Collector, reusable: bool) -> bytes:
     deferred: list[PendingCopy] | None = None if reusable else getattr(_local, "deferred", None)
     try:
         if not reusable:
-            _reuse(tracker, token, parts, tickets, places)
+            _reuse(tracker, token, parts, tickets, places, getattr(_local, "channel", None))
         copies: list[tuple[int, Any]] = []
         offset = 0
         for index, part in enumerate(parts):
@@ -280,7 +282,11 @@ def _spill(collector: _Collector, reusable: bool) -> bytes:
                 places[index] = (len(tickets), offset)  # the new segment, added last
                 offset = _aligned(offset + _nbytes(part))
         if copies:
-            reply = tracker.request("alloc", max(offset, 1), reusable)
+            channel = getattr(_local, "channel", None)
+            if channel is not None:
+                reply = tracker.request("alloc", max(offset, 1), reusable, channel)
+            else:
+                reply = tracker.request("alloc", max(offset, 1), reusable)
             if reply[0] != "ok":
                 raise ShmError(str(reply[1]))
             _, seg, new_ticket, path, capacity = reply
@@ -407,6 +413,36 @@ def copies_deferred() -> Iterator[list[PendingCopy]]:
         _local.deferred = outer
 
 
+@contextmanager
+def frames_for_channel(channel: str) -> Iterator[None]:
+    """Within it, frames made by this thread are for *channel*, which one process
+    reads (a worker's results, a child's outcome): if this process dies after
+    making one and before sending it, the reader's :func:`reap` gives its shared
+    memory back (otherwise it would wait for the end of the process tree)."""
+    outer = getattr(_local, "channel", None)
+    _local.channel = channel
+    try:
+        yield
+    finally:
+        _local.channel = outer
+
+
+def reap(pid: int, channel: str, kept: Iterable[bytes | bytearray | memoryview] = ()) -> None:
+    """Process *pid* has ended, and this process has read everything it sent on
+    *channel*: the frames it made :func:`frames_for_channel` were either received
+    (claimed already, or among *kept*: received and not loaded yet) or never
+    sent, and those go back to the tracker now."""
+    tracker = client()
+    if not tracker.may_be_running():
+        return  # *pid* made no frame: it would have started one
+    tickets: list[int] = []
+    for frame in kept:
+        parsed = _parse(frame)
+        if parsed is not None:
+            tickets.extend(parsed[0][2])
+    tracker.notify("reap", pid, channel, tickets)
+
+
 def _nbytes(part: Any) -> int:
     return len(part) if type(part) is bytes else int(part.nbytes)
 
@@ -416,7 +452,7 @@ def _exporter(part: Any) -> Any:
 
 
 def _reuse(tracker: Any, token: str, parts: list[Any], tickets: list[int],
-           places: list[tuple[int, int] | None]) -> None:
+           places: list[tuple[int, int] | None], channel: str | None) -> None:
     """Point the parts sent before, unchanged, at the segments they already lie in."""
     found: dict[int, list[tuple[int, _sent.Location]]] = {}
     for index, part in enumerate(parts):
@@ -426,7 +462,7 @@ def _reuse(tracker: Any, token: str, parts: list[Any], tickets: list[int],
                 found.setdefault(where.seg, []).append((index, where))
     for seg, hits in found.items():
         where = hits[0][1]
-        reply = tracker.request("ticket", seg, where.origin)
+        reply = tracker.request("ticket", seg, where.origin, channel)
         if reply[0] != "ok":
             continue  # freed, or another sender's data now: copy
         ticket = int(reply[1])
