@@ -990,16 +990,13 @@ def test_a_child_result_nobody_reads_is_given_back_with_its_process(close: bool)
 
 
 def _make_frames(fd: int) -> None:
-    from procesos._serialization import frames_for_channel
-
-    with frames_for_channel("results"):
-        sent = dumps(np.full(LARGE // 8, 1.0))
-        dumps(np.full(LARGE // 8, 2.0))  # made for the watcher, never sent
+    sent = dumps(np.full(LARGE // 8, 1.0), channel="results")
+    dumps(np.full(LARGE // 8, 2.0), channel="results")  # never sent
     for frame in (sent, dumps(np.full(LARGE // 8, 3.0))):  # the second for anyone
         os.write(fd, len(frame).to_bytes(4, "big") + frame)
 
 
-def test_reaping_an_ended_writer_frees_only_its_frames_for_its_watcher_that_never_left() -> None:
+def test_reaping_an_ended_writer_frees_only_its_frames_for_that_channel_that_never_left() -> None:
     from procesos._serialization import reap
 
     read_fd, write_fd = os.pipe()

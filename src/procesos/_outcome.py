@@ -18,7 +18,7 @@ import weakref
 from typing import Any
 
 from ._errors import PicklingError, RemoteError, RemoteTraceback, UnpicklingError
-from ._serialization import PROTOCOL, discard, dumps, dumps_fast, frames_for_channel, loads
+from ._serialization import PROTOCOL, discard, dumps, dumps_fast, loads
 from ._shm._transport import MAGIC
 
 __all__ = ["OUTCOME_CHANNEL", "PICKLING_FAILURES", "ReceivedOutcome", "decode", "encode_error",
@@ -29,7 +29,7 @@ __all__ = ["OUTCOME_CHANNEL", "PICKLING_FAILURES", "ReceivedOutcome", "decode", 
 #: not the process: ``sys.exit()`` or ``KeyboardInterrupt`` raised there included.
 PICKLING_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 
-#: The channel (``frames_for_channel``) of a child's outcome, read by its popen.
+#: The channel (``_transport.pack``) of a child's outcome, read by its popen.
 OUTCOME_CHANNEL = "outcome"
 
 
@@ -41,24 +41,23 @@ def _describe(obj: object) -> str:
 def encode_error(exc: BaseException, traceback_text: str | None = None,
                  channel: str = OUTCOME_CHANNEL) -> bytes:
     """The outcome frame for an exception raised in this process, to be sent on
-    *channel* (see ``frames_for_channel``)."""
+    *channel* (see ``_transport.pack``)."""
     if traceback_text is None:
         import traceback  # here: only an error needs it (4 ms of import)
 
         traceback_text = "".join(traceback.format_exception(exc))
     payload: bytes | None
-    with frames_for_channel(channel):
+    try:
+        # By reference first: the parent has the modules, __main__ included, so
+        # that a class of the caller's own arrives as that class (under fork,
+        # cloudpickle would send a class of __main__ by value: a copy that
+        # ``except`` in the parent does not match).
+        payload = dumps_fast(exc, channel)
+    except PICKLING_FAILURES:
         try:
-            # By reference first: the parent has the modules, __main__ included, so
-            # that a class of the caller's own arrives as that class (under fork,
-            # cloudpickle would send a class of __main__ by value: a copy that
-            # ``except`` in the parent does not match).
-            payload = dumps_fast(exc)
+            payload = dumps(exc, channel=channel)
         except PICKLING_FAILURES:
-            try:
-                payload = dumps(exc)
-            except PICKLING_FAILURES:
-                payload = None
+            payload = None
     return pickle.dumps(("error", payload, _describe(exc), str(exc), traceback_text), PROTOCOL)
 
 
@@ -66,14 +65,13 @@ def encode_value(value: object, where: str) -> bytes:
     """The outcome frame for a child's return value; *where* names it for error
     messages."""
     try:
-        with frames_for_channel(OUTCOME_CHANNEL):
-            try:
-                # The C pickler is much faster and enough for most results (the
-                # parent has the __main__ that functions are pickled against);
-                # large buffers still go through shared memory.
-                payload = dumps_fast(value)
-            except PICKLING_FAILURES:
-                payload = dumps(value)
+        try:
+            # The C pickler is much faster and enough for most results (the
+            # parent has the __main__ that functions are pickled against);
+            # large buffers still go through shared memory.
+            payload = dumps_fast(value, OUTCOME_CHANNEL)
+        except PICKLING_FAILURES:
+            payload = dumps(value, channel=OUTCOME_CHANNEL)
         return pickle.dumps(("value", payload), PROTOCOL)
     except PICKLING_FAILURES as exc:
         import traceback

@@ -46,7 +46,6 @@ from ._shm._transport import (
     copies_deferred,
     discard,
     finish_copies,
-    frames_for_channel,
     get_threshold,
     plain_if_simple,
     reap,
@@ -65,7 +64,6 @@ __all__ = [
     "dumps_deferred",
     "dumps_fast",
     "finish_copies",
-    "frames_for_channel",
     "get_threshold",
     "loads",
     "plain_if_simple",
@@ -228,15 +226,15 @@ def _fast_pickler() -> type:
     return FastPickler
 
 
-def dumps(obj: Any, reusable: bool = False) -> bytes:
-    """Pickle *obj* for another process."""
-    return _transport.pack(obj, _cloud_pickler, reusable)
+def dumps(obj: Any, reusable: bool = False, channel: str | None = None) -> bytes:
+    """Pickle *obj* for another process (*reusable*, *channel*: see ``_transport.pack``)."""
+    return _transport.pack(obj, _cloud_pickler, reusable, channel)
 
 
-def dumps_fast(obj: Any) -> bytes:
+def dumps_fast(obj: Any, channel: str | None = None) -> bytes:
     """Like :func:`dumps` with the C pickler: faster, but functions and classes
     travel by reference only (fine towards the parent, which has ``__main__``)."""
-    return _transport.pack(obj, _fast_pickler)
+    return _transport.pack(obj, _fast_pickler, False, channel)
 
 
 def dumps_deferred(obj: Any) -> tuple[bytes, list[PendingCopy]]:

@@ -68,7 +68,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .._serialization import discard, dumps, dumps_fast, frames_for_channel, get_threshold
+from .._serialization import discard, dumps, dumps_fast, get_threshold
 from .._shm._transport import MAGIC
 
 __all__ = [
@@ -82,7 +82,7 @@ __all__ = [
 RUN, STOP, READY, INIT_FAILED, DONE, UNREADABLE, RETIRE = range(7)
 ONE, STAR, CALL = range(3)
 SLOT_WIDTH, SLOT_SEQ, SLOT_START, SLOT_RSS = 4, 0, 1, 2
-#: The channel (``frames_for_channel``) of what a worker sends the parent, read
+#: The channel (``_transport.pack``) of what a worker sends the parent, read
 #: by the engine: reaped when the worker ends (``WorkerHandle.close``).
 RESULTS_CHANNEL = "results"
 
@@ -165,10 +165,7 @@ def encode_values(values: Any) -> bytes:
     Raises what the pickler raised.
     """
     data = _quick(values)
-    if data is not None:
-        return data
-    with frames_for_channel(RESULTS_CHANNEL):
-        return dumps_fast(values)
+    return dumps_fast(values, RESULTS_CHANNEL) if data is None else data
 
 
 def is_shared(payload: bytes | memoryview) -> bool:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, NoReturn
 from .._compat import run_mp_exit_function
 from .._errors import PicklingError, UnpicklingError
 from .._outcome import PICKLING_FAILURES, encode_error
-from .._serialization import discard, dumps, frames_for_channel, loads
+from .._serialization import discard, dumps, loads
 from .._shm._write_cache import drop_all as drop_kept_mappings
 from ._messages import (
     CALL,
@@ -207,11 +207,10 @@ class _Worker:
         write_all(self.out_fd, parts)
 
     def _pickle_values_carefully(self, values: list[Any], errors: list[tuple[int, bytes]]) -> bytes:
-        with frames_for_channel(RESULTS_CHANNEL):
-            try:
-                return dumps(values)
-            except PICKLING_FAILURES:
-                pass
+        try:
+            return dumps(values, channel=RESULTS_CHANNEL)
+        except PICKLING_FAILURES:
+            pass
         for i, value in enumerate(values):
             try:
                 discard(dumps(value))  # only to find which one fails
@@ -223,8 +222,7 @@ class _Worker:
                 )
                 errors.append((i, encode_error(error, _user_traceback(exc), RESULTS_CHANNEL)))
                 values[i] = None
-        with frames_for_channel(RESULTS_CHANNEL):
-            return dumps(values)
+        return dumps(values, channel=RESULTS_CHANNEL)
 
     # -- the loop ------------------------------------------------------------
     def serve(self) -> None:

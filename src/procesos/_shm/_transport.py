@@ -73,7 +73,6 @@ __all__ = [
     "copies_deferred",
     "discard",
     "finish_copies",
-    "frames_for_channel",
     "get_threshold",
     "pack",
     "pack_deferred",
@@ -212,12 +211,17 @@ def plain_if_simple(obj: Any, depth: int = 0) -> bool:
     return all(plain_if_simple(item, depth + 1) for item in obj)
 
 
-def pack(obj: Any, make_pickler: Callable[[], type], reusable: bool = False) -> bytes:
+def pack(obj: Any, make_pickler: Callable[[], type], reusable: bool = False,
+         channel: str | None = None) -> bytes:
     """Pickle *obj* into one frame, with the ``pickle.Pickler`` subclass that
     *make_pickler* returns (called only when *obj* is not plain data).
 
     A frame with shared memory can be loaded once; with *reusable*, any number
-    of times, until :func:`discard` (or the end of the process tree).
+    of times, until :func:`discard` (or the end of the process tree). A frame
+    for a *channel* that one process reads (a worker's results, a child's
+    outcome) that this process never sends, because it dies first, goes back
+    when that reader calls :func:`reap`; any other such frame waits for the
+    end of the process tree.
     """
     if plain_if_simple(obj):
         return pickle.dumps(obj, PROTOCOL)
@@ -229,7 +233,7 @@ def pack(obj: Any, make_pickler: Callable[[], type], reusable: bool = False) -> 
     if not collector.spilled:
         return collector.plain()
     try:
-        return _spill(collector, reusable)
+        return _spill(collector, reusable, channel)
     except ShmError:
         # No shared memory to be had: the slow way still works.
         collector = _Collector(sys.maxsize)
@@ -241,7 +245,7 @@ def _aligned(offset: int) -> int:
     return -(-offset // _ALIGN) * _ALIGN
 
 
-def _spill(collector: _Collector, reusable: bool) -> bytes:
+def _spill(collector: _Collector, reusable: bool, channel: str | None) -> bytes:
     # Every large part (a stream chunk or an out-of-band buffer), in order: the
     # stream's parts first, then the buffers.
     inline: list[bytes] = []
@@ -273,7 +277,7 @@ def _spill(collector: _Collector, reusable: bool) -> bytes:
     deferred: list[PendingCopy] | None = None if reusable else getattr(_local, "deferred", None)
     try:
         if not reusable:
-            _reuse(tracker, token, parts, tickets, places, getattr(_local, "channel", None))
+            _reuse(tracker, token, parts, tickets, places, channel)
         copies: list[tuple[int, Any]] = []
         offset = 0
         for index, part in enumerate(parts):
@@ -282,7 +286,6 @@ def _spill(collector: _Collector, reusable: bool) -> bytes:
                 places[index] = (len(tickets), offset)  # the new segment, added last
                 offset = _aligned(offset + _nbytes(part))
         if copies:
-            channel = getattr(_local, "channel", None)
             if channel is not None:
                 reply = tracker.request("alloc", max(offset, 1), reusable, channel)
             else:
@@ -413,25 +416,11 @@ def copies_deferred() -> Iterator[list[PendingCopy]]:
         _local.deferred = outer
 
 
-@contextmanager
-def frames_for_channel(channel: str) -> Iterator[None]:
-    """Within it, frames made by this thread are for *channel*, which one process
-    reads (a worker's results, a child's outcome): if this process dies after
-    making one and before sending it, the reader's :func:`reap` gives its shared
-    memory back (otherwise it would wait for the end of the process tree)."""
-    outer = getattr(_local, "channel", None)
-    _local.channel = channel
-    try:
-        yield
-    finally:
-        _local.channel = outer
-
-
 def reap(pid: int, channel: str, kept: Iterable[bytes | bytearray | memoryview] = ()) -> None:
     """Process *pid* has ended, and this process has read everything it sent on
-    *channel*: the frames it made :func:`frames_for_channel` were either received
-    (claimed already, or among *kept*: received and not loaded yet) or never
-    sent, and those go back to the tracker now."""
+    *channel*: the frames it made for *channel* (:func:`pack`) were either
+    received (claimed already, or among *kept*: received and not loaded yet)
+    or never sent, and those go back to the tracker now."""
     tracker = client()
     if not tracker.may_be_running():
         return  # *pid* made no frame: it would have started one
