@@ -284,9 +284,12 @@ def runs_of(directory: str) -> dict[int, int]:
 
 
 def quick_unless_told(fifo: str, x: object) -> object:
-    """Return *x* at once, except "block": wait for a writer on the FIFO first."""
-    if x == "block":
+    """Return *x* at once, except "block": wait for a writer on the FIFO first;
+    and "die": wait so, then end the worker."""
+    if x in ("block", "die"):
         block_on_fifo(fifo)
+    if x == "die":
+        os._exit(1)
     return x
 
 

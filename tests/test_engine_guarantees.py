@@ -82,31 +82,67 @@ def test_a_crash_inside_an_explicit_chunk_runs_no_task_twice(kind: str, killer: 
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("chunksize", ["auto", 3])
 @pytest.mark.parametrize("kind", ["executor", "pool"])
 def test_finished_results_are_not_held_behind_a_slow_item(kind: str, chunksize: str | int,
-                                                          tmp_path: Path) -> None:
+                                                          workers: int, tmp_path: Path) -> None:
+    # With one worker, "auto" puts the items in one chunk, large enough to run
+    # as quick items do (no record per item): a slow one hides among them.
     fifo = str(tmp_path / "release")
     os.mkfifo(fifo)
     task = functools.partial(quick_unless_told, fifo)
-    items = ["a", "b", "block"]
+    items = [*range(200), "block"]
     with contextlib.ExitStack() as stack:
         if kind == "executor":
-            ex = stack.enter_context(procesos.Executor(2))
+            ex = stack.enter_context(procesos.Executor(workers))
             list(ex.map(task, range(2000)))  # the engine learns that the task is quick
             results = ex.map(task, items, chunksize=chunksize)
         else:
-            pool = stack.enter_context(procesos.Pool(2))
+            pool = stack.enter_context(procesos.Pool(workers))
             pool.map(task, range(2000))
             results = pool.imap(task, items, chunksize=None if chunksize == "auto"
                                 else int(chunksize))
-        # Both quick results come while the third item still waits (this test
+        # The quick results come while the last item still waits (this test
         # times out if they wait for it).
         try:
-            assert [next(results), next(results)] == ["a", "b"]
+            assert [next(results) for _ in range(200)] == list(range(200))
         finally:
             _release(fifo)
         assert list(results) == ["block"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["executor", "pool"])
+def test_results_a_quick_chunk_sent_before_its_worker_died_are_delivered(
+        kind: str, tmp_path: Path) -> None:
+    fifo = str(tmp_path / "release")
+    os.mkfifo(fifo)
+    task = functools.partial(quick_unless_told, fifo)
+    with contextlib.ExitStack() as stack:
+        if kind == "executor":
+            ex = stack.enter_context(procesos.Executor(1))
+            list(ex.map(task, range(2000)))
+            results = ex.map(task, [*range(200), "die"], return_exceptions=True)
+        else:
+            pool = stack.enter_context(procesos.Pool(1))
+            pool.map(task, range(2000))
+            results = pool.imap(task, [*range(200), "die"], chunksize=None)
+        # One chunk of quick items: their results were sent while the last waited.
+        try:
+            assert [next(results) for _ in range(200)] == list(range(200))
+        finally:
+            _release(fifo)
+        if kind == "executor":
+            error = next(results)
+            assert isinstance(error, procesos.WorkerCrashedError)
+        else:
+            with pytest.raises(procesos.WorkerCrashedError) as caught:
+                next(results)
+            error = caught.value
+        # The only one not reported when the worker died: named.
+        assert "task 200 " in str(error) and "'die'" in str(error), str(error)
+        assert "which one is unknown" not in str(error)
 
 
 def _release(fifo: str) -> None:

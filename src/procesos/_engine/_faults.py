@@ -307,6 +307,8 @@ class Faults:
         start = batch.reported
         if isinstance(batch, MapBatch):
             batch.job.careful = True
+        if batch.n - start == 1:  # the others were reported (_EarlyResults): this one
+            return self._blame(worker, exitcode, rss, batch, start, deliveries, False)
         if all(batch.attempts(i) < self.retries for i in range(start, batch.n)):
             for i in range(start, batch.n):
                 batch.add_attempt(i)

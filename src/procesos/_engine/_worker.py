@@ -154,6 +154,76 @@ class _ForkWatch:
         _flush_and_exit()
 
 
+class _EarlyResults:
+    """Sends what a batch of quick items has finished while the batch is still
+    running, from a thread of its own: a slow item hidden among quick ones
+    (the chunk was sized on quick ones) does not hold the others' results
+    back for longer than ``FLUSH_NS``, and they survive a crash on it.
+
+    The batch's own thread keeps its loop in C (``list.extend(map(...))``, which
+    appends each value as it comes): it pays two lock round trips per batch,
+    nothing per item. This thread sleeps on an event while no quick batch runs.
+    """
+
+    def __init__(self, worker: _Worker) -> None:
+        self.worker = worker
+        self.lock = threading.Lock()  # held while it reports: end() waits for that
+        # (batch id, its first sequence number, values, errors, when the part not
+        # sent yet started) of the quick batch running, or None
+        self.batch: tuple[int, int, list[Any], list[tuple[int, bytes]], int] | None = None
+        self.reported = 0
+        self.idle = True
+        self.wake = threading.Event()
+        threading.Thread(target=self._watch, name="procesos-early-results", daemon=True).start()
+
+    def begin(self, batch_id: int, seq_base: int, values: list[Any],
+              errors: list[tuple[int, bytes]]) -> None:
+        """A quick batch starts; it fills *values* and *errors* as it runs."""
+        with self.lock:
+            self.batch = (batch_id, seq_base, values, errors, time.monotonic_ns())
+            self.reported = 0
+            woken, self.idle = self.idle, False
+        if woken:
+            self.wake.set()
+
+    def end(self) -> tuple[int, int]:
+        """The batch has ended: how many of its values were sent already, and
+        when the part not sent yet started (``time.monotonic_ns()``)."""
+        with self.lock:
+            batch, self.batch = self.batch, None
+            return self.reported, 0 if batch is None else batch[4]
+
+    def _watch(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            while True:
+                time.sleep(FLUSH_NS / 1e9)
+                with self.lock:
+                    if self.batch is None:
+                        self.idle = True
+                        break
+                    self._report(*self.batch)
+
+    def _report(self, batch_id: int, seq_base: int, values: list[Any],
+                errors: list[tuple[int, bytes]], started: int) -> None:
+        # Under the lock. An error is recorded before its None value is
+        # appended: the errors of the first *done* values are all there.
+        done, sent = len(values), self.reported
+        now = time.monotonic_ns()
+        if done == sent or now - started < FLUSH_NS:
+            return
+        # First: the item running is at or after this one. A worker that dies
+        # from now on dies in an unreported item, never in one reported (which
+        # would be sent again as if none of them had run).
+        worker = self.worker
+        worker.slot[worker.base + SLOT_SEQ] = seq_base + done
+        piece = [(i - sent, frame) for i, frame in errors if sent <= i < done]
+        worker.flush(batch_id, sent, values[sent:done], piece, now - started)
+        self.reported = done
+        self.batch = (batch_id, seq_base, values, errors, now)
+
+
 class _Worker:
     def __init__(self, channel: tuple[Connection, Connection], progress: Any, slot: int,
                  config: WorkerConfig, log: Any = None) -> None:
@@ -172,6 +242,7 @@ class _Worker:
         self.noted_at = 0
         self.unlimited = config.max_tasks is None and config.max_memory is None
         self.log = ResultLog(log, slot) if log is not None else None
+        self.early: _EarlyResults | None = None  # started with the first quick batch
 
     # -- sending -----------------------------------------------------------
     def send(self, header: tuple[Any, ...], payload: bytes = b"") -> None:
@@ -286,26 +357,39 @@ class _Worker:
 
     def run_fast(self, batch_id: int, seq_base: int, style: int, fn: Callable[..., Any],
                  items: Any) -> None:
-        """Run a batch of quick items: no per-item bookkeeping."""
+        """Run a batch of quick items: no per-item bookkeeping (what finished is
+        sent early if the batch runs long: :class:`_EarlyResults`)."""
         self.slot[self.base + SLOT_SEQ] = seq_base
         values: list[Any] = []
         errors: list[tuple[int, bytes]] = []
         it = iter(items)
         mapped: Iterator[Any] = map(fn, it) if style == ONE else starmap(fn, it)
-        start = time.monotonic_ns()
-        while True:
-            try:
-                values.extend(mapped)  # keeps what ran before an exception
-                break
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:
-                errors.append((len(values), _error_frame(exc)))
-                values.append(None)
-        busy = time.monotonic_ns() - start
+        early = self.early
+        if early is None:
+            early = self.early = _EarlyResults(self)
+        early.begin(batch_id, seq_base, values, errors)
+        try:
+            while True:
+                try:
+                    values.extend(mapped)  # keeps what ran before an exception
+                    break
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:
+                    errors.append((len(values), _error_frame(exc)))
+                    values.append(None)
+        finally:
+            if _ForkWatch.forked:  # a fork a task made: end() could wait for a lock
+                _ForkWatch.leave()  # held by a thread that is not in this process
+            sent, since = early.end()
+        busy = time.monotonic_ns() - since
         self.tasks_done += len(values)
-        self.flush(batch_id, 0, values, errors, busy,
-                   len(values) if self.over_limits() else None)
+        retire_at = len(values) if self.over_limits() else None
+        if sent:
+            values = values[sent:]
+            errors = [(i - sent, frame) for i, frame in errors if i >= sent]
+        if values or not sent or retire_at is not None:
+            self.flush(batch_id, sent, values, errors, busy, retire_at)
 
     def run_one(self, batch_id: int, seq: int, table: list[Any],
                 item: tuple[int, tuple[Any, ...], dict[str, Any]]) -> None:
