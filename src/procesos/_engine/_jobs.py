@@ -33,6 +33,9 @@ __all__ = ["Batch", "Call", "CallBatch", "FnEntry", "MapBatch", "MapJob", "Resul
 #: Chunks of fewer items are tracked item by item even when the items are quick.
 SMALL_CHUNK = 64
 
+#: Results of consecutive tasks of a map: (index of the first, values, errors by index).
+_Piece = tuple[int, list[Any], dict[int, BaseException]]
+
 _repr = reprlib.Repr()
 _repr.maxstring = 40
 _repr.maxother = 40
@@ -528,31 +531,35 @@ class MapJob:
         A cancelled job, or one whose input raised, ends with ``(False, error)``.
         """
         with self.cond:
-            return self._take_locked()
+            piece, end, finished = self._take_locked()
+        out = [] if piece is None else _pairs(*piece)
+        if end is not None:
+            out.append((False, end))
+        return out, finished
 
-    def _take_locked(self) -> tuple[list[tuple[bool, Any]], bool]:
+    def _take_locked(self) -> tuple[_Piece | None, BaseException | None, bool]:
+        """Under cond: the next piece of results ``(start, values, errors by
+        index)`` or None, the error that ends the map after it (its input
+        raised, or it was cancelled) or None, and whether the map is finished."""
         # One piece at a time: what was taken counts as consumed (back-pressure).
-        out: list[tuple[bool, Any]] = []
+        piece: _Piece | None = None
         if self.ordered:
             if self.next_index in self.pieces:
                 values, errors = self.pieces.pop(self.next_index)
-                out.extend(_pairs(self.next_index, values, errors))
+                piece = (self.next_index, values, errors)
                 self.next_index += len(values)
         elif self.arrived:
-            start, values, errors = self.arrived.popleft()
-            out.extend(_pairs(start, values, errors))
-        self._consumed(len(out))
+            piece = self.arrived.popleft()
+        if piece is not None:
+            self._consumed(len(piece[1]))
         more = (self.next_index in self.pieces) if self.ordered else bool(self.arrived)
         if more:
-            return out, False
+            return piece, None, False
         if self.cancelled:
-            out.append((False, self._stop_error()))
-            return out, True
+            return piece, self._stop_error(), True
         if self.exhausted and self.done >= self.pulled and not self.pieces and not self.arrived:
-            if self.end_error is not None:
-                out.append((False, self.end_error.error))
-            return out, True
-        return out, False
+            return piece, None if self.end_error is None else self.end_error.error, True
+        return piece, None, False
 
     def wait(self, timeout: float | None) -> bool:
         """Wait until every result is in; False on timeout."""
@@ -605,6 +612,10 @@ class ResultIterator:
         self._job = job
         self._deadline = deadline
         self._timeout_error = timeout_error
+        # The values of the piece taken last, when none of its tasks failed:
+        # ``next()`` costs a list iterator's step (a map of quick tasks is
+        # mostly this). Otherwise its results, then the map's end, in _ready.
+        self._plain: Iterator[Any] = iter(())
         self._ready: deque[tuple[bool, Any]] = deque()
         self._finished = False
         weakref.finalize(self, job.cancel)
@@ -613,6 +624,8 @@ class ResultIterator:
         return self
 
     def __next__(self) -> Any:
+        for value in self._plain:
+            return value
         return self.next()
 
     def next(self, timeout: float | None = None) -> Any:
@@ -622,14 +635,18 @@ class ResultIterator:
             end = time.monotonic() + timeout
             deadline = end if deadline is None else min(deadline, end)
         job = self._job
-        while not self._ready:
+        while True:
+            for value in self._plain:
+                return value
+            if self._ready:
+                break
             if self._finished:
                 raise StopIteration
             try:
                 with job.cond:
                     while True:
-                        ready, finished = job._take_locked()
-                        if ready or finished:
+                        piece, stop, finished = job._take_locked()
+                        if piece is not None or finished:
                             break
                         remaining = None if deadline is None else deadline - time.monotonic()
                         if remaining is not None and remaining <= 0:
@@ -638,12 +655,14 @@ class ResultIterator:
             except KeyboardInterrupt:
                 job.stop()
                 raise
-            self._ready.extend(ready)
-            if finished:
-                self._finished = True
-                if ready and not ready[-1][0] and job._terminal(ready[-1][1]):
-                    self._ready.pop()
-                    self._ready.append((False, _Terminal(ready[-1][1])))
+            if piece is not None:
+                if piece[2]:
+                    self._ready.extend(_pairs(*piece))
+                else:
+                    self._plain = iter(piece[1])
+            if stop is not None:  # raised even with return_exceptions; the end
+                self._ready.append((False, _Terminal(stop)))
+            self._finished = finished
         ok, value = self._ready.popleft()
         if ok:
             return value
