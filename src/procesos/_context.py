@@ -9,56 +9,37 @@ library's. The default context follows ``set_start_method()``, else the
 
 from __future__ import annotations
 
-import os
 import sys
 from multiprocessing.context import BaseContext
 from typing import Any
 
 from ._launch import START_METHODS
-from ._launch._fork import ForkPopen
-from ._launch._popen import BasePopen
-from ._launch._spawn import SpawnPopen
-from ._launch._zygote_client import ZygotePopen
+from ._launch._methods import (
+    ENV_START_METHOD,
+    check_method,
+    chosen_method,
+    default_method,
+    set_default,
+)
+from ._launch._popens import popen_class
 from ._process import Process
 
 __all__ = [
+    "ENV_START_METHOD",
     "DefaultContext",
     "ProcesosContext",
     "default_context",
     "default_start_method",
     "popen_class",
+    "resolve_context",
 ]
-
-_POPENS: dict[str, type[BasePopen]] = {
-    "zygote": ZygotePopen,
-    "fork": ForkPopen,
-    "spawn": SpawnPopen,
-}
-
-ENV_START_METHOD = "PROCESOS_START_METHOD"
-
-
-# The standard library's name for a fork server (its default on Linux from
-# Python 3.14): a program that asks for one gets procesos' own.
-_ALIASES = {"forkserver": "zygote"}
-
-
-def _check_method(method: str) -> str:
-    """*method*, or the method it names; ValueError when procesos has no such method."""
-    method = _ALIASES.get(method, method)
-    if method not in _POPENS:
-        raise ValueError(
-            f"unknown start method {method!r}; procesos offers {', '.join(START_METHODS)} "
-            f"('forkserver' names zygote)"
-        )
-    return method
 
 
 class ProcesosContext(BaseContext):
     """A context bound to one start method; its ``Process`` and sharing objects use it."""
 
     def __init__(self, method: str) -> None:
-        self._name = _check_method(method)
+        self._name = check_method(method)
         # A Process subclass per method, like multiprocessing's ForkProcess & co.,
         # importable from this module so that it is pickled by reference (by
         # value, every child would rebuild the class: a millisecond per start).
@@ -74,7 +55,7 @@ class ProcesosContext(BaseContext):
     def get_context(self, method: str | None = None) -> ProcesosContext:  # type: ignore[override]
         if method is None:
             return self
-        return _CONCRETE[_check_method(method)]
+        return _CONCRETE[check_method(method)]
 
     def get_start_method(self, allow_none: bool = False) -> str:
         return self._name
@@ -132,33 +113,23 @@ class DefaultContext(ProcesosContext):
     def __init__(self) -> None:
         self._name = "default"
         self.Process = Process
-        self._actual: ProcesosContext | None = None
 
     def get_context(self, method: str | None = None) -> ProcesosContext:  # type: ignore[override]
         if method is not None:
-            return _CONCRETE[_check_method(method)]
-        if self._actual is None:
-            env = os.environ.get(ENV_START_METHOD, "").strip()
-            if env:
-                try:
-                    self._actual = _CONCRETE[_check_method(env)]
-                except ValueError as exc:
-                    raise ValueError(f"{ENV_START_METHOD}={env!r}: {exc}") from None
-            else:
-                self._actual = _CONCRETE[START_METHODS[0]]
-        return self._actual
+            return _CONCRETE[check_method(method)]
+        return _CONCRETE[default_method()]
 
     def set_start_method(self, method: str | None, force: bool = False) -> None:
         """Choose the default start method, once (again only with ``force=True``)."""
-        if self._actual is not None and not force:
+        if chosen_method() is not None and not force:
             raise RuntimeError("context has already been set")
-        self._actual = None if method is None else _CONCRETE[_check_method(method)]
+        set_default(method)
 
     def get_start_method(self, allow_none: bool = False) -> str:
         """The default start method (None only with ``allow_none`` and none chosen yet)."""
-        if self._actual is None and allow_none:
-            return None  # type: ignore[return-value]
-        return self.get_context()._name
+        if allow_none:
+            return chosen_method()  # type: ignore[return-value]
+        return default_method()
 
     def __repr__(self) -> str:
         return f"<procesos default context ({self.get_start_method()!r})>"
@@ -169,12 +140,22 @@ default_context = DefaultContext()
 
 def default_start_method() -> str:
     """The start method a plain ``Process`` uses now."""
-    return default_context.get_start_method()
+    return default_method()
 
 
-def popen_class(method: str | None) -> type[BasePopen]:
-    """The popen class of *method* (None: the default start method)."""
-    return _POPENS[method or default_start_method()]
+def resolve_context(context: object) -> ProcesosContext:
+    """A procesos context from None, a start method name, or any multiprocessing context."""
+    if context is None:
+        return default_context.get_context()
+    if isinstance(context, ProcesosContext):
+        return context.get_context()
+    if isinstance(context, str):
+        return default_context.get_context(context)
+    method = getattr(context, "get_start_method", None)
+    if callable(method):
+        name = method()
+        return default_context.get_context("zygote" if name == "forkserver" else name)
+    raise TypeError(f"context must be a start method name or a context, got {context!r}")
 
 
 if sys.platform == "win32":  # pragma: no cover

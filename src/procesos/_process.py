@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._compat import add_child, forget_children_after_fork, process_start_known, reap_ended_children
 from ._errors import ProcessCrashedError, RemoteTraceback, TimeoutError
+from ._launch._methods import default_method
 from ._launch._popen import BasePopen
+from ._launch._popens import popen_class
 from ._options import check_args, check_kwargs
 from ._outcome import ReceivedOutcome
 from ._output import check_output_mode
@@ -141,8 +143,6 @@ class Process(BaseProcess):
 
     @staticmethod
     def _Popen(process_obj: BaseProcess) -> BasePopen:
-        from ._context import popen_class
-
         method = type(process_obj)._method if isinstance(process_obj, Process) else None
         return popen_class(method)(process_obj)
 
@@ -151,9 +151,7 @@ class Process(BaseProcess):
         """The start method this process uses (or will use)."""
         if self._popen is not None:
             return str(self._popen.method)
-        from ._context import default_start_method
-
-        return self._method or default_start_method()
+        return self._method or default_method()
 
     def interrupt(self) -> None:
         """Send SIGINT: the target sees ``KeyboardInterrupt``."""

@@ -24,11 +24,9 @@ if TYPE_CHECKING:
         WorkerStats,
         create_engine,
         default_workers,
-        resolve_context,
     )
 
-__all__ = ["Engine", "MapJob", "WorkerStats", "create_engine", "default_workers",
-           "resolve_context"]
+__all__ = ["Engine", "MapJob", "WorkerStats", "create_engine", "default_workers"]
 
 
 def __getattr__(name: str) -> Any:

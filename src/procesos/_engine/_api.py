@@ -14,7 +14,7 @@ from multiprocessing import util
 from typing import Any
 
 from .._compat import call_before_threads_join
-from .._context import ProcesosContext, default_context
+from .._context import resolve_context
 from .._options import check_args, check_bytes, check_count, check_flag, check_seconds
 from ._dispatcher import CLOSING, RUNNING, Engine
 from ._jobs import MapJob
@@ -22,26 +22,10 @@ from ._progress import Progress
 from ._stats import WorkerStats
 from ._worker import WorkerConfig
 
-__all__ = ["Engine", "MapJob", "WorkerStats", "create_engine", "default_workers",
-           "resolve_context"]
+__all__ = ["Engine", "MapJob", "WorkerStats", "create_engine", "default_workers"]
 
 _live: weakref.WeakSet[Engine] = weakref.WeakSet()
 _terminate_at_exit: weakref.WeakSet[Engine] = weakref.WeakSet()
-
-
-def resolve_context(context: object) -> ProcesosContext:
-    """A procesos context from None, a start method name, or any multiprocessing context."""
-    if context is None:
-        return default_context.get_context()
-    if isinstance(context, ProcesosContext):
-        return context.get_context()
-    if isinstance(context, str):
-        return default_context.get_context(context)
-    method = getattr(context, "get_start_method", None)
-    if callable(method):
-        name = method()
-        return default_context.get_context("zygote" if name == "forkserver" else name)
-    raise TypeError(f"context must be a start method name or a context, got {context!r}")
 
 
 def default_workers() -> int:

@@ -38,6 +38,7 @@ from .._serialization import DataAbandoned, loads, share_main_namespace
 from ._fds import install_inherited_fds
 from ._lifetime import die_with_parent
 from ._log_config import apply_snapshot
+from ._methods import set_default
 from ._wire import ChildSetup, exit_report, frame_header
 
 __all__ = [
@@ -200,9 +201,7 @@ def _apply_setup(setup: ChildSetup, received_fds: list[int]) -> None:
     if setup.resource_tracker_fd is not None:
         adopt_resource_tracker_fd(received_fds[setup.resource_tracker_fd])
     if setup.start_method is not None:
-        from .._context import default_context
-
-        default_context.set_start_method(setup.start_method, force=True)
+        set_default(setup.start_method)
     if setup.logging_config is not None:
         apply_snapshot(setup.logging_config, received_fds)
     if setup.sigint_ignored:

@@ -26,6 +26,7 @@ from .._serialization import dumps, reap
 from .._wait import readable
 from ._fds import InheritedFd
 from ._log_config import take_snapshot
+from ._methods import chosen_method
 from ._wire import ChildSetup, read_exit_report
 from ._zygote_server import refuse_starts
 
@@ -284,10 +285,8 @@ class BasePopen:
         tracker_fd = resource_tracker_fd()
         tracker_index = None if tracker_fd is None else self.duplicate_for_child(tracker_fd)
         logging_config = take_snapshot(self.duplicate_for_child)  # before _fds is copied
-        from .._context import default_context
-
         return ChildSetup(
-            start_method=default_context.get_start_method(allow_none=True),
+            start_method=chosen_method(),
             sys_path=list(sys.path),
             sys_argv=list(sys.argv),
             cwd=os.getcwd() if follow_parent else None,
