@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 
 import procesos
-from procesos._bench import _best, _median_round_trip, square
+from procesos._cli._bench import _best, _median_round_trip, square
 
 
 def main() -> None:

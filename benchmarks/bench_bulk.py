@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 
 import procesos
-from procesos._bench_tasks import square
+from procesos._cli._bench_tasks import square
 
 WORKERS = 2
 

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _transport_tasks as tasks
 import procesos
-from procesos._bench import compile_bytecode
+from procesos._cli._bench import compile_bytecode
 
 SIZES_KB = (1, 10, 100, 500)
 Mapper = Callable[[list[np.ndarray]], object]

@@ -30,7 +30,7 @@ from collections.abc import Callable
 import psutil
 
 import procesos
-from procesos._bench import compile_bytecode
+from procesos._cli._bench import compile_bytecode
 
 
 def inc(x: int) -> int:

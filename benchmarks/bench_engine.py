@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from procesos._bench import main
+from procesos._cli._bench import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

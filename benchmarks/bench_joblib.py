@@ -37,7 +37,7 @@ from joblib import Parallel, delayed, parallel_config
 
 import procesos
 import procesos.joblib  # registers the backend
-from procesos._bench import compile_bytecode
+from procesos._cli._bench import compile_bytecode
 
 
 def inc(x: int) -> int:

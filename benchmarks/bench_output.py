@@ -134,7 +134,7 @@ def main() -> None:
     # The driver only, and imported here: the measured interpreters (phases,
     # and the standard library's spawn and forkserver children, which import
     # this file again) must not import procesos for it.
-    from procesos._bench import compile_bytecode
+    from procesos._cli._bench import compile_bytecode
 
     compile_bytecode()  # as an installed procesos has it
     print(f"$ {sys.executable} {' '.join(sys.argv)}")

@@ -350,7 +350,7 @@ def main() -> int:
     # The driver only, and imported here: the measured interpreters (phases,
     # and the standard library's spawn and forkserver children, which import
     # this file again) must not import procesos for it.
-    from procesos._bench import compile_bytecode
+    from procesos._cli._bench import compile_bytecode
 
     compile_bytecode()  # as an installed procesos has it
     fast, slow, warmup = (30, 8, 2) if args.quick else (300, 40, 5)

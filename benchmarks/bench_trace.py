@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import procesos
-from procesos._bench_tasks import square
+from procesos._cli._bench_tasks import square
 
 
 def sleep_1ms(x: int) -> int:

@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _transport_tasks as tasks
 import procesos
-from procesos._bench import compile_bytecode
+from procesos._cli._bench import compile_bytecode
 
 Row = tuple[str, str, list[float] | None, str]  # scenario, who, times, note
 rows: list[Row] = []

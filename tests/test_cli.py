@@ -18,7 +18,7 @@ import pytest
 
 from conftest import START_METHODS
 from procesos import _cli
-from procesos._demo_text import LANGUAGES, TEXTS
+from procesos._cli._demo_text import LANGUAGES, TEXTS
 
 ANSI = re.compile(r"\x1b\[")
 SQUARES = [n * n for n in range(5)]
@@ -276,9 +276,9 @@ def test_bench_hands_every_argument_to_the_benchmark_runner(
         received.append(argv)
         return 3
 
-    fake = types.ModuleType("procesos._bench")
+    fake = types.ModuleType("procesos._cli._bench")
     fake.main = bench_main  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "procesos._bench", fake)
+    monkeypatch.setitem(sys.modules, "procesos._cli._bench", fake)
     assert _cli.main(["bench", "--help", "--quick"]) == 3
     assert received == [["--help", "--quick"]]
 
@@ -286,9 +286,9 @@ def test_bench_hands_every_argument_to_the_benchmark_runner(
 def test_bench_without_its_module_says_so_and_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "procesos._bench", None)  # import fails, as if missing
+    monkeypatch.setitem(sys.modules, "procesos._cli._bench", None)  # import fails, as if missing
     assert _cli.main(["bench"]) == 2
-    assert "procesos._bench is missing" in capsys.readouterr().err
+    assert "procesos._cli._bench is missing" in capsys.readouterr().err
 
 
 # -- the texts -----------------------------------------------------------------------

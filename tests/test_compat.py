@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 import procesos
-import procesos._process
+import procesos._proc._process
 from conftest import run_script
 from procesos import _compat
 from procesos._engine import _dispatcher
@@ -203,7 +203,7 @@ def test_queue_works_with_the_standard_feeder(
 
 def test_process_start_falls_back_to_the_standard_library(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(procesos._process, "process_start_known", lambda: False)
+    monkeypatch.setattr(procesos._proc._process, "process_start_known", lambda: False)
     process = procesos.Process(target=_square, args=(4,))
     process.start()
     assert process in procesos.active_children()
@@ -228,7 +228,7 @@ import atexit, threading
 import concurrent.futures.process, concurrent.futures.thread  # these need it at import
 del threading._register_atexit, atexit._clear, atexit._run_exitfuncs
 import procesos
-import procesos._process
+import procesos._proc._process
 
 def say(x):
     print("child", x, flush=False)

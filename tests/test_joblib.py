@@ -158,7 +158,7 @@ def test_a_call_while_another_uses_the_shared_pool_gets_its_own(tmp_path: Path) 
 
 def test_workers_do_not_load_the_backend_or_the_engine_s_parent_side() -> None:
     # A fresh worker importing them paid about 40 ms before its first batch.
-    names = ["procesos.joblib", "procesos._executor", "procesos._engine._dispatcher"]
+    names = ["procesos.joblib", "procesos._engine._executor", "procesos._engine._dispatcher"]
     loaded = Parallel(n_jobs=2, backend="procesos", batch_size=1)(
         delayed(modules_loaded)(names) for _ in range(4))
     assert loaded == [[False, False, False]] * 4

@@ -11,9 +11,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "procesos"
 #: Made inside the function that needs them, as the standard library's context
 #: does (docs/architecture.md, "Deliberate upward imports").
 DELIBERATE_UPWARD = {
-    ("procesos._context", "procesos._pool"),  # ctx.Pool()
-    ("procesos._context", "procesos._sharing._queues"),  # ctx.Queue(), ctx.Pipe(), ...
-    ("procesos._executor", "procesos._backends"),  # Executor(backend="dask" | "ray")
+    ("procesos._proc._context", "procesos._engine._pool"),  # ctx.Pool()
+    ("procesos._proc._context", "procesos._sharing._queues"),  # ctx.Queue(), ctx.Pipe(), ...
+    ("procesos._engine._executor", "procesos._backends"),  # Executor(backend="dask" | "ray")
 }
 
 
@@ -111,5 +111,5 @@ def test_no_import_cycle_but_through_the_deliberate_upward_imports() -> None:
 def test_the_launch_layer_and_the_process_do_not_import_the_contexts() -> None:
     # The start methods' names and the default one live in _launch/_methods.py.
     graph = import_graph()
-    below = [m for m in graph if m.startswith("procesos._launch")] + ["procesos._process"]
-    assert [m for m in below if "procesos._context" in graph[m]] == []
+    below = [m for m in graph if m.startswith("procesos._launch")] + ["procesos._proc._process"]
+    assert [m for m in below if "procesos._proc._context" in graph[m]] == []

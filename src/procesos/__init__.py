@@ -19,8 +19,6 @@ from multiprocessing.context import (
 from multiprocessing.process import active_children, current_process, parent_process
 from typing import TYPE_CHECKING, Any
 
-from . import _exit  # noqa: F401  (registers the Ctrl-C exit handler)
-from ._context import ProcesosContext, default_context
 from ._errors import (
     BrokenExecutorError,
     ClusterConnectionError,
@@ -37,12 +35,14 @@ from ._errors import (
 )
 from ._launch._zygote_client import set_zygote_exclude, set_zygote_preload, zygote_pid
 from ._output import get_output, set_output
-from ._process import Process
+from ._proc import _exit  # noqa: F401  (registers the Ctrl-C exit handler)
+from ._proc._context import ProcesosContext, default_context
+from ._proc._process import Process
 
 if TYPE_CHECKING:
     from . import shared_memory
-    from ._executor import Executor, ProcessPoolExecutor
-    from ._pool import Pool
+    from ._engine._executor import Executor, ProcessPoolExecutor
+    from ._engine._pool import Pool
     from ._sharing._shared_array import SharedArray
     from ._trace._api import trace
 
@@ -85,9 +85,9 @@ reducer = _mp.reducer
 # and the zygote import procesos, and the engine pulls in asyncio, SharedArray
 # numpy. Name -> (module, attribute).
 _LAZY = {
-    "Executor": ("procesos._executor", "Executor"),
-    "ProcessPoolExecutor": ("procesos._executor", "ProcessPoolExecutor"),
-    "Pool": ("procesos._pool", "Pool"),
+    "Executor": ("procesos._engine._executor", "Executor"),
+    "ProcessPoolExecutor": ("procesos._engine._executor", "ProcessPoolExecutor"),
+    "Pool": ("procesos._engine._pool", "Pool"),
     "SharedArray": ("procesos._sharing._shared_array", "SharedArray"),
     "shared_memory": ("procesos.shared_memory", None),
     "trace": ("procesos._trace._api", "trace"),

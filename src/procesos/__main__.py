@@ -13,7 +13,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns the exit code: 0 on success, 2 for a usage error, 130 after Ctrl-C.
     """
-    from ._cli import main as cli_main
+    from ._cli._main import main as cli_main
 
     return cli_main(argv)
 

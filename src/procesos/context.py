@@ -13,8 +13,8 @@ from multiprocessing.context import (
     TimeoutError,
 )
 
-from ._context import DefaultContext, ProcesosContext, default_context
-from ._process import Process
+from ._proc._context import DefaultContext, ProcesosContext, default_context
+from ._proc._process import Process
 
 __all__ = [
     "AuthenticationError",

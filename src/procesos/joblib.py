@@ -43,8 +43,8 @@ from joblib._parallel_backends import (
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from . import _errors
-from ._executor import Executor
-from ._joblib_pool import SHARED_POOL, Feed
+from ._engine._executor import Executor
+from ._joblib._pool import SHARED_POOL, Feed
 
 __all__ = ["BACKEND_NAME", "SHARED_POOL", "ProcesosBackend", "WorkerCrashedError", "register",
            "shutdown"]

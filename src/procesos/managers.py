@@ -14,7 +14,7 @@ from multiprocessing.context import BaseContext
 from multiprocessing.managers import BaseProxy, Token
 from typing import Any
 
-from ._context import default_context
+from ._proc._context import default_context
 
 __all__ = ["BaseManager", "BaseProxy", "SharedMemoryManager", "SyncManager", "Token"]
 

@@ -3,6 +3,6 @@ timeouts); ``ThreadPool`` is the standard library's (threads, no processes)."""
 
 from multiprocessing.pool import ThreadPool
 
-from ._pool import Pool
+from ._engine._pool import Pool
 
 __all__ = ["Pool", "ThreadPool"]

@@ -7,6 +7,6 @@
 
 from multiprocessing.process import BaseProcess, active_children, current_process, parent_process
 
-from ._process import Process
+from ._proc._process import Process
 
 __all__ = ["BaseProcess", "Process", "active_children", "current_process", "parent_process"]

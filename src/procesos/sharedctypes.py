@@ -12,7 +12,7 @@ from multiprocessing.context import BaseContext
 from multiprocessing.sharedctypes import RawArray, RawValue, copy
 from typing import Any
 
-from ._context import default_context
+from ._proc._context import default_context
 
 __all__ = ["Array", "RawArray", "RawValue", "Value", "copy", "synchronized"]
 

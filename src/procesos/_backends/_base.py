@@ -27,9 +27,9 @@ from types import TracebackType
 from typing import Any, ClassVar, Literal, TypeVar
 
 from .._engine import WorkerStats
+from .._engine._executor import AsyncMap, Executor
 from .._engine._progress import Progress
 from .._errors import ClusterWorkerCrashedError
-from .._executor import AsyncMap, Executor
 from .._options import check_count, check_flag, check_seconds
 from .._outcome import decode
 from ._task import Failure, RemoteCall

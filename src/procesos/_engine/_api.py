@@ -14,8 +14,8 @@ from multiprocessing import util
 from typing import Any
 
 from .._compat import call_before_threads_join
-from .._context import resolve_context
 from .._options import check_args, check_bytes, check_count, check_flag, check_seconds
+from .._proc._context import resolve_context
 from ._dispatcher import CLOSING, RUNNING, Engine
 from ._jobs import MapJob
 from ._progress import Progress

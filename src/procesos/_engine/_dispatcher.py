@@ -33,9 +33,9 @@ from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
 from .._compat import future_internals_known
-from .._context import ProcesosContext
 from .._errors import BrokenExecutorError, UnpicklingError
 from .._outcome import PICKLING_FAILURES, decode
+from .._proc._context import ProcesosContext
 from .._serialization import loads
 from .._trace import _state as _trace_state
 from ._batching import ChunkSizer

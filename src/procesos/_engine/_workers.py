@@ -21,7 +21,7 @@ from collections import OrderedDict, deque
 from multiprocessing import Pipe
 from typing import Any
 
-from .._context import ProcesosContext
+from .._proc._context import ProcesosContext
 from .._serialization import copies_deferred, reap, send_then_copy
 from .._trace import _state as _trace_state
 from ._jobs import Batch

@@ -540,7 +540,7 @@ def _rehearsal() -> Callable[[], None] | None:
     context.set_spawning_popen(_NoPopen())  # type: ignore[arg-type]
     try:
         # A process object as the parent sends one (preloaded above, if it imports).
-        contexts = sys.modules["procesos._context"]
+        contexts = sys.modules["procesos._proc._context"]
         process = dumps(contexts.default_context.get_context("zygote").Process(
             target=sample_target))
     except Exception:
@@ -603,7 +603,7 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
     # otherwise pay for that import in every worker (4 ms of a fresh pool's
     # first result, 10 ms); it adds nothing measurable to the zygote's USS.
     # Named, like any preloaded module: this layer does not depend on them.
-    _preload(["procesos._launch._child", "procesos._context", "cloudpickle",
+    _preload(["procesos._launch._child", "procesos._proc._context", "cloudpickle",
               "procesos._engine._worker"])
 
     _become_like_the_parent(config)

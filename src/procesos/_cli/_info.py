@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import procesos
 
-from ._launch._methods import ENV_START_METHOD
+from .._launch._methods import ENV_START_METHOD
 
 __all__ = ["collect", "render", "run"]
 

@@ -289,7 +289,7 @@ def _end_echo(echo: Any) -> None:
 
 
 def _echo_polling(inbox: int, outbox: int) -> None:
-    from ._engine._messages import poll_briefly
+    from .._engine._messages import poll_briefly
 
     poller = select.poll()
     poller.register(inbox, select.POLLIN)

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
-from ._executor import Executor
-from ._joblib_batch import run_batch
+from .._engine._executor import Executor
+from ._batch import run_batch
 
 __all__ = ["SHARED_POOL", "Feed", "SharedPool"]
 

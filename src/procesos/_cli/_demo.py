@@ -23,12 +23,12 @@ from typing import Any, TextIO
 
 import procesos
 
-from ._context import ProcesosContext
+from .._proc._context import ProcesosContext
+from .._proc._process import Process
+from .._trace._api import Trace
+from .._trace._chrome import Timeline
+from .._trace._draw import render_html, render_lines, show
 from ._demo_text import texts
-from ._process import Process
-from ._trace._api import Trace
-from ._trace._chrome import Timeline
-from ._trace._draw import render_html, render_lines, show
 
 __all__ = ["FAST_SLEEP", "SLEEP", "PlainOutput", "RichOutput", "run"]
 

@@ -11,10 +11,10 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from ._engine import Engine, MapJob, WorkerStats, create_engine
-from ._engine._jobs import ResultIterator
-from ._errors import TimeoutError as WaitTimeoutError
-from ._options import check_args, check_count, check_kwargs
+from .._errors import TimeoutError as WaitTimeoutError
+from .._options import check_args, check_count, check_kwargs
+from ._api import Engine, MapJob, WorkerStats, create_engine
+from ._jobs import ResultIterator
 
 __all__ = ["ApplyResult", "AsyncResult", "MapResult", "Pool"]
 

@@ -13,15 +13,15 @@ import sys
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from ._launch import START_METHODS
-from ._launch._methods import (
+from .._launch import START_METHODS
+from .._launch._methods import (
     ENV_START_METHOD,
     check_method,
     chosen_method,
     default_method,
     set_default,
 )
-from ._launch._popens import popen_class
+from .._launch._popens import popen_class
 from ._process import Process
 
 __all__ = [
@@ -65,7 +65,7 @@ class ProcesosContext(BaseContext):
         maxtasksperchild: int | None = None, **options: Any,
     ) -> Any:
         """A :class:`procesos.Pool` whose workers use this context's start method."""
-        from ._pool import Pool  # layer 5, imported on use
+        from .._engine._pool import Pool  # layer 5, imported on use
 
         return Pool(processes, initializer, initargs, maxtasksperchild, context=self, **options)
 
@@ -78,25 +78,25 @@ class ProcesosContext(BaseContext):
     # imported when used, as the standard library's context does).
     def Queue(self, maxsize: int = 0) -> Any:
         """A ``multiprocessing.Queue`` whose large buffers travel without copies."""
-        from ._sharing._queues import make_queue
+        from .._sharing._queues import make_queue
 
         return make_queue(self.get_context(), maxsize)
 
     def JoinableQueue(self, maxsize: int = 0) -> Any:
         """A ``multiprocessing.JoinableQueue`` whose large buffers travel without copies."""
-        from ._sharing._queues import make_joinable_queue
+        from .._sharing._queues import make_joinable_queue
 
         return make_joinable_queue(self.get_context(), maxsize)
 
     def SimpleQueue(self) -> Any:
         """A ``multiprocessing.SimpleQueue`` whose large buffers travel without copies."""
-        from ._sharing._queues import make_simple_queue
+        from .._sharing._queues import make_simple_queue
 
         return make_simple_queue(self.get_context())
 
     def Pipe(self, duplex: bool = True) -> Any:
         """A ``multiprocessing.Pipe`` whose ``send``/``recv`` carry large buffers without copies."""
-        from ._sharing._queues import Pipe
+        from .._sharing._queues import Pipe
 
         return Pipe(duplex)
 

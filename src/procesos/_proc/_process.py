@@ -16,15 +16,20 @@ from collections.abc import Callable, Iterable, Mapping
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._compat import add_child, forget_children_after_fork, process_start_known, reap_ended_children
-from ._errors import ProcessCrashedError, RemoteTraceback, TimeoutError
-from ._launch._methods import default_method
-from ._launch._popen import BasePopen
-from ._launch._popens import popen_class
-from ._options import check_args, check_kwargs
-from ._outcome import ReceivedOutcome
-from ._output import check_output_mode
-from ._trace import _state as _trace_state
+from .._compat import (
+    add_child,
+    forget_children_after_fork,
+    process_start_known,
+    reap_ended_children,
+)
+from .._errors import ProcessCrashedError, RemoteTraceback, TimeoutError
+from .._launch._methods import default_method
+from .._launch._popen import BasePopen
+from .._launch._popens import popen_class
+from .._options import check_args, check_kwargs
+from .._outcome import ReceivedOutcome
+from .._output import check_output_mode
+from .._trace import _state as _trace_state
 
 __all__ = ["Process"]
 

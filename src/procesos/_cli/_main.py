@@ -23,8 +23,8 @@ EXIT_USAGE = 2
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``procesos`` command."""
-    from . import __version__
-    from ._launch import START_METHODS
+    from .. import __version__
+    from .._launch import START_METHODS
 
     parser = argparse.ArgumentParser(
         prog="procesos",
@@ -99,12 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _bench(argv: Sequence[str]) -> int:
     try:
-        bench = importlib.import_module("procesos._bench")
+        bench = importlib.import_module("procesos._cli._bench")
     except ModuleNotFoundError as exc:
-        if exc.name == "procesos._bench":
+        if exc.name == "procesos._cli._bench":
             print(
                 "procesos bench: this installation has no benchmark runner "
-                "(the module procesos._bench is missing).",
+                "(the module procesos._cli._bench is missing).",
                 file=sys.stderr,
             )
         else:
@@ -134,8 +134,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _trace_show(path: str, html_path: str | None, plain: bool | None) -> int:
-    from ._trace._chrome import load
-    from ._trace._draw import render_html, show
+    from .._trace._chrome import load
+    from .._trace._draw import render_html, show
 
     try:
         timeline = load(path)

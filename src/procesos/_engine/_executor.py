@@ -10,8 +10,8 @@ from concurrent import futures
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from ._engine import Engine, MapJob, WorkerStats, create_engine
-from ._engine._jobs import ResultIterator
+from ._api import Engine, MapJob, WorkerStats, create_engine
+from ._jobs import ResultIterator
 
 __all__ = ["AsyncMap", "Executor", "ProcessPoolExecutor"]
 
@@ -62,7 +62,7 @@ class Executor(futures.Executor):
 
     def __new__(cls, *args: Any, backend: str = "local", **kwargs: Any) -> Executor:
         if cls is Executor and backend != "local":
-            from ._backends import executor_class  # layer 6, only when asked for
+            from .._backends import executor_class  # layer 6, only when asked for
 
             cls = executor_class(backend)
         return super().__new__(cls)
