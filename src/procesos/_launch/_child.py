@@ -99,8 +99,11 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def run_process(process_obj: BaseProcess, channel: Connection) -> int:
-    """Run *process_obj* here, send its outcome on *channel*, return the exit code."""
+def run_process(process_obj: BaseProcess, channel: Connection, output_mode: str,
+                line_buffered: bool) -> int:
+    """Run *process_obj* here, send its outcome on *channel*, return the exit code
+    (*output_mode*, *line_buffered*: where the parent sends its streams, as
+    ``ChildSetup`` says)."""
     outcome: bytes | None = None
     interrupted = False
     user_run = process_obj.run
@@ -145,9 +148,9 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
     # As the standard library's start methods do: the exit handlers of the
     # process we were forked from are not ours.
     drop_inherited_exit_handlers()
-    if getattr(process_obj, "_output_mode", "inherit") != "inherit":
+    if output_mode != "inherit":
         # descriptors 1 and 2 lead to the parent's relay
-        adopt_std_streams(getattr(process_obj, "_output_line_buffered", True))
+        adopt_std_streams(line_buffered)
     process_obj.run = run_and_record  # type: ignore[method-assign]
     exitcode = process_obj._bootstrap(parent_sentinel=channel.fileno())  # type: ignore[attr-defined]
     try:
@@ -174,12 +177,13 @@ def run_process(process_obj: BaseProcess, channel: Connection) -> int:
 
 
 def fork_child_main(
-    process_obj: BaseProcess, channel: Connection, parent_thread_is_main: bool
+    process_obj: BaseProcess, channel: Connection, parent_thread_is_main: bool,
+    output_mode: str, line_buffered: bool,
 ) -> int:
     """The child side of the ``fork`` start method."""
     share_main_namespace()
     die_with_parent(os.getppid(), channel.fileno(), parent_thread_is_main)
-    return run_process(process_obj, channel)
+    return run_process(process_obj, channel, output_mode, line_buffered)
 
 
 def _apply_setup(setup: ChildSetup, received_fds: list[int]) -> None:
@@ -237,7 +241,7 @@ def _serve(channel: Connection, received_fds: list[int] | None, parent_pid: int,
         except OSError:
             pass
         return 1
-    return run_process(process_obj, channel)
+    return run_process(process_obj, channel, setup.output_mode, setup.output_line_buffered)
 
 
 def spawn_main(channel_fd: int, parent_thread_is_main: int,

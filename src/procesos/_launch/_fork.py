@@ -41,7 +41,8 @@ class ForkPopen(BasePopen):
                 os.close(parent_r)
                 channel_fd = above_std_fds(child_sock.detach())
                 self.install_std_fds_in_forked_child()
-                code = fork_child_main(process_obj, Connection(channel_fd), parent_thread_is_main)
+                code = fork_child_main(process_obj, Connection(channel_fd), parent_thread_is_main,
+                                       self.output_mode, self.output_line_buffered)
             finally:
                 os._exit(code)
         unblock_interrupts(old_mask)

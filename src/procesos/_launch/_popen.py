@@ -107,6 +107,8 @@ class BasePopen:
             getattr(process_obj, "_kwargs", None),
         )
         self._fds: list[int] = []
+        self.output_mode = "inherit"  # where the child's streams go, and whether its
+        self.output_line_buffered = True  # stdout is line-buffered: set by _open_output
         self.output = self._open_output(process_obj)
         try:
             self._launch(process_obj)
@@ -249,14 +251,14 @@ class BasePopen:
     # -- the child's standard streams ----------------------------------------
     def _open_output(self, process_obj: BaseProcess) -> ChildOutput | None:
         mode = resolve_output_mode(getattr(process_obj, "_output", None))
-        # The child reads it back to make its streams line-buffered (_child.run_process).
-        process_obj._output_mode = mode  # type: ignore[attr-defined]
+        # The child gets both (ChildSetup, or fork_child_main's arguments) to set
+        # up its streams (_child.run_process).
+        self.output_mode = mode
         # Relayed to a file or a pipe, the child's stdout is block-buffered,
         # as it would be writing there itself (whole lines are put together
         # by the relay all the same); to a terminal, Jupyter or a StringIO,
         # line-buffered so that lines show as they are printed.
-        process_obj._output_line_buffered = (  # type: ignore[attr-defined]
-            mode != "relay" or _interactive(sys.stdout))
+        self.output_line_buffered = mode != "relay" or _interactive(sys.stdout)
         return open_child_output(mode, process_obj.name)
 
     def std_fds_for_child(self) -> tuple[int, int]:
@@ -297,5 +299,7 @@ class BasePopen:
             log_level=mp_log_level(),
             log_to_stderr=mp_logs_to_stderr(),
             logging_config=logging_config,
+            output_mode=self.output_mode,
+            output_line_buffered=self.output_line_buffered,
             sigint_ignored=signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
         )

@@ -68,6 +68,10 @@ class ChildSetup(NamedTuple):
     # The parent ignores Ctrl-C (SIGINT set to SIG_IGN): so does the child, as a
     # forked or exec'd child inherits it (a zygote child starts from the zygote's).
     sigint_ignored: bool = False
+    # Where its stdout and stderr go (procesos.set_output's modes, resolved), and
+    # whether its stdout is line-buffered there.
+    output_mode: str = "inherit"
+    output_line_buffered: bool = True
 
 
 def channel_pair() -> tuple[Connection, socket.socket]:

@@ -533,8 +533,10 @@ def _rehearsal() -> Callable[[], None] | None:
         pass
 
     setup = pickle.dumps(
-        ChildSetup(None, list(sys.path), list(sys.argv), None, None, [], None, True, None, False,
-                   None),
+        ChildSetup(start_method=None, sys_path=list(sys.path), sys_argv=list(sys.argv),
+                   cwd=None, environ=None, fds=[], resource_tracker_fd=None,
+                   parent_thread_is_main=True, log_level=None, log_to_stderr=False,
+                   logging_config=None),
         protocol=pickle.HIGHEST_PROTOCOL,
     )
     context.set_spawning_popen(_NoPopen())  # type: ignore[arg-type]

@@ -85,6 +85,7 @@ class Process(BaseProcess):
         self._settled: tuple[bool, Any] | None = None
         self._kept_outcome: ReceivedOutcome | None = None
         self._kept_exitcode: int | None = None
+        self._kept_output_mode: str | None = None
 
     if TYPE_CHECKING:  # BaseProcess's private attributes, which typeshed does not declare
         _popen: BasePopen | None
@@ -191,6 +192,7 @@ class Process(BaseProcess):
         if self._popen is not None and self._popen.poll() is not None:
             self._kept_outcome = self._popen.outcome
             self._kept_exitcode = self._popen.returncode
+            self._kept_output_mode = self._popen.output_mode
             output = self._popen.output
             if output is not None:
                 output.finish()
@@ -241,7 +243,8 @@ class Process(BaseProcess):
 
     def _printed_its_errors(self) -> bool:
         """Whether the child's stderr went where this process prints its own errors."""
-        return getattr(self, "_output_mode", None) in ("relay", "prefix", "inherit")
+        mode = self._kept_output_mode if self._popen is None else self._popen.output_mode
+        return mode in ("relay", "prefix", "inherit")
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Like :meth:`result`, but return the exception instead of raising it."""
