@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from conftest import START_METHODS
-from procesos import _cli
+from procesos._cli import _main as _cli
 from procesos._cli._demo_text import LANGUAGES, TEXTS
 
 ANSI = re.compile(r"\x1b\[")
@@ -244,7 +244,7 @@ def test_info_json_is_machine_readable() -> None:
 
 def test_info_reports_a_running_zygote() -> None:
     import procesos
-    from procesos import _info
+    from procesos._cli import _info
 
     p = procesos.get_context("zygote").Process(target=int)
     p.start()
