@@ -62,7 +62,7 @@ POINTS = [
      "    T('child: setup read')\n", False),
     ("_child.py", "    die_with_parent(parent_pid, channel.fileno(), use_pdeathsig)\n",
      "    T('child: process object read')\n", False),
-    ("_child.py", "    return run_process(process_obj, channel)\n\n\ndef spawn_main",
+    ("_child.py", "    return run_process(process_obj, channel, setup.output_mode, setup.output_line_buffered)\n\n\ndef spawn_main",
      "    T('child: process object unpickled')\n", True),
     ("_child.py", "                value = user_run()\n", "                T('child: target runs')\n", True),
     ("_child.py", "    try:\n        _run_exit_handlers_like_the_standard_library()",
