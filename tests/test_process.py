@@ -117,6 +117,24 @@ def test_result_comes_as_soon_as_the_value_is_sent_not_when_the_process_has_ende
     p.join()
 
 
+def test_a_result_sent_just_before_an_end_that_a_poll_found_first_is_not_lost(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A poll() reads the channel, then reaps the process; a process that sent
+    # its result and ended between the two (this thread held up meanwhile)
+    # must still deliver it. Forced: the process ends unreaped (WNOWAIT), then
+    # a poll() whose read finds nothing.
+    p = procesos.get_context("fork").Process(target=square, args=(7,))
+    p.start()
+    os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
+    popen = p._popen
+    assert popen is not None
+    monkeypatch.setattr(popen, "_drain", lambda timeout, until_outcome=False: False)
+    assert popen.poll() == 0
+    monkeypatch.undo()
+    assert p.result(timeout=10) == 49
+    p.join()
+
+
 def print_then_return(lines: int) -> int:
     import sys
 

@@ -143,6 +143,10 @@ class BasePopen:
                         self._keepalive = None
                         if self.output is not None:
                             self.output.request_finish()
+                        # What it sent after the drain above, before it ended
+                        # (its outcome, if this thread was held up between
+                        # the two) is in the channel: nothing waits for it after this.
+                        self._receive_the_rest()
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -225,6 +229,18 @@ class BasePopen:
                 return True
             if not ready and remaining is not None and remaining <= 0:
                 return False
+
+    def _receive_the_rest(self) -> None:
+        """The process has ended: read what its channel holds, without waiting (a
+        process it forked may hold the channel open: its end of file may not come)."""
+        while True:
+            channel = self.channel
+            try:
+                if channel is None or not channel.poll(0):
+                    return
+            except OSError:
+                return
+            self._receive(channel)
 
     def _receive(self, channel: Connection) -> None:
         with self._lock:

@@ -211,6 +211,8 @@ class Tracker:
         self.first_client_by: float | None = time.monotonic() + FIRST_CONNECTION_WAIT
         self.sync_waiters: list[tuple[socket.socket, str]] = []
         self.dropped: dict[int, None] = {}  # tickets whose writer gave up, oldest first
+        # The unclaimed tickets of each (writer pid, channel): what reap() ends.
+        self.by_channel: dict[tuple[int, str], set[int]] = {}
         try:
             self.root_fd = os.pidfd_open(root_pid)
         except ProcessLookupError:
@@ -453,12 +455,13 @@ class Tracker:
         """Process *pid* ended, and the reader of its *channel* read everything it
         sent there: its frames for that channel not claimed (but *kept*) were never
         sent."""
-        if pid <= 0:
-            return
-        for ident, ticket in list(self.tickets.items()):
-            if ticket.channel == (pid, channel) and ident not in kept:
-                self.remember_dropped(ident)
-                self.end_ticket(ident)
+        for ident in self.by_channel.pop((pid, channel), set()) - kept:
+            self.remember_dropped(ident)
+            self.end_ticket(ident)
+        for ident in kept:  # still in the reader's hands: claimed or discarded later
+            ticket = self.tickets.get(ident)
+            if ticket is not None:
+                ticket.channel = None
 
     def disconnect(self, conn: int) -> None:
         sock = self.conns.pop(conn)
@@ -508,12 +511,20 @@ class Tracker:
         pid = self.peer_pids.get(owner, 0)
         for_channel = (pid, channel) if isinstance(channel, str) and pid > 0 else None
         self.tickets[ident] = Ticket(seg.ident, owner, reusable, sealed, for_channel)
+        if for_channel is not None:
+            self.by_channel.setdefault(for_channel, set()).add(ident)
         seg.tickets.add(ident)
         return ident
 
     def end_ticket(self, ident: int) -> None:
         ticket = self.tickets.pop(ident, None)
         if ticket is not None:
+            if ticket.channel is not None:
+                same = self.by_channel.get(ticket.channel)
+                if same is not None:
+                    same.discard(ident)
+                    if not same:
+                        del self.by_channel[ticket.channel]
             seg = self.segments[ticket.segment]
             seg.tickets.discard(ident)
             self.maybe_free(seg)
