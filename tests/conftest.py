@@ -7,6 +7,7 @@ import multiprocessing
 import multiprocessing.synchronize
 import os
 import secrets
+import select
 import socket
 import subprocess
 import sys
@@ -185,6 +186,39 @@ def _stray_children() -> list[psutil.Process]:
     return strays
 
 
+def _wait_for_an_end(children: list[psutil.Process], timeout: float) -> None:
+    """Wait until one of *children* has ended, or *timeout*, without reaping it: a
+    child of a popen is reaped by its popen (``multiprocessing.active_children()``),
+    which would never learn its exit code if this read it first (psutil's
+    ``wait_procs`` does: such a process then stayed "alive" for ever, and what
+    its popen keeps for it, a test's semaphores among them, with it)."""
+    poller = select.poll()
+    fds = []
+    try:
+        for child in children:
+            try:
+                fds.append(os.pidfd_open(child.pid))
+            except OSError:
+                continue
+            poller.register(fds[-1], select.POLLIN)
+        if fds:
+            poller.poll(int(timeout * 1000))
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _reap_unmanaged_zombies(children: list[psutil.Process]) -> None:
+    """Reap the children that have ended and that no popen reaped (after
+    ``multiprocessing.active_children()``, none of those is a popen's)."""
+    for child in children:
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+        except (psutil.NoSuchProcess, ChildProcessError):
+            pass
+
+
 @pytest.fixture(autouse=True)
 def no_leftovers() -> Iterator[None]:
     """Fail a test that leaves a child process or a shared-memory segment behind."""
@@ -195,7 +229,8 @@ def no_leftovers() -> Iterator[None]:
     strays = _stray_children()
     while strays and time.monotonic() < deadline:
         multiprocessing.active_children()
-        psutil.wait_procs(strays, timeout=0.1)
+        _reap_unmanaged_zombies(strays)
+        _wait_for_an_end(strays, 0.1)
         strays = [p for p in _stray_children() if p.is_running()]
     if strays:
         # Fail, but end them (our own children, by pid): a live non-daemon child
