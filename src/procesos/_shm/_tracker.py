@@ -329,8 +329,10 @@ class Tracker:
     def hello(self, fd: int, sock: socket.socket, message: list[Any]) -> bool:
         """A connection's first message: the tree's secret, or it is closed."""
         given = message[1] if len(message) == 2 else None
+        # surrogatepass: JSON can carry a lone surrogate, which plain UTF-8 refuses
+        # to encode (it ended the tracker, found by the fuzzer in test_security).
         if message[0] != HELLO or not isinstance(given, str) or not compare_digest(
-                given.encode(), self.secret):
+                given.encode("utf-8", "surrogatepass"), self.secret):
             self.disconnect(fd)
             return False
         self.authenticated.add(fd)
