@@ -141,7 +141,8 @@ def test_results_a_quick_chunk_sent_before_its_worker_died_are_delivered(
                 next(results)
             error = caught.value
         # The only one not reported when the worker died: named.
-        assert "task 200 " in str(error) and "'die'" in str(error), str(error)
+        assert "task 200 of map(partial(quick_unless_told))" in str(error), str(error)
+        assert "'die'" in str(error)
         assert "which one is unknown" not in str(error)
 
 

@@ -42,6 +42,10 @@ _repr.maxother = 40
 
 
 def _name(fn: object) -> str:
+    """What error messages call *fn*: its qualified name; a ``functools.partial``
+    by the function it wraps (``partial(load)``), not as ``partial``."""
+    if isinstance(fn, functools.partial):
+        return f"partial({_name(fn.func)})"
     return str(getattr(fn, "__qualname__", None) or type(fn).__qualname__)
 
 
