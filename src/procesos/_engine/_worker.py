@@ -203,7 +203,10 @@ class _EarlyResults:
                     if self.batch is None:
                         self.idle = True
                         break
-                    self._report(*self.batch)
+                    try:
+                        self._report(*self.batch)
+                    except OSError:  # the parent has gone: the batch's thread finds out
+                        self.batch = None
 
     def _report(self, batch_id: int, seq_base: int, values: list[Any],
                 errors: list[tuple[int, bytes]], started: int) -> None:
