@@ -76,7 +76,6 @@ __all__ = [
     "get_threshold",
     "pack",
     "pack_deferred",
-    "plain_if_simple",
     "reap",
     "reducers",
     "send_then_copy",
@@ -191,30 +190,11 @@ def _run(obj: Any, pickler: type, collector: _Collector) -> None:
         stack.pop()
 
 
-_SCALARS = frozenset({int, float, bool, complex, type(None)})
-_SMALL_TEXT = 1 << 14
-
-
-def plain_if_simple(obj: Any, depth: int = 0) -> bool:
-    """Whether *obj* is small plain data (scalars, short text, small containers of
-    them), which ``pickle.dumps`` pickles exactly as procesos' pickler would."""
-    kind = type(obj)
-    if kind in _SCALARS:
-        return True
-    if kind is str or kind is bytes:
-        return len(obj) < _SMALL_TEXT
-    if kind not in (tuple, list, dict) or depth >= 2 or len(obj) > 32:
-        return False
-    if kind is dict:
-        return all(plain_if_simple(k, depth + 1) and plain_if_simple(v, depth + 1)
-                   for k, v in obj.items())
-    return all(plain_if_simple(item, depth + 1) for item in obj)
-
-
 def pack(obj: Any, make_pickler: Callable[[], type], reusable: bool = False,
          channel: str | None = None) -> bytes:
     """Pickle *obj* into one frame, with the ``pickle.Pickler`` subclass that
-    *make_pickler* returns (called only when *obj* is not plain data).
+    *make_pickler* returns. Which pickler, and whether a plain ``pickle.dumps``
+    does instead, is for the caller to say (``procesos._serialization``).
 
     A frame with shared memory can be loaded once; with *reusable*, any number
     of times, until :func:`discard` (or the end of the process tree). A frame
@@ -223,8 +203,6 @@ def pack(obj: Any, make_pickler: Callable[[], type], reusable: bool = False,
     when that reader calls :func:`reap`; any other such frame waits for the
     end of the process tree.
     """
-    if plain_if_simple(obj):
-        return pickle.dumps(obj, PROTOCOL)
     pickler = make_pickler()
     if not _numpy_registered and "numpy" in sys.modules:
         _register_numpy()
