@@ -16,6 +16,11 @@ copy of :data:`compare_digest` with the same fallback.
 
 Where a fallback is slower, its docstring says by how much and how it was
 measured (``benchmarks/bench_compat.py``).
+
+cloudpickle's private names are reached the same way, at the end of this
+module (imported only when a probe runs). Their fallbacks are cloudpickle's
+own ways, which change what a user sees: each says so in a ``RuntimeWarning``,
+once per process.
 """
 
 from __future__ import annotations
