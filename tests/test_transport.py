@@ -1014,3 +1014,28 @@ def test_reaping_an_ended_writer_frees_only_its_frames_for_that_channel_that_nev
     reap(pid, "results", [kept])
     assert live_shared_memory()["tickets"] == 2
     assert loads(kept)[0] == 1.0 and loads(for_anyone)[0] == 3.0
+
+
+def test_only_the_tracker_spells_its_verbs() -> None:
+    # Every client names a verb by the tracker's constant (_shm/_tracker.py), so
+    # that a verb renamed or misspelt there is an import error, not a request
+    # the tracker refuses at run time.
+    import ast
+
+    from procesos._shm import _tracker
+
+    verbs = {_tracker.HELLO, _tracker.ALLOC, _tracker.SEAL, _tracker.DROP, _tracker.CLAIM,
+             _tracker.AWAIT, _tracker.DISCARD, _tracker.RELEASE, _tracker.CREATE,
+             _tracker.TICKET, _tracker.POISON, _tracker.SYNC, _tracker.TRIM, _tracker.REAP}
+    package = Path(procesos.__file__).parent
+    spelt = []
+    for path in package.rglob("*.py"):
+        if path.name == "_tracker.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("request", "notify") and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and node.args[0].value in verbs):
+                spelt.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert not spelt
