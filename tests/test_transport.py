@@ -402,6 +402,20 @@ def test_an_unpicklable_argument_beside_a_large_one_leaves_no_shared_memory() ->
         p.start()
 
 
+def test_an_unpicklable_task_argument_beside_a_large_one_leaves_no_shared_memory() -> None:
+    # Finding which argument cannot be pickled pickles each: the large one's
+    # frame, never sent, goes back at once.
+    with procesos.Executor(1) as ex:
+        future = ex.submit(total, np.ones(LARGE // 8), threading.Lock())
+        with pytest.raises(procesos.SerializationError, match="argument 1"):
+            future.result(timeout=30)
+        results = list(ex.map(total, [np.ones(LARGE // 8), threading.Lock()],
+                              return_exceptions=True))
+        assert results[0] == LARGE // 8
+        assert isinstance(results[1], procesos.SerializationError)
+    # The fixture checks that the tracker holds no segment and no ticket.
+
+
 def load_in_a_thread(frame: bytes) -> tuple[threading.Thread, list[object]]:
     """``loads(frame)`` in a thread of its own; the list gets its value or error."""
     out: list[object] = []
