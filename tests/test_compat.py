@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import uuid
+import warnings
 from concurrent.futures import _base
 from multiprocessing import process as mp_process
 from multiprocessing import queues as mp_queues
@@ -25,12 +26,13 @@ from multiprocessing import resource_tracker, util
 from pathlib import Path
 from typing import Any
 
+import cloudpickle  # type: ignore[import-untyped]
 import pytest
 
 import procesos
 import procesos._proc._process
 from conftest import run_script
-from procesos import _compat
+from procesos import _compat, _serialization
 from procesos._engine import _dispatcher
 from procesos._sharing import _queues
 
@@ -388,3 +390,87 @@ def test_the_trackers_own_compare_digest_falls_back_to_hmac(
     copy = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(copy)
     assert copy.compare_digest is hmac.compare_digest
+
+
+# --- cloudpickle's private names ---------------------------------------------------
+
+@pytest.fixture
+def fresh_cloudpickle_probes(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The cloudpickle probes re-run, and procesos' pickler is made again, after the
+    test changes what they look at (the test's changes are undone after this)."""
+    probes = (_compat.cloudpickle_function_reduce_known, _compat.cloudpickle_code_reduce)
+    for probe in probes:
+        probe.cache_clear()
+    monkeypatch.setattr(_serialization, "_pickler", None)
+    yield
+    for probe in probes:
+        probe.cache_clear()
+
+
+def test_cloudpickle_private_names_are_as_procesos_knows_them(
+        fresh_cloudpickle_probes: None) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _compat.cloudpickle_function_reduce_known()
+        assert _compat.cloudpickle_code_reduce() is cloudpickle.cloudpickle._code_reduce
+
+
+def _other_setstate(func: Any, state: Any) -> None:
+    cloudpickle.cloudpickle._function_setstate(func, state)
+
+
+def _reduce_with_another_setstate(self: Any, func: Any) -> Any:
+    return (*_ORIGINAL_FUNCTION_REDUCE(self, func)[:5], _other_setstate)
+
+
+def _reduce_in_five(self: Any, func: Any) -> Any:
+    return _ORIGINAL_FUNCTION_REDUCE(self, func)[:5]
+
+
+_ORIGINAL_FUNCTION_REDUCE = cloudpickle.Pickler._dynamic_function_reduce
+
+
+@pytest.mark.parametrize("change", ["another setstate", "five items", "no setstate"])
+def test_function_probe_fails_and_warns_where_cloudpickle_changed(
+        change: str, monkeypatch: pytest.MonkeyPatch, fresh_cloudpickle_probes: None) -> None:
+    if change == "no setstate":
+        monkeypatch.delattr(cloudpickle.cloudpickle, "_function_setstate")
+    else:
+        monkeypatch.setattr(cloudpickle.Pickler, "_dynamic_function_reduce",
+                            _reduce_with_another_setstate if change == "another setstate"
+                            else _reduce_in_five)
+    with pytest.warns(RuntimeWarning, match="no longer share their module's globals"):
+        assert not _compat.cloudpickle_function_reduce_known()
+
+
+@pytest.mark.parametrize("change", ["missing", "other shape"])
+def test_code_probe_fails_and_warns_where_cloudpickle_changed(
+        change: str, monkeypatch: pytest.MonkeyPatch, fresh_cloudpickle_probes: None) -> None:
+    if change == "missing":
+        monkeypatch.delattr(cloudpickle.cloudpickle, "_code_reduce")
+    else:
+        monkeypatch.setattr(cloudpickle.cloudpickle, "_code_reduce", lambda code: (code,))
+    with pytest.warns(RuntimeWarning, match="<dynamic-code>"):
+        assert _compat.cloudpickle_code_reduce() is None
+
+
+def test_functions_by_value_travel_with_cloudpickles_own_ways(
+        monkeypatch: pytest.MonkeyPatch, fresh_cloudpickle_probes: None) -> None:
+    monkeypatch.setattr(_serialization, "cloudpickle_function_reduce_known", lambda: False)
+    monkeypatch.setattr(_serialization, "cloudpickle_code_reduce", lambda: None)
+    offset = 5
+
+    def add(x: int) -> int:
+        return x + offset
+
+    def fail(x: int) -> int:
+        raise ValueError(x)
+
+    assert _serialization.loads(_serialization.dumps(add))(1) == 6
+    with procesos.Executor(max_workers=1) as ex:
+        assert ex.submit(add, 1).result(timeout=60) == 6
+        assert list(ex.map(lambda x: x * offset, range(3))) == [0, 5, 10]
+        with pytest.raises(ValueError) as caught:
+            ex.submit(fail, 7).result(timeout=60)
+    # cloudpickle's own code reduction: the file is no longer the real one.
+    assert "<dynamic-code>" in str(caught.value.__cause__)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import procesos
+from procesos._serialization import is_small_immutable
 from procesos._sharing import _queues
 
 # Small tuples (batched), text longer than one batch (written alone), a list
@@ -84,7 +85,7 @@ def test_a_tuple_holding_a_mutable_object_is_pickled_at_put() -> None:
     queue = procesos.Queue()
     inner = [1, 2]
     message = ("tuple", inner)
-    assert not _queues._immutable_and_small(message)
+    assert not is_small_immutable(message)
     queue.put(message)
     inner.append(3)  # after put: not what is received
     assert queue.get(timeout=30) == ("tuple", [1, 2])
@@ -106,7 +107,7 @@ def test_a_tuple_holding_a_mutable_object_is_pickled_at_put() -> None:
     (bytearray(b"mutable"), False),
 ])
 def test_which_messages_the_feeder_pickles(message: Any, plain: bool) -> None:
-    assert _queues._immutable_and_small(message) is plain
+    assert is_small_immutable(message) is plain
 
 
 class ReportingQueue(_queues.Queue):

@@ -402,6 +402,20 @@ def test_an_unpicklable_argument_beside_a_large_one_leaves_no_shared_memory() ->
         p.start()
 
 
+def test_an_unpicklable_task_argument_beside_a_large_one_leaves_no_shared_memory() -> None:
+    # Finding which argument cannot be pickled pickles each: the large one's
+    # frame, never sent, goes back at once.
+    with procesos.Executor(1) as ex:
+        future = ex.submit(total, np.ones(LARGE // 8), threading.Lock())
+        with pytest.raises(procesos.SerializationError, match="argument 1"):
+            future.result(timeout=30)
+        results = list(ex.map(total, [np.ones(LARGE // 8), threading.Lock()],
+                              return_exceptions=True))
+        assert results[0] == LARGE // 8
+        assert isinstance(results[1], procesos.SerializationError)
+    # The fixture checks that the tracker holds no segment and no ticket.
+
+
 def load_in_a_thread(frame: bytes) -> tuple[threading.Thread, list[object]]:
     """``loads(frame)`` in a thread of its own; the list gets its value or error."""
     out: list[object] = []
@@ -1014,3 +1028,28 @@ def test_reaping_an_ended_writer_frees_only_its_frames_for_that_channel_that_nev
     reap(pid, "results", [kept])
     assert live_shared_memory()["tickets"] == 2
     assert loads(kept)[0] == 1.0 and loads(for_anyone)[0] == 3.0
+
+
+def test_only_the_tracker_spells_its_verbs() -> None:
+    # Every client names a verb by the tracker's constant (_shm/_tracker.py), so
+    # that a verb renamed or misspelt there is an import error, not a request
+    # the tracker refuses at run time.
+    import ast
+
+    from procesos._shm import _tracker
+
+    verbs = {_tracker.HELLO, _tracker.ALLOC, _tracker.SEAL, _tracker.DROP, _tracker.CLAIM,
+             _tracker.AWAIT, _tracker.DISCARD, _tracker.RELEASE, _tracker.CREATE,
+             _tracker.TICKET, _tracker.POISON, _tracker.SYNC, _tracker.TRIM, _tracker.REAP}
+    package = Path(procesos.__file__).parent
+    spelt = []
+    for path in package.rglob("*.py"):
+        if path.name == "_tracker.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("request", "notify") and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and node.args[0].value in verbs):
+                spelt.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert not spelt

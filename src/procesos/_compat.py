@@ -16,6 +16,11 @@ copy of :data:`compare_digest` with the same fallback.
 
 Where a fallback is slower, its docstring says by how much and how it was
 measured (``benchmarks/bench_compat.py``).
+
+cloudpickle's private names are reached the same way, at the end of this
+module (imported only when a probe runs). Their fallbacks are cloudpickle's
+own ways, which change what a user sees: each says so in a ``RuntimeWarning``,
+once per process.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ __all__ = [
     "add_child",
     "adopt_resource_tracker_fd",
     "call_before_threads_join",
+    "cloudpickle_code_reduce",
+    "cloudpickle_function_reduce_known",
+    "cloudpickle_function_setstate",
     "compare_digest",
     "drop_inherited_exit_handlers",
     "drop_inherited_finalizers",
@@ -403,3 +411,100 @@ def formatter_format(formatter: Any) -> tuple[str | None, object]:
     formatter cannot be pickled, then formats as ``logging``'s default does.
     """
     return getattr(formatter, "_fmt", None), getattr(formatter, "_style", None)
+
+
+# --- cloudpickle (a dependency, not CPython: its private names, by the same rule) -
+
+_PROBE_VALUE = "procesos probe"
+
+
+def _probe_function() -> str:
+    return _PROBE_VALUE
+
+
+def _warn_cloudpickle(what: str) -> None:
+    import warnings
+    from importlib import metadata
+
+    try:
+        version = metadata.version("cloudpickle")
+    except Exception:  # not installed as a distribution: name it unknown
+        version = "of unknown version"
+    warnings.warn(f"procesos does not know this cloudpickle ({version}): {what}. Please report "
+                  "it to procesos with this message.", RuntimeWarning, stacklevel=4)
+
+
+@functools.cache
+def cloudpickle_function_reduce_known() -> bool:
+    """ASSUMES: ``cloudpickle.Pickler._dynamic_function_reduce(func)`` returns
+    ``(make, (code, base_globals, ...), (attributes, slots), None, None, setstate)``,
+    *base_globals* a dict, *slots* holding the globals the function uses under
+    ``"__globals__"``, *setstate* ``cloudpickle.cloudpickle._function_setstate``,
+    which installs them into the function's globals (what procesos' pickler
+    relies on so that functions sent by value share their module's globals once
+    unpickled).
+
+    FALLBACK: cloudpickle's own reduction: each function sent by value gets its
+    own copy of its globals (a worker's ``initializer`` that sets a global of
+    ``__main__`` sets it for itself only), and a ``RuntimeWarning`` says so,
+    once per process.
+    """
+    import io
+
+    try:
+        import cloudpickle  # type: ignore[import-untyped]
+
+        setstate = cloudpickle.cloudpickle._function_setstate
+        reduced = cloudpickle.Pickler(io.BytesIO())._dynamic_function_reduce(_probe_function)
+        make, args, (attributes, slots), _, _, given = reduced
+        known = (given is setstate and isinstance(args[1], dict)
+                 and isinstance(slots.get("__globals__"), dict))
+        if known:
+            function = make(*args)
+            setstate(function, (dict(attributes), dict(slots)))
+            known = function() == _PROBE_VALUE and function.__globals__ is args[1]
+    except Exception:
+        known = False
+    if not known:
+        _warn_cloudpickle("functions sent by value no longer share their module's globals "
+                          "once unpickled (each has its own copy)")
+    return known
+
+
+def cloudpickle_function_setstate() -> Callable[[Any, Any], None]:
+    """cloudpickle's ``_function_setstate`` (see :func:`cloudpickle_function_reduce_known`;
+    only called to unpickle what a sender that found it pickled)."""
+    import cloudpickle
+
+    setstate: Callable[[Any, Any], None] = cloudpickle.cloudpickle._function_setstate
+    return setstate
+
+
+@functools.cache
+def cloudpickle_code_reduce() -> Callable[[Any], tuple[Any, tuple[Any, ...]]] | None:
+    """cloudpickle's reducer of code objects, or None.
+
+    ASSUMES: ``cloudpickle.cloudpickle._code_reduce(code)`` returns
+    ``(rebuild, args)``, ``rebuild(*args)`` the same code object but for its file
+    name (what procesos' pickler wraps to keep the real file name, so that a
+    child's traceback shows where the code is, and its source lines).
+
+    FALLBACK: None: code objects go as cloudpickle sends them (a traceback then
+    names their file ``<dynamic-code>``), and a ``RuntimeWarning`` says so, once
+    per process.
+    """
+    try:
+        import cloudpickle
+
+        reduce: Callable[[Any], tuple[Any, tuple[Any, ...]]] = (
+            cloudpickle.cloudpickle._code_reduce)
+        code = _probe_function.__code__
+        rebuild, args = reduce(code)
+        rebuilt = rebuild(*args)
+        if rebuilt.replace(co_filename=code.co_filename) == code:
+            return reduce
+    except Exception:
+        pass
+    _warn_cloudpickle("a function sent by value shows '<dynamic-code>' as its file in "
+                      "tracebacks")
+    return None

@@ -18,16 +18,12 @@ import weakref
 from typing import Any
 
 from ._errors import PicklingError, RemoteError, RemoteTraceback, UnpicklingError
-from ._serialization import PROTOCOL, discard, dumps, dumps_fast, loads
+from ._serialization import PICKLING_FAILURES, PROTOCOL, discard, dumps_for_parent, loads
 from ._shm._transport import MAGIC
 
 __all__ = ["OUTCOME_CHANNEL", "PICKLING_FAILURES", "ReceivedOutcome", "decode", "encode_error",
            "encode_value"]
 
-
-#: What a ``__reduce__`` or ``__setstate__`` may raise that fails the one object,
-#: not the process: ``sys.exit()`` or ``KeyboardInterrupt`` raised there included.
-PICKLING_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 
 #: The channel (``_transport.pack``) of a child's outcome, read by its popen.
 OUTCOME_CHANNEL = "outcome"
@@ -48,16 +44,11 @@ def encode_error(exc: BaseException, traceback_text: str | None = None,
         traceback_text = "".join(traceback.format_exception(exc))
     payload: bytes | None
     try:
-        # By reference first: the parent has the modules, __main__ included, so
-        # that a class of the caller's own arrives as that class (under fork,
-        # cloudpickle would send a class of __main__ by value: a copy that
-        # ``except`` in the parent does not match).
-        payload = dumps_fast(exc, channel)
+        # By reference first, so that a class of the caller's own arrives as
+        # that class (see _serialization's policy).
+        payload = dumps_for_parent(exc, channel)
     except PICKLING_FAILURES:
-        try:
-            payload = dumps(exc, channel=channel)
-        except PICKLING_FAILURES:
-            payload = None
+        payload = None
     return pickle.dumps(("error", payload, _describe(exc), str(exc), traceback_text), PROTOCOL)
 
 
@@ -65,13 +56,7 @@ def encode_value(value: object, where: str) -> bytes:
     """The outcome frame for a child's return value; *where* names it for error
     messages."""
     try:
-        try:
-            # The C pickler is much faster and enough for most results (the
-            # parent has the __main__ that functions are pickled against);
-            # large buffers still go through shared memory.
-            payload = dumps_fast(value, OUTCOME_CHANNEL)
-        except PICKLING_FAILURES:
-            payload = dumps(value, channel=OUTCOME_CHANNEL)
+        payload = dumps_for_parent(value, OUTCOME_CHANNEL)
         return pickle.dumps(("value", payload), PROTOCOL)
     except PICKLING_FAILURES as exc:
         import traceback

@@ -106,12 +106,12 @@ def _why(exc: Exception) -> str:
 def _unpicklable_argument(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     for k, arg in enumerate(args):
         try:
-            dumps(arg)
+            discard(dumps(arg))  # only to find which one fails
         except Exception as exc:
             return f"argument {k}, a {_type_name(arg)} object, cannot be pickled {_why(exc)}"
     for key, arg in kwargs.items():
         try:
-            dumps(arg)
+            discard(dumps(arg))  # only to find which one fails
         except Exception as exc:
             return (f"keyword argument {key!r}, a {_type_name(arg)} object, "
                     f"cannot be pickled {_why(exc)}")
@@ -129,7 +129,7 @@ def _encode_items(items: Sequence[Any], describe: Callable[[int, Any], str]
     bad: dict[int, BaseException] = {}
     for i, item in enumerate(safe):
         try:
-            dumps(item)
+            discard(dumps(item))  # only to find which one fails
         except Exception:
             bad[i] = PicklingError(describe(i, item) + "; pass picklable arguments")
             safe[i] = SKIP

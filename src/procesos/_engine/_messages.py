@@ -61,14 +61,13 @@ from __future__ import annotations
 
 import marshal
 import os
-import pickle
 import struct
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .._serialization import discard, dumps, dumps_fast, get_threshold
+from .._serialization import discard, dumps_for_child, dumps_for_parent, plain_for_child
 from .._shm._transport import MAGIC
 
 __all__ = [
@@ -87,7 +86,6 @@ SLOT_WIDTH, SLOT_SEQ, SLOT_START, SLOT_RSS = 4, 0, 1, 2
 RESULTS_CHANNEL = "results"
 
 _PREFIX = struct.Struct("!QI")
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
 _READ_SIZE = 1 << 16
 
 
@@ -101,71 +99,24 @@ class _Skip:
 SKIP = _Skip()
 
 
-class _Large(Exception):
-    """A buffer at least as large as the shared-memory threshold was met."""
-
-
-def _in_band(buffer: pickle.PickleBuffer) -> bool:
-    # The buffer callback of the quick path: small buffers stay in the stream.
-    if memoryview(buffer).nbytes >= get_threshold():
-        raise _Large
-    return True
-
-
-def _quick(obj: Any) -> bytes | None:
-    """A plain pickle of *obj* with the C pickler, or None when something in it is
-    large enough for shared memory. Raises what the pickler raised."""
-    try:
-        data = pickle.dumps(obj, _PROTOCOL, buffer_callback=_in_band)
-    except _Large:
-        return None
-    return data if len(data) < get_threshold() else None
-
-
 def encode_objects(obj: Any) -> bytes:
-    """Pickle user objects for a worker: the C pickler, else cloudpickle.
-
-    Workers never import the parent's ``__main__``, so anything that the C
-    pickler would save as a reference into ``__main__`` goes by value instead.
-    Small data is one plain pickle (the quick path); large buffers go through
-    shared memory. Raises what the pickler raised when *obj* cannot be pickled.
-    """
-    try:  # _quick(obj), inline: a call's few microseconds are mostly overhead like this
-        data = pickle.dumps(obj, _PROTOCOL, buffer_callback=_in_band)
-    except _Large:
-        data = None
-    except Exception:
-        return dumps(obj)
-    if data is not None and len(data) < get_threshold():
-        return dumps(obj) if b"__main__" in data else data
-    try:
-        data = dumps_fast(obj)
-    except Exception:
-        return dumps(obj)
-    if b"__main__" in data:
-        discard(data)
-        return dumps(obj)
-    return data
+    """Pickle user objects for a worker (``_serialization.dumps_for_child``: the C
+    pickler, else cloudpickle; large buffers through shared memory). Raises what
+    the pickler raised when *obj* cannot be pickled."""
+    return dumps_for_child(obj)
 
 
 def plain_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | None:
     """The items of a CALL batch of one call, ``[(0, args, kwargs)]``, as one plain
     pickle; None when they need :func:`encode_objects` (a large buffer, a reference
     to ``__main__``, something the C pickler refuses)."""
-    try:
-        data = pickle.dumps([(0, args, kwargs)], _PROTOCOL, buffer_callback=_in_band)
-    except Exception:
-        return None
-    return None if len(data) >= get_threshold() or b"__main__" in data else data
+    return plain_for_child([(0, args, kwargs)])
 
 
 def encode_values(values: Any) -> bytes:
-    """Pickle results for the parent (which has ``__main__``: the C pickler is enough).
-
-    Raises what the pickler raised.
-    """
-    data = _quick(values)
-    return dumps_fast(values, RESULTS_CHANNEL) if data is None else data
+    """Pickle results for the parent (``_serialization.dumps_for_parent``: the C
+    pickler, else cloudpickle). Raises what cloudpickle raised."""
+    return dumps_for_parent(values, RESULTS_CHANNEL, True)
 
 
 def is_shared(payload: bytes | memoryview) -> bool:

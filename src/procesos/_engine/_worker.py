@@ -281,10 +281,7 @@ class _Worker:
         write_all(self.out_fd, parts)
 
     def _pickle_values_carefully(self, values: list[Any], errors: list[tuple[int, bytes]]) -> bytes:
-        try:
-            return dumps(values, channel=RESULTS_CHANNEL)
-        except PICKLING_FAILURES:
-            pass
+        # encode_values tried every pickler on the whole list: find which fail.
         for i, value in enumerate(values):
             try:
                 discard(dumps(value))  # only to find which one fails

@@ -47,8 +47,9 @@ from .._serialization import (
     discard,
     dumps,
     dumps_deferred,
+    is_small_immutable,
+    is_small_plain,
     loads,
-    plain_if_simple,
     send_then_copy,
 )
 
@@ -67,35 +68,9 @@ class _Frame:
         return _Frame, (self.data,)
 
 
-_SCALARS = frozenset({int, float, bool, complex, type(None)})
-# Longer text and bytes go through procesos' pickler, which sends parts of
-# 1 MiB or more through shared memory.
-_SMALL_TEXT = 1 << 14
-
-
-def _immutable_and_small(obj: Any) -> bool:
-    # The feeder thread pickles these exactly as procesos would, and later is
-    # the same as now for immutable data: no second pickling.
-    kind = type(obj)
-    if kind in _SCALARS:
-        return True
-    if kind is str or kind is bytes:
-        return len(obj) < _SMALL_TEXT
-    if kind is not tuple or len(obj) > 32:
-        return False
-    if _SCALARS.issuperset(map(type, obj)):  # numbers only: checked in C
-        return True
-    for item in obj:
-        kind = type(item)
-        if kind not in _SCALARS and not (
-            (kind is str or kind is bytes) and len(item) < _SMALL_TEXT
-        ):
-            return False
-    return True
-
-
 def _wrap(obj: Any) -> Any:
-    return obj if _immutable_and_small(obj) else _Frame(dumps(obj))
+    # Small immutable data pickles the same later, in the feeder thread, as now.
+    return obj if is_small_immutable(obj) else _Frame(dumps(obj))
 
 
 def _forget(item: Any) -> None:
@@ -284,7 +259,7 @@ class Queue(_BatchingFeeder):
     # are called directly (no super() object), and what it returns is checked
     # inline (no extra call).
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
-        if _immutable_and_small(obj):
+        if is_small_immutable(obj):
             _std_put(self, obj, block, timeout)
             return
         frame, pending = dumps_deferred(obj)
@@ -339,7 +314,7 @@ class SimpleQueue(mp_queues.SimpleQueue):  # type: ignore[type-arg]
         self._poll = self._reader.poll
 
     def put(self, obj: Any) -> None:
-        if plain_if_simple(obj):  # what dumps() would make, without its deferral's cost
+        if is_small_plain(obj):  # what dumps() would make, without its deferral's cost
             frame = pickle.dumps(obj, PROTOCOL)
             with self._wlock:  # type: ignore[attr-defined]
                 self._writer.send_bytes(frame)
@@ -368,7 +343,7 @@ class Connection(connection.Connection):
     def send(self, obj: Any) -> None:
         self._check_closed()  # type: ignore[attr-defined]
         self._check_writable()  # type: ignore[attr-defined]
-        if plain_if_simple(obj):  # what dumps() would make, without its deferral's cost
+        if is_small_plain(obj):  # what dumps() would make, without its deferral's cost
             self.send_bytes(pickle.dumps(obj, PROTOCOL))
             return
         frame, pending = dumps_deferred(obj)

@@ -32,6 +32,7 @@ except ModuleNotFoundError as missing:
     ) from missing
 
 from .._shm._client import ShmError, client, map_segment, tree_token
+from .._shm._tracker import CLAIM, CREATE, OK, RELEASE, TICKET
 from .._shm._transport import register_ticket
 
 __all__ = ["SharedArray"]
@@ -67,8 +68,8 @@ class _Share:
     def ticket(self) -> int:
         if self.closed:
             raise ValueError("cannot send a closed SharedArray")
-        reply = client(self.token).request("ticket", self.seg)
-        if reply[0] != "ok":
+        reply = client(self.token).request(TICKET, self.seg)
+        if reply[0] != OK:
             raise ShmError(f"cannot send this SharedArray: {reply[1]}")
         register_ticket(self.token, int(reply[1]))
         return int(reply[1])
@@ -76,7 +77,7 @@ class _Share:
 
 def _release(token: str, seg: int, pid: int) -> None:
     if os.getpid() == pid:  # a forked child inherits the mapping, not the hold
-        client(token).notify("release", seg)
+        client(token).notify(RELEASE, seg)
 
 
 # One mapping per segment per process, however many times it is received.
@@ -88,7 +89,7 @@ def _share_for(token: str, seg: int, path: str, size: int) -> _Share:
     with _shares_lock:
         share = _shares.get((token, seg))
         if share is not None and not share.closed and share._finalizer.alive:
-            client(token).notify("release", seg)  # one hold per process is enough
+            client(token).notify(RELEASE, seg)  # one hold per process is enough
             return share
         share = _Share(token, seg, path, size)
         _shares[(token, seg)] = share
@@ -139,14 +140,14 @@ class SharedArray(np.ndarray):
             count *= dim
         nbytes = max(1, count * dtype.itemsize)
         token = tree_token()
-        reply = client(token).request("create", nbytes)
-        if reply[0] != "ok":
+        reply = client(token).request(CREATE, nbytes)
+        if reply[0] != OK:
             raise ShmError(f"cannot create a SharedArray of {nbytes} bytes: {reply[1]}")
         _, seg, path = reply
         try:
             share = _share_for(token, seg, path, nbytes)
         except BaseException:
-            client(token).notify("release", seg)
+            client(token).notify(RELEASE, seg)
             raise
         array = np.ndarray.__new__(cls, dims, dtype, buffer=share.bytes, order=order)
         array._share = share
@@ -211,8 +212,8 @@ class SharedArray(np.ndarray):
 def _attach(token: str, ticket: int, dtype: np.dtype[Any], shape: tuple[int, ...],
             strides: tuple[int, ...], offset: int) -> SharedArray:
     tracker = client(token)
-    reply = tracker.request("claim", [ticket])
-    if reply[0] != "ok":
+    reply = tracker.request(CLAIM, [ticket])
+    if reply[0] != OK:
         raise ShmError(
             f"cannot attach a SharedArray: {reply[1]} (every process holding it had closed "
             "it or exited, or this reference was already received once)"
@@ -221,7 +222,7 @@ def _attach(token: str, ticket: int, dtype: np.dtype[Any], shape: tuple[int, ...
     try:
         share = _share_for(token, seg, path, size)
     except BaseException:
-        tracker.notify("release", seg)
+        tracker.notify(RELEASE, seg)
         raise
     array = np.ndarray.__new__(SharedArray, shape, dtype, buffer=share.bytes, offset=offset,
                                strides=strides)

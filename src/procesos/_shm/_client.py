@@ -34,7 +34,20 @@ import weakref
 from typing import Any
 
 from .._errors import ProcesosError
-from ._tracker import HEADER, HELLO, MAX_MESSAGE, OK, decode, encode, peer_uid
+from ._tracker import (
+    AWAIT,
+    HEADER,
+    HELLO,
+    MAX_MESSAGE,
+    OK,
+    POISON,
+    RELEASE,
+    SYNC,
+    TRIM,
+    decode,
+    encode,
+    peer_uid,
+)
 
 __all__ = [
     "TREE_ENV",
@@ -269,7 +282,7 @@ class TrackerClient:
             try:
                 if self.await_sock is None:
                     self.await_sock = self._connect()
-                self.await_sock.sendall(encode(("await", seg)))
+                self.await_sock.sendall(encode((AWAIT, seg)))
                 reply = _receive(self.await_sock)
             except BaseException as exc:
                 # Ctrl-C, or the tracker gone: an answer may still come on this
@@ -362,7 +375,7 @@ def client(token: str | None = None) -> TrackerClient:
 
 def tracker_stats(token: str | None = None, trim: bool = False) -> dict[str, int]:
     """The tracker's counts, after it handled everything already sent to it."""
-    reply = client(token).request("trim" if trim else "sync")
+    reply = client(token).request(TRIM if trim else SYNC)
     return dict(reply[1])
 
 
@@ -420,7 +433,7 @@ def _unmapped(tracker: TrackerClient, serial: int, seg: int, pid: int) -> None:
     if os.getpid() != pid:
         return  # inherited by a fork: the hold is the parent's
     _mapped.pop(serial, None)
-    tracker.notify("release", seg)
+    tracker.notify(RELEASE, seg)
 
 
 def _before_fork() -> None:
@@ -428,7 +441,7 @@ def _before_fork() -> None:
     for token, seg in list(_mapped.values()):
         by_token.setdefault(token, set()).add(seg)
     for token, segs in by_token.items():
-        client(token).notify("poison", sorted(segs))
+        client(token).notify(POISON, sorted(segs))
 
 
 def _after_fork_in_child() -> None:

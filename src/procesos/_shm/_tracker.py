@@ -110,7 +110,8 @@ MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 SEND_TIMEOUT = 2.0  # a client that reads no reply for this long is cut off
 FIRST_CONNECTION_WAIT = 10.0  # how long a tracker started after its root waits for a client
 
-# The verbs, shared with the client (``_client.py`` imports them from here).
+# The verbs, shared with the clients (``_client.py``, ``_transport.py`` and
+# ``_sharing/_shared_array.py`` import them from here: no other spelling of them).
 HELLO, ALLOC, SEAL, DROP, CLAIM, AWAIT, DISCARD = (
     "hello", "alloc", "seal", "drop", "claim", "await", "discard")
 RELEASE, CREATE, TICKET, POISON, SYNC, TRIM, REAP = (

@@ -63,7 +63,20 @@ from ._client import (
     tree_token,
 )
 from ._copy import copy_into
-from ._tracker import ABANDONED, WRITING, WRITTEN
+from ._tracker import (
+    ABANDONED,
+    ALLOC,
+    CLAIM,
+    DISCARD,
+    DROP,
+    OK,
+    REAP,
+    RELEASE,
+    SEAL,
+    TICKET,
+    WRITING,
+    WRITTEN,
+)
 
 __all__ = [
     "MAGIC",
@@ -76,7 +89,6 @@ __all__ = [
     "get_threshold",
     "pack",
     "pack_deferred",
-    "plain_if_simple",
     "reap",
     "reducers",
     "send_then_copy",
@@ -191,30 +203,11 @@ def _run(obj: Any, pickler: type, collector: _Collector) -> None:
         stack.pop()
 
 
-_SCALARS = frozenset({int, float, bool, complex, type(None)})
-_SMALL_TEXT = 1 << 14
-
-
-def plain_if_simple(obj: Any, depth: int = 0) -> bool:
-    """Whether *obj* is small plain data (scalars, short text, small containers of
-    them), which ``pickle.dumps`` pickles exactly as procesos' pickler would."""
-    kind = type(obj)
-    if kind in _SCALARS:
-        return True
-    if kind is str or kind is bytes:
-        return len(obj) < _SMALL_TEXT
-    if kind not in (tuple, list, dict) or depth >= 2 or len(obj) > 32:
-        return False
-    if kind is dict:
-        return all(plain_if_simple(k, depth + 1) and plain_if_simple(v, depth + 1)
-                   for k, v in obj.items())
-    return all(plain_if_simple(item, depth + 1) for item in obj)
-
-
 def pack(obj: Any, make_pickler: Callable[[], type], reusable: bool = False,
          channel: str | None = None) -> bytes:
     """Pickle *obj* into one frame, with the ``pickle.Pickler`` subclass that
-    *make_pickler* returns (called only when *obj* is not plain data).
+    *make_pickler* returns. Which pickler, and whether a plain ``pickle.dumps``
+    does instead, is for the caller to say (``procesos._serialization``).
 
     A frame with shared memory can be loaded once; with *reusable*, any number
     of times, until :func:`discard` (or the end of the process tree). A frame
@@ -223,8 +216,6 @@ def pack(obj: Any, make_pickler: Callable[[], type], reusable: bool = False,
     when that reader calls :func:`reap`; any other such frame waits for the
     end of the process tree.
     """
-    if plain_if_simple(obj):
-        return pickle.dumps(obj, PROTOCOL)
     pickler = make_pickler()
     if not _numpy_registered and "numpy" in sys.modules:
         _register_numpy()
@@ -287,10 +278,10 @@ def _spill(collector: _Collector, reusable: bool, channel: str | None) -> bytes:
                 offset = _aligned(offset + _nbytes(part))
         if copies:
             if channel is not None:
-                reply = tracker.request("alloc", max(offset, 1), reusable, channel)
+                reply = tracker.request(ALLOC, max(offset, 1), reusable, channel)
             else:
-                reply = tracker.request("alloc", max(offset, 1), reusable)
-            if reply[0] != "ok":
+                reply = tracker.request(ALLOC, max(offset, 1), reusable)
+            if reply[0] != OK:
                 raise ShmError(str(reply[1]))
             _, seg, new_ticket, path, capacity = reply
             tickets.append(new_ticket)
@@ -307,17 +298,17 @@ def _spill(collector: _Collector, reusable: bool, channel: str | None) -> bytes:
         frame = b"".join([MAGIC, _HEADER.pack(len(header)), header, *inline])
         if new_ticket is not None:
             if deferred is None:
-                tracker.notify("seal", new_ticket, seg)
+                tracker.notify(SEAL, new_ticket, seg)
             else:
                 deferred.append(pending)
         sent = True
     finally:
         if not sent:  # an error or Ctrl-C: give the segments back
             if new_ticket is not None:
-                tracker.notify("drop", new_ticket, seg)
+                tracker.notify(DROP, new_ticket, seg)
             reused = [t for t in tickets if t != new_ticket]
             if reused:
-                tracker.notify("discard", reused)
+                tracker.notify(DISCARD, reused)
     for ticket in tickets:
         _discard_with_spawning_popen(token, ticket)
     return frame
@@ -347,12 +338,12 @@ class PendingCopy:
 
     def seal(self) -> None:
         """Say that the writing is done (after :meth:`copy`)."""
-        self._settle("seal")
+        self._settle(SEAL)
 
     def abandon(self) -> None:
         """The frame will never be read (or its reader was told to give up): give
         the new segment back."""
-        self._settle("drop")
+        self._settle(DROP)
 
     def _settle(self, word: str) -> None:
         if not self.settled:
@@ -429,7 +420,7 @@ def reap(pid: int, channel: str, kept: Iterable[bytes | bytearray | memoryview] 
         parsed = _parse(frame)
         if parsed is not None:
             tickets.extend(parsed[0][2])
-    tracker.notify("reap", pid, channel, tickets)
+    tracker.notify(REAP, pid, channel, tickets)
 
 
 def _nbytes(part: Any) -> int:
@@ -451,8 +442,8 @@ def _reuse(tracker: Any, token: str, parts: list[Any], tickets: list[int],
                 found.setdefault(where.seg, []).append((index, where))
     for seg, hits in found.items():
         where = hits[0][1]
-        reply = tracker.request("ticket", seg, where.origin, channel)
-        if reply[0] != "ok":
+        reply = tracker.request(TICKET, seg, where.origin, channel)
+        if reply[0] != OK:
             continue  # freed, or another sender's data now: copy
         ticket = int(reply[1])
         mapping = write_cache.take(token, seg, where.path, where.capacity)
@@ -460,7 +451,7 @@ def _reuse(tracker: Any, token: str, parts: list[Any], tickets: list[int],
             same = [(index, spot) for index, spot in hits
                     if _sent.same_bytes(parts[index], mapping, spot.offset)]
         except BaseException:
-            tracker.notify("discard", [ticket])
+            tracker.notify(DISCARD, [ticket])
             try:
                 mapping.close()
             except BufferError:
@@ -468,7 +459,7 @@ def _reuse(tracker: Any, token: str, parts: list[Any], tickets: list[int],
             raise
         write_cache.give_back(token, seg, mapping)
         if not same:
-            tracker.notify("discard", [ticket])
+            tracker.notify(DISCARD, [ticket])
             continue
         for index, spot in same:
             places[index] = (len(tickets), spot.offset)
@@ -509,7 +500,7 @@ def register_ticket(token: str, ticket: int) -> None:
 
 
 def _discard_ticket(token: str, ticket: int) -> None:
-    client(token).notify("discard", [ticket])
+    client(token).notify(DISCARD, [ticket])
 
 
 def _parse(data: bytes | bytearray | memoryview) -> tuple[tuple[Any, ...], memoryview] | None:
@@ -538,7 +529,7 @@ def discard(data: bytes | bytearray | memoryview) -> None:
     parsed = _parse(data)
     if parsed is not None:
         (_, token, tickets, *_rest), _ = parsed
-        client(token).notify("discard", list(tickets))
+        client(token).notify(DISCARD, list(tickets))
 
 
 _FAULT_STRIDE = 1 << 16  # the kernel maps 64 KiB of a file around each fault (fault_around_bytes)
@@ -567,8 +558,8 @@ def unpack(data: bytes | bytearray | memoryview) -> Any:
         return pickle.loads(data)
     (_, token, tickets, plan, layout, pending), inline = parsed
     tracker = client(token)
-    reply = tracker.request("claim", list(tickets), pending >= 0)
-    if reply[0] != "ok":
+    reply = tracker.request(CLAIM, list(tickets), pending >= 0)
+    if reply[0] != OK:
         if reply[1] == ABANDONED:
             raise DataAbandoned(_ABANDONED_TEXT)
         raise ShmError(
@@ -581,7 +572,7 @@ def unpack(data: bytes | bytearray | memoryview) -> Any:
             mapping = map_segment(path, size, "private")
         except BaseException:
             for later_seg, _, _ in reply[1][index:]:
-                tracker.notify("release", later_seg)
+                tracker.notify(RELEASE, later_seg)
             raise
         track_mapping(mapping, token, seg)
         views.append(memoryview(mapping))
