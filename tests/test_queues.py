@@ -190,3 +190,29 @@ def test_a_queue_closed_with_messages_it_cannot_write_still_ends_its_thread() ->
         queue.close()  # the feeder meets the end after messages it cannot write
     queue.join_thread()  # returns: the feeder thread ended
     assert [obj for _, obj in queue.lost] == ["first", "second"]
+
+
+def send_through(conn: Any, message: str) -> str:
+    conn.send(message)
+    return "sent"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("make_pipe", [procesos.Pipe, multiprocessing.Pipe],
+                         ids=["procesos.Pipe", "multiprocessing.Pipe"])
+@pytest.mark.parametrize("kind", ["Executor", "Pool"])
+@pytest.mark.parametrize("method", ["zygote", "fork"])
+def test_a_pipe_end_given_to_a_task_is_a_working_connection_in_the_worker(
+        make_pipe: Any, kind: str, method: str) -> None:
+    # As with the standard library's pools. A Connection went as its bare
+    # descriptor number: the task wrote to whatever descriptor had it there.
+    reader, writer = make_pipe()
+    if kind == "Executor":
+        with procesos.Executor(1, context=method) as ex:
+            assert ex.submit(send_through, writer, "hello").result(timeout=30) == "sent"
+    else:
+        with procesos.Pool(1, context=method) as pool:
+            assert pool.apply(send_through, (writer, "hello")) == "sent"
+    assert reader.poll(30) and reader.recv() == "hello"
+    reader.close()
+    writer.close()

@@ -116,6 +116,7 @@ __all__ = [
     "loads",
     "plain_for_child",
     "reap",
+    "register_descriptor_reducer",
     "send_then_copy",
     "set_threshold",
     "share_main_namespace",
@@ -280,6 +281,28 @@ class FastPickler(pickle.Pickler):
 
 def _fast_pickler() -> type:
     return FastPickler
+
+
+def register_descriptor_reducer(cls: type, reducer: Callable[[Any], Any]) -> None:
+    """Pickle *cls*, an object that carries a descriptor (a ``Connection``), with
+    *reducer* in every pickler: procesos' and ``multiprocessing``'s (as
+    ``multiprocessing.reduction.register``), and plain ``pickle``, which the
+    in-band tries below use. Without it, plain ``pickle`` saves such an object
+    as its bare descriptor number, meaningless in the receiver: a worker given a
+    ``Pipe`` end wrote to whatever descriptor had that number there."""
+    ForkingPickler.register(cls, reducer)
+    copyreg.pickle(cls, reducer)
+
+
+def _register_connections() -> None:
+    from multiprocessing import connection
+
+    reducer = ForkingPickler._extra_reducers.get(connection.Connection)  # type: ignore[attr-defined]
+    if reducer is not None:  # multiprocessing.connection registers it (reduce_connection)
+        register_descriptor_reducer(connection.Connection, reducer)
+
+
+_register_connections()
 
 
 # -- the policy (see the module's docstring) -------------------------------------

@@ -50,6 +50,7 @@ from .._serialization import (
     is_small_immutable,
     is_small_plain,
     loads,
+    register_descriptor_reducer,
     send_then_copy,
 )
 
@@ -371,7 +372,7 @@ def _reduce_connection(conn: Connection) -> tuple[Any, ...]:
     return _rebuild_connection, (df, conn.readable, conn.writable)
 
 
-reduction.register(Connection, _reduce_connection)
+register_descriptor_reducer(Connection, _reduce_connection)
 
 
 def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
