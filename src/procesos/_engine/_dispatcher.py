@@ -59,7 +59,7 @@ from ._progress import Progress
 from ._results_log import LOG_BYTES
 from ._stats import SlotRecord, WorkerStats
 from ._worker import WorkerConfig
-from ._workers import DISPATCHER, POLL_IN, READING, WAITING, WorkerHandle
+from ._workers import DISPATCHER, POLL_IN, READING, WorkerHandle
 
 __all__ = ["CLOSED", "CLOSING", "RUNNING", "TERMINATING", "Engine"]
 
@@ -192,7 +192,7 @@ class Engine(Faults):
         self.jobs.clear()
         for worker in self.workers:
             if worker is not None:
-                worker.dead = True  # its pipes and process are the parent's
+                worker.disown()  # its pipes and process are the parent's
 
     def _known_entry(self, fn: Callable[..., Any]) -> FnEntry | None:
         """*fn*'s cache entry if it has one, without the lock (None: take the lock)."""
@@ -232,8 +232,7 @@ class Engine(Faults):
             batch_id, seq = self._ids(1)
             worker.send_known_call(batch, batch_id, seq, payload)
         if direct and not worker.outbox and not worker.dead:
-            worker.reader_role = WAITING
-            worker.direct = future
+            worker.lend_to(future)
             future.worker = worker  # type: ignore[attr-defined]
         else:
             self.wake()  # the dispatcher does not watch an idle worker's pipe
@@ -244,9 +243,8 @@ class Engine(Faults):
         dispatcher took the worker back; until done, the deadline, or trouble."""
         worker = future.worker
         with self.lock:
-            if worker is None or worker.direct is not future or worker.reader_role != WAITING:
+            if worker is None or not worker.caller_reads(future):
                 return
-            worker.reader_role = READING
         given_back = False
         try:
             poll = worker.poller.poll
@@ -291,8 +289,7 @@ class Engine(Faults):
     def _give_back(self, worker: WorkerHandle) -> bool:
         """Under the lock: a direct reader is done with *worker*; whether the dispatcher
         has something to do."""
-        worker.reader_role = DISPATCHER
-        worker.direct = None
+        worker.give_back()
         return (not worker.idle() or bool(self.pending or self.retry or self.jobs)
                 or self.state != RUNNING)
 
@@ -427,7 +424,7 @@ class Engine(Faults):
                         and not worker.stopping):
                     worker.ask_to_stop()
                 elif not worker.stopping:
-                    worker.process.kill()
+                    worker.kill()
         self.wake()
 
     def abandon(self, terminate: bool) -> None:
@@ -485,7 +482,7 @@ class Engine(Faults):
     def _kill_all(self) -> None:
         for worker in [*self.workers, *self.leaving]:
             if worker is not None and not worker.dead:
-                worker.process.kill()
+                worker.kill()
 
     # -- the dispatcher thread ---------------------------------------------------
     def _run(self) -> None:
@@ -510,10 +507,8 @@ class Engine(Faults):
                         break
                     taken_back = False
                     for worker in self.workers:
-                        if (worker is not None and not worker.dead
-                                and worker.reader_role == WAITING):  # nobody came for it
-                            worker.reader_role = DISPATCHER
-                            worker.direct = None
+                        # Lent to a caller that has not come for it: ours again.
+                        if worker is not None and not worker.dead and worker.take_back():
                             taken_back = True
                     if taken_back:
                         # It could not be given work while it was not ours: calls
@@ -579,7 +574,7 @@ class Engine(Faults):
                     self.workers[slot] = worker
                     self.records[slot].worker_started(worker.pid, replacement)
                     if self.state not in (RUNNING, CLOSING):
-                        worker.process.kill()  # terminate() came while it started
+                        worker.kill()  # terminate() came while it started
                     self._fill()
                     self.wake()  # the dispatcher watches its pipe and its end
         except BaseException as exc:
@@ -621,8 +616,7 @@ class Engine(Faults):
             with self.lock:  # a worker whose caller reads it is the caller's to give back
                 dead = [w for w in dead if w.reader_role != READING]
                 for worker in dead:
-                    worker.reader_role = DISPATCHER
-                    worker.direct = None
+                    worker.take_back()
         for worker in dead:  # what it wrote before dying is already in its pipe
             frames, _ = worker.reader.read_available()
             arrived.extend((worker, header, payload) for header, payload in frames)
@@ -714,11 +708,11 @@ class Engine(Faults):
             else:
                 deliveries.append((batch, offset, values, {}))
         elif tag == READY:
-            worker.ready = True
+            worker.mark_ready()
             self.startup_failures = 0
         elif tag == RETIRE:
             _, batch_id, next_offset = header
-            worker.retiring = True
+            worker.retire()
             self.requeue_from(worker, batch_id, next_offset)
             self.replace_retired(worker)
         elif tag == UNREADABLE:

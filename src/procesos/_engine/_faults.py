@@ -51,6 +51,7 @@ from ._jobs import Batch, Call, MapBatch, MapJob
 from ._messages import SLOT_RSS, SLOT_SEQ, SLOT_START, SLOT_WIDTH
 from ._results_log import ERROR, load_entry, read_log
 from ._worker import WorkerConfig
+from ._workers import RETIRING, STOPPING
 
 if TYPE_CHECKING:
     from ._progress import Progress
@@ -106,6 +107,7 @@ class Faults:
             worker.process.join(5.0)
             worker.close()
             return
+        life = worker.life  # as it was: close() ends it
         process = worker.process
         process.join(5.0)
         exitcode = process.exitcode
@@ -128,7 +130,7 @@ class Faults:
             running = next((b for b in batches if b.reported < b.n), None)
             if running is not None:
                 self.recover_logged(worker, running, deliveries)
-            if worker.retiring or worker.stopping or worker.stopped_for_interrupt:
+            if life in (RETIRING, STOPPING) or worker.stopped_for_interrupt:
                 # Not a crash; what it held for others goes to other workers (a
                 # cancelled map's parts are dropped when their turn comes).
                 parts = [b.part(b.reported, b.n, b.tracked) for b in batches if b.reported < b.n]
@@ -138,9 +140,9 @@ class Faults:
                 if blamed:
                     record.crashes += 1
             self.retry.extendleft(reversed(parts))
-        if worker.stopping or not self._work_left():
+        if life == STOPPING or not self._work_left():
             return
-        if not worker.ready and not worker.retiring:
+        if not worker.ready and life != RETIRING:
             self.startup_failures += 1
             if self.startup_failures >= _STARTUP_FAILURES:
                 self._break(BrokenExecutorError(
@@ -199,13 +201,11 @@ class Faults:
             batch = self._logging_batch(worker)
             if worker is None or batch is None:
                 if worker is not None:
-                    worker.watch = None
+                    worker.forget_item()
                 continue
             watching = True
             seq = self.slots[worker.slot * SLOT_WIDTH + SLOT_SEQ]
-            if worker.watch is None or worker.watch[0] != seq:
-                worker.watch = (seq, now)
-            elif now - worker.watch[1] >= HELD_RESULTS_S:
+            if worker.time_on_item(seq, now) >= HELD_RESULTS_S:
                 self.recover_logged(worker, batch, deliveries, died=False)
         return watching
 
@@ -392,9 +392,8 @@ class Faults:
         now = time.monotonic_ns()
         limit = int(self.timeout * 1e9)
         for worker, seq, start in self._running_items():
-            if now - start > limit and worker.timed_out_seq is None:
-                worker.timed_out_seq = seq
-                worker.process.kill()
+            if now - start > limit:
+                worker.kill_for_timeout(seq)  # once
 
     def stop_items_of(self, job: MapJob) -> None:
         """Kill each worker that runs an item of *job* (cancelled, its caller
@@ -407,8 +406,7 @@ class Faults:
                 continue
             running = self._batch_running(worker)
             if isinstance(running, MapBatch) and running.job is job:
-                worker.stopped_for_interrupt = True
-                worker.process.kill()
+                worker.kill_for_interrupt()
 
     def _batch_running(self, worker: WorkerHandle) -> Batch | None:
         """The batch whose item (or arguments) *worker* is on, by its progress slot:
