@@ -262,6 +262,34 @@ def test_a_late_wake_never_writes_into_a_file_that_reused_the_pipes_number(tmp_p
             os.close(fd)
 
 
+def test_a_dead_workers_exit_is_waited_for_outside_the_engines_lock(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Waiting for a worker's exit can take seconds (its relayed output): under
+    # the lock, every submit() and every caller reading its own result would wait.
+    ex = procesos.Executor(1)
+    assert ex.submit(square, 2).result(timeout=30) == 4
+    engine = ex._engine
+    worker = engine.workers[0]
+    lock_free_while_waiting: list[bool] = []
+    waited = threading.Event()
+    join = worker.process.join
+
+    def recording_join(timeout: float | None = None) -> None:
+        free = engine.lock.acquire(blocking=False)
+        if free:
+            engine.lock.release()
+        lock_free_while_waiting.append(free)
+        join(timeout)
+        waited.set()
+
+    monkeypatch.setattr(worker.process, "join", recording_join)
+    os.kill(worker.pid, signal.SIGKILL)
+    assert waited.wait(30)
+    assert ex.submit(square, 3).result(timeout=30) == 9  # its replacement
+    ex.shutdown(wait=True)
+    assert lock_free_while_waiting == [True]
+
+
 def test_closed_pools_refuse_new_work() -> None:
     ex = procesos.Executor(1)
     ex.shutdown()

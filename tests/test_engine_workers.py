@@ -54,7 +54,7 @@ def _wait_ready(worker: WorkerHandle) -> None:
 def _end(worker: WorkerHandle) -> int | None:
     """Wait for the worker's exit and close its handle; its exit code."""
     worker.process.join()
-    exitcode = worker.process.exitcode
+    exitcode: int | None = worker.process.exitcode
     worker.close()
     return exitcode
 

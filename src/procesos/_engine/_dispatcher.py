@@ -620,6 +620,9 @@ class Engine(Faults):
         for worker in dead:  # what it wrote before dying is already in its pipe
             frames, _ = worker.reader.read_available()
             arrived.extend((worker, header, payload) for header, payload in frames)
+            # Its sentinel fired: this reaps it (and waits for the end of its
+            # relayed output, at most 5 s), outside the lock, which on_death needs.
+            worker.process.join(5.0)
         decoded = [(w, h, self._decode_payload(h, p), len(p)) for w, h, p in arrived]
         deliveries: list[tuple[Batch, int, list[Any], dict[int, BaseException]]] = []
         with self.lock:
@@ -888,12 +891,17 @@ class Engine(Faults):
             if self.state != BROKEN:
                 self.state = CLOSED
             self.fail_everything(_cancelled())
-            for worker in [*self.workers, *self.leaving]:
-                if worker is not None and not worker.dead:
-                    worker.process.kill()
-                    worker.process.join()
-                    worker.discard_unread()
-                    worker.close()
+            ending = [w for w in [*self.workers, *self.leaving] if w is not None and not w.dead]
+            for worker in ending:
+                worker.kill()
+        # Not under the lock, which a caller reading its own worker takes to give
+        # it back; nothing else closes these handles (the dispatcher is here).
+        for worker in ending:
+            worker.process.join()
+        with self.lock:
+            for worker in ending:
+                worker.discard_unread()
+                worker.close()
             self.leaving.clear()
             for entry in self.fns.values():
                 entry.discard()

@@ -27,7 +27,8 @@ cancelled and the workers running its items are killed and replaced
 and the executor goes on.
 
 Every method here runs under the engine's lock, in the dispatcher thread
-except :meth:`Faults.stop_items_of` (the interrupted caller's).
+except :meth:`Faults.stop_items_of` (the interrupted caller's), and waits
+for nothing: a dead worker's exit is waited for before the lock is taken.
 """
 
 from __future__ import annotations
@@ -101,16 +102,14 @@ class Faults:
                  worker: WorkerHandle | None) -> None: ...
 
     def on_death(self, worker: WorkerHandle, deliveries: list[_Delivery]) -> None:
-        """A worker's sentinel fired: settle its tasks and start a replacement."""
+        """A worker's sentinel fired, and the dispatcher has waited for its exit
+        outside the lock: settle its tasks and start a replacement."""
         if worker in self.leaving:  # retired, and replaced already
             self.leaving.remove(worker)
-            worker.process.join(5.0)
             worker.close()
             return
         life = worker.life  # as it was: close() ends it
-        process = worker.process
-        process.join(5.0)
-        exitcode = process.exitcode
+        exitcode = worker.process.exitcode
         base = worker.slot * SLOT_WIDTH
         seq, rss = self.slots[base + SLOT_SEQ], self.slots[base + SLOT_RSS]
         batches = list(worker.outstanding.values())
