@@ -317,6 +317,41 @@ def test_shutdown_cancel_futures_cancels_what_has_not_started(tmp_path: Path) ->
     assert sum(f.cancelled() for f in rest) >= 8
 
 
+def test_a_callback_of_a_future_cancelled_by_shutdown_may_submit_and_is_refused(
+        tmp_path: Path) -> None:
+    # cancel() runs the future's callbacks: under the engine's lock, one that
+    # submits (and would be told the executor is shut down) waited for ever.
+    fifo = str(tmp_path / "go")
+    os.mkfifo(fifo)
+    ex = procesos.Executor(1)
+    first = ex.submit(block_on_fifo, fifo, "first")
+    queued = [ex.submit(square, i) for i in range(4)]  # one may go ahead to the worker
+    refused: list[BaseException] = []
+
+    def submit_again(_: object) -> None:
+        try:
+            ex.submit(square, 9)
+        except RuntimeError as exc:
+            refused.append(exc)
+
+    queued[-1].add_done_callback(submit_again)
+    ended = threading.Event()
+
+    def shut_down() -> None:
+        ex.shutdown(wait=False, cancel_futures=True)
+        ended.set()
+
+    with open(fifo, "w") as release:  # opens once the first task is running
+        threading.Thread(target=shut_down, daemon=True).start()
+        returned = ended.wait(30)
+        release.write("go")
+    ex.shutdown(wait=True)
+    assert returned, "shutdown(cancel_futures=True) hung in a future's callback"
+    assert first.result() == "first"
+    assert queued[-1].cancelled()
+    assert [str(e) for e in refused] == ["cannot schedule new futures after shutdown"]
+
+
 def test_imap_over_an_endless_generator_reads_input_lazily() -> None:
     pulled = 0
 

@@ -386,6 +386,7 @@ class Engine(Faults):
         """No new work; finish (or cancel) the rest; with *wait*, until workers have ended."""
         with self.lock:
             self._begin_shutdown(cancel_futures)
+        self._run_deferred()
         if wait:
             self.join()
 
@@ -393,9 +394,12 @@ class Engine(Faults):
         if self.state == RUNNING:
             self.state = CLOSING
         if cancel_futures:
-            for call in self.pending:
-                call.future.cancel()
-            self.pending.clear()
+            queued: list[Call] = []
+            while self.pending:  # popped one by one: submit() appends without the lock
+                queued.append(self.pending.popleft())
+            if queued:
+                # After the lock: cancel() runs the futures' callbacks, which may submit().
+                self.deferred.append(lambda: _cancel_all(queued))
             self.retry = deque(b for b in self.retry if b.is_map())
             self.cancel_inputs = True
         for job in self.jobs:
@@ -917,6 +921,11 @@ def _close_all(fds: tuple[int, ...]) -> None:
             os.close(fd)
         except OSError:
             pass
+
+
+def _cancel_all(calls: list[Call]) -> None:
+    for call in calls:
+        call.future.cancel()
 
 
 def _cancelled() -> BaseException:
