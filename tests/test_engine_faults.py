@@ -269,7 +269,7 @@ def test_a_dead_workers_exit_is_waited_for_outside_the_engines_lock(
     ex = procesos.Executor(1)
     assert ex.submit(square, 2).result(timeout=30) == 4
     engine = ex._engine
-    worker = engine.workers[0]
+    worker = engine.books.workers[0]
     lock_free_while_waiting: list[bool] = []
     waited = threading.Event()
     join = worker.process.join
