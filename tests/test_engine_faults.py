@@ -448,9 +448,18 @@ def test_what_cannot_be_unpickled_in_the_worker_fails_only_its_task() -> None:
         assert ex.submit(abs, -1).result(timeout=60) == 1
 
 
-def _interrupt_once_running(fifo: Path, count: int) -> tuple[threading.Thread, list[int]]:
+def _main_thread_waits() -> bool:
+    """Whether the main thread is blocked in a ``threading`` wait (a condition's, an event's)."""
+    frame = sys._current_frames().get(threading.main_thread().ident)  # type: ignore[arg-type]
+    return (frame is not None and frame.f_code.co_name == "wait"
+            and frame.f_code.co_filename == threading.__file__)
+
+
+def _interrupt_once_running(fifo: Path, count: int, once_main_waits: bool = False
+                            ) -> tuple[threading.Thread, list[int]]:
     """A thread that waits until *count* tasks have written their worker's pid to
-    *fifo*, then sends SIGINT to this process's main thread (Ctrl-C)."""
+    *fifo* (and, with *once_main_waits*, until the main thread waits for a result),
+    then sends SIGINT to this process's main thread (Ctrl-C)."""
     os.mkfifo(fifo)
     pids: list[int] = []
 
@@ -463,6 +472,8 @@ def _interrupt_once_running(fifo: Path, count: int) -> tuple[threading.Thread, l
         finally:
             os.close(fd)
         pids.extend(int(line) for line in received.split())
+        while once_main_waits and not _main_thread_waits():
+            time.sleep(0.001)  # it is on its way there: a Ctrl-C before would hit something else
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # type: ignore[arg-type]
 
     thread = threading.Thread(target=wait_then_interrupt, daemon=True)
@@ -517,7 +528,8 @@ def test_ctrl_c_while_waiting_for_a_map_stops_its_tasks_and_the_pool_goes_on(
 def test_other_work_held_by_a_stopped_worker_still_runs(tmp_path: Path) -> None:
     fifo = tmp_path / "started"
     with procesos.Executor(1) as ex:
-        thread, pids = _interrupt_once_running(fifo, 1)
+        # Once it waits in next(): a Ctrl-C while submit() runs would interrupt that.
+        thread, pids = _interrupt_once_running(fifo, 1, once_main_waits=True)
         results = ex.map(announce_and_block, [str(fifo)] * 3, range(3))
         later = ex.submit(square, 5)  # queued behind the blocked task, in the same worker
         with pytest.raises(KeyboardInterrupt):
