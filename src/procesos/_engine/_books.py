@@ -69,6 +69,11 @@ class Books:
         return bool(self.pending or self.retry or self.jobs
                     or any(w is not None and w.outstanding for w in self.workers))
 
+    def work_waits(self) -> bool:
+        """Calls, parts or maps wait for a worker, or the engine is ending: the
+        dispatcher has something to do."""
+        return bool(self.pending or self.retry or self.jobs) or self.state != RUNNING
+
     def take_deferred(self) -> list[Callable[[], None]]:
         """What was deferred until the lock is released; forgotten here."""
         deferred, self.deferred = self.deferred, []

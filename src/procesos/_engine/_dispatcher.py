@@ -18,16 +18,14 @@ flight, its READY message). Deaths, timeouts and retries are handled in
 
 from __future__ import annotations
 
-import math
 import os
-import pickle
 import select
 import threading
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from typing import Any
 
 from .._compat import future_internals_known
@@ -49,9 +47,7 @@ from ._messages import (
     RETIRE,
     SLOT_WIDTH,
     UNREADABLE,
-    is_shared,
     plain_call,
-    poll_briefly,
 )
 from ._progress import Progress
 from ._stats import WorkerStats
@@ -227,99 +223,6 @@ class Engine:
         else:
             self.wake()  # the dispatcher does not watch an idle worker's pipe
         return future
-
-    def read_direct(self, future: DirectFuture, deadline: float | None) -> None:
-        """In the caller's thread: read *future*'s answer from its worker, unless the
-        dispatcher took the worker back; until done, the deadline, or trouble."""
-        worker = future.worker
-        with self.lock:
-            if worker is None or not worker.caller_reads(future):
-                return
-        given_back = False
-        try:
-            poll = worker.poller.poll
-            fd = worker.fd
-            spin_ns = self.config.spin_ns
-            events = []
-            if spin_ns and (deadline is None or deadline - time.monotonic() > spin_ns / 1e9):
-                events = poll_briefly(poll, spin_ns)
-            while not future.finished():
-                if not events:
-                    wait_ms = None
-                    if deadline is not None:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            return
-                        wait_ms = math.ceil(left * 1000)
-                    events = poll(wait_ms)
-                readable = died = False
-                for event_fd, _ in events:
-                    if event_fd == fd:
-                        readable = True
-                    else:
-                        died = True
-                events = []
-                if readable:
-                    frames, eof = worker.reader.read_available()
-                    if not eof and self._settle_direct(worker, future, frames):
-                        given_back = True
-                        return
-                    self._handle(worker, frames)
-                    if eof:
-                        return
-                if died:
-                    return  # it died: the dispatcher settles that
-        finally:
-            if not given_back:
-                with self.lock:
-                    busy = self._give_back(worker)
-                if busy or not future.finished():
-                    self.wake()
-
-    def _give_back(self, worker: WorkerHandle) -> bool:
-        """Under the lock: a direct reader is done with *worker*; whether the dispatcher
-        has something to do."""
-        worker.give_back()
-        return (not worker.idle() or bool(self.books.pending or self.books.retry or self.books.jobs)
-                or self.books.state != RUNNING)
-
-    def _settle_direct(self, worker: WorkerHandle, future: DirectFuture,
-                       frames: list[tuple[Any, memoryview]]) -> bool:
-        """The usual answer to a direct call, handled in one step: the books, the worker
-        given back, the result set. False (nothing done) for anything else, which
-        ``_handle`` and ``read_direct``'s ending do in several."""
-        if len(frames) != 1:
-            return False
-        header, payload = frames[0]
-        if header[0] != DONE:  # every header starts with its kind
-            return False
-        _, batch_id, offset, count, errors, busy_ns, ended_ns, pickle_ns = header
-        if count != 1 or errors or is_shared(payload):
-            return False  # not one plain result: errors, shared memory
-        batch = worker.outstanding.get(batch_id)
-        if (not isinstance(batch, CallBatch) or batch.n != 1 or batch.skips
-                or batch.calls[0].future is not future):
-            return False
-        try:
-            value = pickle.loads(payload)[0]
-        except PICKLING_FAILURES:
-            return False  # _handle reports it
-        with self.lock:
-            self._record_done(worker, batch, offset, 1, busy_ns)
-            busy = self._give_back(worker)
-        recorder = _trace_state.recorder
-        if recorder is not None:
-            from .._trace import _tasks
-
-            _tasks.ran(recorder, worker, batch, offset, 1, (), busy_ns, ended_ns, pickle_ns,
-                       len(payload))
-        try:
-            future.set_result(value)
-        except InvalidStateError:  # cancelled by shutdown meanwhile
-            pass
-        if busy:
-            self.wake()
-        return True
 
     def map_job(self, fn: Callable[..., Any], iterable: Iterable[Any], *, star: bool,
                 ordered: bool, return_exceptions: bool, collect: bool,
@@ -641,7 +544,7 @@ class Engine:
         self._deliver(deliveries)
         self._run_deferred()
 
-    def _handle(self, worker: WorkerHandle, frames: list[tuple[Any, memoryview]]) -> None:
+    def handle_frames(self, worker: WorkerHandle, frames: list[tuple[Any, memoryview]]) -> None:
         """A direct reader's share of a round: what one worker sent, handed over."""
         decoded = [(header, self._decode_payload(header, payload), len(payload))
                    for header, payload in frames]
@@ -689,7 +592,7 @@ class Engine:
             if batch is None:
                 return
             delivered = batch.reported  # some may have come from its log already
-            self._record_done(worker, batch, offset, count, busy_ns, nbytes)
+            self.record_done(worker, batch, offset, count, busy_ns, nbytes)
             recorder = _trace_state.recorder
             if recorder is not None:
                 from .._trace import _tasks
@@ -739,7 +642,7 @@ class Engine:
                 "run. Fix the initializer (its traceback is attached) and create a new pool."
             ), cause)
 
-    def _record_done(self, worker: WorkerHandle, batch: Batch, offset: int, count: int,
+    def record_done(self, worker: WorkerHandle, batch: Batch, offset: int, count: int,
                      busy_ns: int, nbytes: int = 0) -> None:
         """Under the lock: the books of items ``offset .. offset+count-1`` of *batch* done."""
         batch.reported = max(batch.reported, offset + count)
