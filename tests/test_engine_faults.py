@@ -262,6 +262,34 @@ def test_a_late_wake_never_writes_into_a_file_that_reused_the_pipes_number(tmp_p
             os.close(fd)
 
 
+def test_a_dead_workers_exit_is_waited_for_outside_the_engines_lock(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Waiting for a worker's exit can take seconds (its relayed output): under
+    # the lock, every submit() and every caller reading its own result would wait.
+    ex = procesos.Executor(1)
+    assert ex.submit(square, 2).result(timeout=30) == 4
+    engine = ex._engine
+    worker = engine.books.workers[0]
+    lock_free_while_waiting: list[bool] = []
+    waited = threading.Event()
+    join = worker.process.join
+
+    def recording_join(timeout: float | None = None) -> None:
+        free = engine.lock.acquire(blocking=False)
+        if free:
+            engine.lock.release()
+        lock_free_while_waiting.append(free)
+        join(timeout)
+        waited.set()
+
+    monkeypatch.setattr(worker.process, "join", recording_join)
+    os.kill(worker.pid, signal.SIGKILL)
+    assert waited.wait(30)
+    assert ex.submit(square, 3).result(timeout=30) == 9  # its replacement
+    ex.shutdown(wait=True)
+    assert lock_free_while_waiting == [True]
+
+
 def test_closed_pools_refuse_new_work() -> None:
     ex = procesos.Executor(1)
     ex.shutdown()
@@ -287,6 +315,41 @@ def test_shutdown_cancel_futures_cancels_what_has_not_started(tmp_path: Path) ->
     assert first.result() == "first"
     assert all(f.cancelled() or f.result() == i * i for i, f in enumerate(rest))
     assert sum(f.cancelled() for f in rest) >= 8
+
+
+def test_a_callback_of_a_future_cancelled_by_shutdown_may_submit_and_is_refused(
+        tmp_path: Path) -> None:
+    # cancel() runs the future's callbacks: under the engine's lock, one that
+    # submits (and would be told the executor is shut down) waited for ever.
+    fifo = str(tmp_path / "go")
+    os.mkfifo(fifo)
+    ex = procesos.Executor(1)
+    first = ex.submit(block_on_fifo, fifo, "first")
+    queued = [ex.submit(square, i) for i in range(4)]  # one may go ahead to the worker
+    refused: list[BaseException] = []
+
+    def submit_again(_: object) -> None:
+        try:
+            ex.submit(square, 9)
+        except RuntimeError as exc:
+            refused.append(exc)
+
+    queued[-1].add_done_callback(submit_again)
+    ended = threading.Event()
+
+    def shut_down() -> None:
+        ex.shutdown(wait=False, cancel_futures=True)
+        ended.set()
+
+    with open(fifo, "w") as release:  # opens once the first task is running
+        threading.Thread(target=shut_down, daemon=True).start()
+        returned = ended.wait(30)
+        release.write("go")
+    ex.shutdown(wait=True)
+    assert returned, "shutdown(cancel_futures=True) hung in a future's callback"
+    assert first.result() == "first"
+    assert queued[-1].cancelled()
+    assert [str(e) for e in refused] == ["cannot schedule new futures after shutdown"]
 
 
 def test_imap_over_an_endless_generator_reads_input_lazily() -> None:
@@ -385,9 +448,18 @@ def test_what_cannot_be_unpickled_in_the_worker_fails_only_its_task() -> None:
         assert ex.submit(abs, -1).result(timeout=60) == 1
 
 
-def _interrupt_once_running(fifo: Path, count: int) -> tuple[threading.Thread, list[int]]:
+def _main_thread_waits() -> bool:
+    """Whether the main thread is blocked in a ``threading`` wait (a condition's, an event's)."""
+    frame = sys._current_frames().get(threading.main_thread().ident)  # type: ignore[arg-type]
+    return (frame is not None and frame.f_code.co_name == "wait"
+            and frame.f_code.co_filename == threading.__file__)
+
+
+def _interrupt_once_running(fifo: Path, count: int, once_main_waits: bool = False
+                            ) -> tuple[threading.Thread, list[int]]:
     """A thread that waits until *count* tasks have written their worker's pid to
-    *fifo*, then sends SIGINT to this process's main thread (Ctrl-C)."""
+    *fifo* (and, with *once_main_waits*, until the main thread waits for a result),
+    then sends SIGINT to this process's main thread (Ctrl-C)."""
     os.mkfifo(fifo)
     pids: list[int] = []
 
@@ -400,6 +472,8 @@ def _interrupt_once_running(fifo: Path, count: int) -> tuple[threading.Thread, l
         finally:
             os.close(fd)
         pids.extend(int(line) for line in received.split())
+        while once_main_waits and not _main_thread_waits():
+            time.sleep(0.001)  # it is on its way there: a Ctrl-C before would hit something else
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # type: ignore[arg-type]
 
     thread = threading.Thread(target=wait_then_interrupt, daemon=True)
@@ -454,7 +528,8 @@ def test_ctrl_c_while_waiting_for_a_map_stops_its_tasks_and_the_pool_goes_on(
 def test_other_work_held_by_a_stopped_worker_still_runs(tmp_path: Path) -> None:
     fifo = tmp_path / "started"
     with procesos.Executor(1) as ex:
-        thread, pids = _interrupt_once_running(fifo, 1)
+        # Once it waits in next(): a Ctrl-C while submit() runs would interrupt that.
+        thread, pids = _interrupt_once_running(fifo, 1, once_main_waits=True)
         results = ex.map(announce_and_block, [str(fifo)] * 3, range(3))
         later = ex.submit(square, 5)  # queued behind the blocked task, in the same worker
         with pytest.raises(KeyboardInterrupt):

@@ -101,7 +101,7 @@ def _end(engine: Engine, interrupted: bool) -> None:
         engine.terminate()
     else:
         with engine.lock:
-            jobs = [job for job in engine.jobs if not job.collect]
+            jobs = [job for job in engine.books.jobs if not job.collect]
         for job in jobs:
             job.cancel()
         engine.shutdown(wait=True, cancel_futures=False)

@@ -10,24 +10,58 @@ else that waits for the future (``add_done_callback``, ``wait``,
 ``as_completed``, ``done()``, asyncio) wakes the dispatcher, which takes the
 worker back; so does any other work the dispatcher gets, and the worker's
 death. The roles are described in :mod:`._workers`.
+
+The caller's side is here, behind a few calls of the engine's
+(:class:`DirectEngine`): :func:`read_answer` reads, :func:`_settle_answer`
+handles the usual answer in one step, and anything else goes to the engine's
+general path (``handle_frames``); both keep the books with the same
+``record_done``.
 """
 
 from __future__ import annotations
 
+import math
+import pickle
+import threading
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .._outcome import PICKLING_FAILURES
+from .._trace import _state as _trace_state
 from ._future import LightFuture
+from ._jobs import CallBatch
+from ._messages import DONE, is_shared, poll_briefly
 
 if TYPE_CHECKING:
-    from ._dispatcher import Engine
+    from ._books import Books
+    from ._jobs import Batch
+    from ._worker import WorkerConfig
     from ._workers import WorkerHandle
 
-__all__ = ["DirectFuture", "HandBackFuture"]
+__all__ = ["DirectEngine", "DirectFuture", "HandBackFuture", "read_answer"]
+
+
+class DirectEngine(Protocol):
+    """What the direct path asks of the engine."""
+
+    lock: threading.Lock
+    books: Books
+    config: WorkerConfig
+
+    def wake(self) -> None:
+        """Make the dispatcher look at the books again."""
+
+    def record_done(self, worker: WorkerHandle, batch: Batch, offset: int, count: int,
+                    busy_ns: int, nbytes: int = 0) -> None:
+        """Under the lock: the books of items done (the general path's too)."""
+
+    def handle_frames(self, worker: WorkerHandle,
+                      frames: list[tuple[Any, memoryview]]) -> None:
+        """What *worker* sent, handed over as the dispatcher would."""
 
 
 class _HandBackWaiters(list):  # type: ignore[type-arg]
@@ -94,7 +128,7 @@ class DirectFuture(HandBackFuture):
     """The future of a call sent straight to an idle worker: ``result()`` may read
     the worker's answer."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: DirectEngine) -> None:
         super().__init__()
         self._engine = engine
         self.worker: WorkerHandle | None = None
@@ -113,5 +147,106 @@ class DirectFuture(HandBackFuture):
         if self.finished() or self.worker is None:
             return timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._engine.read_direct(self, deadline)
+        read_answer(self._engine, self, deadline)
         return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def read_answer(engine: DirectEngine, future: DirectFuture, deadline: float | None) -> None:
+    """In the caller's thread: read *future*'s answer from its worker, unless the
+    dispatcher took the worker back; until done, the deadline, or trouble."""
+    worker = future.worker
+    with engine.lock:
+        if worker is None or not worker.caller_reads(future):
+            return
+    given_back = False
+    try:
+        poll = worker.poller.poll
+        fd = worker.fd
+        spin_ns = engine.config.spin_ns
+        events = []
+        if spin_ns and (deadline is None or deadline - time.monotonic() > spin_ns / 1e9):
+            events = poll_briefly(poll, spin_ns)
+        while not future.finished():
+            if not events:
+                wait_ms = None
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    wait_ms = math.ceil(left * 1000)
+                events = poll(wait_ms)
+            readable = died = False
+            for event_fd, _ in events:
+                if event_fd == fd:
+                    readable = True
+                else:
+                    died = True
+            events = []
+            if readable:
+                frames, eof = worker.reader.read_available()
+                if not eof and _settle_answer(engine, worker, future, frames):
+                    given_back = True
+                    return
+                engine.handle_frames(worker, frames)
+                if eof:
+                    return
+            if died:
+                return  # it died: the dispatcher settles that
+    finally:
+        if not given_back:
+            with engine.lock:
+                busy = _give_back(engine, worker)
+            if busy or not future.finished():
+                engine.wake()
+
+
+def _give_back(engine: DirectEngine, worker: WorkerHandle) -> bool:
+    """Under the lock: a direct reader is done with *worker*; whether the dispatcher
+    has something to do."""
+    worker.give_back()
+    return not worker.idle() or engine.books.work_waits()
+
+
+def _settle_answer(engine: DirectEngine, worker: WorkerHandle, future: DirectFuture,
+                   frames: list[tuple[Any, memoryview]]) -> bool:
+    """The usual answer to a direct call, handled in one step: the books, the worker
+    given back, the result set. False (nothing done) for anything else, which
+    ``handle_frames`` and ``read_answer``'s ending do in several.
+
+    What it keeps: only this caller reads the worker's pipe (``READING``); the
+    books change under the engine's lock through ``record_done``, as on the
+    general path, and the worker is given back in the same locked step, so the
+    dispatcher never finds it lent with nothing in flight.
+    """
+    if len(frames) != 1:
+        return False
+    header, payload = frames[0]
+    if header[0] != DONE:  # every header starts with its kind
+        return False
+    _, batch_id, offset, count, errors, busy_ns, ended_ns, pickle_ns = header
+    if count != 1 or errors or is_shared(payload):
+        return False  # not one plain result: errors, shared memory
+    batch = worker.outstanding.get(batch_id)
+    if (not isinstance(batch, CallBatch) or batch.n != 1 or batch.skips
+            or batch.calls[0].future is not future):
+        return False
+    try:
+        value = pickle.loads(payload)[0]
+    except PICKLING_FAILURES:
+        return False  # handle_frames reports it
+    with engine.lock:
+        engine.record_done(worker, batch, offset, 1, busy_ns)
+        busy = _give_back(engine, worker)
+    recorder = _trace_state.recorder
+    if recorder is not None:
+        from .._trace import _tasks
+
+        _tasks.ran(recorder, worker, batch, offset, 1, (), busy_ns, ended_ns, pickle_ns,
+                   len(payload))
+    try:
+        future.set_result(value)
+    except InvalidStateError:  # cancelled by shutdown meanwhile
+        pass
+    if busy:
+        engine.wake()
+    return True

@@ -1,10 +1,9 @@
 """The engine: long-lived workers and the one dispatcher thread that drives them.
 
-States (``Engine.state``, changed only under ``Engine.lock``)::
-
-    RUNNING --shutdown()--> CLOSING --all work done--> CLOSED
-       |  \\--terminate()--> TERMINATING --workers dead--> CLOSED
-       \\--initializer fails / workers cannot start--> BROKEN --> CLOSED
+Its state, work and workers are written in its books (:mod:`._books`, where
+its states are drawn), changed only under ``Engine.lock``; what happens when a
+worker dies, overruns a timeout or retires is :class:`~._faults.Faults`'s,
+over the same books.
 
 The dispatcher waits with one ``poll()`` on every worker's result pipe and exit
 sentinel plus a wake-up pipe. Each round it reads what arrived (no lock),
@@ -19,17 +18,14 @@ flight, its READY message). Deaths, timeouts and retries are handled in
 
 from __future__ import annotations
 
-import math
 import os
-import pickle
 import select
 import threading
 import time
 import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, InvalidStateError
-from multiprocessing.sharedctypes import RawArray
+from concurrent.futures import Future
 from typing import Any
 
 from .._compat import future_internals_known
@@ -39,7 +35,7 @@ from .._proc._context import ProcesosContext
 from .._serialization import loads
 from .._trace import _state as _trace_state
 from ._batching import ChunkSizer
-from ._crash import oom_kills
+from ._books import BROKEN, CLOSED, CLOSING, RUNNING, TERMINATING, Books
 from ._direct import DirectFuture
 from ._faults import HELD_RESULTS_S, Faults
 from ._future import LightFuture
@@ -51,20 +47,15 @@ from ._messages import (
     RETIRE,
     SLOT_WIDTH,
     UNREADABLE,
-    is_shared,
     plain_call,
-    poll_briefly,
 )
 from ._progress import Progress
-from ._results_log import LOG_BYTES
-from ._stats import SlotRecord, WorkerStats
+from ._stats import WorkerStats
 from ._worker import WorkerConfig
-from ._workers import DISPATCHER, POLL_IN, READING, WAITING, WorkerHandle
+from ._workers import DISPATCHER, POLL_IN, READING, WorkerHandle
 
 __all__ = ["CLOSED", "CLOSING", "RUNNING", "TERMINATING", "Engine"]
 
-RUNNING, CLOSING, TERMINATING, BROKEN, CLOSED = "running", "closing", "terminating", "broken", \
-    "closed"
 _FN_CACHE = 128
 _TERMINATE_GRACE_S = 1.0  # for an idle worker asked to exit by terminate()
 _PREFETCH_BELOW_S = 0.005  # send a second batch ahead only when batches are this quick
@@ -74,7 +65,7 @@ LIGHT_FUTURES = future_internals_known()
 _RESULTS, _WRITABLE, _EXITED = range(3)  # what a polled descriptor of a worker says
 
 
-class Engine(Faults):
+class Engine:
     """Workers plus a dispatcher; the machinery behind ``Executor`` and ``Pool``."""
 
     def __init__(self, ctx: ProcesosContext, workers: int, config: WorkerConfig, *,
@@ -89,26 +80,16 @@ class Engine(Faults):
         self.closed_message = closed_message
         self.closed_error = closed_error
         self.lock = threading.Lock()
-        self.state = RUNNING
+        self.books = books = Books(workers)
+        self.faults = Faults(books, self, ctx, timeout=timeout, retries=retries,
+                             max_memory=config.max_memory, progress=progress)
         self.error: BaseException | None = None  # why the engine broke
         self.owner_pid = os.getpid()
-        self.workers: list[WorkerHandle | None] = [None] * workers
-        # Retired workers, replaced already, until they have exited.
-        self.leaving: list[WorkerHandle] = []
-        self.records = [SlotRecord(i) for i in range(workers)]
-        self.pending: deque[Call] = deque()
-        self.retry: deque[Batch] = deque()
-        self.jobs: list[MapJob] = []
         self.fns: OrderedDict[int, FnEntry] = OrderedDict()
         self.call_sizer = ChunkSizer(workers)
         self.batch_s = 0.0  # smoothed duration of one batch
         self.next_fn = self.next_batch = self.next_seq = 1
-        self.startup_failures = 0
-        self.oom_seen = oom_kills()
         self.cancel_inputs = False
-        self.slots_array = RawArray("q", SLOT_WIDTH * workers)
-        self.slots = memoryview(self.slots_array).cast("B").cast("q")
-        self.logs_array = RawArray("b", LOG_BYTES * workers)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -121,7 +102,6 @@ class Engine(Faults):
         weakref.finalize(self, _close_all, (self.wake_r, self.wake_w)).atexit = False
         self.woken = False
         self.abandoned: str | None = None  # see abandon()
-        self.deferred: list[Callable[[], None]] = []
         # The first worker starts now, so that a first task can go at once; the
         # dispatcher starts the others. Under "fork" all start here (forking is
         # safe only before the dispatcher thread exists), and under "spawn" too
@@ -136,42 +116,48 @@ class Engine(Faults):
             for slot in range(now):
                 self.start_worker(slot, replacement=False)
         except BaseException:
-            self.state = CLOSED
+            self.books.state = CLOSED
             self._release()
             raise
         self.thread = threading.Thread(target=self._run, name="procesos-dispatcher", daemon=True)
         self.thread.start()
 
+    @property
+    def state(self) -> str:
+        """``RUNNING``, ``CLOSING``, ``TERMINATING``, ``BROKEN`` or ``CLOSED``."""
+        return self.books.state
+
     # -- entry points (any thread) ---------------------------------------------
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> Future[Any]:
-        if self.pending and self.progress is None and self.state == RUNNING:
+        books = self.books
+        if books.pending and self.progress is None and books.state == RUNNING:
             # Calls already wait: no worker can be idle for this one, so it joins
             # the queue without the lock (appends are atomic; the dispatcher pops).
             entry = self._known_entry(fn)
             if entry is not None:
                 future: Future[Any] = LightFuture() if LIGHT_FUTURES else Future()
                 call = Call(future, entry, args, kwargs)
-                self.pending.append(call)
-                if len(self.pending) == 1:  # else the dispatcher has more to come for it
+                books.pending.append(call)
+                if len(books.pending) == 1:  # else the dispatcher has more to come for it
                     self.wake()
-                if self.state != RUNNING:
+                if books.state != RUNNING:
                     self._withdraw(call)
                 return future
         with self.lock:
-            if self.state != RUNNING:
+            if books.state != RUNNING:
                 self._check_open()
             entry = self.entry(fn)
             if self.progress is not None:
                 self.progress.add(1)
-            if not self.pending and not self.retry:
-                for worker in self.workers:
+            if not books.pending and not books.retry:
+                for worker in books.workers:
                     if worker is not None and not worker.outstanding and worker.accepts_work():
                         return self._send_now(worker, entry, args, kwargs)
             future = LightFuture() if LIGHT_FUTURES else Future()
             call = Call(future, entry, args, kwargs)
-            self.pending.append(call)
-            if len(self.pending) == 1:
+            books.pending.append(call)
+            if len(books.pending) == 1:
                 self.wake()
         return future
 
@@ -184,15 +170,15 @@ class Engine(Faults):
             f"this executor belongs to process {self.owner_pid}, which made it; a child "
             "made by os.fork() cannot use it (its workers are the parent's): make a new "
             "executor or pool in the child")
-        self.state = BROKEN
-        self.pending.clear()
-        for job in self.jobs:
+        self.books.state = BROKEN
+        self.books.pending.clear()
+        for job in self.books.jobs:
             job.cond = threading.Condition(threading.Lock())
             job.abort(self.error)
-        self.jobs.clear()
-        for worker in self.workers:
+        self.books.jobs.clear()
+        for worker in self.books.workers:
             if worker is not None:
-                worker.dead = True  # its pipes and process are the parent's
+                worker.disown()  # its pipes and process are the parent's
 
     def _known_entry(self, fn: Callable[..., Any]) -> FnEntry | None:
         """*fn*'s cache entry if it has one, without the lock (None: take the lock)."""
@@ -210,7 +196,7 @@ class Engine(Faults):
         dispatcher already took it (then it runs, or fails with the engine)."""
         with self.lock:
             try:
-                self.pending.remove(call)
+                self.books.pending.remove(call)
             except ValueError:
                 return
             self._check_open()
@@ -232,104 +218,11 @@ class Engine(Faults):
             batch_id, seq = self._ids(1)
             worker.send_known_call(batch, batch_id, seq, payload)
         if direct and not worker.outbox and not worker.dead:
-            worker.reader_role = WAITING
-            worker.direct = future
+            worker.lend_to(future)
             future.worker = worker  # type: ignore[attr-defined]
         else:
             self.wake()  # the dispatcher does not watch an idle worker's pipe
         return future
-
-    def read_direct(self, future: DirectFuture, deadline: float | None) -> None:
-        """In the caller's thread: read *future*'s answer from its worker, unless the
-        dispatcher took the worker back; until done, the deadline, or trouble."""
-        worker = future.worker
-        with self.lock:
-            if worker is None or worker.direct is not future or worker.reader_role != WAITING:
-                return
-            worker.reader_role = READING
-        given_back = False
-        try:
-            poll = worker.poller.poll
-            fd = worker.fd
-            spin_ns = self.config.spin_ns
-            events = []
-            if spin_ns and (deadline is None or deadline - time.monotonic() > spin_ns / 1e9):
-                events = poll_briefly(poll, spin_ns)
-            while not future.finished():
-                if not events:
-                    wait_ms = None
-                    if deadline is not None:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            return
-                        wait_ms = math.ceil(left * 1000)
-                    events = poll(wait_ms)
-                readable = died = False
-                for event_fd, _ in events:
-                    if event_fd == fd:
-                        readable = True
-                    else:
-                        died = True
-                events = []
-                if readable:
-                    frames, eof = worker.reader.read_available()
-                    if not eof and self._settle_direct(worker, future, frames):
-                        given_back = True
-                        return
-                    self._handle(worker, frames)
-                    if eof:
-                        return
-                if died:
-                    return  # it died: the dispatcher settles that
-        finally:
-            if not given_back:
-                with self.lock:
-                    busy = self._give_back(worker)
-                if busy or not future.finished():
-                    self.wake()
-
-    def _give_back(self, worker: WorkerHandle) -> bool:
-        """Under the lock: a direct reader is done with *worker*; whether the dispatcher
-        has something to do."""
-        worker.reader_role = DISPATCHER
-        worker.direct = None
-        return (not worker.idle() or bool(self.pending or self.retry or self.jobs)
-                or self.state != RUNNING)
-
-    def _settle_direct(self, worker: WorkerHandle, future: DirectFuture,
-                       frames: list[tuple[Any, memoryview]]) -> bool:
-        """The usual answer to a direct call, handled in one step: the books, the worker
-        given back, the result set. False (nothing done) for anything else, which
-        ``_handle`` and ``read_direct``'s ending do in several."""
-        if len(frames) != 1:
-            return False
-        header, payload = frames[0]
-        if header[0] != DONE or header[3] != 1 or header[4] or is_shared(payload):
-            return False  # not one plain result: errors, shared memory, another message
-        batch = worker.outstanding.get(header[1])
-        if (not isinstance(batch, CallBatch) or batch.n != 1 or batch.skips
-                or batch.calls[0].future is not future):
-            return False
-        try:
-            value = pickle.loads(payload)[0]
-        except PICKLING_FAILURES:
-            return False  # _handle reports it
-        with self.lock:
-            self._record_done(worker, batch, header[2], 1, header[5])
-            busy = self._give_back(worker)
-        recorder = _trace_state.recorder
-        if recorder is not None:
-            from .._trace import _tasks
-
-            _tasks.ran(recorder, worker, batch, header[2], 1, (), header[5], header[6],
-                       header[7], len(payload))
-        try:
-            future.set_result(value)
-        except InvalidStateError:  # cancelled by shutdown meanwhile
-            pass
-        if busy:
-            self.wake()
-        return True
 
     def map_job(self, fn: Callable[..., Any], iterable: Iterable[Any], *, star: bool,
                 ordered: bool, return_exceptions: bool, collect: bool,
@@ -340,7 +233,7 @@ class Engine(Faults):
                          return_exceptions=return_exceptions, collect=collect,
                          workers=self.size, chunksize=chunksize, wake=self.wake,
                          stop=self.stop_job)
-            self.jobs.append(job)
+            self.books.jobs.append(job)
             if self.progress is not None:
                 self.progress.add(job.total)
         self.wake()
@@ -350,8 +243,8 @@ class Engine(Faults):
         """*job*'s caller was interrupted: cancel it and kill the workers running its items."""
         job.cancel()
         with self.lock:
-            if self.state in (RUNNING, CLOSING):
-                self.stop_items_of(job)
+            if self.books.state in (RUNNING, CLOSING):
+                self.faults.stop_items_of(job)
 
     def entry(self, fn: Callable[..., Any]) -> FnEntry:
         """The function's cache entry (pickled once per engine); under the lock."""
@@ -370,10 +263,10 @@ class Engine(Faults):
         return entry
 
     def _check_open(self) -> None:
-        if self.state == BROKEN:
+        if self.books.state == BROKEN:
             cause = self.error.__cause__ if self.error is not None else None
             raise BrokenExecutorError(str(self.error)) from cause
-        if self.state != RUNNING:
+        if self.books.state != RUNNING:
             raise self.closed_error(self.closed_message)
 
     def wake(self) -> None:
@@ -389,19 +282,25 @@ class Engine(Faults):
         """No new work; finish (or cancel) the rest; with *wait*, until workers have ended."""
         with self.lock:
             self._begin_shutdown(cancel_futures)
+        self._run_deferred()
         if wait:
             self.join()
 
     def _begin_shutdown(self, cancel_futures: bool) -> None:
-        if self.state == RUNNING:
-            self.state = CLOSING
+        if self.books.state == RUNNING:
+            self.books.state = CLOSING
         if cancel_futures:
-            for call in self.pending:
-                call.future.cancel()
-            self.pending.clear()
-            self.retry = deque(b for b in self.retry if b.is_map())
+            queued: list[Call] = []
+            while self.books.pending:  # popped one by one: submit() appends without the lock
+                queued.append(self.books.pending.popleft())
+            if queued:
+                # After the lock: cancel() runs the futures' callbacks, which may submit().
+                self.books.deferred.append(lambda: _cancel_all(queued))
+            maps = [b for b in self.books.retry if b.is_map()]
+            self.books.retry.clear()
+            self.books.retry.extend(maps)
             self.cancel_inputs = True
-        for job in self.jobs:
+        for job in self.books.jobs:
             job.collect = True  # nobody may read them before we stop: keep everything
         self.wake()
 
@@ -417,17 +316,17 @@ class Engine(Faults):
         self.join()
 
     def _begin_terminate(self) -> None:
-        if self.state in (RUNNING, CLOSING):
-            self.state = TERMINATING
+        if self.books.state in (RUNNING, CLOSING):
+            self.books.state = TERMINATING
             self.terminate_by = time.monotonic() + _TERMINATE_GRACE_S
-            for worker in self.workers:
+            for worker in self.books.workers:
                 if worker is None or worker.dead:
                     continue
                 if (worker.idle() and worker.reader_role == DISPATCHER
                         and not worker.stopping):
                     worker.ask_to_stop()
                 elif not worker.stopping:
-                    worker.process.kill()
+                    worker.kill()
         self.wake()
 
     def abandon(self, terminate: bool) -> None:
@@ -443,14 +342,14 @@ class Engine(Faults):
 
     def stats(self) -> list[WorkerStats]:
         with self.lock:
-            return [record.snapshot() for record in self.records]
+            return [record.snapshot() for record in self.books.records]
 
     # -- workers (under the lock) ------------------------------------------------
     def _reset_slot(self, slot: int) -> None:
         # Sequence number 0: no item (numbers start at 1; minus one loads a batch).
         base = slot * SLOT_WIDTH
         for i in range(SLOT_WIDTH):
-            self.slots[base + i] = 0
+            self.books.slots[base + i] = 0
 
     def start_worker_later(self, slot: int) -> None:
         """Under the lock: have the starter thread start a replacement in *slot*, so
@@ -464,10 +363,10 @@ class Engine(Faults):
 
     def start_worker(self, slot: int, replacement: bool) -> None:
         self._reset_slot(slot)
-        worker = WorkerHandle(self.ctx, slot, self.slots_array, self.config,
-                              self.config.max_tasks, self.logs_array)
-        self.workers[slot] = worker
-        self.records[slot].worker_started(worker.pid, replacement)
+        worker = WorkerHandle(self.ctx, slot, self.books.slots_array, self.config,
+                              self.config.max_tasks, self.books.logs_array)
+        self.books.workers[slot] = worker
+        self.books.records[slot].worker_started(worker.pid, replacement)
 
     def _ids(self, items: int) -> tuple[int, int]:
         """Under the lock: the next batch id, and the sequence number of its first item."""
@@ -483,9 +382,9 @@ class Engine(Faults):
             self.wake()  # the dispatcher must watch for the pipe to become writable
 
     def _kill_all(self) -> None:
-        for worker in [*self.workers, *self.leaving]:
+        for worker in [*self.books.workers, *self.books.leaving]:
             if worker is not None and not worker.dead:
-                worker.process.kill()
+                worker.kill()
 
     # -- the dispatcher thread ---------------------------------------------------
     def _run(self) -> None:
@@ -509,11 +408,9 @@ class Engine(Faults):
                     if self._finished():
                         break
                     taken_back = False
-                    for worker in self.workers:
-                        if (worker is not None and not worker.dead
-                                and worker.reader_role == WAITING):  # nobody came for it
-                            worker.reader_role = DISPATCHER
-                            worker.direct = None
+                    for worker in self.books.workers:
+                        # Lent to a caller that has not come for it: ours again.
+                        if worker is not None and not worker.dead and worker.take_back():
                             taken_back = True
                     if taken_back:
                         # It could not be given work while it was not ours: calls
@@ -521,7 +418,7 @@ class Engine(Faults):
                         self._fill()
                     wanted = {self.wake_r: POLL_IN}
                     owners.clear()
-                    for worker in self.workers:
+                    for worker in self.books.workers:
                         if worker is None or worker.dead:
                             continue
                         if worker.reader_role == READING:
@@ -535,7 +432,7 @@ class Engine(Faults):
                                 owners[worker.out_fd] = (worker, _WRITABLE)
                         wanted[worker.sentinel] = POLL_IN
                         owners[worker.sentinel] = (worker, _EXITED)
-                    for worker in self.leaving:
+                    for worker in self.books.leaving:
                         wanted[worker.sentinel] = POLL_IN
                         owners[worker.sentinel] = (worker, _EXITED)
                     timeout = self._poll_timeout()
@@ -550,7 +447,7 @@ class Engine(Faults):
                 self._round(events, owners)
         except BaseException as exc:  # a bug here must not leave callers waiting forever
             with self.lock:
-                self._break(BrokenExecutorError(f"the task engine failed: {exc!r}"), exc)
+                self.break_down(BrokenExecutorError(f"the task engine failed: {exc!r}"), exc)
             self._run_deferred()
             raise
         finally:
@@ -564,7 +461,7 @@ class Engine(Faults):
         try:
             while True:
                 with self.lock:
-                    if not self.unstarted or self.state not in (RUNNING, CLOSING):
+                    if not self.unstarted or self.books.state not in (RUNNING, CLOSING):
                         self.unstarted.clear()
                         # Under the same lock as the check: a start_worker_later()
                         # after it starts a new thread.
@@ -573,18 +470,18 @@ class Engine(Faults):
                         return
                     slot, replacement = self.unstarted.pop(0)
                     self._reset_slot(slot)
-                worker = WorkerHandle(self.ctx, slot, self.slots_array, self.config,
-                                      self.config.max_tasks, self.logs_array)
+                worker = WorkerHandle(self.ctx, slot, self.books.slots_array, self.config,
+                                      self.config.max_tasks, self.books.logs_array)
                 with self.lock:
-                    self.workers[slot] = worker
-                    self.records[slot].worker_started(worker.pid, replacement)
-                    if self.state not in (RUNNING, CLOSING):
-                        worker.process.kill()  # terminate() came while it started
+                    self.books.workers[slot] = worker
+                    self.books.records[slot].worker_started(worker.pid, replacement)
+                    if self.books.state not in (RUNNING, CLOSING):
+                        worker.kill()  # terminate() came while it started
                     self._fill()
                     self.wake()  # the dispatcher watches its pipe and its end
         except BaseException as exc:
             with self.lock:
-                self._break(BrokenExecutorError(f"the task engine failed: {exc!r}"), exc)
+                self.break_down(BrokenExecutorError(f"the task engine failed: {exc!r}"), exc)
             self._run_deferred()
             with self.lock:
                 self.starting = False
@@ -621,23 +518,25 @@ class Engine(Faults):
             with self.lock:  # a worker whose caller reads it is the caller's to give back
                 dead = [w for w in dead if w.reader_role != READING]
                 for worker in dead:
-                    worker.reader_role = DISPATCHER
-                    worker.direct = None
+                    worker.take_back()
         for worker in dead:  # what it wrote before dying is already in its pipe
             frames, _ = worker.reader.read_available()
             arrived.extend((worker, header, payload) for header, payload in frames)
+            # Its sentinel fired: this reaps it (and waits for the end of its
+            # relayed output, at most 5 s), outside the lock, which on_death needs.
+            worker.process.join(5.0)
         decoded = [(w, h, self._decode_payload(h, p), len(p)) for w, h, p in arrived]
         deliveries: list[tuple[Batch, int, list[Any], dict[int, BaseException]]] = []
         with self.lock:
             for worker, header, values, nbytes in decoded:
                 self._on_message(worker, header, values, deliveries, nbytes)
             for worker in dead:
-                self.on_death(worker, deliveries)
+                self.faults.on_death(worker, deliveries)
             if self.timeout is not None:
-                self.check_timeouts()
-            self.deliver_held_results(deliveries)
+                self.faults.check_timeouts()
+            self.faults.deliver_held_results(deliveries)
             if self.cancel_inputs:
-                for job in self.jobs:
+                for job in self.books.jobs:
                     if not job.exhausted:
                         job.end_input(_cancelled())
                 self.cancel_inputs = False
@@ -645,7 +544,7 @@ class Engine(Faults):
         self._deliver(deliveries)
         self._run_deferred()
 
-    def _handle(self, worker: WorkerHandle, frames: list[tuple[Any, memoryview]]) -> None:
+    def handle_frames(self, worker: WorkerHandle, frames: list[tuple[Any, memoryview]]) -> None:
         """A direct reader's share of a round: what one worker sent, handed over."""
         decoded = [(header, self._decode_payload(header, payload), len(payload))
                    for header, payload in frames]
@@ -657,10 +556,10 @@ class Engine(Faults):
         self._run_deferred()
 
     def _run_deferred(self) -> None:
-        if not self.deferred:
+        if not self.books.deferred:
             return
         with self.lock:
-            deferred, self.deferred = self.deferred, []
+            deferred = self.books.take_deferred()
         for action in deferred:
             action()
 
@@ -672,7 +571,8 @@ class Engine(Faults):
         if recorder is not None:
             from .._trace import _tasks
 
-            _tasks.arrived(recorder, header[1], header[2], payload)
+            _, batch_id, offset = header[:3]
+            _tasks.arrived(recorder, batch_id, offset, payload)
         try:
             return decode_values(payload)
         except PICKLING_FAILURES as exc:
@@ -692,7 +592,7 @@ class Engine(Faults):
             if batch is None:
                 return
             delivered = batch.reported  # some may have come from its log already
-            self._record_done(worker, batch, offset, count, busy_ns, nbytes)
+            self.record_done(worker, batch, offset, count, busy_ns, nbytes)
             recorder = _trace_state.recorder
             if recorder is not None:
                 from .._trace import _tasks
@@ -709,18 +609,18 @@ class Engine(Faults):
                 offset, count = delivered, count - skip
             if (errors or batch.skips or self.progress is not None
                     or isinstance(values, BaseException)):
-                deliveries.append((batch, offset, *self._errors(batch, offset, count, values,
+                deliveries.append((batch, offset, *self.settle_errors(batch, offset, count, values,
                                                                  dict(errors))))
             else:
                 deliveries.append((batch, offset, values, {}))
         elif tag == READY:
-            worker.ready = True
-            self.startup_failures = 0
+            worker.mark_ready()
+            self.books.startup_failures = 0
         elif tag == RETIRE:
             _, batch_id, next_offset = header
-            worker.retiring = True
-            self.requeue_from(worker, batch_id, next_offset)
-            self.replace_retired(worker)
+            worker.retire()
+            self.faults.requeue_from(worker, batch_id, next_offset)
+            self.faults.replace_retired(worker)
         elif tag == UNREADABLE:
             _, batch_id, error_frame = header
             batch = worker.outstanding.pop(batch_id, None)
@@ -732,24 +632,24 @@ class Engine(Faults):
                 self.annotate(error, batch, 0, worker)
                 deliveries.append((batch, 0, [None], {0: error}))
             else:  # find which item: send each alone (nothing ran)
-                self.retry.extendleft(reversed([batch.part(i, i + 1, True)
+                self.books.retry.extendleft(reversed([batch.part(i, i + 1, True)
                                                 for i in range(batch.n)]))
         elif tag == INIT_FAILED:
             _, error_frame = header
             _, cause = decode(error_frame, "the initializer's exception")
-            self._break(BrokenExecutorError(
+            self.break_down(BrokenExecutorError(
                 f"the pool's initializer raised {type(cause).__name__}: {cause}; no task can "
                 "run. Fix the initializer (its traceback is attached) and create a new pool."
             ), cause)
 
-    def _record_done(self, worker: WorkerHandle, batch: Batch, offset: int, count: int,
+    def record_done(self, worker: WorkerHandle, batch: Batch, offset: int, count: int,
                      busy_ns: int, nbytes: int = 0) -> None:
         """Under the lock: the books of items ``offset .. offset+count-1`` of *batch* done."""
         batch.reported = max(batch.reported, offset + count)
         if offset + count >= batch.n:
             del worker.outstanding[batch.id]
         busy = busy_ns / 1e9
-        record = self.records[worker.slot]
+        record = self.books.records[worker.slot]
         record.tasks += count
         record.busy_s += busy
         if batch.is_map():
@@ -761,7 +661,7 @@ class Engine(Faults):
             self.call_sizer.record(count, busy)
         self.batch_s = 0.8 * self.batch_s + 0.2 * busy
 
-    def _errors(self, batch: Batch, offset: int, count: int, values: Any,
+    def settle_errors(self, batch: Batch, offset: int, count: int, values: Any,
                 frames: dict[int, bytes]) -> tuple[list[Any], dict[int, BaseException]]:
         errors: dict[int, BaseException] = {}
         if isinstance(values, BaseException):  # results that could not be unpickled here
@@ -796,9 +696,9 @@ class Engine(Faults):
 
     def _fill(self) -> None:
         """Give work to workers: one batch to each idle worker, then one ahead if quick."""
-        if self.state not in (RUNNING, CLOSING):
+        if self.books.state not in (RUNNING, CLOSING):
             return
-        live = [w for w in self.workers if w is not None and w.accepts_work()]
+        live = [w for w in self.books.workers if w is not None and w.accepts_work()]
         for depth in (1, 2):
             # Never one ahead while workers are still starting: each would find
             # the first worker holding what it could have run (tasks meant to run
@@ -814,15 +714,15 @@ class Engine(Faults):
 
     def _next_batch(self, budget: int | None) -> Batch | None:
         limit = budget if budget is not None else 1 << 30
-        while self.retry:
-            batch = self.retry.popleft()
+        while self.books.retry:
+            batch = self.books.retry.popleft()
             if not batch.wanted():
                 continue
             if batch.n > limit:
-                self.retry.appendleft(batch.part(limit, batch.n, batch.tracked))
+                self.books.retry.appendleft(batch.part(limit, batch.n, batch.tracked))
                 batch = batch.part(0, limit, batch.tracked)
             return batch
-        pending = self.pending
+        pending = self.books.pending
         if pending:
             calls: list[Call] = []
             size = min(self.call_sizer.next_size(None), limit)
@@ -833,9 +733,9 @@ class Engine(Faults):
                     keep(call)
             if calls:
                 return CallBatch(calls)  # calls run tracked, whatever they take
-        for job in list(self.jobs):
+        for job in list(self.books.jobs):
             if job.cancelled or (job.exhausted and job.finished()):
-                self.jobs.remove(job)
+                self.books.jobs.remove(job)
                 continue
             if job.wants_input():
                 known = job.total is not None
@@ -848,12 +748,12 @@ class Engine(Faults):
 
     def _poll_timeout(self) -> float | None:
         timeouts = []
-        if self.state == TERMINATING:
+        if self.books.state == TERMINATING:
             timeouts.append(max(0.0, self.terminate_by - time.monotonic()))
         if self.timeout is not None and any(w is not None and w.outstanding
-                                            for w in self.workers):
-            timeouts.append(self.timeout_poll_s())
-        if self.may_hold_results():
+                                            for w in self.books.workers):
+            timeouts.append(self.faults.timeout_poll_s())
+        if self.faults.may_hold_results():
             timeouts.append(HELD_RESULTS_S)
         if self.progress is not None:
             tick = self.progress.tick()
@@ -863,44 +763,50 @@ class Engine(Faults):
 
     def _finished(self) -> bool:
         """Under the lock: decide whether the dispatcher can stop; stop workers when done."""
-        if self.state == RUNNING or self.starting:
+        if self.books.state == RUNNING or self.starting:
             return False
-        if self.state == CLOSING:
-            if self.pending or self.retry or any(w is not None and w.outstanding
-                                                 for w in self.workers):
+        if self.books.state == CLOSING:
+            if self.books.pending or self.books.retry or any(w is not None and w.outstanding
+                                                 for w in self.books.workers):
                 return False
             if any(not (job.exhausted and job.finished()) and not job.cancelled
-                   for job in self.jobs):
+                   for job in self.books.jobs):
                 return False
-            for worker in self.workers:
+            for worker in self.books.workers:
                 if worker is not None and not worker.stopping and not worker.dead:
                     worker.ask_to_stop()
-        if self.state == TERMINATING and time.monotonic() >= self.terminate_by:
+        if self.books.state == TERMINATING and time.monotonic() >= self.terminate_by:
             self._kill_all()  # idle workers that did not exit when asked
-        return all(w is None or w.dead for w in self.workers) and not self.leaving
+        return all(w is None or w.dead for w in self.books.workers) and not self.books.leaving
 
-    def _break(self, error: BaseException, cause: BaseException | None) -> None:
+    def break_down(self, error: BaseException, cause: BaseException | None) -> None:
         """Under the lock: the engine cannot go on; fail everything with *error*."""
-        if self.state in (BROKEN, CLOSED):
+        if self.books.state in (BROKEN, CLOSED):
             return
         error.__cause__ = cause
         self.error = error
-        self.state = BROKEN
+        self.books.state = BROKEN
         self._kill_all()
-        self.fail_everything(error)
+        self.faults.fail_everything(error)
 
     def _release(self) -> None:
         with self.lock:
-            if self.state != BROKEN:
-                self.state = CLOSED
-            self.fail_everything(_cancelled())
-            for worker in [*self.workers, *self.leaving]:
-                if worker is not None and not worker.dead:
-                    worker.process.kill()
-                    worker.process.join()
-                    worker.discard_unread()
-                    worker.close()
-            self.leaving.clear()
+            if self.books.state != BROKEN:
+                self.books.state = CLOSED
+            self.faults.fail_everything(_cancelled())
+            ending = [w for w in [*self.books.workers, *self.books.leaving]
+                      if w is not None and not w.dead]
+            for worker in ending:
+                worker.kill()
+        # Not under the lock, which a caller reading its own worker takes to give
+        # it back; nothing else closes these handles (the dispatcher is here).
+        for worker in ending:
+            worker.process.join()
+        with self.lock:
+            for worker in ending:
+                worker.discard_unread()
+                worker.close()
+            self.books.leaving.clear()
             for entry in self.fns.values():
                 entry.discard()
             self.fns.clear()
@@ -915,6 +821,11 @@ def _close_all(fds: tuple[int, ...]) -> None:
             os.close(fd)
         except OSError:
             pass
+
+
+def _cancel_all(calls: list[Call]) -> None:
+    for call in calls:
+        call.future.cancel()
 
 
 def _cancelled() -> BaseException:

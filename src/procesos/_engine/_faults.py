@@ -27,16 +27,15 @@ cancelled and the workers running its items are killed and replaced
 and the executor goes on.
 
 Every method here runs under the engine's lock, in the dispatcher thread
-except :meth:`Faults.stop_items_of` (the interrupted caller's).
+except :meth:`Faults.stop_items_of` (the interrupted caller's), and waits
+for nothing: a dead worker's exit is waited for before the lock is taken.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable
 from concurrent.futures import CancelledError
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._errors import (
     BrokenExecutorError,
@@ -46,18 +45,19 @@ from .._errors import (
     describe_exitcode,
 )
 from .._trace import _state as _trace_state
+from ._books import CLOSING, RUNNING
 from ._crash import crash_hint, oom_kills
-from ._jobs import Batch, Call, MapBatch, MapJob
+from ._jobs import Batch, MapBatch, MapJob
 from ._messages import SLOT_RSS, SLOT_SEQ, SLOT_START, SLOT_WIDTH
 from ._results_log import ERROR, load_entry, read_log
-from ._worker import WorkerConfig
+from ._workers import RETIRING, STOPPING
 
 if TYPE_CHECKING:
+    from ._books import Books
     from ._progress import Progress
-    from ._stats import SlotRecord
     from ._workers import WorkerHandle
 
-__all__ = ["Faults"]
+__all__ = ["EngineCalls", "Faults"]
 
 _STARTUP_FAILURES = 3
 _UNBLAMED_DEATHS = 3
@@ -66,69 +66,68 @@ HELD_RESULTS_S = 0.02
 _Delivery = tuple[Batch, int, list[Any], dict[int, BaseException]]
 
 
-class Faults:
-    """Death, timeout and retirement handling, mixed into the engine."""
+class EngineCalls(Protocol):
+    """What fault handling asks of the engine (under its lock)."""
 
-    # Provided by the engine.
-    ctx: Any
-    config: WorkerConfig
-    lock: Any
-    state: str
-    timeout: float | None
-    retries: int
-    workers: list[WorkerHandle | None]
-    leaving: list[WorkerHandle]
-    records: list[SlotRecord]
-    slots: memoryview
-    logs_array: Any
-    retry: deque[Batch]
-    pending: deque[Call]
-    jobs: list[MapJob]
-    oom_seen: int
-    startup_failures: int
-    deferred: list[Callable[[], None]]
-    progress: Progress | None
+    def start_worker(self, slot: int, replacement: bool) -> None:
+        """Start a worker in *slot* now."""
 
-    def start_worker(self, slot: int, replacement: bool) -> None: ...
-    def _errors(self, batch: Batch, offset: int, count: int, values: Any,
-                frames: dict[int, bytes]) -> tuple[list[Any], dict[int, BaseException]]:
+    def start_worker_later(self, slot: int) -> None:
+        """Have the starter thread start a worker in *slot*."""
+
+    def break_down(self, error: BaseException, cause: BaseException | None) -> None:
+        """The engine cannot go on: fail everything with *error*."""
+
+    def settle_errors(self, batch: Batch, offset: int, count: int, values: Any,
+                      frames: dict[int, bytes]) -> tuple[list[Any], dict[int, BaseException]]:
+        """The values and errors of items ``offset .. offset+count-1`` of *batch*
+        (*frames*: their pickled exceptions), counted as done."""
         raise NotImplementedError
-    def start_worker_later(self, slot: int) -> None: ...
-    def _break(self, error: BaseException, cause: BaseException | None) -> None: ...
-    @staticmethod
-    def annotate(error: BaseException, batch: Batch, offset: int,
-                 worker: WorkerHandle | None) -> None: ...
+
+
+class Faults:
+    """Death, timeout and retirement handling, over the engine's books."""
+
+    def __init__(self, books: Books, engine: EngineCalls, ctx: Any, *, timeout: float | None,
+                 retries: int, max_memory: int | None, progress: Progress | None) -> None:
+        self.books = books
+        self.engine = engine
+        self.ctx = ctx
+        self.timeout = timeout
+        self.retries = retries
+        self.max_memory = max_memory
+        self.progress = progress
+        self.oom_seen = oom_kills()  # the system's count of OOM kills when last looked at
 
     def on_death(self, worker: WorkerHandle, deliveries: list[_Delivery]) -> None:
-        """A worker's sentinel fired: settle its tasks and start a replacement."""
-        if worker in self.leaving:  # retired, and replaced already
-            self.leaving.remove(worker)
-            worker.process.join(5.0)
+        """A worker's sentinel fired, and the dispatcher has waited for its exit
+        outside the lock: settle its tasks and start a replacement."""
+        if worker in self.books.leaving:  # retired, and replaced already
+            self.books.leaving.remove(worker)
             worker.close()
             return
-        process = worker.process
-        process.join(5.0)
-        exitcode = process.exitcode
+        life = worker.life  # as it was: close() ends it
+        exitcode = worker.process.exitcode
         base = worker.slot * SLOT_WIDTH
-        seq, rss = self.slots[base + SLOT_SEQ], self.slots[base + SLOT_RSS]
+        seq, rss = self.books.slots[base + SLOT_SEQ], self.books.slots[base + SLOT_RSS]
         batches = list(worker.outstanding.values())
         for batch in batches:
             batch.lost()
         worker.outstanding.clear()
         worker.close()
-        self.workers[worker.slot] = None
-        record = self.records[worker.slot]
+        self.books.workers[worker.slot] = None
+        record = self.books.records[worker.slot]
         record.worker_ended()
-        if self.state not in ("running", "closing"):
+        if self.books.state not in (RUNNING, CLOSING):
             # Failed when the engine closes.
-            self.retry.extendleft(reversed([b.part(b.reported, b.n, b.tracked)
+            self.books.retry.extendleft(reversed([b.part(b.reported, b.n, b.tracked)
                                             for b in batches if b.reported < b.n]))
             return
         if batches:
             running = next((b for b in batches if b.reported < b.n), None)
             if running is not None:
                 self.recover_logged(worker, running, deliveries)
-            if worker.retiring or worker.stopping or worker.stopped_for_interrupt:
+            if life in (RETIRING, STOPPING) or worker.stopped_for_interrupt:
                 # Not a crash; what it held for others goes to other workers (a
                 # cancelled map's parts are dropped when their turn comes).
                 parts = [b.part(b.reported, b.n, b.tracked) for b in batches if b.reported < b.n]
@@ -137,21 +136,25 @@ class Faults:
                                                    deliveries)
                 if blamed:
                     record.crashes += 1
-            self.retry.extendleft(reversed(parts))
-        if worker.stopping or not self._work_left():
+            self.books.retry.extendleft(reversed(parts))
+        if life == STOPPING or not self.books.work_left():
             return
-        if not worker.ready and not worker.retiring:
-            self.startup_failures += 1
-            if self.startup_failures >= _STARTUP_FAILURES:
-                self._break(BrokenExecutorError(
+        if not worker.ready and life != RETIRING:
+            self.books.startup_failures += 1
+            if self.books.startup_failures >= _STARTUP_FAILURES:
+                self.engine.break_down(BrokenExecutorError(
                     f"workers keep dying before they can take work (the last one, pid "
                     f"{worker.pid}, {describe_exitcode(exitcode)}); check the initializer and "
                     "the start method"), None)
                 return
+        self._start_replacement(worker.slot)
+
+    def _start_replacement(self, slot: int) -> None:
         try:
-            self.start_worker(worker.slot, replacement=True)
+            self.engine.start_worker(slot, replacement=True)
         except Exception as exc:
-            self._break(BrokenExecutorError(f"could not start a replacement worker: {exc}"), exc)
+            self.engine.break_down(
+                BrokenExecutorError(f"could not start a replacement worker: {exc}"), exc)
 
     def recover_logged(self, worker: WorkerHandle, batch: Batch, deliveries: list[_Delivery],
                        died: bool = True) -> None:
@@ -159,7 +162,7 @@ class Faults:
         (:mod:`._results_log`): after its death, or while it stays on one item."""
         if batch.n < 2 or batch.reported >= batch.n:
             return
-        log = read_log(self.logs_array, worker.slot)
+        log = read_log(self.books.logs_array, worker.slot)
         if log is None:
             return
         first_seq, entries = log
@@ -182,11 +185,11 @@ class Faults:
                         f"the result could not be unpickled here: {exc!r}")
             values.append(value)
         offset, count = batch.reported, len(values)
-        values, errors = self._errors(batch, offset, count, values, frames)
+        values, errors = self.engine.settle_errors(batch, offset, count, values, frames)
         errors.update(unloadable)
         batch.reported += count
         if died:  # else its DONE message counts them
-            self.records[worker.slot].tasks += count
+            self.books.records[worker.slot].tasks += count
         deliveries.append((batch, offset, values, errors))
 
     def deliver_held_results(self, deliveries: list[_Delivery]) -> bool:
@@ -195,24 +198,22 @@ class Faults:
         a worker may hold some (look again in ``HELD_RESULTS_S``)."""
         now = time.monotonic()
         watching = False
-        for worker in self.workers:
+        for worker in self.books.workers:
             batch = self._logging_batch(worker)
             if worker is None or batch is None:
                 if worker is not None:
-                    worker.watch = None
+                    worker.forget_item()
                 continue
             watching = True
-            seq = self.slots[worker.slot * SLOT_WIDTH + SLOT_SEQ]
-            if worker.watch is None or worker.watch[0] != seq:
-                worker.watch = (seq, now)
-            elif now - worker.watch[1] >= HELD_RESULTS_S:
+            seq = self.books.slots[worker.slot * SLOT_WIDTH + SLOT_SEQ]
+            if worker.time_on_item(seq, now) >= HELD_RESULTS_S:
                 self.recover_logged(worker, batch, deliveries, died=False)
         return watching
 
     def may_hold_results(self) -> bool:
         """Whether a worker runs a batch whose finished results it logs (the dispatcher
         then looks at it every ``HELD_RESULTS_S``)."""
-        return any(self._logging_batch(w) is not None for w in self.workers)
+        return any(self._logging_batch(w) is not None for w in self.books.workers)
 
     def _logging_batch(self, worker: WorkerHandle | None) -> Batch | None:
         if worker is None or worker.dead or not worker.outstanding:
@@ -226,24 +227,15 @@ class Faults:
     def replace_retired(self, worker: WorkerHandle) -> None:
         """*worker* said it retires (a task or memory limit): a replacement takes
         its slot now, while it exits, so that its exit costs the pool nothing."""
-        if self.state not in ("running", "closing") or not self._work_left():
+        if self.books.state not in (RUNNING, CLOSING) or not self.books.work_left():
             return  # nothing will need its slot: its death ends it as before
-        self.workers[worker.slot] = None
-        self.leaving.append(worker)
-        self.records[worker.slot].worker_ended()
+        self.books.workers[worker.slot] = None
+        self.books.leaving.append(worker)
+        self.books.records[worker.slot].worker_ended()
         if self.ctx.get_start_method() == "zygote":  # fork and spawn start from this thread
-            self.start_worker_later(worker.slot)
+            self.engine.start_worker_later(worker.slot)
             return
-        try:
-            self.start_worker(worker.slot, replacement=True)
-        except Exception as exc:
-            self._break(BrokenExecutorError(f"could not start a replacement worker: {exc}"), exc)
-
-    def _work_left(self) -> bool:
-        if self.state == "running":
-            return True
-        return bool(self.pending or self.retry or self.jobs
-                    or any(w is not None and w.outstanding for w in self.workers))
+        self._start_replacement(worker.slot)
 
     def _settle_crash(self, worker: WorkerHandle, exitcode: int | None, seq: int, rss: int,
                       batches: list[Batch], deliveries: list[_Delivery]
@@ -358,7 +350,7 @@ class Faults:
                 f"(pid {worker.pid}) was killed and replaced")
         else:
             kills = oom_kills()
-            hint = crash_hint(exitcode, rss, self.config.max_memory, kills > self.oom_seen)
+            hint = crash_hint(exitcode, rss, self.max_memory, kills > self.oom_seen)
             self.oom_seen = kills
             attempts = batch.attempts(offset) + 1
             if what is not None:
@@ -384,7 +376,7 @@ class Faults:
             if start < batch.n:
                 parts.append(batch.part(start, batch.n, batch.tracked))
         worker.outstanding.clear()
-        self.retry.extendleft(reversed(parts))
+        self.books.retry.extendleft(reversed(parts))
 
     def check_timeouts(self) -> None:
         """Kill each worker whose current item has run past the timeout."""
@@ -392,28 +384,26 @@ class Faults:
         now = time.monotonic_ns()
         limit = int(self.timeout * 1e9)
         for worker, seq, start in self._running_items():
-            if now - start > limit and worker.timed_out_seq is None:
-                worker.timed_out_seq = seq
-                worker.process.kill()
+            if now - start > limit:
+                worker.kill_for_timeout(seq)  # once
 
     def stop_items_of(self, job: MapJob) -> None:
         """Kill each worker that runs an item of *job* (cancelled, its caller
         interrupted): nothing it held is failed; items of other tasks that it
         held go to the other workers (the one it was running, if the kill came
         as it moved on, runs again); a replacement starts."""
-        for worker in self.workers:
+        for worker in self.books.workers:
             if (worker is None or worker.dead or worker.stopping
                     or worker.stopped_for_interrupt or not worker.outstanding):
                 continue
             running = self._batch_running(worker)
             if isinstance(running, MapBatch) and running.job is job:
-                worker.stopped_for_interrupt = True
-                worker.process.kill()
+                worker.kill_for_interrupt()
 
     def _batch_running(self, worker: WorkerHandle) -> Batch | None:
         """The batch whose item (or arguments) *worker* is on, by its progress slot:
         not always its first outstanding one, whose results may wait unread."""
-        seq = self.slots[worker.slot * SLOT_WIDTH + SLOT_SEQ]
+        seq = self.books.slots[worker.slot * SLOT_WIDTH + SLOT_SEQ]
         for batch in worker.outstanding.values():
             if -seq == batch.seq_base or batch.seq_base <= seq < batch.seq_base + batch.n:
                 return batch
@@ -429,32 +419,32 @@ class Faults:
 
     def _running_items(self) -> list[tuple[WorkerHandle, int, int]]:
         running = []
-        for worker in self.workers:
+        for worker in self.books.workers:
             if worker is None or worker.dead or not worker.outstanding:
                 continue
             first = next(iter(worker.outstanding.values()))
             base = worker.slot * SLOT_WIDTH
-            seq = self.slots[base + SLOT_SEQ]
-            start = self.slots[base + SLOT_START]  # written before the sequence number
+            seq = self.books.slots[base + SLOT_SEQ]
+            start = self.books.slots[base + SLOT_START]  # written before the sequence number
             if first.seq_base + first.reported <= seq < first.seq_base + first.n:
                 running.append((worker, seq, start))
         return running
 
     def fail_everything(self, error: BaseException) -> None:
         """Every task not finished gets *error* (delivered once the lock is released)."""
-        batches = list(self.retry)
-        self.retry.clear()
-        for worker in self.workers:
+        batches = list(self.books.retry)
+        self.books.retry.clear()
+        for worker in self.books.workers:
             if worker is not None:
                 for batch in worker.outstanding.values():
                     batch.lost()
                 batches.extend(b.part(b.reported, b.n, b.tracked)
                                for b in worker.outstanding.values() if b.reported < b.n)
                 worker.outstanding.clear()
-        calls = list(self.pending)
-        self.pending.clear()
-        jobs = list(self.jobs)
-        self.jobs.clear()
+        calls = list(self.books.pending)
+        self.books.pending.clear()
+        jobs = list(self.books.jobs)
+        self.books.jobs.clear()
 
         def deliver() -> None:
             for call in calls:
@@ -468,4 +458,4 @@ class Faults:
             for job in jobs:
                 job.abort(error)
 
-        self.deferred.append(deliver)
+        self.books.deferred.append(deliver)

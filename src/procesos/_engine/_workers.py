@@ -4,12 +4,26 @@ Writes never block: what the pipe does not take now waits in the outbox
 until the dispatcher sees the pipe writable, so the parent can never
 deadlock with a worker that is itself writing results.
 
-Who reads a worker's result pipe (``WorkerHandle.reader_role``, changed under the
-engine's lock): the dispatcher (``DISPATCHER``), or, for a single call sent
-to an idle worker, the caller waiting for its result (``WAITING`` until the
-caller comes for it, then ``READING``). The dispatcher takes back a
-``WAITING`` worker whenever it looks at its books, and a ``READING`` one
-when the caller gives it back; never both read at once.
+A handle keeps its own state; the engine changes it only through the
+methods below, under the engine's lock. Three things, each its own machine:
+
+* its life (``WorkerHandle.life``), which only moves forward::
+
+      SERVING --it says RETIRE: retire()--> RETIRING
+      SERVING or RETIRING --ask_to_stop()--> STOPPING
+      any --close() (or disown() in a forked child)--> DEAD
+
+  and, beside it, whether it has said READY (``ready``: ``mark_ready()``),
+  which a worker asked to stop before it was up may still say;
+* who reads its result pipe (``WorkerHandle.reader_role``): the dispatcher
+  (``DISPATCHER``), or, for a single call sent to an idle worker, the caller
+  waiting for its result: ``lend_to(future)`` makes it ``WAITING`` until the
+  caller comes for it, ``caller_reads(future)`` makes it ``READING``. The
+  dispatcher takes back a ``WAITING`` worker whenever it looks at its books
+  (``take_back()``), and a ``READING`` one only when the caller gives it
+  back (``give_back()``); never both read at once;
+* why the parent killed it, if it did (``kill_for_timeout(seq)``,
+  ``kill_for_interrupt()``): its death is then not a crash of its own.
 """
 
 from __future__ import annotations
@@ -39,9 +53,13 @@ from ._messages import (
 )
 from ._worker import FN_CACHE_SIZE, WorkerConfig, worker_main
 
-__all__ = ["DISPATCHER", "POLL_IN", "READING", "WAITING", "WorkerHandle"]
+__all__ = ["DEAD", "DISPATCHER", "POLL_IN", "READING", "RETIRING", "SERVING", "STOPPING",
+           "WAITING", "WorkerHandle"]
 
+# Who reads the result pipe.
 DISPATCHER, WAITING, READING = "dispatcher", "waiting", "reading"
+# A worker's life, in its order (a worker never goes back).
+SERVING, RETIRING, STOPPING, DEAD = range(4)
 POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 # Larger than the default 64 KiB, so that a batch of small items goes in one
 # write; not much larger: Linux counts pipe capacity against a per-user limit
@@ -96,33 +114,154 @@ class WorkerHandle:
         self.outbox: deque[memoryview] = deque()
         self.outstanding: OrderedDict[int, Batch] = OrderedDict()  # in the order sent
         self.known_fns: OrderedDict[int, None] = OrderedDict()
-        self.budget = budget  # tasks it may still be sent (max_tasks_per_worker)
-        self.ready = False
-        self.retiring = False
-        self.stopping = False
-        self.dead = False
-        self.timed_out_seq: int | None = None
-        self.stopped_for_interrupt = False  # killed because its map was interrupted
-        self.watch: tuple[int, float] | None = None  # (item it runs, since when)
-        self.reader_role = DISPATCHER
-        self.direct: object = None  # the future whose caller may read the result itself
+        # Its state: read through the properties below, changed by the methods.
+        self._budget = budget  # tasks it may still be sent (max_tasks_per_worker)
+        self._life = SERVING
+        self._ready = False
+        self._timed_out_seq: int | None = None
+        self._stopped_for_interrupt = False
+        self._watch: tuple[int, float] | None = None  # (item it runs, since when)
+        self._reader_role = DISPATCHER
+        self._direct: object = None  # the future whose caller may read the result itself
         # What that caller waits on: an answer, or the worker's death.
         self.poller = select.poll()
         for fd in (self.fd, self.sentinel):
             self.poller.register(fd, POLL_IN)
 
-    def accepts_work(self) -> bool:
-        return (not (self.retiring or self.stopping or self.dead) and self.budget != 0
-                and self.reader_role == DISPATCHER)
+    # -- its state, read ------------------------------------------------------------
+    @property
+    def life(self) -> int:
+        """``SERVING``, ``RETIRING``, ``STOPPING`` or ``DEAD``."""
+        return self._life
 
-    def ask_to_stop(self) -> None:
-        """Ask the worker to exit once it has read what was sent before."""
-        self.stopping = True
-        self.write(frame((STOP,)))
+    @property
+    def ready(self) -> bool:
+        """It has said READY (its initializer ran)."""
+        return self._ready
+
+    @property
+    def retiring(self) -> bool:
+        """It said RETIRE (a task or memory limit) and has not been asked to stop."""
+        return self._life == RETIRING
+
+    @property
+    def stopping(self) -> bool:
+        """It was asked to stop, and its handle is not closed yet."""
+        return self._life == STOPPING
+
+    @property
+    def dead(self) -> bool:
+        """Its handle is closed, or it is not this process's (``disown()``)."""
+        return self._life == DEAD
+
+    @property
+    def budget(self) -> int | None:
+        """How many tasks it may still be sent (``max_tasks_per_worker``; None: no limit)."""
+        return self._budget
+
+    @property
+    def reader_role(self) -> str:
+        """Who reads its result pipe: ``DISPATCHER``, ``WAITING`` or ``READING``."""
+        return self._reader_role
+
+    @property
+    def timed_out_seq(self) -> int | None:
+        """The sequence number of the item it was killed for overrunning, if it was."""
+        return self._timed_out_seq
+
+    @property
+    def stopped_for_interrupt(self) -> bool:
+        """It was killed because the map whose item it ran was interrupted."""
+        return self._stopped_for_interrupt
+
+    def accepts_work(self) -> bool:
+        return (self._life == SERVING and self._budget != 0
+                and self._reader_role == DISPATCHER)
 
     def idle(self) -> bool:
         """Ready, with nothing sent and nothing to send: nothing can arrive from it."""
-        return self.ready and not self.outstanding and not self.outbox
+        return self._ready and not self.outstanding and not self.outbox
+
+    # -- its life ----------------------------------------------------------------------
+    def mark_ready(self) -> None:
+        """It said READY."""
+        self._ready = True
+
+    def retire(self) -> None:
+        """It said RETIRE: it takes no more work (unless it was asked to stop already)."""
+        if self._life == SERVING:
+            self._life = RETIRING
+
+    def ask_to_stop(self) -> None:
+        """Ask the worker to exit once it has read what was sent before."""
+        if self._life < STOPPING:
+            self._life = STOPPING
+        self.write(frame((STOP,)))
+
+    def disown(self) -> None:
+        """In a child made by ``os.fork()``: the process and pipes are the parent's;
+        nothing may be written to them or read from them here."""
+        self._life = DEAD
+
+    # -- why the parent killed it ------------------------------------------------------
+    def kill(self) -> None:
+        """Kill its process (its sentinel then says so to the dispatcher)."""
+        self.process.kill()
+
+    def kill_for_timeout(self, seq: int) -> None:
+        """Kill it: item *seq* ran past its timeout (which then fails with
+        :class:`TaskTimeoutError`). Once: later calls do nothing."""
+        if self._timed_out_seq is None:
+            self._timed_out_seq = seq
+            self.process.kill()
+
+    def kill_for_interrupt(self) -> None:
+        """Kill it: the map whose item it runs was interrupted (its death is no crash)."""
+        self._stopped_for_interrupt = True
+        self.process.kill()
+
+    def time_on_item(self, seq: int, now: float) -> float:
+        """How long it has been on item *seq*, as seen by the calls of this method
+        (0 the first time it is seen on *seq*)."""
+        if self._watch is None or self._watch[0] != seq:
+            self._watch = (seq, now)
+            return 0.0
+        return now - self._watch[1]
+
+    def forget_item(self) -> None:
+        """It runs nothing worth timing (see ``time_on_item``)."""
+        self._watch = None
+
+    # -- who reads its result pipe -------------------------------------------------------
+    def lend_to(self, future: object) -> None:
+        """A call of *future* was just sent to it: the caller may read the answer
+        (``WAITING``); the dispatcher stops watching its pipe."""
+        assert self._reader_role == DISPATCHER
+        self._reader_role = WAITING
+        self._direct = future
+
+    def caller_reads(self, future: object) -> bool:
+        """*future*'s caller comes to read: whether the worker is still lent to it
+        (then ``READING``: only that caller reads, until ``give_back()``)."""
+        if self._direct is not future or self._reader_role != WAITING:
+            return False
+        self._reader_role = READING
+        return True
+
+    def give_back(self) -> None:
+        """The reading caller is done with it: the dispatcher reads again."""
+        self._reader_role = DISPATCHER
+        self._direct = None
+
+    def take_back(self) -> bool:
+        """The dispatcher takes it back unless a caller reads it now; whether it was
+        lent to a caller that had not come (``WAITING``)."""
+        role = self._reader_role
+        if role == READING:
+            return False
+        self._reader_role = DISPATCHER
+        self._direct = None
+        return role == WAITING
 
     def send_batch(self, batch: Batch, batch_id: int, seq_base: int, timed: bool) -> None:
         """Send *batch* (encoding it now); raises what pickling the function raised.
@@ -175,12 +314,12 @@ class WorkerHandle:
 
             _tasks.sent(recorder, self, batch, batch_id, payload)
         self.outstanding[batch_id] = batch
-        if self.budget is not None:
-            self.budget -= batch.n
+        if self._budget is not None:
+            self._budget -= batch.n
 
     def write(self, parts: list[bytes]) -> None:
         """Write *parts* now, queueing what the pipe does not take."""
-        if not self.outbox and not self.dead:
+        if not self.outbox and self._life != DEAD:
             try:
                 written = os.writev(self.out_fd, parts)
             except BlockingIOError:
@@ -198,7 +337,7 @@ class WorkerHandle:
         self.flush()
 
     def flush(self) -> None:
-        if self.outbox and not self.dead:
+        if self.outbox and self._life != DEAD:
             try:
                 write_some(self.out_fd, self.outbox)
             except OSError:
@@ -220,7 +359,7 @@ class WorkerHandle:
     def close(self) -> None:
         """Release the process and the pipes (the worker has ended, and what it
         sent has been read: the results it made and never sent go back)."""
-        self.dead = True
+        self._life = DEAD
         self.outbox.clear()
         for conn in self.conns:
             conn.close()
