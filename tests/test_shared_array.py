@@ -276,3 +276,16 @@ def test_without_numpy_the_error_says_how_to_install_it(tmp_path: Path) -> None:
         "numpy | procesos.SharedArray needs numpy, which is not installed: "
         "pip install 'procesos[numpy]'\n"
     ), result.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="needs /proc/meminfo")
+def test_a_shared_array_larger_than_the_memory_is_refused_with_the_sizes() -> None:
+    # Not tried: shared memory belongs to no process, so the OOM killer would end
+    # others while the segment filled the memory.
+    from procesos._shm import ShmError
+    from procesos._shm._tracker import available_memory
+
+    available = available_memory()
+    assert available is not None
+    with pytest.raises(ShmError, match=rf"no room for {4 * available} bytes .* available"):
+        SharedArray((4 * available,), "u1")

@@ -1053,3 +1053,20 @@ def test_only_the_tracker_spells_its_verbs() -> None:
                     and node.args[0].value in verbs):
                 spelt.append(f"{path.relative_to(package)}:{node.lineno}")
     assert not spelt
+
+
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="needs /proc/meminfo")
+def test_the_tracker_refuses_a_segment_larger_than_the_memory_and_goes_on() -> None:
+    from procesos._shm._client import client
+    from procesos._shm._tracker import available_memory
+
+    available = available_memory()
+    assert available is not None
+    reply = client().request("alloc", 4 * available, False)
+    assert reply[0] == "err" and "no room" in reply[1], reply
+    assert frame_round_trips()
+
+
+def frame_round_trips() -> bool:
+    a = np.arange(LARGE // 8, dtype="f8")
+    return bool((loads(dumps(a)) == a).all())

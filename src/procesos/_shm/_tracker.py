@@ -358,7 +358,7 @@ class Tracker:
         if kind == ALLOC:
             seg = self.allocate(int(message[1]))
             if seg is None:
-                self.reply(sock, (ERR, f"no room for {message[1]} bytes of shared memory"))
+                self.reply(sock, (ERR, no_room(message[1])))
                 return
             seg.writer = conn
             seg.abandoned = False
@@ -427,7 +427,7 @@ class Tracker:
         elif kind == CREATE:
             seg = self.create(max(1, int(message[1])), "shared")
             if seg is None:
-                self.reply(sock, (ERR, f"no room for {message[1]} bytes of shared memory"))
+                self.reply(sock, (ERR, no_room(message[1])))
                 return
             seg.holds[conn] = 1
             self.reply(sock, (OK, seg.ident, self.path(seg)))
@@ -557,6 +557,12 @@ class Tracker:
         return self.create(size_class(nbytes), "transport")
 
     def create(self, capacity: int, kind: str) -> Segment | None:
+        available = available_memory()
+        if available is not None and capacity > available:
+            # Refused, not tried: shared memory is nobody's to the OOM killer, so
+            # a segment that fills the memory gets other processes killed
+            # (found by the fuzzer, whose allocs of 2**40 bytes did that).
+            return None
         ident = self.next_id
         self.next_id += 1
         self.posix_names += 1
@@ -659,6 +665,26 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def no_room(nbytes: object) -> str:
+    """The error text of a segment that could not be made."""
+    available = available_memory()
+    where = "" if available is None else f" ({available} bytes of memory available)"
+    return f"no room for {nbytes} bytes of shared memory{where}"
+
+
+def available_memory() -> int | None:
+    """The memory the system can give without swapping (``MemAvailable``), in
+    bytes; None where ``/proc/meminfo`` does not say."""
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            for line in meminfo:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int | None, int | None]:
