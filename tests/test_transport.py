@@ -19,7 +19,7 @@ import pytest
 
 import procesos
 from conftest import run_script
-from procesos._serialization import discard, dumps, dumps_fast, get_threshold, loads
+from procesos._serialization import discard, dumps, dumps_fast, dumps_frame, get_threshold, loads
 from procesos._shm import ShmError, tracker_stats
 from shm_helpers import (  # noqa: F401  (fixtures)
     dev_shm_unchanged_by_module,
@@ -432,19 +432,16 @@ def load_in_a_thread(frame: bytes) -> tuple[threading.Thread, list[object]]:
 
 
 def test_a_frame_received_before_its_copy_is_made_is_read_once_the_copy_is_sealed() -> None:
-    from procesos._shm import _transport
 
     a = np.arange(LARGE // 8, dtype=np.float64)
     tracker_stats(trim=True)  # a new segment: its receiver's reads allocate pages first
-    with _transport.copies_deferred() as pending:
-        frame = dumps(a)
-    assert len(pending) == 1
-    reader, out = load_in_a_thread(frame)  # claims, faults pages in, waits for the seal
+    frame = dumps_frame(a)
+    reader, out = load_in_a_thread(frame.data)  # claims, faults pages in, waits for the seal
     deadline = time.monotonic() + 30
     while live_shared_memory()["tickets"] and time.monotonic() < deadline:
         time.sleep(0.01)  # until the reader has claimed the frame
     assert reader.is_alive()
-    _transport.finish_copies(pending)
+    frame.copy()
     reader.join(30)
     assert len(out) == 1 and np.array_equal(out[0], a)  # type: ignore[arg-type]
     del out[:]
@@ -454,48 +451,48 @@ def test_a_frame_read_after_its_copy_was_sealed_neither_faults_in_nor_waits(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from procesos._shm import _client, _transport
 
-    with _transport.copies_deferred() as pending:
-        frame = dumps(np.arange(LARGE // 8, dtype=np.float64))
-    _transport.finish_copies(pending)
+    frame = dumps_frame(np.arange(LARGE // 8, dtype=np.float64))
+    frame.copy()
 
     def unexpected(*args: object) -> None:
         raise AssertionError("a written frame needs no wait and no faulting in")
 
     monkeypatch.setattr(_client.TrackerClient, "await_written", unexpected)
     monkeypatch.setattr(_transport, "_fault_in", unexpected)
-    assert np.array_equal(loads(frame), np.arange(LARGE // 8, dtype=np.float64))
+    assert np.array_equal(loads(frame.data), np.arange(LARGE // 8, dtype=np.float64))
 
 
 @pytest.mark.parametrize("early", [True, False], ids=["claimed first", "claimed after"])
 def test_a_frame_whose_copy_was_given_up_raises_in_its_receiver(early: bool) -> None:
     from procesos._shm import _transport
 
-    with _transport.copies_deferred() as pending:
-        frame = dumps(np.ones(LARGE))
+    frame = dumps_frame(np.ones(LARGE))
+    pending = frame._copy
+    assert pending is not None
     if early:
-        reader, out = load_in_a_thread(frame)
+        reader, out = load_in_a_thread(frame.data)
         deadline = time.monotonic() + 30
         while live_shared_memory()["tickets"] and time.monotonic() < deadline:
             time.sleep(0.01)
-        pending[0].abandon()
+        with frame.hand_over():
+            pass  # its copy, never made, is given up at the end of the block
         reader.join(30)
         error = out[0]
     else:
-        pending[0].abandon()
+        with frame.hand_over():
+            pass
         with pytest.raises(_transport.DataAbandoned) as info:
-            loads(frame)
+            loads(frame.data)
         error = info.value
     assert isinstance(error, _transport.DataAbandoned)
     assert "before its large parts were written" in str(error)
-    pending[0].abandon()  # a second word is not sent: the segment may be another frame's now
+    pending.abandon()  # a second word is not sent: the segment may be another frame's now
 
 
 def test_a_segment_is_kept_while_its_writer_copies_though_its_receiver_died() -> None:
-    from procesos._shm import _transport
 
-    with _transport.copies_deferred() as pending:
-        frame = dumps(np.ones(LARGE))
-    receiver = procesos.get_context("fork").Process(target=loads, args=(frame,))
+    frame = dumps_frame(np.ones(LARGE))
+    receiver = procesos.get_context("fork").Process(target=loads, args=(frame.data,))
     receiver.start()
     deadline = time.monotonic() + 30
     while live_shared_memory()["tickets"] and time.monotonic() < deadline:
@@ -505,7 +502,7 @@ def test_a_segment_is_kept_while_its_writer_copies_though_its_receiver_died() ->
     # Freed or pooled now, the segment could be handed to another writer while
     # this one still writes into it.
     assert live_shared_memory()["segments"] == 1
-    _transport.finish_copies(pending)
+    frame.copy()
     receiver.close()
 
 

@@ -86,13 +86,10 @@ from ._compat import (
 from ._shm import _transport
 from ._shm._client import DataAbandoned
 from ._shm._transport import (
-    PendingCopy,
-    copies_deferred,
+    Frame,
     discard,
-    finish_copies,
     get_threshold,
     reap,
-    send_then_copy,
     set_threshold,
 )
 
@@ -101,15 +98,13 @@ __all__ = [
     "PROTOCOL",
     "DataAbandoned",
     "FastPickler",
-    "PendingCopy",
-    "copies_deferred",
+    "Frame",
     "discard",
     "dumps",
-    "dumps_deferred",
     "dumps_fast",
     "dumps_for_child",
     "dumps_for_parent",
-    "finish_copies",
+    "dumps_frame",
     "get_threshold",
     "is_small_immutable",
     "is_small_plain",
@@ -117,7 +112,6 @@ __all__ = [
     "plain_for_child",
     "reap",
     "register_descriptor_reducer",
-    "send_then_copy",
     "set_threshold",
     "share_main_namespace",
 ]
@@ -373,13 +367,13 @@ def dumps_fast(obj: Any, channel: str | None = None) -> bytes:
     return _transport.pack(obj, _fast_pickler, False, channel)
 
 
-def dumps_deferred(obj: Any) -> tuple[bytes, list[PendingCopy]]:
-    """:func:`dumps`, with the copy of its large parts into shared memory still to
-    make: send the frame, then call ``finish_copies`` on the list (or, if it is
-    never sent, ``abandon()`` each and :func:`discard` the frame)."""
+def dumps_frame(obj: Any, fast: bool = False) -> Frame:
+    """:func:`dumps` (or, with *fast*, :func:`dumps_fast`) as a :class:`Frame`:
+    its copy into shared memory is made after it is written (``Frame.send``),
+    and it is given back if it never is (see ``_transport.Frame``)."""
     if is_small_plain(obj):
-        return pickle.dumps(obj, PROTOCOL), []
-    return _transport.pack_deferred(obj, _cloud_pickler)
+        return Frame(pickle.dumps(obj, PROTOCOL), None, [], None, [])
+    return _transport.pack_frame(obj, _fast_pickler if fast else _cloud_pickler)
 
 
 class _Large(Exception):
@@ -404,12 +398,13 @@ def plain_for_child(obj: Any) -> bytes | None:
     return None if len(data) >= get_threshold() or b"__main__" in data else data
 
 
-def dumps_for_child(obj: Any) -> bytes:
+def dumps_for_child(obj: Any) -> bytes | Frame:
     """Pickle *obj* for a worker: the C pickler, else cloudpickle.
 
     Workers never import the parent's ``__main__``, so anything that the C
     pickler would save as a reference into ``__main__`` goes by value instead.
-    Small data is one plain pickle; large buffers go through shared memory.
+    Small data is one plain pickle (``bytes``); anything else a :class:`Frame`
+    (large buffers go through shared memory, copied once it is sent).
     Raises what the pickler raised when *obj* cannot be pickled.
     """
     try:  # plain_for_child(obj), inline: a call's few microseconds are mostly overhead like this
@@ -417,17 +412,18 @@ def dumps_for_child(obj: Any) -> bytes:
     except _Large:
         data = None
     except Exception:
-        return dumps(obj)
-    if data is not None and len(data) < get_threshold():
-        return dumps(obj) if b"__main__" in data else data
-    try:
-        data = dumps_fast(obj)
-    except Exception:
-        return dumps(obj)
-    if b"__main__" in data:
-        discard(data)
-        return dumps(obj)
-    return data
+        return dumps_frame(obj)
+    if data is not None and len(data) < get_threshold() and b"__main__" not in data:
+        return data
+    if data is None or len(data) >= get_threshold():
+        try:
+            frame = dumps_frame(obj, fast=True)
+        except Exception:
+            return dumps_frame(obj)
+        if b"__main__" not in frame.data:
+            return frame
+        frame.discard()
+    return dumps_frame(obj)
 
 
 def dumps_for_parent(obj: Any, channel: str, in_band_first: bool = False) -> bytes:

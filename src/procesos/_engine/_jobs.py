@@ -23,10 +23,10 @@ from itertools import islice
 from typing import Any
 
 from .._errors import PicklingError
-from .._serialization import discard, dumps
+from .._serialization import Frame, discard, dumps, dumps_frame
 from .._trace import _state as _trace_state
 from ._batching import ChunkSizer
-from ._messages import CALL, ONE, SKIP, STAR, discard_shared, encode_objects
+from ._messages import CALL, ONE, SKIP, STAR, encode_objects
 
 __all__ = ["Batch", "Call", "CallBatch", "FnEntry", "MapBatch", "MapJob", "ResultIterator"]
 
@@ -106,12 +106,12 @@ def _why(exc: Exception) -> str:
 def _unpicklable_argument(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     for k, arg in enumerate(args):
         try:
-            discard(dumps(arg))  # only to find which one fails
+            dumps_frame(arg).discard()  # only to find which one fails
         except Exception as exc:
             return f"argument {k}, a {_type_name(arg)} object, cannot be pickled {_why(exc)}"
     for key, arg in kwargs.items():
         try:
-            discard(dumps(arg))  # only to find which one fails
+            dumps_frame(arg).discard()  # only to find which one fails
         except Exception as exc:
             return (f"keyword argument {key!r}, a {_type_name(arg)} object, "
                     f"cannot be pickled {_why(exc)}")
@@ -119,7 +119,7 @@ def _unpicklable_argument(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
 
 
 def _encode_items(items: Sequence[Any], describe: Callable[[int, Any], str]
-                  ) -> tuple[bytes, dict[int, BaseException]]:
+                  ) -> tuple[bytes | Frame, dict[int, BaseException]]:
     """Pickle *items*; an item that cannot be pickled is replaced by SKIP and reported."""
     try:
         return encode_objects(items), {}
@@ -129,11 +129,11 @@ def _encode_items(items: Sequence[Any], describe: Callable[[int, Any], str]
     bad: dict[int, BaseException] = {}
     for i, item in enumerate(safe):
         try:
-            discard(dumps(item))  # only to find which one fails
+            dumps_frame(item).discard()  # only to find which one fails
         except Exception:
             bad[i] = PicklingError(describe(i, item) + "; pass picklable arguments")
             safe[i] = SKIP
-    return dumps(safe), bad
+    return dumps_frame(safe), bad
 
 
 class Call:
@@ -171,19 +171,22 @@ class Batch:
         self.reported = 0
         self.tracked = tracked
         self.skips: dict[int, BaseException] = {}
-        self.frame: bytes | None = None  # the payload sent, when it holds shared memory
+        self.frame: Frame | None = None  # the payload sent, when it holds shared memory
 
     def lost(self) -> None:
         """Its worker will never read it (died, retired): free its shared memory."""
         frame, self.frame = self.frame, None
-        discard_shared(frame)
+        if frame is not None:
+            frame.discard()
 
     # Overridden by the two kinds of batches.
     def entries(self) -> list[FnEntry]:
         raise NotImplementedError
 
-    def encode(self) -> tuple[int, bytes]:
-        """The style and pickled items; items that cannot be pickled go to ``skips``."""
+    def encode(self) -> tuple[int, bytes | Frame]:
+        """The style and pickled items (a :class:`Frame` when they need shared
+        memory: its sender sends it, or discards it); items that cannot be pickled
+        go to ``skips``."""
         raise NotImplementedError
 
     def label(self, offset: int) -> str:
@@ -231,7 +234,7 @@ class CallBatch(Batch):
             self._entries = list(seen.values())
         return self._entries
 
-    def encode(self) -> tuple[int, bytes]:
+    def encode(self) -> tuple[int, bytes | Frame]:
         entries = self.entries()
         if len(entries) == 1:
             items = [(0, c.args, c.kwargs) for c in self.calls]
@@ -294,7 +297,7 @@ class MapBatch(Batch):
     def entries(self) -> list[FnEntry]:
         return [self.job.entry]
 
-    def encode(self) -> tuple[int, bytes]:
+    def encode(self) -> tuple[int, bytes | Frame]:
         job = self.job
         star = job.star
 

@@ -67,7 +67,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .._serialization import discard, dumps_for_child, dumps_for_parent, plain_for_child
+from .._serialization import Frame, discard, dumps_for_child, dumps_for_parent, plain_for_child
 from .._shm._transport import MAGIC
 
 __all__ = [
@@ -99,10 +99,11 @@ class _Skip:
 SKIP = _Skip()
 
 
-def encode_objects(obj: Any) -> bytes:
+def encode_objects(obj: Any) -> bytes | Frame:
     """Pickle user objects for a worker (``_serialization.dumps_for_child``: the C
-    pickler, else cloudpickle; large buffers through shared memory). Raises what
-    the pickler raised when *obj* cannot be pickled."""
+    pickler, else cloudpickle; plain ``bytes``, or a ``Frame`` whose large buffers
+    go through shared memory once it is sent). Raises what the pickler raised
+    when *obj* cannot be pickled."""
     return dumps_for_child(obj)
 
 

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, NoReturn
 from .._compat import run_mp_exit_function
 from .._errors import PicklingError, UnpicklingError
 from .._outcome import PICKLING_FAILURES, encode_error
-from .._serialization import discard, dumps, loads
+from .._serialization import dumps, dumps_frame, loads
 from .._shm._write_cache import drop_all as drop_kept_mappings
 from ._messages import (
     CALL,
@@ -284,7 +284,7 @@ class _Worker:
         # encode_values tried every pickler on the whole list: find which fail.
         for i, value in enumerate(values):
             try:
-                discard(dumps(value))  # only to find which one fails
+                dumps_frame(value).discard()  # only to find which one fails
             except PICKLING_FAILURES as exc:
                 cls = type(value)
                 error = PicklingError(

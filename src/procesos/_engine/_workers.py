@@ -36,7 +36,7 @@ from multiprocessing import Pipe
 from typing import Any
 
 from .._proc._context import ProcesosContext
-from .._serialization import copies_deferred, reap, send_then_copy
+from .._serialization import reap
 from .._trace import _state as _trace_state
 from ._jobs import Batch
 from ._messages import (
@@ -48,7 +48,6 @@ from ._messages import (
     FrameReader,
     discard_shared,
     frame,
-    is_shared,
     write_some,
 )
 from ._worker import FN_CACHE_SIZE, WorkerConfig, worker_main
@@ -267,21 +266,27 @@ class WorkerHandle:
         """Send *batch* (encoding it now); raises what pickling the function raised.
 
         Large arguments are copied into shared memory after the frame is written:
-        the worker maps that memory meanwhile (``_transport.copies_deferred``).
+        the worker maps that memory meanwhile (``_transport.Frame.send``). A frame
+        with shared memory stays the batch's until the worker has read it
+        (``Batch.lost``).
         """
         recorder = _trace_state.recorder
         if recorder is not None:
             from .._trace import _tasks
 
             _tasks.encoding(recorder, batch)
-        with copies_deferred() as pending:
-            style, payload = batch.encode()
-        send_then_copy(lambda: self._send_encoded(batch, batch_id, seq_base, timed, style,
-                                                  payload), pending)
+        style, payload = batch.encode()
+        if isinstance(payload, bytes):
+            batch.frame = None
+            self._send_encoded(batch, batch_id, seq_base, timed, style, payload)
+            return
+        with payload:
+            batch.frame = payload.hand_over() if payload.shared else None
+            payload.send(lambda data: self._send_encoded(batch, batch_id, seq_base, timed,
+                                                         style, data))
 
     def _send_encoded(self, batch: Batch, batch_id: int, seq_base: int, timed: bool,
                       style: int, payload: bytes) -> None:
-        batch.frame = payload if is_shared(payload) else None
         fns: list[tuple[int, bytes | None]] = []
         for entry in batch.entries():
             if entry.fn_id in self.known_fns:

@@ -22,7 +22,7 @@ from .._compat import flush_std_streams, mp_log_level, mp_logs_to_stderr, resour
 from .._errors import PicklingError
 from .._outcome import OUTCOME_CHANNEL, ReceivedOutcome
 from .._output import ChildOutput, install_std_fds, open_child_output, resolve_output_mode
-from .._serialization import dumps, reap
+from .._serialization import Frame, dumps_frame, reap
 from .._wait import readable
 from ._fds import InheritedFd
 from ._log_config import take_snapshot
@@ -44,7 +44,7 @@ def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> PicklingEr
     detail = str(exc)
     for label, value in parts:
         try:
-            dumps(value)
+            dumps_frame(value).discard()  # only to find which one fails
         except Exception as part_exc:
             cls = type(value)
             culprit = f"{label}, a {cls.__module__}.{cls.__qualname__} object,"
@@ -290,14 +290,21 @@ class BasePopen:
         install_std_fds(self.output.child_fds)
 
     # -- helpers for the start methods ---------------------------------------
-    def _pickle_process(self, process_obj: BaseProcess) -> bytes:
+    def _pickle_process(self, process_obj: BaseProcess) -> Frame:
+        """*process_obj* pickled for the child, a frame this popen owns: the child
+        may never read it (it dies first), so its shared memory goes back when
+        this popen does. Use it in a ``with`` block, which gives up a copy not
+        made by its end (``Frame.send`` or ``Frame.copy`` make it)."""
+        # The standard library's reducers (a SemLock's, a Connection's) ask for
+        # the spawning popen; procesos' tickets go with the frame.
         context.set_spawning_popen(self)  # type: ignore[arg-type]
         try:
-            return dumps(process_obj)
+            frame = dumps_frame(process_obj)
         except Exception as exc:
             raise describe_unpicklable(process_obj, exc) from exc
         finally:
             context.set_spawning_popen(None)
+        return frame.hand_over(self)
 
     def _child_setup(self, fds: list[int] | None, follow_parent: bool) -> ChildSetup:
         tracker_fd = resource_tracker_fd()

@@ -16,6 +16,7 @@ from multiprocessing import spawn, util
 from multiprocessing.process import BaseProcess
 
 from .._compat import interpreter_flags
+from .._serialization import Frame
 from ._fork import close_channel_and_fds, waitpid_exitcode
 from ._popen import BasePopen
 from ._wire import channel_pair
@@ -68,7 +69,12 @@ class SpawnPopen(BasePopen):
     method = "spawn"
 
     def _launch(self, process_obj: BaseProcess) -> None:
-        payload = self._pickle_process(process_obj)
+        # The frame's shared memory is the popen's (its child may never read
+        # it); a copy not made when the block ends (an error) is given up.
+        with self._pickle_process(process_obj) as payload:
+            self._start(payload)
+
+    def _start(self, payload: Frame) -> None:
         setup = self._child_setup(None, follow_parent=False)
         channel, child_sock = channel_pair()
         parent_r, child_w = os.pipe()
@@ -89,7 +95,8 @@ class SpawnPopen(BasePopen):
         self.finalizer = util.Finalize(self, close_channel_and_fds, (channel, parent_r))
         try:
             channel.send_bytes(pickle.dumps(setup))
-            channel.send_bytes(payload)
+            # Copied first: a child cannot skip its process object.
+            payload.send(channel.send_bytes, copy_first=True)
         except OSError:
             pass  # the child died early; its exit code tells how
 

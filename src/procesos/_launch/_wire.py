@@ -8,7 +8,7 @@ Parent to child (``spawn`` and ``zygote`` only; ``fork`` inherits instead):
      unpickled (``sys.path``, inherited descriptors, ...);
   2. the process object, pickled by :mod:`procesos._serialization` (the
      zygote client copies its large buffers into shared memory only after
-     sending it: see ``_transport.copies_deferred``).
+     sending it: see ``_transport.Frame``).
 Child to parent, once, when the target has returned or raised:
   3. an ``Outcome`` frame (see :mod:`procesos._outcome`), a pickle (first
      byte ``0x80``);

@@ -26,7 +26,7 @@ from multiprocessing.process import BaseProcess
 
 from .._compat import environ_data
 from .._errors import ProcesosError
-from .._serialization import PendingCopy, copies_deferred, finish_copies
+from .._serialization import Frame
 from .._wait import readable
 from ._fork import close_channel_and_fds
 from ._mirror import ModuleMirror, set_zygote_exclude, set_zygote_preload
@@ -177,16 +177,16 @@ class _Zygote:
         self._setup = (setup, data)
         return data
 
-    def request(self, fds: list[int], std_mask: int, setup: ChildSetup, payload: bytes,
-                pending: list[PendingCopy] | None = None) -> tuple[socket.socket, int, int]:
+    def request(self, fds: list[int], std_mask: int, setup: ChildSetup,
+                payload: Frame) -> tuple[socket.socket, int, int]:
         """Ask the zygote for a child: its channel socket, pid and status pipe.
 
         *setup* is for a child that stays where the zygote is (``cwd`` and
         ``environ`` None). The child's two frames travel with the request, so
-        that the child can start on them while the zygote answers. *pending*:
-        the copies into shared memory that *payload* still needs (see
-        ``_transport.copies_deferred``), made here while the child starts and
-        maps that memory (it waits for their end before it reads them).
+        that the child can start on them while the zygote answers. The copy into
+        shared memory that *payload* still needs (``_transport.Frame``) is made
+        here while the child starts and maps that memory (it waits for the copy's
+        end before it reads it); the caller discards *payload* if this fails.
         """
         for attempt in (1, 2):
             with self.lock:
@@ -211,12 +211,11 @@ class _Zygote:
                     sock.connect(address)
                     _send_request(sock, secret + _REQUEST.pack(mask), [status_w, *fds],
                                   [*extra, frame_header(len(setup_bytes)), setup_bytes,
-                                   frame_header(len(payload)), payload])
+                                   frame_header(len(payload)), payload.data])
                     sent = True
                 finally:
                     os.close(status_w)
-                if pending:
-                    finish_copies(pending)
+                payload.copy()
                 pid = _read_pid(status_r)
                 sock.settimeout(None)
                 return sock, pid, status_r
@@ -228,7 +227,7 @@ class _Zygote:
                     raise  # Ctrl-C
                 # A child that has its frames may have claimed their shared memory:
                 # a second child could not, so no second try then.
-                if attempt == 2 or (sent and pending):
+                if attempt == 2 or (sent and payload.shared):
                     raise ProcesosError(
                         f"the zygote did not start the process ({exc}); "
                         "try the 'spawn' start method to see whether the problem is the zygote"
@@ -317,23 +316,16 @@ class ZygotePopen(BasePopen):
         _zygote.ensure_running()
         # Large arguments are copied into shared memory after the request is
         # sent, while the child starts and maps that memory (see request()).
-        pending: list[PendingCopy] = []
-        try:
-            with copies_deferred() as pending:
-                payload = self._pickle_process(process_obj)
+        # Frames never sent (an unpicklable part; looking for it pickles the
+        # parts again) or a copy cut short: their memory goes back.
+        with self._pickle_process(process_obj) as payload:
             # cwd and environ: added by the request only where they differ from the zygote's.
             setup = self._child_setup([], follow_parent=False)
             child_std = self.std_fds_for_child()  # the pipes to the relay, or our own 1 and 2
             std_fds = [fd for fd in child_std if _valid_fd(fd)]
             std_mask = sum(1 << bit for bit, fd in enumerate(child_std) if fd in std_fds)
             sock, self.pid, status_r = _zygote.request([*std_fds, *self._fds], std_mask,
-                                                       setup, payload, pending)
-        except BaseException:
-            # Frames never sent (an unpicklable part; looking for it pickles the
-            # parts again) or a copy cut short: their memory goes back.
-            for copy in pending:
-                copy.abandon()  # does nothing for those sealed or given back already
-            raise
+                                                       setup, payload)
         self.sentinel = status_r
         self.zygote_lost = False
         self._pidfd = _open_pidfd(self.pid)

@@ -44,14 +44,11 @@ from .._compat import queue_internals_known, queue_sentinel
 from .._serialization import (
     PROTOCOL,
     DataAbandoned,
-    discard,
-    dumps,
-    dumps_deferred,
+    dumps_frame,
     is_small_immutable,
     is_small_plain,
     loads,
     register_descriptor_reducer,
-    send_then_copy,
 )
 
 __all__ = ["Connection", "JoinableQueue", "Pipe", "Queue", "SimpleQueue"]
@@ -67,16 +64,6 @@ class _Frame:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _Frame, (self.data,)
-
-
-def _wrap(obj: Any) -> Any:
-    # Small immutable data pickles the same later, in the feeder thread, as now.
-    return obj if is_small_immutable(obj) else _Frame(dumps(obj))
-
-
-def _forget(item: Any) -> None:
-    if type(item) is _Frame:
-        discard(item.data)
 
 
 _BATCH_BYTES = 1 << 16
@@ -263,8 +250,9 @@ class Queue(_BatchingFeeder):
         if is_small_immutable(obj):
             _std_put(self, obj, block, timeout)
             return
-        frame, pending = dumps_deferred(obj)
-        send_then_copy(lambda: _std_put(self, _Frame(frame), block, timeout), pending, frame)
+        # Small immutable data pickles the same later, in the feeder thread, as now;
+        # anything else now, its large parts copied once it is in the buffer.
+        dumps_frame(obj).send(lambda data: _std_put(self, _Frame(data), block, timeout))
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -290,12 +278,13 @@ class JoinableQueue(_BatchingFeeder, mp_queues.JoinableQueue):  # type: ignore[t
     """``multiprocessing.JoinableQueue``, with large buffers through shared memory."""
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
-        item = _wrap(obj)
-        try:
-            super().put(item, block, timeout)
-        except BaseException:
-            _forget(item)
-            raise
+        if is_small_immutable(obj):
+            super().put(obj, block, timeout)
+            return
+        # Copied first: a message whose copy failed after it was put would be
+        # skipped by get(), and its task_done() owed forever.
+        dumps_frame(obj).send(lambda data: super(JoinableQueue, self).put(
+            _Frame(data), block, timeout), copy_first=True)
 
     get = Queue.get
 
@@ -320,13 +309,12 @@ class SimpleQueue(mp_queues.SimpleQueue):  # type: ignore[type-arg]
             with self._wlock:  # type: ignore[attr-defined]
                 self._writer.send_bytes(frame)
             return
-        frame, pending = dumps_deferred(obj)
 
-        def send() -> None:
+        def send(data: bytes) -> None:
             with self._wlock:  # type: ignore[attr-defined]
-                self._writer.send_bytes(frame)
+                self._writer.send_bytes(data)
 
-        send_then_copy(send, pending, frame)
+        dumps_frame(obj).send(send)
 
     def get(self) -> Any:
         while True:
@@ -347,8 +335,7 @@ class Connection(connection.Connection):
         if is_small_plain(obj):  # what dumps() would make, without its deferral's cost
             self.send_bytes(pickle.dumps(obj, PROTOCOL))
             return
-        frame, pending = dumps_deferred(obj)
-        send_then_copy(lambda: self.send_bytes(frame), pending, frame)
+        dumps_frame(obj).send(self.send_bytes)
 
     def recv(self) -> Any:
         """The next object sent. A message whose ``send()`` failed while its large

@@ -33,7 +33,7 @@ except ModuleNotFoundError as missing:
 
 from .._shm._client import ShmError, client, map_segment, tree_token
 from .._shm._tracker import CLAIM, CREATE, OK, RELEASE, TICKET
-from .._shm._transport import register_ticket
+from .._shm._transport import ticket_made
 
 __all__ = ["SharedArray"]
 
@@ -71,7 +71,7 @@ class _Share:
         reply = client(self.token).request(TICKET, self.seg)
         if reply[0] != OK:
             raise ShmError(f"cannot send this SharedArray: {reply[1]}")
-        register_ticket(self.token, int(reply[1]))
+        ticket_made(self.token, int(reply[1]))
         return int(reply[1])
 
 

@@ -25,8 +25,8 @@ Frame layout::
 
 ``segment`` is a position in ``tickets``.
 
-A frame made under :func:`copies_deferred` leaves before its copy into the new
-segment is made: the sender hands it on, then copies (:class:`PendingCopy`).
+A :class:`Frame` (:func:`pack_frame`) leaves before its copy into the new
+segment is made: its sender writes it, then copies (:meth:`Frame.send`).
 Its receiver claims the segments at once and, if the copy still runs, faults
 the pending one's pages in meanwhile, then waits for the writer's seal (the
 tracker's ``await``) before it reads: the copy and the receiver's page faults
@@ -47,9 +47,9 @@ import struct
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from multiprocessing import context
+from types import TracebackType
 from typing import Any
 
 from . import _sent
@@ -82,17 +82,16 @@ __all__ = [
     "MAGIC",
     "PROTOCOL",
     "THRESHOLD_ENV",
+    "Frame",
     "PendingCopy",
-    "copies_deferred",
     "discard",
-    "finish_copies",
     "get_threshold",
     "pack",
-    "pack_deferred",
+    "pack_frame",
     "reap",
     "reducers",
-    "send_then_copy",
     "set_threshold",
+    "ticket_made",
     "unpack",
 ]
 
@@ -142,6 +141,7 @@ class _Collector:
         self.buffers: list[Any] = []  # out-of-band: a memoryview, or an array to copy
         self.deferred: dict[int, Any] = {}  # id(placeholder) -> strided array
         self.keep: list[Any] = []
+        self.tickets: list[tuple[str, int]] = []  # made by reducers (a SharedArray's)
 
     def write(self, data: Any) -> int:
         if type(data) is bytes:
@@ -213,30 +213,60 @@ def pack(obj: Any, make_pickler: Callable[[], type], reusable: bool = False,
     of times, until :func:`discard` (or the end of the process tree). A frame
     for a *channel* that one process reads (a worker's results, a child's
     outcome) that this process never sends, because it dies first, goes back
-    when that reader calls :func:`reap`; any other such frame waits for the
-    end of the process tree.
+    when that reader calls :func:`reap`; any other such frame that is never
+    loaded waits for :func:`discard` or the end of the process tree (a sender
+    that must know its fate asks :func:`pack_frame` for a :class:`Frame`).
     """
+    collector, pickler = _collect(obj, make_pickler)
+    if not collector.spilled:
+        return collector.plain()
+    try:
+        return _spill(collector, reusable, channel, False)[0]
+    except ShmError:
+        return _without_shared_memory(obj, pickler, collector).plain()
+
+
+def pack_frame(obj: Any, make_pickler: Callable[[], type]) -> Frame:
+    """:func:`pack`, as a :class:`Frame` whose copy into shared memory is left for
+    after it is written (:meth:`Frame.send`) and whose segments, and the tickets
+    of the shared arrays it carries, it gives back if it is never sent."""
+    collector, pickler = _collect(obj, make_pickler)
+    if not collector.spilled:
+        return Frame(collector.plain(), None, [], None, collector.tickets)
+    try:
+        data, token, tickets, pending = _spill(collector, False, None, True)
+    except ShmError:
+        collector = _without_shared_memory(obj, pickler, collector)
+        return Frame(collector.plain(), None, [], None, collector.tickets)
+    return Frame(data, token, tickets, pending, collector.tickets)
+
+
+def _collect(obj: Any, make_pickler: Callable[[], type]) -> tuple[_Collector, type]:
     pickler = make_pickler()
     if not _numpy_registered and "numpy" in sys.modules:
         _register_numpy()
     collector = _Collector(_threshold)
     _run(obj, pickler, collector)
-    if not collector.spilled:
-        return collector.plain()
-    try:
-        return _spill(collector, reusable, channel)
-    except ShmError:
-        # No shared memory to be had: the slow way still works.
-        collector = _Collector(sys.maxsize)
-        _run(obj, pickler, collector)
-        return collector.plain()
+    return collector, pickler
+
+
+def _without_shared_memory(obj: Any, pickler: type, first: _Collector) -> _Collector:
+    # No shared memory to be had: the slow way still works. The tickets the
+    # first pickling made (a SharedArray's) are made again by this one.
+    Frame(b"", None, [], None, first.tickets).discard()
+    collector = _Collector(sys.maxsize)
+    _run(obj, pickler, collector)
+    return collector
 
 
 def _aligned(offset: int) -> int:
     return -(-offset // _ALIGN) * _ALIGN
 
 
-def _spill(collector: _Collector, reusable: bool, channel: str | None) -> bytes:
+def _spill(collector: _Collector, reusable: bool, channel: str | None, deferred: bool
+           ) -> tuple[bytes, str, list[int], PendingCopy | None]:
+    """The frame of what *collector* holds, its tree token, its tickets, and its
+    copy into the new segment when *deferred* left it to make."""
     # Every large part (a stream chunk or an out-of-band buffer), in order: the
     # stream's parts first, then the buffers.
     inline: list[bytes] = []
@@ -265,7 +295,8 @@ def _spill(collector: _Collector, reusable: bool, channel: str | None) -> bytes:
     places: list[tuple[int, int] | None] = [None] * len(parts)  # (ticket index, offset)
     sent = False
     new_ticket = seg = None
-    deferred: list[PendingCopy] | None = None if reusable else getattr(_local, "deferred", None)
+    pending: PendingCopy | None = None
+    deferred = deferred and not reusable
     try:
         if not reusable:
             _reuse(tracker, token, parts, tickets, places, channel)
@@ -286,21 +317,19 @@ def _spill(collector: _Collector, reusable: bool, channel: str | None) -> bytes:
             _, seg, new_ticket, path, capacity = reply
             tickets.append(new_ticket)
             pending = PendingCopy(token, seg, new_ticket, path, capacity, copies)
-            if deferred is None:
+            if not deferred:
                 pending.copy()
         spots = [place for place in places if place is not None]  # every part's, by now
         plan = [(-1, start, length) if part < 0 else (*spots[part], length)
                 for part, start, length in stream]
         layout = [(*spot, _nbytes(part))
                   for spot, part in zip(spots[first_buffer:], parts[first_buffer:], strict=True)]
-        pending_seg = len(tickets) - 1 if deferred is not None and new_ticket is not None else -1
+        pending_seg = len(tickets) - 1 if deferred and new_ticket is not None else -1
         header = pickle.dumps((VERSION, token, tickets, plan, layout, pending_seg), PROTOCOL)
         frame = b"".join([MAGIC, _HEADER.pack(len(header)), header, *inline])
-        if new_ticket is not None:
-            if deferred is None:
-                tracker.notify(SEAL, new_ticket, seg)
-            else:
-                deferred.append(pending)
+        if new_ticket is not None and not deferred:
+            tracker.notify(SEAL, new_ticket, seg)
+            pending = None
         sent = True
     finally:
         if not sent:  # an error or Ctrl-C: give the segments back
@@ -309,14 +338,12 @@ def _spill(collector: _Collector, reusable: bool, channel: str | None) -> bytes:
             reused = [t for t in tickets if t != new_ticket]
             if reused:
                 tracker.notify(DISCARD, reused)
-    for ticket in tickets:
-        _discard_with_spawning_popen(token, ticket)
-    return frame
+    return frame, token, tickets, pending
 
 
 class PendingCopy:
-    """The copy into a new segment that a frame made under :func:`copies_deferred`
-    still needs: :meth:`copy` then :meth:`seal`, or :meth:`abandon`.
+    """The copy into a new segment that a :class:`Frame` still needs:
+    :meth:`copy` then :meth:`seal`, or :meth:`abandon`.
 
     The tracker hears of the segment once, by whichever of :meth:`seal` and
     :meth:`abandon` comes first: a second word could reach the segment after it
@@ -352,59 +379,108 @@ class PendingCopy:
             client(self.token).notify(word, self.ticket, self.seg)
 
 
-def pack_deferred(obj: Any, make_pickler: Callable[[], type]) -> tuple[bytes, list[PendingCopy]]:
-    """:func:`pack`, with the copy into shared memory left to the caller: hand the
-    frame on, then :func:`finish_copies` the list (see :func:`copies_deferred`)."""
-    with copies_deferred() as pending:
-        return pack(obj, make_pickler), pending
+class Frame:
+    """A frame made by :func:`pack_frame`, and who answers for its shared memory.
 
+    Until it is written the frame's segments are its own: :meth:`send` writes
+    it, then makes its copy into shared memory and seals it; :meth:`discard`
+    (or the end of a ``with`` block that neither sent nor handed it over) gives
+    everything back. :meth:`hand_over` makes another the owner: a batch that
+    discards it if its worker dies before reading it, or a popen whose child
+    may never read its arguments (the frame goes back when the popen does).
+    A copy not made by the end of the ``with`` block is given up in any case
+    (its receiver raises :class:`DataAbandoned`).
+    """
 
-def finish_copies(pending: list[PendingCopy]) -> None:
-    """Make *pending*'s copies and seal them; on an error or Ctrl-C, give them all
-    back (their receivers raise :class:`DataAbandoned`) and let it go on."""
-    done = False
-    try:
-        for copy in pending:
-            copy.copy()
-        done = True
-    finally:
-        for copy in pending:
+    __slots__ = ("_copy", "_owned", "_tickets", "_token", "data", "extra")
+
+    def __init__(self, data: bytes, token: str | None, tickets: list[int],
+                 copy: PendingCopy | None, extra: list[tuple[str, int]]) -> None:
+        self.data = data
+        self._token = token
+        self._tickets = tickets
+        self._copy = copy
+        self.extra = extra  # (token, ticket) of the shared arrays pickled into it
+        self._owned = False  # sent or handed over: not discarded by the with block
+
+    @property
+    def shared(self) -> bool:
+        """Whether it holds anything in shared memory (segments or shared arrays)."""
+        return bool(self._tickets or self.extra)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def send(self, write: Callable[[bytes], object], copy_first: bool = False) -> None:
+        """``write(data)``, then :meth:`copy`; with *copy_first*, the other way
+        round (for a receiver that must not skip the message: a ``JoinableQueue``'s
+        would owe its ``task_done()`` forever). If either fails (an error,
+        Ctrl-C) before the frame is written, it is discarded and the error raised."""
+        try:
+            if copy_first:
+                self.copy()
+                self._owned = False
+            write(self.data)
+        except BaseException:
+            self.discard()
+            raise
+        self.copy()
+
+    def copy(self) -> None:
+        """Make the copy into shared memory and seal it, now that the frame is
+        written; on an error or Ctrl-C, give the segment up (the receiver raises
+        :class:`DataAbandoned`) and raise."""
+        self._owned = True
+        pending, self._copy = self._copy, None
+        if pending is None:
+            return
+        done = False
+        try:
+            pending.copy()
+            done = True
+        finally:
             if done:
-                copy.seal()
+                pending.seal()
             else:
-                copy.abandon()
+                pending.abandon()
 
+    def hand_over(self, owner: object | None = None) -> Frame:
+        """Whoever holds the frame now answers for it (calls :meth:`discard` when it
+        will not be loaded); with *owner*, its shared memory goes back when *owner*
+        is garbage instead. Returns the frame."""
+        self._owned = True
+        if owner is not None:
+            for token, ticket in self._all_tickets():
+                weakref.finalize(owner, _discard_ticket, token, ticket).atexit = False
+        return self
 
-def send_then_copy(send: Callable[[], object], pending: list[PendingCopy],
-                   frame: bytes | None = None) -> None:
-    """Call *send* (which hands a frame made under :func:`copies_deferred` on),
-    then :func:`finish_copies`. If *send* fails, the copies are given back, and
-    *frame*, when given, is discarded (the segments it reuses go too)."""
-    try:
-        send()
-    except BaseException:
-        for copy in pending:
-            copy.abandon()
-        if frame is not None:
-            discard(frame)
-        raise
-    if pending:
-        finish_copies(pending)
+    def discard(self) -> None:
+        """It will never be loaded (again): its shared memory may go. Idempotent."""
+        pending, self._copy = self._copy, None
+        if pending is not None:
+            pending.abandon()
+        tickets = self._all_tickets()
+        self._tickets, self.extra = [], []
+        by_token: dict[str, list[int]] = {}
+        for token, ticket in tickets:
+            by_token.setdefault(token, []).append(ticket)
+        for token, some in by_token.items():
+            client(token).notify(DISCARD, some)
 
+    def _all_tickets(self) -> list[tuple[str, int]]:
+        token = self._token
+        return [(token, t) for t in self._tickets if token is not None] + self.extra
 
-@contextmanager
-def copies_deferred() -> Iterator[list[PendingCopy]]:
-    """Within it, frames made by this thread leave their copy into shared memory
-    undone: the list gets a :class:`PendingCopy` for each, and the caller runs
-    them (so that the receiver can start, and map the segments, meanwhile).
-    Reusable frames still copy at once."""
-    outer = getattr(_local, "deferred", None)
-    pending: list[PendingCopy] = []
-    _local.deferred = pending
-    try:
-        yield pending
-    finally:
-        _local.deferred = outer
+    def __enter__(self) -> Frame:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if not self._owned:
+            self.discard()
+        elif self._copy is not None:
+            pending, self._copy = self._copy, None
+            pending.abandon()
 
 
 def reap(pid: int, channel: str, kept: Iterable[bytes | bytearray | memoryview] = ()) -> None:
@@ -483,20 +559,21 @@ def _copy_into(token: str, seg: int, path: str, capacity: int,
     write_cache.give_back(token, seg, mapping)
 
 
-def _discard_with_spawning_popen(token: str, ticket: int) -> None:
-    # While a process object is pickled for a child, a ticket that child never
-    # claimed (it died first) ends with the parent's popen for it.
+def ticket_made(token: str, ticket: int) -> None:
+    """A reducer (a shared array's) made *ticket* while pickling: the frame being
+    made answers for it (:class:`Frame`). Pickled by another pickler (the
+    standard library's, for its own start methods), it is tied to the popen of
+    the child being started, if any."""
+    collector = _current()
+    if collector is not None:
+        collector.tickets.append((token, ticket))
+        return
     popen = context.get_spawning_popen()
     if popen is not None:
         try:
             weakref.finalize(popen, _discard_ticket, token, ticket).atexit = False
         except TypeError:
             pass
-
-
-def register_ticket(token: str, ticket: int) -> None:
-    """Tie *ticket* (made while pickling) to the child being started, if any."""
-    _discard_with_spawning_popen(token, ticket)
 
 
 def _discard_ticket(token: str, ticket: int) -> None:
@@ -551,7 +628,7 @@ def unpack(data: bytes | bytearray | memoryview) -> Any:
     """Load a frame made by :func:`pack` (or any pickle stream).
 
     Raises :class:`DataAbandoned` when the frame's sender gave up or died before
-    its data was written (a frame made under :func:`copies_deferred`).
+    its data was written (a :class:`Frame` whose copy was given up).
     """
     parsed = _parse(data)
     if parsed is None:
