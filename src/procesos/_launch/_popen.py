@@ -201,9 +201,14 @@ class BasePopen:
     def close(self) -> None:
         if self.output is not None:
             self.output.finish()
-        if self.finalizer is not None:
-            self.finalizer()
-        self.channel = None
+        # Under the lock that _receive() closes the channel under: a close from
+        # two threads at once closed its descriptor twice (EBADF, which broke an
+        # engine whose dispatcher was the second; or another file's descriptor,
+        # had one taken the number in between).
+        with self._lock:
+            if self.finalizer is not None:
+                self.finalizer()
+            self.channel = None
         self._keepalive = None
 
     # -- the channel --------------------------------------------------------
