@@ -125,6 +125,10 @@ def bench_arguments_and_results(mb: int, repeat: int) -> None:
     task_makes = "includes the task's np.ones"
 
     record("reference", "np.copy in one process", lambda: np.copy(a), repeat)
+    warm = np.empty_like(a)
+    warm.fill(0)  # its pages touched: what a reused shared-memory segment is
+    record("reference", "np.copyto into warm pages in one process (one copy: with np.ones, "
+           "the floor of a new result)", lambda: np.copyto(warm, a), repeat)
     record("reference", "np.ones in one process (what a task that makes it pays)",
            lambda: np.ones(nbytes // 8), repeat)
     record("reference", "a.sum() in one process", lambda: a.sum(), repeat)
