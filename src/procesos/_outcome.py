@@ -18,8 +18,14 @@ import weakref
 from typing import Any
 
 from ._errors import PicklingError, RemoteError, RemoteTraceback, UnpicklingError
-from ._serialization import PICKLING_FAILURES, PROTOCOL, discard, dumps_for_parent, loads
-from ._shm._transport import MAGIC
+from ._serialization import (
+    PICKLING_FAILURES,
+    PROTOCOL,
+    discard,
+    dumps_for_parent,
+    is_shared,
+    loads,
+)
 
 __all__ = ["OUTCOME_CHANNEL", "PICKLING_FAILURES", "ReceivedOutcome", "decode", "encode_error",
            "encode_value"]
@@ -90,7 +96,11 @@ def rebuild_exception(
 
 def decode(frame: bytes, where: str) -> tuple[bool, Any]:
     """Read an outcome frame: ``(True, value)`` or ``(False, exception)``."""
-    kind, payload, *rest = pickle.loads(frame)
+    return _decode_parts(pickle.loads(frame), where)
+
+
+def _decode_parts(parts: tuple[Any, ...], where: str) -> tuple[bool, Any]:
+    kind, payload, *rest = parts
     if kind == "value":
         try:
             return True, loads(payload)
@@ -111,14 +121,14 @@ class ReceivedOutcome:
     end of the process tree.
     """
 
-    __slots__ = ("__weakref__", "_unread", "frame", "payload")
+    __slots__ = ("__weakref__", "_parts", "_unread", "payload")
 
     def __init__(self, frame: bytes) -> None:
-        self.frame = frame
-        payload = pickle.loads(frame)[1]
+        self._parts: tuple[Any, ...] = pickle.loads(frame)  # (kind, payload, ...)
+        payload = self._parts[1]
         self.payload: bytes | None = payload
         self._unread = None
-        if payload is not None and payload[:4] == MAGIC:
+        if payload is not None and is_shared(payload):
             self._unread = weakref.finalize(self, discard, payload)
             self._unread.atexit = False  # the tree's end frees it then
 
@@ -126,4 +136,4 @@ class ReceivedOutcome:
         """``(True, value)`` or ``(False, exception)``; call it once."""
         if self._unread is not None:
             self._unread.detach()
-        return decode(self.frame, where)
+        return _decode_parts(self._parts, where)

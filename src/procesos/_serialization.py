@@ -89,6 +89,7 @@ from ._shm._transport import (
     Frame,
     discard,
     get_threshold,
+    is_shared,
     reap,
     set_threshold,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "dumps_for_parent",
     "dumps_frame",
     "get_threshold",
+    "is_shared",
     "is_small_immutable",
     "is_small_plain",
     "loads",

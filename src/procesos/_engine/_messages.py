@@ -67,8 +67,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .._serialization import Frame, discard, dumps_for_child, dumps_for_parent, plain_for_child
-from .._shm._transport import MAGIC
+from .._serialization import (
+    Frame,
+    discard,
+    dumps_for_child,
+    dumps_for_parent,
+    is_shared,
+    plain_for_child,
+)
 
 __all__ = [
     "CALL", "DONE", "INIT_FAILED", "ONE", "READY", "RESULTS_CHANNEL", "RETIRE", "RUN", "SKIP",
@@ -118,11 +124,6 @@ def encode_values(values: Any) -> bytes:
     """Pickle results for the parent (``_serialization.dumps_for_parent``: the C
     pickler, else cloudpickle). Raises what cloudpickle raised."""
     return dumps_for_parent(values, RESULTS_CHANNEL, True)
-
-
-def is_shared(payload: bytes | memoryview) -> bool:
-    """Whether *payload* holds data in shared memory (a frame to discard if never loaded)."""
-    return payload[:4] == MAGIC
 
 
 def discard_shared(payload: bytes | memoryview | None) -> None:

@@ -86,6 +86,7 @@ __all__ = [
     "PendingCopy",
     "discard",
     "get_threshold",
+    "is_shared",
     "pack",
     "pack_frame",
     "reap",
@@ -580,8 +581,14 @@ def _discard_ticket(token: str, ticket: int) -> None:
     client(token).notify(DISCARD, [ticket])
 
 
+def is_shared(data: bytes | bytearray | memoryview) -> bool:
+    """Whether *data* is a frame with parts in shared memory (to discard if it is
+    never loaded), not a plain pickle."""
+    return data[:4] == MAGIC
+
+
 def _parse(data: bytes | bytearray | memoryview) -> tuple[tuple[Any, ...], memoryview] | None:
-    if data[:4] != MAGIC:
+    if not is_shared(data):
         return None
     view = memoryview(data)
     (size,) = _HEADER.unpack_from(view, 4)
