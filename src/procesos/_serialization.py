@@ -293,8 +293,9 @@ def register_descriptor_reducer(cls: type, reducer: Callable[[Any], Any]) -> Non
 def _register_connections() -> None:
     from multiprocessing import connection
 
-    reducer = ForkingPickler._extra_reducers.get(connection.Connection)  # type: ignore[attr-defined]
-    if reducer is not None:  # multiprocessing.connection registers it (reduce_connection)
+    # Public in CPython (3.11 to 3.14), absent from typeshed.
+    reducer = getattr(connection, "reduce_connection", None)
+    if reducer is not None:
         register_descriptor_reducer(connection.Connection, reducer)
 
 
