@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import gc
 import multiprocessing
 import os
 import sys
-import time
 from collections.abc import Callable
 
 import procesos
+from procesos._cli._bench import _best
 from procesos._cli._bench_tasks import square
 
 WORKERS = 2
@@ -33,13 +32,7 @@ WORKERS = 2
 def best_rate(run: Callable[[], object], items: int, repeat: int = 5) -> float:
     """Tasks per second of the quickest of *repeat* runs, after one warm-up."""
     run()
-    quickest = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        run()
-        quickest = min(quickest, time.perf_counter() - start)
-    return items / quickest
+    return items / _best(run, repeat)
 
 
 def cases(items: int) -> dict[str, Callable[[list[int]], float]]:
