@@ -165,6 +165,19 @@ def test_asyncio_wrap_future_asubmit_and_amap() -> None:
     assert streamed == [i * i for i in range(10)]
 
 
+def test_an_executor_imports_asyncio_only_for_asyncio_code(tmp_path: Path) -> None:
+    # 19 ms of a program's first Executor; asubmit()/amap() run in asyncio's
+    # loop, so the program has imported it (the test above runs them).
+    result = run_script(
+        "import sys, procesos\n"
+        "with procesos.Executor(1) as ex:\n"
+        "    assert ex.submit(abs, -3).result() == 3\n"
+        "print('asyncio' in sys.modules)\n",
+        tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "False\n"
+
+
 def warm_executor(workers: int = 1) -> procesos.Executor:
     """An executor whose workers are all ready (so that a submit goes straight to one)."""
     ex = procesos.Executor(workers)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
@@ -160,6 +159,10 @@ class Executor(futures.Executor):
     async def asubmit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``await`` the result of ``fn(*args, **kwargs)`` (asyncio); cancelling it cancels the task
         if it has not started."""
+        # Imported here: a coroutine runs in asyncio's loop, which has loaded it;
+        # at the top it cost every program's first Executor 19 ms.
+        import asyncio
+
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
     def amap(self, fn: Callable[..., T], *iterables: Iterable[Any],
@@ -223,6 +226,8 @@ class AsyncMap(AsyncIterator[T]):
         return [item async for item in self]
 
     async def _iterate(self) -> AsyncIterator[T]:
+        import asyncio  # loaded already: this runs in its loop
+
         job = self._job
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
