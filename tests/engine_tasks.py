@@ -331,3 +331,11 @@ def model_task(spec: tuple[str, int, str, object]) -> object:
     if action == "pickle":
         return KillsWhenPickled()
     return ("ok", key)
+
+
+def sum_with_a_pool_of_its_own(n: int) -> int:
+    """A task that runs a pool of its own (a worker's children), under ``fork``."""
+    import procesos
+
+    with procesos.Pool(2, context="fork") as pool:
+        return sum(pool.map(abs, range(-n, 0)))

@@ -38,6 +38,7 @@ from engine_tasks import (
     raise_unpicklable,
     return_lock,
     square,
+    sum_with_a_pool_of_its_own,
 )
 from procesos._engine import _crash, _faults
 from procesos._engine._batching import MAX_CHUNK
@@ -582,6 +583,18 @@ def test_a_process_forked_by_a_task_does_not_become_a_second_worker(
         assert list(ex.map(square, range(50))) == [x * x for x in range(50)]
         assert sum(s.crashes for s in ex.stats()) == 0
     assert "forked by a task in worker" in capfd.readouterr().err
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", ["zygote", "fork"])
+def test_a_task_may_run_a_pool_of_its_own_under_fork(
+        method: str, capfd: pytest.CaptureFixture[str]) -> None:
+    # The inner pool's workers are forks of a worker: each took itself for a
+    # stray copy made by a task and left after its first task.
+    with procesos.Executor(2, context=method) as ex:
+        assert list(ex.map(sum_with_a_pool_of_its_own, [10, 20])) == [55, 210]
+        assert sum(s.crashes for s in ex.stats()) == 0
+    assert "forked by a task" not in capfd.readouterr().err
 
 
 @pytest.mark.timeout(60)

@@ -135,11 +135,17 @@ class _ForkWatch:
 
     forked = False
     worker_pid = 0
+    _hooked = False
 
     @classmethod
     def start(cls) -> None:
+        # A worker may itself be a fork of a worker: one that a task's own pool
+        # started under "fork". It is a worker, not a stray copy of one.
         cls.worker_pid = os.getpid()
-        os.register_at_fork(after_in_child=cls._mark)
+        cls.forked = False
+        if not cls._hooked:
+            os.register_at_fork(after_in_child=cls._mark)
+            cls._hooked = True
 
     @classmethod
     def _mark(cls) -> None:
