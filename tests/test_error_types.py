@@ -22,6 +22,7 @@ from engine_tasks import (
     raise_unpicklable,
     return_ends_when_loaded,
     return_ends_when_pickled,
+    return_lock,
     square,
 )
 
@@ -112,6 +113,39 @@ def test_serialization_errors_are_the_pickle_modules_own(ctx: procesos.ProcesosC
     if ctx.get_start_method() != "fork":  # a fork pickles nothing to start
         with pytest.raises(pickle.PicklingError):
             p.start()
+
+
+class RefusesWithValueError:
+    """Its pickling raises ValueError, as a ctypes object holding pointers does."""
+
+    def __reduce__(self) -> Any:
+        raise ValueError("ctypes objects containing pointers cannot be pickled")
+
+
+def test_a_pickling_error_is_also_the_picklers_own_builtin_error(
+        ctx: procesos.ProcesosContext) -> None:
+    # Code written for the standard library catches what its pickler raises:
+    # TypeError for a lock, RuntimeError for a Queue given to a pool task.
+    import multiprocessing
+
+    with procesos.Executor(1, context=ctx) as ex:
+        with pytest.raises(TypeError, match=r"cannot pickle '_thread\.lock'") as argument:
+            ex.submit(square, threading.Lock()).result(timeout=60)
+        with pytest.raises(TypeError, match="the result") as result:
+            ex.submit(return_lock, 1).result(timeout=60)
+        with pytest.raises(ValueError, match="ctypes objects") as value:
+            ex.submit(square, RefusesWithValueError()).result(timeout=60)
+        assert ex.submit(square, 3).result(timeout=60) == 9  # the executor goes on
+    with procesos.Pool(1, context=ctx) as pool:
+        with pytest.raises(RuntimeError, match="through inheritance") as queue:
+            pool.map(square, [multiprocessing.Queue()])
+    for caught in (argument, result, value, queue):
+        assert isinstance(caught.value, procesos.PicklingError)
+        assert isinstance(caught.value, pickle.PicklingError)
+    if ctx.get_start_method() != "fork":  # a fork pickles nothing to start
+        with pytest.raises(TypeError) as start:
+            ctx.Process(target=square, args=(threading.Lock(),)).start()
+        assert isinstance(start.value, procesos.PicklingError)
 
 
 @pytest.mark.parametrize("how", ["exit", "interrupt"])

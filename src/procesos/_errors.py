@@ -154,7 +154,53 @@ class SerializationError(ProcesosError, pickle.PickleError):
 
 
 class PicklingError(SerializationError, pickle.PicklingError):
-    """An object could not be pickled (a ``pickle.PicklingError`` too)."""
+    """An object could not be pickled (a ``pickle.PicklingError`` too).
+
+    Where the pickler failed with a built-in error that the standard library
+    lets through to its callers (``TypeError`` for a lock, ``AttributeError``
+    for a local object, ``RuntimeError`` for a ``Queue`` passed to a pool,
+    ``ValueError``), what procesos raises is also of that class (one of the
+    subclasses below, made by :meth:`caused_by`): code that catches
+    ``TypeError`` around a ``multiprocessing`` or ``concurrent.futures`` call
+    catches it too.
+    """
+
+    @staticmethod
+    def caused_by(message: str, cause: BaseException) -> PicklingError:
+        """A :class:`PicklingError` saying *message*, also of *cause*'s built-in class
+        where it has one of those above."""
+        for base, cls in _ALSO_BUILTIN:
+            if isinstance(cause, base):
+                return cls(message)
+        return PicklingError(message)
+
+
+class PicklingTypeError(PicklingError, TypeError):
+    """A :class:`PicklingError` where the pickler raised ``TypeError`` (``cannot pickle
+    '_thread.lock' object``)."""
+
+
+class PicklingAttributeError(PicklingError, AttributeError):
+    """A :class:`PicklingError` where the pickler raised ``AttributeError`` (a local
+    object pickled by reference)."""
+
+
+class PicklingRuntimeError(PicklingError, RuntimeError):
+    """A :class:`PicklingError` where the pickler raised ``RuntimeError`` (an object
+    shared only through inheritance, deep recursion)."""
+
+
+class PicklingValueError(PicklingError, ValueError):
+    """A :class:`PicklingError` where the pickler raised ``ValueError`` (a ctypes
+    object holding pointers)."""
+
+
+_ALSO_BUILTIN: tuple[tuple[type[BaseException], type[PicklingError]], ...] = (
+    (TypeError, PicklingTypeError),
+    (AttributeError, PicklingAttributeError),
+    (RuntimeError, PicklingRuntimeError),
+    (ValueError, PicklingValueError),
+)
 
 
 class UnpicklingError(SerializationError, pickle.UnpicklingError):

@@ -67,9 +67,10 @@ def encode_value(value: object, where: str) -> bytes:
     except PICKLING_FAILURES as exc:
         import traceback
 
-        error = PicklingError(
+        error = PicklingError.caused_by(
             f"{where} could not be pickled: a {_describe(value)} object ({exc!r}). "
-            "Return something picklable, or share it through procesos' sharing objects."
+            "Return something picklable, or share it through procesos' sharing objects.",
+            exc,
         )
         return encode_error(error, "".join(traceback.format_exception(exc)))
 

@@ -69,9 +69,10 @@ class FnEntry:
             # shared memory must stay until the engine discards the entry.
             self.data = dumps(fn, reusable=True)
         except Exception as exc:
-            raise PicklingError(
+            raise PicklingError.caused_by(
                 f"the function {_name(fn)!r}, a {_type_name(fn)} object, cannot be pickled "
-                f"({exc}); pass a picklable callable"
+                f"({exc}); pass a picklable callable",
+                exc,
             ) from exc
         try:
             self.function: Callable[[], Callable[..., Any] | None] = weakref.ref(fn)
@@ -130,8 +131,9 @@ def _encode_items(items: Sequence[Any], describe: Callable[[int, Any], str]
     for i, item in enumerate(safe):
         try:
             dumps_frame(item).discard()  # only to find which one fails
-        except Exception:
-            bad[i] = PicklingError(describe(i, item) + "; pass picklable arguments")
+        except Exception as exc:
+            bad[i] = PicklingError.caused_by(describe(i, item) + "; pass picklable arguments",
+                                             exc)
             safe[i] = SKIP
     return dumps_frame(safe), bad
 

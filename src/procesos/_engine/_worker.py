@@ -293,9 +293,10 @@ class _Worker:
                 dumps_frame(value).discard()  # only to find which one fails
             except PICKLING_FAILURES as exc:
                 cls = type(value)
-                error = PicklingError(
+                error = PicklingError.caused_by(
                     f"the result, a {cls.__module__}.{cls.__qualname__} object, could not be "
-                    f"pickled in the worker ({exc!r}). Return something picklable."
+                    f"pickled in the worker ({exc!r}). Return something picklable.",
+                    exc,
                 )
                 errors.append((i, encode_error(error, _user_traceback(exc), RESULTS_CHANNEL)))
                 values[i] = None

@@ -42,6 +42,7 @@ def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> PicklingEr
     parts += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
     culprit = f"the process object ({type(process_obj).__qualname__})"
     detail = str(exc)
+    cause: BaseException = exc
     for label, value in parts:
         try:
             dumps_frame(value).discard()  # only to find which one fails
@@ -49,16 +50,18 @@ def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> PicklingEr
             cls = type(value)
             culprit = f"{label}, a {cls.__module__}.{cls.__qualname__} object,"
             detail = str(part_exc)
+            cause = part_exc
             break
     if "fork context" in detail:
         detail += (" (multiprocessing's default context on Linux is 'fork': create the "
                    "object with procesos, e.g. procesos.Queue(), or with "
                    "multiprocessing.get_context('spawn'))")
-    return PicklingError(
+    return PicklingError.caused_by(
         f"cannot start process {process_obj.name!r}: {culprit} cannot be pickled ({detail}). "
         "The 'zygote' and 'spawn' start methods send the target and its arguments to the "
         "child; pass picklable objects (or procesos' sharing objects), or use the 'fork' "
-        "start method."
+        "start method.",
+        cause,
     )
 
 
