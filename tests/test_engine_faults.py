@@ -224,6 +224,9 @@ def test_crash_hint_names_high_memory_and_signals() -> None:
     assert _crash.OOM_HINT not in _crash.crash_hint(-signal.SIGKILL, 1 << 20, 100 << 20, False)
     assert _crash.OOM_HINT not in _crash.crash_hint(-signal.SIGSEGV, 300 << 20, 100 << 20, True)
     assert "segmentation fault" in _crash.crash_hint(-signal.SIGSEGV, 0, None, False)
+    # Without memory evidence, a worker's SIGKILL is not put on the memory killer.
+    assert _crash.crash_hint(-signal.SIGKILL, 1 << 20, None, False) == (
+        "SIGKILL comes from another process or from the kernel")
 
 
 @pytest.mark.timeout(60)

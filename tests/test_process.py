@@ -309,6 +309,9 @@ def test_sigkill_is_named_in_the_crash(ctx: procesos.ProcesosContext) -> None:
     assert isinstance(error, procesos.ProcessCrashedError)
     assert error.signal_name == "SIGKILL"
     assert "SIGKILL" in str(error)
+    # A Process does not watch its memory as the engine does: the hint names both causes.
+    assert error.hint == ("SIGKILL comes from another process or from the kernel's "
+                          "out-of-memory killer")
 
 
 def test_unpicklable_result_is_a_serialization_error(ctx: procesos.ProcesosContext) -> None:

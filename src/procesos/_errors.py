@@ -24,6 +24,7 @@ __all__ = [
     "UnpicklingError",
     "WorkerCrashedError",
     "describe_exitcode",
+    "signal_hint",
 ]
 
 
@@ -83,6 +84,23 @@ def describe_exitcode(exitcode: int | None) -> str:
             name = f"signal {-exitcode}"
         return f"was killed by {name}"
     return f"exited with code {exitcode}"
+
+
+_NATIVE_CRASHES = {
+    -signal.SIGSEGV: "it crashed in native code (segmentation fault)",
+    -signal.SIGBUS: "it crashed in native code (bus error)",
+    -signal.SIGABRT: "it aborted (native code called abort())",
+}
+
+
+def signal_hint(exitcode: int | None, kill_may_be_memory: bool = True) -> str:
+    """The likely cause of an end by *exitcode*, for a :class:`ProcessCrashedError`'s
+    ``hint``, or ``""``. A ``SIGKILL`` may be the out-of-memory killer's: say so
+    unless *kill_may_be_memory* is False (the engine, which checks that itself)."""
+    if exitcode == -signal.SIGKILL:
+        return ("SIGKILL comes from another process or from the kernel"
+                + ("'s out-of-memory killer" if kill_may_be_memory else ""))
+    return _NATIVE_CRASHES.get(exitcode or 0, "")
 
 
 class ProcessCrashedError(ProcesosError):

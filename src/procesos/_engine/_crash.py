@@ -12,17 +12,11 @@ from __future__ import annotations
 import os
 import signal
 
+from .._errors import signal_hint
+
 __all__ = ["OOM_HINT", "crash_hint", "format_bytes", "memory_available", "oom_kills"]
 
 OOM_HINT = "likely killed for using too much memory"
-
-_SIGNAL_HINTS = {
-    -signal.SIGSEGV: "it crashed in native code (segmentation fault)",
-    -signal.SIGBUS: "it crashed in native code (bus error)",
-    -signal.SIGABRT: "it aborted (native code called abort())",
-    -signal.SIGKILL: "SIGKILL comes from another process or from the kernel",
-}
-
 
 def _cgroup_dir() -> str | None:
     try:
@@ -87,4 +81,4 @@ def crash_hint(exitcode: int | None, rss: int, max_memory: int | None, oom_incre
         if oom_increased or high:
             detail = f" (its resident memory was {format_bytes(rss)})" if rss else ""
             return OOM_HINT + detail
-    return _SIGNAL_HINTS.get(exitcode or 0, "")
+    return signal_hint(exitcode, kill_may_be_memory=False)

@@ -10,7 +10,6 @@ rebuilt in the parent with the child's traceback attached.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from multiprocessing.process import BaseProcess
@@ -22,7 +21,7 @@ from .._compat import (
     process_start_known,
     reap_ended_children,
 )
-from .._errors import ProcessCrashedError, RemoteTraceback, TimeoutError
+from .._errors import ProcessCrashedError, RemoteTraceback, TimeoutError, signal_hint
 from .._launch._methods import default_method
 from .._launch._popen import BasePopen
 from .._launch._popens import popen_class
@@ -32,14 +31,6 @@ from .._output import check_output_mode
 from .._trace import _state as _trace_state
 
 __all__ = ["Process"]
-
-_HINTS = {
-    -signal.SIGKILL: "SIGKILL comes from another process or from the kernel's out-of-memory killer",
-    -signal.SIGSEGV: "it crashed in native code (segmentation fault)",
-    -signal.SIGBUS: "it crashed in native code (bus error)",
-    -signal.SIGABRT: "it aborted (native code called abort())",
-}
-
 
 class Process(BaseProcess):
     """A process that runs ``target(*args, **kwargs)``, like ``multiprocessing.Process``.
@@ -281,7 +272,7 @@ class Process(BaseProcess):
         elif exitcode == 0:
             settled = (True, None)  # sys.exit(0) or a run() that returned nothing to send
         else:
-            hint = _HINTS.get(exitcode or 0, "")
+            hint = signal_hint(exitcode)
             if getattr(self._popen, "zygote_lost", False):
                 hint = "its zygote died, and the processes it had started with it"
             settled = (False, ProcessCrashedError(self.name, self.pid, exitcode, hint))
