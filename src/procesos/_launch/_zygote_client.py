@@ -35,8 +35,8 @@ from ._spawn import spawn_interpreter
 from ._wire import ChildSetup, frame_header
 from ._zygote_server import (
     _IMPORTS,
-    _PID,
     _REQUEST,
+    _STATUS_WORD,
     SECRET_SIZE,
     MirrorRequest,
     ZygoteConfig,
@@ -53,7 +53,7 @@ def default_preload() -> list[str]:
     return ModuleMirror().initial()
 
 
-class _Zygote:
+class _ZygoteHandle:
     """The parent's handle on its zygote."""
 
     def __init__(self) -> None:
@@ -247,14 +247,14 @@ def _environ_data() -> Mapping[object, object]:
 def _read_pid(status_r: int) -> int:
     """The new child's pid, the first thing the zygote writes to its status pipe."""
     data = b""
-    while len(data) < _PID.size:
+    while len(data) < _STATUS_WORD.size:
         if not readable([status_r], _TIMEOUT):
             raise TimeoutError(f"no answer from the zygote in {_TIMEOUT:.0f} s")
-        chunk = os.read(status_r, _PID.size - len(data))
+        chunk = os.read(status_r, _STATUS_WORD.size - len(data))
         if not chunk:
             raise ConnectionResetError("the zygote refused the request or died")
         data += chunk
-    return int(_PID.unpack(data)[0])
+    return int(_STATUS_WORD.unpack(data)[0])
 
 
 def _send_request(sock: socket.socket, request: bytes, fds: list[int],
@@ -284,7 +284,7 @@ def _send_request(sock: socket.socket, request: bytes, fds: list[int],
         sock.settimeout(_TIMEOUT)
 
 
-_zygote = _Zygote()
+_zygote = _ZygoteHandle()
 os.register_at_fork(after_in_child=_zygote.after_fork_in_child)
 # Runs after multiprocessing has joined the children at exit (negative priority).
 util.Finalize(None, _zygote.stop, exitpriority=-100)
@@ -348,7 +348,7 @@ class ZygotePopen(BasePopen):
                 self.zygote_lost = True
                 return -signal.SIGKILL
             data += chunk
-        return int(_PID.unpack(data)[0])
+        return int(_STATUS_WORD.unpack(data)[0])
 
     def _send_signal(self, sig: int) -> None:
         if self.returncode is None and self.poll() is None:

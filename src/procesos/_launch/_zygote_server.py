@@ -73,7 +73,8 @@ _REQUEST = struct.Struct("!B")
 _IMPORTS = 0x80  # std_mask bit: modules to import follow the request
 _IMPORTS_SIZE = struct.Struct("!I")
 _REQUEST_SIZE = SECRET_SIZE + _REQUEST.size
-_PID = struct.Struct("!i")
+#: What the status pipe carries, word by word: the child's pid, then its exit code.
+_STATUS_WORD = struct.Struct("!i")
 _MAX_FDS = 253  # SCM_MAX_FD
 _REHEARSE_AFTER = 0.01  # seconds a spare waits for a request before it rehearses
 _HANDOFF_TIMEOUT = 5.0  # seconds a spare has to take a request
@@ -219,7 +220,9 @@ class _Spare(NamedTuple):
     handoff: socket.socket
 
 
-class _Zygote:
+class _ZygoteServer:
+    """The zygote's loop: requests from the parent, its children, its spare."""
+
     def __init__(self, listener: socket.socket, alive_fd: int, config: ZygoteConfig) -> None:
         self.listener = listener
         self.alive_fd = alive_fd
@@ -292,7 +295,7 @@ class _Zygote:
             status_w = self.children.pop(pid, None)
             if status_w is not None:
                 try:
-                    os.write(status_w, _PID.pack(os.waitstatus_to_exitcode(status)))
+                    os.write(status_w, _STATUS_WORD.pack(os.waitstatus_to_exitcode(status)))
                 except OSError:
                     pass
                 os.close(status_w)
@@ -342,7 +345,7 @@ class _Zygote:
             return
         self.children[pid] = status_w
         try:
-            os.write(status_w, _PID.pack(pid))
+            os.write(status_w, _STATUS_WORD.pack(pid))
         except OSError:
             pass  # the client has gone; the child will see end of file
 
@@ -610,7 +613,7 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
 
     _become_like_the_parent(config)
     _snapshot_libraries()
-    zygote = _Zygote(listener, alive_fd, config)
+    zygote = _ZygoteServer(listener, alive_fd, config)
     # Objects that exist now live as long as the zygote: keeping the collector
     # off them spares a child's copy-on-write of their pages.
     gc.collect()
