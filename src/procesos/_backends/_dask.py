@@ -2,7 +2,7 @@
 
 Tasks go out with ``Client.submit`` (one call) or ``Client.map`` (a map's
 batch), one task per call, keys named after the function. Every future is a
-:class:`DirectFuture`; that of a task submitted while nothing else of the
+:class:`DaskDirectFuture`; that of a task submitted while nothing else of the
 executor is in the cluster (one call at a time, no progress bar) is direct:
 nothing watches the task, and the caller's ``result()`` fetches its result
 itself, as ``distributed.Future.result()`` does, without the hops through a
@@ -35,7 +35,7 @@ from .._errors import ClusterConnectionError
 from ._base import ClusterExecutor, Task
 from ._dask_local import LocalDaskCluster
 
-__all__ = ["DaskExecutor", "DirectFuture"]
+__all__ = ["DaskDirectFuture", "DaskExecutor"]
 
 FETCH_MAX = 1024
 """The most results of a map that one ``gather`` fetches."""
@@ -56,7 +56,7 @@ class _QuietRescheduling(logging.Filter):
 _QUIET = _QuietRescheduling()
 
 
-class DirectFuture(HandBackFuture):
+class DaskDirectFuture(HandBackFuture):
     """A ``concurrent.futures.Future`` whose ``result()`` may fetch its task's result.
 
     While :attr:`direct` (changed under the executor's lock), nothing else
@@ -98,7 +98,7 @@ class DaskExecutor(ClusterExecutor):
     """
 
     backend = "dask"
-    future_class = DirectFuture
+    future_class = DaskDirectFuture
     retries_note = ("Executor(retries=N) runs such a task again N times; the scheduler "
                     "itself retries it first up to its 'allowed-failures' setting "
                     "(0 on the cluster procesos starts).")
@@ -181,7 +181,7 @@ class DaskExecutor(ClusterExecutor):
     def _launch_one(self, task: Task) -> None:
         handle = self._client.submit(task.call, *task.args, key=task.key, pure=False)
         future = task.future
-        assert isinstance(future, DirectFuture)
+        assert isinstance(future, DaskDirectFuture)
         # The caller's result() fetches the result of a first attempt sent
         # alone (one call at a time); in a burst the collector fetches what
         # ended together in one gather, fewer round trips than one each. A
@@ -206,7 +206,7 @@ class DaskExecutor(ClusterExecutor):
         self._watching += 1
         self._wake.notify()
 
-    def _hand_back(self, future: DirectFuture, task: Task) -> None:
+    def _hand_back(self, future: DaskDirectFuture, task: Task) -> None:
         """A direct task's future is waited for otherwise than in ``result()``."""
         with self._wake:
             if not future.direct:
