@@ -889,3 +889,48 @@ def test_a_traceback_pickled_with_the_exception_is_not_shown_again(tmp_path: Pat
     """), tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["fork", "1", "zygote", "1", "spawn", "1"], done.stdout
+
+
+MANY_AT_ONCE = """
+import resource, sys
+import procesos
+
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100 if sys.argv[-1] == "fixed" else hard))
+go = procesos.Event()
+started = []
+try:
+    for i in range(60):  # 4 or 5 descriptors each: more than 100
+        p = procesos.Process(target=go.wait)
+        p.start()
+        started.append(p)
+except OSError as exc:
+    print("refused after", len(started), exc.errno, " ".join(getattr(exc, "__notes__", [])))
+go.set()
+for p in started:
+    p.join()
+print(len(started), [p.exitcode for p in started] == [0] * len(started),
+      resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 100)
+"""
+
+
+@pytest.mark.parametrize("method", ["zygote", "fork"])
+def test_many_processes_at_once_raise_the_soft_limit_on_open_files(
+        method: str, tmp_path: Path) -> None:
+    # Each running child holds a few descriptors in its parent (the standard
+    # library's fork one): a start that finds none free raises the soft limit.
+    result = run_script(MANY_AT_ONCE, tmp_path, method=method)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "60 True True\n"
+
+
+def test_without_room_for_more_descriptors_the_error_says_what_to_do(tmp_path: Path) -> None:
+    script = MANY_AT_ONCE.replace('sys.argv[-1] == "fixed"', "True")
+    result = run_script(script, tmp_path)
+    assert result.returncode == 0, result.stderr
+    first, last = result.stdout.splitlines()
+    assert first.startswith("refused after ")
+    assert " 24 procesos: this process has no descriptor left (its limit: 100)" in first
+    assert "ulimit -Hn" in first
+    started = int(first.split()[2])
+    assert last == f"{started} True False"

@@ -23,6 +23,7 @@ from .._compat import (
 )
 from .._errors import ProcessCrashedError, RemoteTraceback, TimeoutError, signal_hint
 from .._launch._methods import default_method
+from .._launch._open_files import start_with_room
 from .._launch._popen import BasePopen
 from .._launch._popens import popen_class
 from .._options import check_args, check_kwargs
@@ -141,7 +142,8 @@ class Process(BaseProcess):
     @staticmethod
     def _Popen(process_obj: BaseProcess) -> BasePopen:
         method = type(process_obj)._method if isinstance(process_obj, Process) else None
-        return popen_class(method)(process_obj)
+        popen = popen_class(method)
+        return start_with_room(lambda: popen(process_obj))
 
     @property
     def start_method(self) -> str:
