@@ -171,3 +171,34 @@ def test_a_module_that_starts_a_process_when_imported_is_not_imported_by_the_zyg
     importers = [int(line) for line in (tmp_path / "imports.log").read_text().split()]
     assert importers.count(zygote) == 1  # tried once
     assert set(children) <= set(importers)  # then each child imported it itself
+
+
+def test_the_zygotes_list_of_modules_is_read_while_another_thread_imports() -> None:
+    # A worker's replacement starts on the engine's starter thread while the
+    # program goes on (in Jupyter, formatting an interrupted cell's traceback
+    # imports modules): reading sys.modules must not fail with "dictionary
+    # changed size during iteration". A collection that imports, forced at
+    # each allocation, stands for that thread.
+    import gc
+    import itertools
+    import sys
+
+    from procesos._launch._mirror import ModuleMirror
+
+    mirror = ModuleMirror()
+    names = (f"procesos_test_imported_{i}" for i in itertools.count())
+
+    def import_one(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            sys.modules[next(names)] = sys
+
+    thresholds = gc.get_threshold()
+    gc.callbacks.append(import_one)
+    gc.set_threshold(1)
+    try:
+        mirror.new_modules()
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.callbacks.remove(import_one)
+        for name in [n for n in sys.modules if n.startswith("procesos_test_imported_")]:
+            del sys.modules[name]

@@ -180,7 +180,10 @@ class ModuleMirror:
         self.seen = len(modules)
         roots, excluded = _library_roots(), excluded_modules()
         names = []
-        for name, module in list(modules.items()):
+        # A copy made in one step: list(modules.items()) makes a tuple per entry,
+        # a garbage collection may run in between and let another thread import
+        # (a starter thread starts workers while the program runs on).
+        for name, module in modules.copy().items():
             if name in self.considered:
                 continue
             self.considered.add(name)
