@@ -33,7 +33,7 @@ import procesos
 import procesos._proc._process
 from conftest import run_script
 from procesos import _compat, _serialization
-from procesos._engine import _dispatcher
+from procesos._engine import _sending
 from procesos._sharing import _queues
 
 pytestmark = pytest.mark.timeout(120)
@@ -66,7 +66,7 @@ def test_every_probe_holds_on_this_python() -> None:
     assert _compat.future_internals_known()
     assert _compat.queue_internals_known()
     assert _compat.process_start_known()
-    assert _dispatcher.LIGHT_FUTURES and _queues._INTERNALS_KNOWN
+    assert _sending.LIGHT_FUTURES and _queues._INTERNALS_KNOWN
 
 
 class _RecordingWaiters(list):  # type: ignore[type-arg]
@@ -167,7 +167,7 @@ def test_process_probe_fails_without_children_set(
 # --- each feature, with its fallback forced ---------------------------------------
 
 def test_executor_works_with_plain_futures(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_dispatcher, "LIGHT_FUTURES", False)
+    monkeypatch.setattr(_sending, "LIGHT_FUTURES", False)
     with procesos.Executor(max_workers=2) as ex:
         first = ex.submit(_square, 3)
         assert type(first) is cf.Future  # no LightFuture, no direct path

@@ -28,21 +28,8 @@ from .._outcome import PICKLING_FAILURES, encode_error
 from .._serialization import dumps, dumps_frame, loads
 from .._shm._write_cache import drop_all as drop_kept_mappings
 from ._messages import (
-    CALL,
-    DONE,
-    INIT_FAILED,
-    ONE,
-    READY,
     RESULTS_CHANNEL,
-    RETIRE,
-    RUN,
     SKIP,
-    SLOT_RSS,
-    SLOT_SEQ,
-    SLOT_START,
-    SLOT_WIDTH,
-    STOP,
-    UNREADABLE,
     FrameReader,
     encode_values,
     frame,
@@ -50,6 +37,21 @@ from ._messages import (
     write_all,
 )
 from ._results_log import ERROR, ResultLog, log_value
+from ._states import (
+    CALL,
+    DONE,
+    INIT_FAILED,
+    ONE,
+    READY,
+    RETIRE,
+    RUN,
+    SLOT_RSS,
+    SLOT_SEQ,
+    SLOT_START,
+    SLOT_WIDTH,
+    STOP,
+    UNREADABLE,
+)
 from ._threads import limit_threads
 
 __all__ = ["FN_CACHE_SIZE", "WorkerConfig", "resident_bytes", "worker_main"]

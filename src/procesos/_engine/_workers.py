@@ -5,7 +5,8 @@ until the dispatcher sees the pipe writable, so the parent can never
 deadlock with a worker that is itself writing results.
 
 A handle keeps its own state; the engine changes it only through the
-methods below, under the engine's lock. Three things, each its own machine:
+methods below, under the engine's lock (the states are :mod:`._states`'s).
+Four things:
 
 * its life (``WorkerHandle.life``), which only moves forward::
 
@@ -23,7 +24,12 @@ methods below, under the engine's lock. Three things, each its own machine:
   (``take_back()``), and a ``READING`` one only when the caller gives it
   back (``give_back()``); never both read at once;
 * why the parent killed it, if it did (``kill_for_timeout(seq)``,
-  ``kill_for_interrupt()``): its death is then not a crash of its own.
+  ``kill_for_interrupt()``): its death is then not a crash of its own;
+* the batches in flight (``WorkerHandle.outstanding``, in the order sent):
+  a batch joins when it is sent (``send_batch``, ``send_known_call``) and
+  leaves when its last item has reported (``finished(batch)``), when its
+  items could not be unpickled (``drop_unreadable(batch_id)``), or with all
+  the others when the worker will run none of them (``take_all_lost()``).
 """
 
 from __future__ import annotations
@@ -40,25 +46,29 @@ from .._serialization import reap
 from .._trace import _state as _trace_state
 from ._jobs import Batch
 from ._messages import (
-    CALL,
-    DONE,
     RESULTS_CHANNEL,
-    RUN,
-    STOP,
     FrameReader,
     discard_shared,
     frame,
     write_some,
 )
+from ._states import (
+    CALL,
+    DEAD,
+    DISPATCHER,
+    DONE,
+    READING,
+    RETIRING,
+    RUN,
+    SERVING,
+    STOP,
+    STOPPING,
+    WAITING,
+)
 from ._worker import FN_CACHE_SIZE, WorkerConfig, worker_main
 
-__all__ = ["DEAD", "DISPATCHER", "POLL_IN", "READING", "RETIRING", "SERVING", "STOPPING",
-           "WAITING", "WorkerHandle"]
+__all__ = ["POLL_IN", "WorkerHandle"]
 
-# Who reads the result pipe.
-DISPATCHER, WAITING, READING = "dispatcher", "waiting", "reading"
-# A worker's life, in its order (a worker never goes back).
-SERVING, RETIRING, STOPPING, DEAD = range(4)
 POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 # Larger than the default 64 KiB, so that a batch of small items goes in one
 # write; not much larger: Linux counts pipe capacity against a per-user limit
@@ -261,6 +271,29 @@ class WorkerHandle:
         self._reader_role = DISPATCHER
         self._direct = None
         return role == WAITING
+
+    # -- the batches in flight ------------------------------------------------------------
+    def finished(self, batch: Batch) -> None:
+        """The last item of *batch* has reported: it is no longer in flight."""
+        del self.outstanding[batch.id]
+
+    def drop_unreadable(self, batch_id: int) -> Batch | None:
+        """The worker could not unpickle the items of *batch_id* (none ran): the batch,
+        no longer in flight, with its shared memory freed; None if it was not in flight."""
+        batch = self.outstanding.pop(batch_id, None)
+        if batch is not None:
+            batch.lost()
+        return batch
+
+    def take_all_lost(self) -> list[Batch]:
+        """The worker will run no more of what it holds (it died, or retires): every
+        batch in flight, in the order sent, none in flight any more, the shared
+        memory of each freed (it will never be read)."""
+        batches = list(self.outstanding.values())
+        self.outstanding.clear()
+        for batch in batches:
+            batch.lost()
+        return batches
 
     def send_batch(self, batch: Batch, batch_id: int, seq_base: int, timed: bool) -> None:
         """Send *batch* (encoding it now); raises what pickling the function raised.
