@@ -58,7 +58,17 @@ class Sender:
     # -- any thread ----------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> Future[Any]:
-        """Send ``fn(*args, **kwargs)`` to an idle worker now, or queue it."""
+        """Send ``fn(*args, **kwargs)`` to an idle worker now, or queue it.
+
+        Its fast path, once calls already wait (no worker can be idle for this
+        one), queues the call without the lock; what it keeps: the call goes
+        into ``Books.pending`` as under the lock (an append is atomic; only the
+        dispatcher pops, under the lock), its function's cache entry is one
+        already made (else the lock is taken), and a call queued while the
+        engine closed is withdrawn and refused under the lock (``_withdraw``)
+        unless the dispatcher took it already. Without progress reporting
+        only: ``progress.add`` needs the lock.
+        """
         books = self.books
         if books.pending and self.progress is None and books.state == RUNNING:
             # Calls already wait: no worker can be idle for this one, so it joins

@@ -44,7 +44,7 @@ from typing import Any
 from .._proc._context import ProcesosContext
 from .._serialization import reap
 from .._trace import _state as _trace_state
-from ._jobs import Batch
+from ._jobs import Batch, FnEntry
 from ._messages import (
     RESULTS_CHANNEL,
     FrameReader,
@@ -320,25 +320,36 @@ class WorkerHandle:
 
     def _send_encoded(self, batch: Batch, batch_id: int, seq_base: int, timed: bool,
                       style: int, payload: bytes) -> None:
-        fns: list[tuple[int, bytes | None]] = []
-        for entry in batch.entries():
-            if entry.fn_id in self.known_fns:
-                self.known_fns.move_to_end(entry.fn_id)
-                fns.append((entry.fn_id, None))
-            else:
-                self.known_fns[entry.fn_id] = None
-                fns.append((entry.fn_id, entry.data))
-                while len(self.known_fns) > FN_CACHE_SIZE:
-                    self.known_fns.popitem(last=False)
+        fns = tuple([self._mirror(entry) for entry in batch.entries()])
         tracked = batch.tracked or timed or bool(batch.skips)
-        self._post(batch, batch_id, seq_base, (style, tracked, timed, tuple(fns)), payload)
+        self._post(batch, batch_id, seq_base, (style, tracked, timed, fns), payload)
 
     def send_known_call(self, batch: Batch, batch_id: int, seq: int, payload: bytes) -> None:
-        """``send_batch`` for one call whose function this worker has and whose
-        *payload* is plain (:func:`~._messages.plain_call`): nothing to encode or free."""
-        fn_id = batch.entries()[0].fn_id
-        self.known_fns.move_to_end(fn_id)
-        self._post(batch, batch_id, seq, (CALL, True, False, ((fn_id, None),)), payload)
+        """``send_batch`` for a batch of one call, untimed, whose function this worker
+        has and whose *payload* is plain (:func:`~._messages.plain_call`).
+
+        What it keeps: the same books as ``send_batch``, through the same helpers
+        (``_mirror`` for the function cache, ``_post`` for the frame, the batch in
+        flight and the budget); it only skips what such a call cannot need:
+        encoding (the payload is made), a frame of shared memory to own
+        (``batch.frame`` stays None) and the choice of tracking (a call is tracked).
+        """
+        fns = (self._mirror(batch.entries()[0]),)
+        self._post(batch, batch_id, seq, (CALL, True, False, fns), payload)
+
+    def _mirror(self, entry: FnEntry) -> tuple[int, bytes | None]:
+        """The function-cache update that sends *entry* (``(fn_id, pickled function
+        or None)``), applied to this side's copy of the worker's cache, which the
+        worker applies in the same order."""
+        known = self.known_fns
+        fn_id = entry.fn_id
+        if fn_id in known:
+            known.move_to_end(fn_id)
+            return fn_id, None
+        known[fn_id] = None
+        while len(known) > FN_CACHE_SIZE:
+            known.popitem(last=False)
+        return fn_id, entry.data
 
     def _post(self, batch: Batch, batch_id: int, seq_base: int, how: tuple[Any, ...],
               payload: bytes) -> None:
