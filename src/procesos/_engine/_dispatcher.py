@@ -32,7 +32,7 @@ from typing import Any
 from .._errors import BrokenExecutorError
 from .._proc._context import ProcesosContext
 from ._books import Books
-from ._ending import Ending, cancelled
+from ._ending import Ending
 from ._faults import HELD_RESULTS_S, Faults
 from ._jobs import Batch, MapJob
 from ._progress import Progress
@@ -328,11 +328,7 @@ class Engine:
             if self.timeout is not None:
                 self.faults.check_timeouts()
             self.faults.deliver_held_results(deliveries)
-            if self.ending.cancel_inputs:
-                for job in self.books.jobs:
-                    if not job.exhausted:
-                        job.end_input(cancelled())
-                self.ending.cancel_inputs = False
+            self.ending.end_cancelled_inputs()
             self.sender.fill()
         deliver(deliveries)
         self.books.run_deferred()

@@ -40,7 +40,7 @@ class Ending:
         self.sender = sender
         self.progress = progress
         self.terminate_by = 0.0  # monotonic time after which terminate() kills every worker
-        self.cancel_inputs = False  # the next round ends the maps' input (shutdown cancels)
+        self.cancel_inputs = False  # the next round ends the maps' input (end_cancelled_inputs)
 
     # -- under the lock ------------------------------------------------------------------
     def begin_shutdown(self, cancel_futures: bool) -> None:
@@ -62,6 +62,14 @@ class Ending:
         for job in books.jobs:
             job.collect = True  # nobody may read them before we stop: keep everything
         self.engine.wake()
+
+    def end_cancelled_inputs(self) -> None:
+        """In a round, after ``shutdown(cancel_futures=True)``: the maps read no more input."""
+        if self.cancel_inputs:
+            for job in self.books.jobs:
+                if not job.exhausted:
+                    job.end_input(cancelled())
+            self.cancel_inputs = False
 
     def begin_terminate(self) -> None:
         """Kill the workers that run tasks; ask the idle ones to exit (killed after
