@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 import procesos
-from procesos._engine import _dispatcher
+from procesos._engine import _sending
 from procesos._sharing import _queues
 
 
@@ -75,7 +75,7 @@ def main() -> None:
 
     def with_futures(known: bool, workers: int, measure: Callable[[procesos.Executor], float],
                      pool: dict[int, procesos.Executor]) -> float:
-        _dispatcher.LIGHT_FUTURES = known
+        _sending.LIGHT_FUTURES = known
         return measure(pool[workers])
 
     pool = {1: procesos.Executor(max_workers=1), 2: procesos.Executor(max_workers=2)}
@@ -87,7 +87,7 @@ def main() -> None:
         _compare("bulk map 100k", "s", rounds,
                  lambda known: with_futures(known, 2, _bulk_map, pool))
     finally:
-        _dispatcher.LIGHT_FUTURES = True
+        _sending.LIGHT_FUTURES = True
         for ex in pool.values():
             ex.shutdown()
 

@@ -183,7 +183,8 @@ def engine_modules(_: object = None) -> list[str]:
     """The parent-side engine modules loaded in this process."""
     import sys
 
-    parent_side = ("_api", "_dispatcher", "_jobs", "_faults", "_direct", "_progress")
+    parent_side = ("_api", "_dispatcher", "_jobs", "_faults", "_direct", "_progress", "_books",
+                   "_sending", "_receiving", "_starting", "_ending")
     return [m for m in parent_side if f"procesos._engine.{m}" in sys.modules]
 
 

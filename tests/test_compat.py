@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import hmac
 import io
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from concurrent.futures import _base
 from multiprocessing import process as mp_process
 from multiprocessing import queues as mp_queues
 from multiprocessing import resource_tracker, util
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ import procesos
 import procesos._proc._process
 from conftest import run_script
 from procesos import _compat, _serialization
-from procesos._engine import _dispatcher
+from procesos._engine import _sending
 from procesos._sharing import _queues
 
 pytestmark = pytest.mark.timeout(120)
@@ -52,7 +54,7 @@ def _put_many(queue: Any, items: list[Any]) -> None:
 def fresh_probes() -> Any:
     """The cached probes re-run after the test changes what they look at."""
     probes = (_compat.future_internals_known, _compat.queue_internals_known,
-              _compat.process_start_known)
+              _compat.process_start_known, _compat.forking_reducers_known)
     for probe in probes:
         probe.cache_clear()
     yield
@@ -66,7 +68,9 @@ def test_every_probe_holds_on_this_python() -> None:
     assert _compat.future_internals_known()
     assert _compat.queue_internals_known()
     assert _compat.process_start_known()
-    assert _dispatcher.LIGHT_FUTURES and _queues._INTERNALS_KNOWN
+    assert _compat.forking_reducers_known()
+    assert _serialization._FORKING_REDUCERS is ForkingPickler._extra_reducers  # type: ignore[attr-defined]
+    assert _sending.LIGHT_FUTURES and _queues._INTERNALS_KNOWN
 
 
 class _RecordingWaiters(list):  # type: ignore[type-arg]
@@ -158,6 +162,48 @@ def test_queue_probe_fails_when_a_field_is_renamed(
     assert not _compat.queue_internals_known()
 
 
+class _Token:
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+
+def _rebuild_token(value: str) -> str:
+    return f"rebuilt {value}"
+
+
+def _reduce_token(token: _Token) -> tuple[Any, tuple[str]]:
+    return _rebuild_token, (token.value,)
+
+
+def test_a_reducer_registered_with_multiprocessing_later_is_used() -> None:
+    # The assumption's point: procesos' picklers read multiprocessing's registry live.
+    class Later(_Token):
+        pass
+
+    ForkingPickler.register(Later, _reduce_token)
+    try:
+        out = io.BytesIO()
+        _serialization.FastPickler(out).dump(Later("later"))
+        assert pickle.loads(out.getvalue()) == "rebuilt later"
+    finally:
+        del ForkingPickler._extra_reducers[Later]  # type: ignore[attr-defined]
+
+
+def test_forking_reducers_probe_fails_without_the_registry(
+        monkeypatch: pytest.MonkeyPatch, fresh_probes: None) -> None:
+    monkeypatch.delattr(ForkingPickler, "_extra_reducers")
+    assert not _compat.forking_reducers_known()
+
+
+def test_forking_reducers_probe_fails_where_register_keeps_them_elsewhere(
+        monkeypatch: pytest.MonkeyPatch, fresh_probes: None) -> None:
+    elsewhere: dict[type, Any] = {}
+    monkeypatch.setattr(ForkingPickler, "register",
+                        classmethod(lambda cls, kind, reduce: elsewhere.update({kind: reduce})))
+    assert not _compat.forking_reducers_known()
+    assert elsewhere  # the probe's type went there, not into _extra_reducers
+
+
 def test_process_probe_fails_without_children_set(
         monkeypatch: pytest.MonkeyPatch, fresh_probes: None) -> None:
     monkeypatch.setattr(mp_process, "_children", None)
@@ -167,7 +213,7 @@ def test_process_probe_fails_without_children_set(
 # --- each feature, with its fallback forced ---------------------------------------
 
 def test_executor_works_with_plain_futures(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_dispatcher, "LIGHT_FUTURES", False)
+    monkeypatch.setattr(_sending, "LIGHT_FUTURES", False)
     with procesos.Executor(max_workers=2) as ex:
         first = ex.submit(_square, 3)
         assert type(first) is cf.Future  # no LightFuture, no direct path
@@ -474,3 +520,63 @@ def test_functions_by_value_travel_with_cloudpickles_own_ways(
             ex.submit(fail, 7).result(timeout=60)
     # cloudpickle's own code reduction: the file is no longer the real one.
     assert "<dynamic-code>" in str(caught.value.__cause__)
+
+
+RENAMED_REGISTRY_SCRIPT = """
+import copyreg, io, pickle
+from multiprocessing import reduction
+
+# A Python whose ForkingPickler keeps its registry under another name.
+FP = reduction.ForkingPickler
+FP._registry = FP.__dict__["_extra_reducers"]
+del FP._extra_reducers
+
+def register(cls, kind, reduce):
+    cls._registry[kind] = reduce
+
+def init(self, *args):
+    pickle.Pickler.__init__(self, *args)
+    self.dispatch_table = copyreg.dispatch_table.copy()
+    self.dispatch_table.update(self._registry)
+
+FP.register = classmethod(register)
+FP.__init__ = init
+reduction.register = FP.register
+
+class Token:
+    def __init__(self, value):
+        self.value = value
+
+def rebuild(value):
+    return "rebuilt " + value
+
+import procesos
+from procesos import _compat, _serialization
+
+# After procesos made its picklers:
+reduction.register(Token, lambda token: (rebuild, (token.value,)))
+
+def send_through(conn, message):
+    conn.send(message)
+    return "sent"
+
+if __name__ == "__main__":
+    assert not _compat.forking_reducers_known()
+    out = io.BytesIO()
+    _serialization.FastPickler(out).dump(Token("token"))
+    print(pickle.loads(out.getvalue()))
+    reader, writer = procesos.Pipe()
+    with procesos.Executor(1) as ex:
+        print(ex.submit(send_through, writer, "hello").result(timeout=30))
+    assert reader.poll(30)
+    print(reader.recv())
+"""
+
+
+def test_pickling_falls_back_to_what_a_new_forking_pickler_holds(tmp_path: Path) -> None:
+    # Where ForkingPickler keeps its reducers elsewhere: those registered with
+    # multiprocessing, later than procesos' import too, are used (a worker's
+    # shared arrays, of types sharedctypes registers as it makes them; a Pipe end).
+    result = run_script(RENAMED_REGISTRY_SCRIPT, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["rebuilt", "token", "sent", "hello"]

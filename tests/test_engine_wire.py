@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from procesos._engine._messages import DONE, RUN, FrameReader, frame
+from procesos._engine._messages import FrameReader, frame
+from procesos._engine._states import DONE, RUN
 
 pytestmark = pytest.mark.timeout(60)
 

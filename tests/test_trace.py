@@ -219,8 +219,11 @@ def _engine_events(recording: Any) -> list[dict[str, Any]]:
 def test_executor_tasks_show_on_their_workers_with_details(tmp_path: Path) -> None:
     from engine_tasks import fail_on, square
 
-    with procesos.Executor(2) as ex:
-        pids = set(ex.map(engine_pid, range(4), chunksize=1))  # workers up first
+    # Both workers up first: each of two tasks waits for the other at a barrier
+    # (a map of quick tasks could all run on the first while the second starts).
+    with procesos.Executor(2, initializer=_keep_barrier, initargs=(procesos.Barrier(2),)) as ex:
+        pids = set(ex.map(pid_after_barrier, range(2), chunksize=1))
+        assert len(pids) == 2
         with procesos.trace() as recording:
             assert ex.submit(square, 3).result() == 9
             assert list(ex.map(square, range(50), chunksize=10)) == [i * i for i in range(50)]
@@ -261,7 +264,16 @@ def test_bytes_through_shared_memory_are_counted() -> None:
         "result_pipe_bytes"]
 
 
-def engine_pid(_: object) -> int:
+_barrier: Any = None
+
+
+def _keep_barrier(barrier: Any) -> None:
+    global _barrier
+    _barrier = barrier
+
+
+def pid_after_barrier(_: object) -> int:
+    _barrier.wait(timeout=60)
     return os.getpid()
 
 

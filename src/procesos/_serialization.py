@@ -82,6 +82,7 @@ from ._compat import (
     cloudpickle_code_reduce,
     cloudpickle_function_reduce_known,
     cloudpickle_function_setstate,
+    forking_reducers,
 )
 from ._shm import _transport
 from ._shm._client import DataAbandoned
@@ -245,7 +246,7 @@ def _make_cloud_pickler() -> type:
         dispatch_table = ChainMap(
             ours,
             _transport.reducers,
-            ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
+            _FORKING_REDUCERS,
             cloudpickle.Pickler.dispatch_table,
         )
 
@@ -265,12 +266,17 @@ def _make_cloud_pickler() -> type:
     return Pickler
 
 
+#: multiprocessing's reducers (``multiprocessing.reduction.register``), which
+#: both picklers use: live where _compat knows where they are kept.
+_FORKING_REDUCERS = forking_reducers()
+
+
 class FastPickler(pickle.Pickler):
     """The C pickler with the same reducers, minus cloudpickle: functions by reference."""
 
     dispatch_table = ChainMap(
         _transport.reducers,
-        ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
+        _FORKING_REDUCERS,
         copyreg.dispatch_table,  # type: ignore[arg-type]
     )
 

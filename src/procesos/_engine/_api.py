@@ -16,9 +16,10 @@ from typing import Any
 from .._compat import call_before_threads_join
 from .._options import check_args, check_bytes, check_count, check_flag, check_seconds
 from .._proc._context import resolve_context
-from ._dispatcher import CLOSING, RUNNING, Engine
+from ._dispatcher import Engine
 from ._jobs import MapJob
 from ._progress import Progress
+from ._states import CLOSING, RUNNING
 from ._stats import WorkerStats
 from ._worker import WorkerConfig
 

@@ -15,14 +15,13 @@ The caller's side is here, behind a few calls of the engine's
 (:class:`DirectEngine`): :func:`read_answer` reads, :func:`_settle_answer`
 handles the usual answer in one step, and anything else goes to the engine's
 general path (``handle_frames``); both keep the books with the same
-``record_done``.
+``record_done`` (:mod:`._receiving`'s), under the books' lock.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
-import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -34,7 +33,8 @@ from .._outcome import PICKLING_FAILURES
 from .._trace import _state as _trace_state
 from ._future import LightFuture
 from ._jobs import CallBatch
-from ._messages import DONE, is_shared, poll_briefly
+from ._messages import is_shared, poll_briefly
+from ._states import DONE
 
 if TYPE_CHECKING:
     from ._books import Books
@@ -48,20 +48,18 @@ __all__ = ["DirectEngine", "DirectFuture", "HandBackFuture", "read_answer"]
 class DirectEngine(Protocol):
     """What the direct path asks of the engine."""
 
-    lock: threading.Lock
     books: Books
     config: WorkerConfig
 
     def wake(self) -> None:
         """Make the dispatcher look at the books again."""
 
-    def record_done(self, worker: WorkerHandle, batch: Batch, offset: int, count: int,
-                    busy_ns: int, nbytes: int = 0) -> None:
-        """Under the lock: the books of items done (the general path's too)."""
-
-    def handle_frames(self, worker: WorkerHandle,
-                      frames: list[tuple[Any, memoryview]]) -> None:
-        """What *worker* sent, handed over as the dispatcher would."""
+    #: Under the lock: the books of items done (the general path's too):
+    #: ``record_done(worker, batch, offset, count, busy_ns, nbytes)``.
+    record_done: Callable[[WorkerHandle, Batch, int, int, int, int], None]
+    #: What *worker* sent, handed over as the dispatcher would:
+    #: ``handle_frames(worker, frames)``.
+    handle_frames: Callable[[WorkerHandle, list[tuple[Any, memoryview]]], None]
 
 
 class _HandBackWaiters(list):  # type: ignore[type-arg]
@@ -155,7 +153,8 @@ def read_answer(engine: DirectEngine, future: DirectFuture, deadline: float | No
     """In the caller's thread: read *future*'s answer from its worker, unless the
     dispatcher took the worker back; until done, the deadline, or trouble."""
     worker = future.worker
-    with engine.lock:
+    lock = engine.books.lock
+    with lock:
         if worker is None or not worker.caller_reads(future):
             return
     given_back = False
@@ -194,7 +193,7 @@ def read_answer(engine: DirectEngine, future: DirectFuture, deadline: float | No
                 return  # it died: the dispatcher settles that
     finally:
         if not given_back:
-            with engine.lock:
+            with lock:
                 busy = _give_back(engine, worker)
             if busy or not future.finished():
                 engine.wake()
@@ -234,8 +233,8 @@ def _settle_answer(engine: DirectEngine, worker: WorkerHandle, future: DirectFut
         value = pickle.loads(payload)[0]
     except PICKLING_FAILURES:
         return False  # handle_frames reports it
-    with engine.lock:
-        engine.record_done(worker, batch, offset, 1, busy_ns)
+    with engine.books.lock:
+        engine.record_done(worker, batch, offset, 1, busy_ns, 0)
         busy = _give_back(engine, worker)
     recorder = _trace_state.recorder
     if recorder is not None:

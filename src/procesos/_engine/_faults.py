@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import CancelledError
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .._errors import (
     BrokenExecutorError,
@@ -45,44 +45,32 @@ from .._errors import (
     describe_exitcode,
 )
 from .._trace import _state as _trace_state
-from ._books import CLOSING, RUNNING
 from ._crash import crash_hint, oom_kills
 from ._jobs import Batch, MapBatch, MapJob
-from ._messages import SLOT_RSS, SLOT_SEQ, SLOT_START, SLOT_WIDTH
 from ._results_log import ERROR, load_entry, read_log
-from ._workers import RETIRING, STOPPING
+from ._states import (
+    CLOSING,
+    RETIRING,
+    RUNNING,
+    SLOT_RSS,
+    SLOT_SEQ,
+    SLOT_START,
+    SLOT_WIDTH,
+    STOPPING,
+)
 
 if TYPE_CHECKING:
-    from ._books import Books
+    from ._books import Books, EngineCalls
     from ._progress import Progress
     from ._workers import WorkerHandle
 
-__all__ = ["EngineCalls", "Faults"]
+__all__ = ["HELD_RESULTS_S", "Faults"]
 
 _STARTUP_FAILURES = 3
 _UNBLAMED_DEATHS = 3
 #: How long a worker may stay on one item before the results it logged are read.
 HELD_RESULTS_S = 0.02
 _Delivery = tuple[Batch, int, list[Any], dict[int, BaseException]]
-
-
-class EngineCalls(Protocol):
-    """What fault handling asks of the engine (under its lock)."""
-
-    def start_worker(self, slot: int, replacement: bool) -> None:
-        """Start a worker in *slot* now."""
-
-    def start_worker_later(self, slot: int) -> None:
-        """Have the starter thread start a worker in *slot*."""
-
-    def break_down(self, error: BaseException, cause: BaseException | None) -> None:
-        """The engine cannot go on: fail everything with *error*."""
-
-    def settle_errors(self, batch: Batch, offset: int, count: int, values: Any,
-                      frames: dict[int, bytes]) -> tuple[list[Any], dict[int, BaseException]]:
-        """The values and errors of items ``offset .. offset+count-1`` of *batch*
-        (*frames*: their pickled exceptions), counted as done."""
-        raise NotImplementedError
 
 
 class Faults:
@@ -110,10 +98,7 @@ class Faults:
         exitcode = worker.process.exitcode
         base = worker.slot * SLOT_WIDTH
         seq, rss = self.books.slots[base + SLOT_SEQ], self.books.slots[base + SLOT_RSS]
-        batches = list(worker.outstanding.values())
-        for batch in batches:
-            batch.lost()
-        worker.outstanding.clear()
+        batches = worker.take_all_lost()
         worker.close()
         self.books.workers[worker.slot] = None
         record = self.books.records[worker.slot]
@@ -370,12 +355,10 @@ class Faults:
     def requeue_from(self, worker: WorkerHandle, batch_id: int, next_offset: int) -> None:
         """A retiring worker ran nothing from *next_offset* of *batch_id* on: send it again."""
         parts = []
-        for batch in worker.outstanding.values():
-            batch.lost()
+        for batch in worker.take_all_lost():
             start = next_offset if batch.id == batch_id else batch.reported
             if start < batch.n:
                 parts.append(batch.part(start, batch.n, batch.tracked))
-        worker.outstanding.clear()
         self.books.retry.extendleft(reversed(parts))
 
     def check_timeouts(self) -> None:
@@ -436,11 +419,8 @@ class Faults:
         self.books.retry.clear()
         for worker in self.books.workers:
             if worker is not None:
-                for batch in worker.outstanding.values():
-                    batch.lost()
                 batches.extend(b.part(b.reported, b.n, b.tracked)
-                               for b in worker.outstanding.values() if b.reported < b.n)
-                worker.outstanding.clear()
+                               for b in worker.take_all_lost() if b.reported < b.n)
         calls = list(self.books.pending)
         self.books.pending.clear()
         jobs = list(self.books.jobs)

@@ -26,7 +26,8 @@ from .._errors import PicklingError
 from .._serialization import Frame, discard, dumps, dumps_frame
 from .._trace import _state as _trace_state
 from ._batching import ChunkSizer
-from ._messages import CALL, ONE, SKIP, STAR, encode_objects
+from ._messages import SKIP, encode_objects
+from ._states import CALL, ONE, STAR
 
 __all__ = ["Batch", "Call", "CallBatch", "FnEntry", "MapBatch", "MapJob", "ResultIterator"]
 

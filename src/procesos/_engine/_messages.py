@@ -10,6 +10,10 @@ A message is one frame::
     header    marshal dump of a tuple of plain values whose first element is a tag
     payload   the rest of the body: user objects (see :func:`encode_objects`)
 
+The tags (``RUN``, ``DONE``, ...), the call styles and the progress slot's
+layout are constants of :mod:`._states`, which the engine and the worker both
+import.
+
 A payload is a plain pickle stream, or, when it holds a buffer of at least the
 shared-memory threshold, a :mod:`procesos._serialization` frame whose large
 buffers wait in shared memory (:func:`is_shared`): the receiver maps them. The
@@ -77,16 +81,10 @@ from .._serialization import (
 )
 
 __all__ = [
-    "CALL", "DONE", "INIT_FAILED", "ONE", "READY", "RESULTS_CHANNEL", "RETIRE", "RUN", "SKIP",
-    "SLOT_RSS",
-    "SLOT_SEQ", "SLOT_START", "SLOT_WIDTH", "STAR", "STOP", "UNREADABLE", "FrameReader",
-    "discard_shared", "encode_objects", "encode_values", "frame", "is_shared", "plain_call",
-    "poll_briefly", "write_all",
+    "RESULTS_CHANNEL", "SKIP", "FrameReader", "discard_shared", "encode_objects",
+    "encode_values", "frame", "is_shared", "plain_call", "poll_briefly", "write_all",
 ]
 
-RUN, STOP, READY, INIT_FAILED, DONE, UNREADABLE, RETIRE = range(7)
-ONE, STAR, CALL = range(3)
-SLOT_WIDTH, SLOT_SEQ, SLOT_START, SLOT_RSS = 4, 0, 1, 2
 #: The channel (``_transport.pack``) of what a worker sends the parent, read
 #: by the engine: reaped when the worker ends (``WorkerHandle.close``).
 RESULTS_CHANNEL = "results"

@@ -15,6 +15,7 @@ from .._errors import TimeoutError as WaitTimeoutError
 from .._options import check_args, check_count, check_kwargs
 from ._api import Engine, MapJob, WorkerStats, create_engine
 from ._jobs import ResultIterator
+from ._states import RUNNING
 
 __all__ = ["ApplyResult", "AsyncResult", "MapResult", "Pool"]
 
@@ -332,7 +333,7 @@ class Pool:
 
     def join(self) -> None:
         """Wait for the workers to exit (after :meth:`close` or :meth:`terminate`)."""
-        if self._engine.state == "running":
+        if self._engine.state == RUNNING:
             raise ValueError("Pool is still running: call close() or terminate() before join()")
         self._engine.join()
 
@@ -344,7 +345,7 @@ class Pool:
         return self._engine.stats()
 
     def __enter__(self) -> Pool:
-        if self._engine.state != "running":
+        if self._engine.state != RUNNING:
             raise ValueError("Pool not running: it was closed or terminated; create a new Pool")
         return self
 
@@ -352,10 +353,12 @@ class Pool:
                  tb: TracebackType | None) -> None:
         self.terminate()
 
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        # As multiprocessing.Pool: a pool dropped while running warns, and ends.
+    def __del__(self, _warn: Callable[..., None] = warnings.warn,
+                _running: str = RUNNING) -> None:
+        # As multiprocessing.Pool: a pool dropped while running warns, and ends
+        # (what it uses bound here: at the interpreter's exit, globals may be gone).
         engine = getattr(self, "_engine", None)
-        if engine is not None and engine.state == "running":
+        if engine is not None and engine.state == _running:
             _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning,
                   source=self)
             engine.abandon(terminate=True)

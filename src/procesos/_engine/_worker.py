@@ -28,21 +28,8 @@ from .._outcome import PICKLING_FAILURES, encode_error
 from .._serialization import dumps, dumps_frame, loads
 from .._shm._write_cache import drop_all as drop_kept_mappings
 from ._messages import (
-    CALL,
-    DONE,
-    INIT_FAILED,
-    ONE,
-    READY,
     RESULTS_CHANNEL,
-    RETIRE,
-    RUN,
     SKIP,
-    SLOT_RSS,
-    SLOT_SEQ,
-    SLOT_START,
-    SLOT_WIDTH,
-    STOP,
-    UNREADABLE,
     FrameReader,
     encode_values,
     frame,
@@ -50,6 +37,21 @@ from ._messages import (
     write_all,
 )
 from ._results_log import ERROR, ResultLog, log_value
+from ._states import (
+    CALL,
+    DONE,
+    INIT_FAILED,
+    ONE,
+    READY,
+    RETIRE,
+    RUN,
+    SLOT_RSS,
+    SLOT_SEQ,
+    SLOT_START,
+    SLOT_WIDTH,
+    STOP,
+    UNREADABLE,
+)
 from ._threads import limit_threads
 
 __all__ = ["FN_CACHE_SIZE", "WorkerConfig", "resident_bytes", "worker_main"]
@@ -114,9 +116,10 @@ def _load(data: bytes | memoryview, what: str) -> tuple[bool, Any]:
 
 
 def _user_traceback(exc: BaseException) -> str:
-    # Skip the worker's own frame: the traceback starts in the user's code.
+    # Skip the worker's own frames: the traceback starts in the user's code.
     tb = exc.__traceback__
-    tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
@@ -364,8 +367,15 @@ class _Worker:
 
     def run_fast(self, batch_id: int, seq_base: int, style: int, fn: Callable[..., Any],
                  items: Any) -> None:
-        """Run a batch of quick items: no per-item bookkeeping (what finished is
-        sent early if the batch runs long: :class:`_EarlyResults`)."""
+        """Run a batch of quick items (untracked, ``ONE`` or ``STAR``), in C.
+
+        What it keeps: the progress slot holds the batch's first sequence number
+        for its whole run (the parent knows only that the worker died in this
+        chunk: ``Faults._lost_chunk``), but when :class:`_EarlyResults` reports
+        the items finished so far, which moves the slot past them first; the
+        task count, the limits (``over_limits``) and the report (``flush``) are
+        run_tracked's, once for the batch instead of once per item.
+        """
         self.slot[self.base + SLOT_SEQ] = seq_base
         values: list[Any] = []
         errors: list[tuple[int, bytes]] = []
@@ -401,23 +411,27 @@ class _Worker:
     def run_one(self, batch_id: int, seq: int, table: list[Any],
                 item: tuple[int, tuple[Any, ...], dict[str, Any]]) -> None:
         """Run a batch of one call (what ``submit()`` sends to an idle worker): the
-        tracked path with only what one call needs, since its round trip is all overhead."""
-        index, args, kwargs = item
-        fn = table[index]
+        tracked path with only what one call needs, since its round trip is all overhead.
+
+        What it keeps: ``run()`` sends here only one ``CALL`` item, untimed, not a
+        SKIP, in a worker without task or memory limits; so of run_tracked's
+        records it needs only the progress slot (no start time: untimed; no
+        result log: no item finished before this one; no limit check: none is
+        set). It writes the item's sequence number there before the call, runs
+        the call as run_tracked does (``_call_item``), counts the task and
+        reports it with ``flush``.
+        """
         errors: list[tuple[int, bytes]] = []
-        value = None
         self.slot[self.base + SLOT_SEQ] = seq
         clock = time.monotonic_ns
         start = clock()
-        if isinstance(fn, _FnError):
-            errors.append((0, fn.frame))
-        else:
-            try:
-                value = fn(*args, **kwargs)
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:
-                errors.append((0, _error_frame(exc)))
+        try:
+            value = _call_item(table, item, errors, 0)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            errors.append((0, _error_frame(exc)))
+            value = None
         self.tasks_done += 1
         self.flush(batch_id, 0, [value], errors, clock() - start)
 
@@ -445,13 +459,7 @@ class _Worker:
                 elif style == ONE:
                     value = fn(item)
                 elif style == CALL:
-                    index, args, kwargs = item
-                    call = table[index]
-                    if isinstance(call, _FnError):
-                        errors.append((len(values), call.frame))
-                        value = None
-                    else:
-                        value = call(*args, **kwargs)
+                    value = _call_item(table, item, errors, len(values))
                 else:
                     value = fn(*item)
             except KeyboardInterrupt:
@@ -499,6 +507,19 @@ class _Worker:
             drop_kept_mappings()
             over_memory = self.note_memory() > config.max_memory
         return over_tasks or over_memory
+
+
+def _call_item(table: list[Any], item: tuple[int, tuple[Any, ...], dict[str, Any]],
+               errors: list[tuple[int, bytes]], at: int) -> Any:
+    """Call a ``CALL`` item, ``(index into table, args, kwargs)``: its value. A
+    function that could not be unpickled here adds its error frame to *errors*
+    at *at* (the value is None); raises what the call raised."""
+    index, args, kwargs = item
+    fn = table[index]
+    if isinstance(fn, _FnError):
+        errors.append((at, fn.frame))
+        return None
+    return fn(*args, **kwargs)
 
 
 def _watch_memory(slot: memoryview, index: int, stop: threading.Event) -> None:

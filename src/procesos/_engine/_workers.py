@@ -5,7 +5,8 @@ until the dispatcher sees the pipe writable, so the parent can never
 deadlock with a worker that is itself writing results.
 
 A handle keeps its own state; the engine changes it only through the
-methods below, under the engine's lock. Three things, each its own machine:
+methods below, under the engine's lock (the states are :mod:`._states`'s).
+Four things:
 
 * its life (``WorkerHandle.life``), which only moves forward::
 
@@ -23,7 +24,12 @@ methods below, under the engine's lock. Three things, each its own machine:
   (``take_back()``), and a ``READING`` one only when the caller gives it
   back (``give_back()``); never both read at once;
 * why the parent killed it, if it did (``kill_for_timeout(seq)``,
-  ``kill_for_interrupt()``): its death is then not a crash of its own.
+  ``kill_for_interrupt()``): its death is then not a crash of its own;
+* the batches in flight (``WorkerHandle.outstanding``, in the order sent):
+  a batch joins when it is sent (``send_batch``, ``send_known_call``) and
+  leaves when its last item has reported (``finished(batch)``), when its
+  items could not be unpickled (``drop_unreadable(batch_id)``), or with all
+  the others when the worker will run none of them (``take_all_lost()``).
 """
 
 from __future__ import annotations
@@ -38,27 +44,31 @@ from typing import Any
 from .._proc._context import ProcesosContext
 from .._serialization import reap
 from .._trace import _state as _trace_state
-from ._jobs import Batch
+from ._jobs import Batch, FnEntry
 from ._messages import (
-    CALL,
-    DONE,
     RESULTS_CHANNEL,
-    RUN,
-    STOP,
     FrameReader,
     discard_shared,
     frame,
     write_some,
 )
+from ._states import (
+    CALL,
+    DEAD,
+    DISPATCHER,
+    DONE,
+    READING,
+    RETIRING,
+    RUN,
+    SERVING,
+    STOP,
+    STOPPING,
+    WAITING,
+)
 from ._worker import FN_CACHE_SIZE, WorkerConfig, worker_main
 
-__all__ = ["DEAD", "DISPATCHER", "POLL_IN", "READING", "RETIRING", "SERVING", "STOPPING",
-           "WAITING", "WorkerHandle"]
+__all__ = ["POLL_IN", "WorkerHandle"]
 
-# Who reads the result pipe.
-DISPATCHER, WAITING, READING = "dispatcher", "waiting", "reading"
-# A worker's life, in its order (a worker never goes back).
-SERVING, RETIRING, STOPPING, DEAD = range(4)
 POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 # Larger than the default 64 KiB, so that a batch of small items goes in one
 # write; not much larger: Linux counts pipe capacity against a per-user limit
@@ -262,6 +272,29 @@ class WorkerHandle:
         self._direct = None
         return role == WAITING
 
+    # -- the batches in flight ------------------------------------------------------------
+    def finished(self, batch: Batch) -> None:
+        """The last item of *batch* has reported: it is no longer in flight."""
+        del self.outstanding[batch.id]
+
+    def drop_unreadable(self, batch_id: int) -> Batch | None:
+        """The worker could not unpickle the items of *batch_id* (none ran): the batch,
+        no longer in flight, with its shared memory freed; None if it was not in flight."""
+        batch = self.outstanding.pop(batch_id, None)
+        if batch is not None:
+            batch.lost()
+        return batch
+
+    def take_all_lost(self) -> list[Batch]:
+        """The worker will run no more of what it holds (it died, or retires): every
+        batch in flight, in the order sent, none in flight any more, the shared
+        memory of each freed (it will never be read)."""
+        batches = list(self.outstanding.values())
+        self.outstanding.clear()
+        for batch in batches:
+            batch.lost()
+        return batches
+
     def send_batch(self, batch: Batch, batch_id: int, seq_base: int, timed: bool) -> None:
         """Send *batch* (encoding it now); raises what pickling the function raised.
 
@@ -287,25 +320,36 @@ class WorkerHandle:
 
     def _send_encoded(self, batch: Batch, batch_id: int, seq_base: int, timed: bool,
                       style: int, payload: bytes) -> None:
-        fns: list[tuple[int, bytes | None]] = []
-        for entry in batch.entries():
-            if entry.fn_id in self.known_fns:
-                self.known_fns.move_to_end(entry.fn_id)
-                fns.append((entry.fn_id, None))
-            else:
-                self.known_fns[entry.fn_id] = None
-                fns.append((entry.fn_id, entry.data))
-                while len(self.known_fns) > FN_CACHE_SIZE:
-                    self.known_fns.popitem(last=False)
+        fns = tuple([self._mirror(entry) for entry in batch.entries()])
         tracked = batch.tracked or timed or bool(batch.skips)
-        self._post(batch, batch_id, seq_base, (style, tracked, timed, tuple(fns)), payload)
+        self._post(batch, batch_id, seq_base, (style, tracked, timed, fns), payload)
 
     def send_known_call(self, batch: Batch, batch_id: int, seq: int, payload: bytes) -> None:
-        """``send_batch`` for one call whose function this worker has and whose
-        *payload* is plain (:func:`~._messages.plain_call`): nothing to encode or free."""
-        fn_id = batch.entries()[0].fn_id
-        self.known_fns.move_to_end(fn_id)
-        self._post(batch, batch_id, seq, (CALL, True, False, ((fn_id, None),)), payload)
+        """``send_batch`` for a batch of one call, untimed, whose function this worker
+        has and whose *payload* is plain (:func:`~._messages.plain_call`).
+
+        What it keeps: the same books as ``send_batch``, through the same helpers
+        (``_mirror`` for the function cache, ``_post`` for the frame, the batch in
+        flight and the budget); it only skips what such a call cannot need:
+        encoding (the payload is made), a frame of shared memory to own
+        (``batch.frame`` stays None) and the choice of tracking (a call is tracked).
+        """
+        fns = (self._mirror(batch.entries()[0]),)
+        self._post(batch, batch_id, seq, (CALL, True, False, fns), payload)
+
+    def _mirror(self, entry: FnEntry) -> tuple[int, bytes | None]:
+        """The function-cache update that sends *entry* (``(fn_id, pickled function
+        or None)``), applied to this side's copy of the worker's cache, which the
+        worker applies in the same order."""
+        known = self.known_fns
+        fn_id = entry.fn_id
+        if fn_id in known:
+            known.move_to_end(fn_id)
+            return fn_id, None
+        known[fn_id] = None
+        while len(known) > FN_CACHE_SIZE:
+            known.popitem(last=False)
+        return fn_id, entry.data
 
     def _post(self, batch: Batch, batch_id: int, seq_base: int, how: tuple[Any, ...],
               payload: bytes) -> None:
