@@ -34,6 +34,11 @@ __all__ = [
 ]
 
 # Message kinds: the first element of every header (parent -> worker: RUN, STOP).
+# A header is a plain tuple (each one's fields: _messages.py), unpacked into
+# names where it is read. Not a NamedTuple: headers are pickled, and a DONE
+# header as a NamedTuple took 1.7 + 1.3 µs to pickle and load against 0.32 +
+# 0.24 µs as a tuple (timeit, 2026-12-07): about 5 µs more on a round trip of
+# 17 µs (a RUN and a DONE).
 RUN, STOP, READY, INIT_FAILED, DONE, UNREADABLE, RETIRE = range(7)
 # How a RUN batch's items are called: fn(item), fn(*item), or each its own call.
 ONE, STAR, CALL = range(3)
