@@ -379,16 +379,6 @@ def test_missing_package_says_which_extra_to_install(monkeypatch: pytest.MonkeyP
         procesos.Executor(backend="dask")
 
 
-def test_importing_procesos_imports_no_cluster_library(tmp_path: Path) -> None:
-    result = run_script(
-        "import sys, procesos\n"
-        "procesos.Executor\n"
-        "print(sorted(m for m in ('dask', 'distributed', 'ray') if m in sys.modules))\n",
-        tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "[]\n"
-
-
 @pytest.mark.parametrize("bad", [0, -1.5])
 def test_connect_timeout_must_be_positive(bad: float) -> None:
     with pytest.raises(ValueError, match="connect_timeout must be positive"):

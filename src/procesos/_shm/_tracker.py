@@ -98,7 +98,7 @@ try:
     from _operator import _compare_digest as compare_digest
 except ImportError:
     from hmac import compare_digest  # type: ignore[no-redef]
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 HEADER = struct.Struct("!I")
@@ -188,25 +188,136 @@ class Ticket:
         self.channel = channel  # (writer's pid, channel name): for that channel's reader
 
 
+class SegmentStore:
+    """The tracker's segments: made, pooled when nothing refers to them any more
+    (transport segments, within the pool's budget, until idle too long), ended."""
+
+    def __init__(self, tree_name: str, pool_budget: int, pool_idle: float,
+                 new_id: Callable[[], int]) -> None:
+        self.tree_name = tree_name  # the tree's public name: in POSIX segment names
+        self.pool_budget = pool_budget
+        self.pool_idle = pool_idle
+        self.new_id = new_id
+        self.segments: dict[int, Segment] = {}
+        self.pool: list[Segment] = []  # oldest first
+        self.posix_names = 0
+
+    def path(self, seg: Segment) -> str:
+        return f"/proc/{os.getpid()}/fd/{seg.fd}" if MEMFD else seg.name
+
+    def allocate(self, nbytes: int) -> Segment | None:
+        best = None
+        # The most recently freed of the best fit: its sender is the likeliest
+        # to still have it mapped (``_write_cache.py``); the oldest idle out.
+        for seg in reversed(self.pool):
+            if nbytes <= seg.capacity <= max(2 * nbytes, nbytes + (1 << 20)) and (
+                best is None or seg.capacity < best.capacity
+            ):
+                best = seg
+        if best is not None:
+            self.pool.remove(best)
+            best.pooled_at = None
+            return best
+        return self.create(size_class(nbytes), "transport")
+
+    def create(self, capacity: int, kind: str) -> Segment | None:
+        available = available_memory()
+        if available is not None and capacity > available:
+            # Refused, not tried: shared memory is nobody's to the OOM killer, so
+            # a segment that fills the memory gets other processes killed
+            # (found by the fuzzer, whose allocs of 2**40 bytes did that).
+            return None
+        ident = self.new_id()
+        self.posix_names += 1
+        name = f"/procesos-{self.tree_name[:8]}-{self.posix_names}"  # _client.segment_name_prefix
+        try:
+            if MEMFD:
+                fd = os.memfd_create(f"procesos-{ident}", os.MFD_CLOEXEC)
+            else:
+                import _posixshmem  # type: ignore[import-not-found]
+
+                fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        except OSError:
+            return None
+        try:
+            os.ftruncate(fd, capacity)
+            if kind == "transport" and hasattr(os, "posix_fallocate"):
+                # Reserve the pages now: a full /dev/shm is an error here, not a
+                # SIGBUS in the writer later.
+                os.posix_fallocate(fd, 0, capacity)
+        except OSError:
+            os.close(fd)
+            self.unlink(name)
+            return None
+        seg = Segment(ident, fd, capacity, kind, name)
+        self.segments[ident] = seg
+        return seg
+
+    def maybe_free(self, seg: Segment) -> None:
+        if seg.holds or seg.tickets or seg.writer is not None or seg.pooled_at is not None:
+            return
+        if seg.kind == "transport" and not seg.poisoned and seg.capacity <= self.pool_budget:
+            seg.pooled_at = time.monotonic()
+            self.pool.append(seg)
+            while sum(s.capacity for s in self.pool) > self.pool_budget:
+                self.free(self.pool[0])
+            return
+        self.free(seg)
+
+    def free(self, seg: Segment) -> None:
+        if seg.pooled_at is not None:
+            self.pool.remove(seg)
+        del self.segments[seg.ident]
+        os.close(seg.fd)
+        self.unlink(seg.name)
+
+    def unlink(self, name: str) -> None:
+        if not MEMFD:
+            import _posixshmem
+
+            try:
+                _posixshmem.shm_unlink(name)
+            except OSError:
+                pass
+
+    def trim_idle(self) -> None:
+        now = time.monotonic()
+        while self.pool and (self.pool[0].pooled_at or 0.0) + self.pool_idle <= now:
+            self.free(self.pool[0])
+
+    def empty_pool(self) -> None:
+        while self.pool:
+            self.free(self.pool[0])
+
+    def idle_wait(self) -> float | None:
+        """Seconds until the oldest pooled segment has been idle too long, or None."""
+        if not self.pool:
+            return None
+        oldest = self.pool[0].pooled_at or 0.0
+        return max(0.0, oldest + self.pool_idle - time.monotonic())
+
+    def free_all(self) -> None:
+        for seg in list(self.segments.values()):
+            self.free(seg)
+
+
 class Tracker:
+    """The tracker's loop: its connections and their messages, the tickets that
+    name segments for readers; the segments themselves are its :class:`SegmentStore`'s."""
+
     def __init__(self, listener: socket.socket, name: str, secret: str, root_pid: int,
                  pool_budget: int, pool_idle: float) -> None:
         self.listener = listener
-        self.name = name  # the tree's public name: in POSIX segment names
         self.secret = secret.encode()
         self.root_pid = root_pid
-        self.pool_budget = pool_budget
-        self.pool_idle = pool_idle
         self.conns: dict[int, socket.socket] = {}  # fd -> socket
         self.authenticated: set[int] = set()  # fds whose hello carried the secret
         self.inbox: dict[int, bytearray] = {}
         self.peer_pids: dict[int, int] = {}  # fd -> the pid that connected
-        self.segments: dict[int, Segment] = {}
         self.tickets: dict[int, Ticket] = {}
-        self.pool: list[Segment] = []  # oldest first
         # Random, so that a number of a tracker that died names nothing here.
         self.next_id = (int.from_bytes(os.urandom(8), "big") >> 4) + 1
-        self.posix_names = 0
+        self.store = SegmentStore(name, pool_budget, pool_idle, self.new_id)
         self.root_fd: int | None = None
         self.root_alive = True
         self.first_client_by: float | None = time.monotonic() + FIRST_CONNECTION_WAIT
@@ -247,19 +358,18 @@ class Tracker:
                 waiters, self.sync_waiters = self.sync_waiters, []
                 for sock, kind in waiters:
                     if kind == TRIM:
-                        while self.pool:
-                            self.free(self.pool[0])
+                        self.store.empty_pool()
                     self.reply(sock, (OK, self.stats()))
-            self.trim_idle()
+            self.store.trim_idle()
             if self.root_fd is None and self.root_alive:
                 self.root_alive = pid_alive(self.root_pid)
         self.shutdown()
 
     def timeout(self) -> float | None:
         waits = []
-        if self.pool:
-            oldest = self.pool[0].pooled_at or 0.0
-            waits.append(max(0.0, oldest + self.pool_idle - time.monotonic()))
+        idle = self.store.idle_wait()
+        if idle is not None:
+            waits.append(idle)
         if self.root_fd is None and self.root_alive:
             waits.append(1.0)
         if self.first_client_by is not None and not self.root_alive:
@@ -356,7 +466,7 @@ class Tracker:
     def dispatch(self, conn: int, sock: socket.socket, message: list[Any]) -> None:
         kind = message[0]
         if kind == ALLOC:
-            seg = self.allocate(int(message[1]))
+            seg = self.store.allocate(int(message[1]))
             if seg is None:
                 self.reply(sock, (ERR, no_room(message[1])))
                 return
@@ -365,7 +475,7 @@ class Tracker:
             ticket = self.new_ticket(seg, conn, reusable=bool(message[2]), sealed=False,
                                      channel=message[3] if len(message) > 3 else None)
             seg.origin = ticket
-            self.reply(sock, (OK, seg.ident, ticket, self.path(seg), seg.capacity))
+            self.reply(sock, (OK, seg.ident, ticket, self.store.path(seg), seg.capacity))
         elif kind in (SEAL, DROP):
             # The ticket may be gone (an early claim ended it): the segment is named too.
             told = self.tickets.get(message[1])
@@ -373,14 +483,14 @@ class Tracker:
                 told.sealed = True
             if kind == DROP:
                 self.remember_dropped(message[1])
-            written = self.segments.get(message[2])
+            written = self.store.segments.get(message[2])
             if written is not None and written.writer == conn:
                 self.end_writing(written, sealed=kind == SEAL)
-                self.maybe_free(written)
+                self.store.maybe_free(written)
             if kind == DROP:
                 self.end_ticket(message[1])
         elif kind == AWAIT:
-            awaited = self.segments.get(message[1])
+            awaited = self.store.segments.get(message[1])
             if awaited is None:
                 self.reply(sock, (ERR, ABANDONED))
             elif awaited.writer is not None:
@@ -398,7 +508,7 @@ class Tracker:
                     for seg_id in claimed:
                         self.release(conn, seg_id)
                     return
-                seg = self.segments[claim.segment]
+                seg = self.store.segments[claim.segment]
                 seg.holds[conn] = seg.holds.get(conn, 0) + 1
                 claimed.append(seg.ident)
                 # A claimed frame was sent, so its writer is done (its seal may
@@ -409,14 +519,14 @@ class Tracker:
                     self.end_writing(seg, sealed=True)
                 if not claim.reusable:
                     self.end_ticket(ident)
-            places = [(s, self.path(self.segments[s]), self.segments[s].capacity)
+            places = [(s, self.store.path(self.store.segments[s]), self.store.segments[s].capacity)
                       for s in claimed]
             if not early:
                 self.reply(sock, (OK, places))
                 return
             # Early: whether each is WRITTEN, still WRITING, or was ABANDONED_WRITING.
-            states = [ABANDONED_WRITING if self.segments[s].abandoned
-                      else WRITING if self.segments[s].writer is not None else WRITTEN
+            states = [ABANDONED_WRITING if self.store.segments[s].abandoned
+                      else WRITING if self.store.segments[s].writer is not None else WRITTEN
                       for s in claimed]
             self.reply(sock, (OK, places, states))
         elif kind == DISCARD:
@@ -425,14 +535,14 @@ class Tracker:
         elif kind == RELEASE:
             self.release(conn, message[1])
         elif kind == CREATE:
-            seg = self.create(max(1, int(message[1])), "shared")
+            seg = self.store.create(max(1, int(message[1])), "shared")
             if seg is None:
                 self.reply(sock, (ERR, no_room(message[1])))
                 return
             seg.holds[conn] = 1
-            self.reply(sock, (OK, seg.ident, self.path(seg)))
+            self.reply(sock, (OK, seg.ident, self.store.path(seg)))
         elif kind == TICKET:
-            seg = self.segments.get(message[1])
+            seg = self.store.segments.get(message[1])
             if seg is None or seg.pooled_at is not None:
                 self.reply(sock, (ERR, "this shared memory has been freed"))
                 return
@@ -444,7 +554,7 @@ class Tracker:
                                                   else None)))
         elif kind == POISON:
             for ident in message[1]:
-                seg = self.segments.get(ident)
+                seg = self.store.segments.get(ident)
                 if seg is not None:
                     seg.poisoned = True
         elif kind == REAP:
@@ -477,7 +587,7 @@ class Tracker:
             if ticket.owner == conn and not ticket.sealed:
                 self.remember_dropped(ident)
                 self.end_ticket(ident)  # it died while writing: the frame was never sent
-        for seg in list(self.segments.values()):
+        for seg in list(self.store.segments.values()):
             if sock in seg.waiters:
                 seg.waiters.remove(sock)
             touched = False
@@ -487,7 +597,7 @@ class Tracker:
             if seg.holds.pop(conn, None) is not None:
                 touched = True
             if touched:
-                self.maybe_free(seg)
+                self.store.maybe_free(seg)
 
     def end_writing(self, seg: Segment, sealed: bool) -> None:
         """The writer is done with *seg*: written (*sealed*), or given up (the
@@ -503,14 +613,16 @@ class Tracker:
         while len(self.dropped) > _DROPPED_KEPT:
             del self.dropped[next(iter(self.dropped))]
 
-    # -- segments ---------------------------------------------------------------------
-    def path(self, seg: Segment) -> str:
-        return f"/proc/{os.getpid()}/fd/{seg.fd}" if MEMFD else seg.name
+    # -- tickets ----------------------------------------------------------------------
+    def new_id(self) -> int:
+        """A number for a segment or a ticket: one sequence for both."""
+        ident = self.next_id
+        self.next_id += 1
+        return ident
 
     def new_ticket(self, seg: Segment, owner: int, reusable: bool, sealed: bool,
                    channel: object = None) -> int:
-        ident = self.next_id
-        self.next_id += 1
+        ident = self.new_id()
         pid = self.peer_pids.get(owner, 0)
         for_channel = (pid, channel) if isinstance(channel, str) and pid > 0 else None
         self.tickets[ident] = Ticket(seg.ident, owner, reusable, sealed, for_channel)
@@ -528,115 +640,34 @@ class Tracker:
                     same.discard(ident)
                     if not same:
                         del self.by_channel[ticket.channel]
-            seg = self.segments[ticket.segment]
+            seg = self.store.segments[ticket.segment]
             seg.tickets.discard(ident)
-            self.maybe_free(seg)
+            self.store.maybe_free(seg)
 
     def release(self, conn: int, seg_id: int) -> None:
-        seg = self.segments.get(seg_id)
+        seg = self.store.segments.get(seg_id)
         if seg is None or conn not in seg.holds:
             return
         seg.holds[conn] -= 1
         if seg.holds[conn] <= 0:
             del seg.holds[conn]
-        self.maybe_free(seg)
-
-    def allocate(self, nbytes: int) -> Segment | None:
-        best = None
-        # The most recently freed of the best fit: its sender is the likeliest
-        # to still have it mapped (``_write_cache.py``); the oldest idle out.
-        for seg in reversed(self.pool):
-            if nbytes <= seg.capacity <= max(2 * nbytes, nbytes + (1 << 20)) and (
-                best is None or seg.capacity < best.capacity
-            ):
-                best = seg
-        if best is not None:
-            self.pool.remove(best)
-            best.pooled_at = None
-            return best
-        return self.create(size_class(nbytes), "transport")
-
-    def create(self, capacity: int, kind: str) -> Segment | None:
-        available = available_memory()
-        if available is not None and capacity > available:
-            # Refused, not tried: shared memory is nobody's to the OOM killer, so
-            # a segment that fills the memory gets other processes killed
-            # (found by the fuzzer, whose allocs of 2**40 bytes did that).
-            return None
-        ident = self.next_id
-        self.next_id += 1
-        self.posix_names += 1
-        name = f"/procesos-{self.name[:8]}-{self.posix_names}"  # _client.segment_name_prefix
-        try:
-            if MEMFD:
-                fd = os.memfd_create(f"procesos-{ident}", os.MFD_CLOEXEC)
-            else:
-                import _posixshmem  # type: ignore[import-not-found]
-
-                fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        except OSError:
-            return None
-        try:
-            os.ftruncate(fd, capacity)
-            if kind == "transport" and hasattr(os, "posix_fallocate"):
-                # Reserve the pages now: a full /dev/shm is an error here, not a
-                # SIGBUS in the writer later.
-                os.posix_fallocate(fd, 0, capacity)
-        except OSError:
-            os.close(fd)
-            self.unlink(name)
-            return None
-        seg = Segment(ident, fd, capacity, kind, name)
-        self.segments[ident] = seg
-        return seg
-
-    def maybe_free(self, seg: Segment) -> None:
-        if seg.holds or seg.tickets or seg.writer is not None or seg.pooled_at is not None:
-            return
-        if seg.kind == "transport" and not seg.poisoned and seg.capacity <= self.pool_budget:
-            seg.pooled_at = time.monotonic()
-            self.pool.append(seg)
-            while sum(s.capacity for s in self.pool) > self.pool_budget:
-                self.free(self.pool[0])
-            return
-        self.free(seg)
-
-    def free(self, seg: Segment) -> None:
-        if seg.pooled_at is not None:
-            self.pool.remove(seg)
-        del self.segments[seg.ident]
-        os.close(seg.fd)
-        self.unlink(seg.name)
-
-    def unlink(self, name: str) -> None:
-        if not MEMFD:
-            import _posixshmem
-
-            try:
-                _posixshmem.shm_unlink(name)
-            except OSError:
-                pass
-
-    def trim_idle(self) -> None:
-        now = time.monotonic()
-        while self.pool and (self.pool[0].pooled_at or 0.0) + self.pool_idle <= now:
-            self.free(self.pool[0])
+        self.store.maybe_free(seg)
 
     def stats(self) -> dict[str, int]:
-        live = [s for s in self.segments.values() if s.pooled_at is None]
+        live = [s for s in self.store.segments.values() if s.pooled_at is None]
+        pool = self.store.pool
         return {
             "pid": os.getpid(),
             "segments": len(live),
             "segment_bytes": sum(s.capacity for s in live),
             "tickets": len(self.tickets),
-            "pooled": len(self.pool),
-            "pooled_bytes": sum(s.capacity for s in self.pool),
+            "pooled": len(pool),
+            "pooled_bytes": sum(s.capacity for s in pool),
             "connections": len(self.conns),
         }
 
     def shutdown(self) -> None:
-        for seg in list(self.segments.values()):
-            self.free(seg)
+        self.store.free_all()
         self.listener.close()
 
 
