@@ -314,3 +314,9 @@ def _report_exit(channel_fd: int, code: int) -> None:
         os.write(channel_fd, frame_header(len(data)) + data)
     except (OSError, ValueError):
         pass  # the parent has gone, or the descriptor was never opened
+    else:
+        # The parent, waiting for this report, may share our CPU: let it run
+        # before the kernel tears this process down (a millisecond, which the
+        # parent's join() otherwise waited through: traced, isolated starts).
+        if hasattr(os, "sched_yield"):
+            os.sched_yield()
