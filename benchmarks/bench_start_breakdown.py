@@ -4,14 +4,15 @@
 Copies procesos' sources to a temporary directory, adds trace points there (a
 ``time.monotonic_ns()`` written to a shared log by the parent, the zygote,
 the spare and the child: the clock is the same in every process), runs
-create + start + join of a no-op ``Process`` back to back, and prints the
+create + start + join of a no-op ``Process`` back to back (``--gap``: each after
+a pause, as a program's starts are), and prints the
 median time of each point from the ``Process()`` call on. The package itself
 carries no trace point. In the same run, without tracing: the same loop
 untraced, the standard library's ``fork`` and the physical floor
 (``os.fork()`` + ``os._exit()`` + ``waitpid()`` from this process, whose size
 is about the zygote's). Each trace point costs about 5 µs (an ``os.write``).
 
-    python benchmarks/bench_start_breakdown.py [--runs N]
+    python benchmarks/bench_start_breakdown.py [--runs N] [--gap MS]
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ ctx = procesos.get_context("zygote")
 for _ in range(30):
     p = ctx.Process(target=noop); p.start(); p.join()
 open(sys.argv[1], "w").close()
+gap = float(sys.argv[3])
 for _ in range(int(sys.argv[2])):
+    time.sleep(gap)
     T("parent: Process() called")
     p = ctx.Process(target=noop)
     p.start()
@@ -112,8 +115,10 @@ runs = {"procesos zygote": lambda: start_join(procesos.get_context("zygote")),
         "stdlib fork": lambda: start_join(multiprocessing.get_context("fork")),
         "floor: fork() + _exit() + waitpid()": floor}
 samples = {k: [] for k in runs}
+gap = float(sys.argv[2])
 for i in range(20 + int(sys.argv[1])):
     for k, f in runs.items():
+        time.sleep(gap)
         t = f()
         if i >= 20:
             samples[k].append(t)
@@ -149,7 +154,11 @@ def instrumented_copy(directory: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--gap", type=float, default=0.0,
+                        help="milliseconds of sleep before each start: isolated starts, "
+                             "as a program makes them, not back to back")
     args = parser.parse_args()
+    gap = str(args.gap / 1000)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as directory:
         src = instrumented_copy(directory)
@@ -157,10 +166,10 @@ def main() -> int:
         open(log, "w").close()
         env = dict(os.environ, PYTHONPATH=src, PROCESOS_TRACE_LOG=log)
         env.pop("PROCESOS_START_METHOD", None)
-        untraced = subprocess.run([sys.executable, "-c", UNTRACED, str(args.runs)],
+        untraced = subprocess.run([sys.executable, "-c", UNTRACED, str(args.runs), gap],
                                   capture_output=True, text=True, check=True, cwd=directory,
                                   env={k: v for k, v in env.items() if k != "PYTHONPATH"})
-        subprocess.run([sys.executable, "-c", LOOP, log, str(args.runs)], check=True,
+        subprocess.run([sys.executable, "-c", LOOP, log, str(args.runs), gap], check=True,
                        cwd=directory, env=env)
         with open(log) as f:
             lines = [line.split(None, 2) for line in f]
@@ -175,7 +184,8 @@ def main() -> int:
         start = points[0][0]
         for stamp, label in points:
             offsets[label].append((stamp - start) / 1000)
-    print(f"# python benchmarks/bench_start_breakdown.py --runs {args.runs}   "
+    gap_option = f" --gap {args.gap:g}" if args.gap else ""
+    print(f"# python benchmarks/bench_start_breakdown.py --runs {args.runs}{gap_option}   "
           f"(load average {load:.2f} -> {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs)")
     print("\nUntraced, same run, median µs of create + start + join:")
     for line in untraced.stdout.strip().splitlines():
