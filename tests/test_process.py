@@ -934,3 +934,30 @@ def test_without_room_for_more_descriptors_the_error_says_what_to_do(tmp_path: P
     assert "ulimit -Hn" in first
     started = int(first.split()[2])
     assert last == f"{started} True False"
+
+
+LAUNCH_PARENT_SIDE = ("procesos._launch._zygote_client", "procesos._launch._zygote_server",
+                      "procesos._launch._spawn", "procesos._launch._popens")
+
+
+def launch_modules_loaded() -> list[str]:
+    return [name for name in LAUNCH_PARENT_SIDE if name in sys.modules]
+
+
+def test_the_start_methods_parent_side_loads_at_the_first_start(tmp_path: Path) -> None:
+    # 14 ms of `import procesos` (and of every spawn child's start) that a
+    # program, or a child, that starts nothing does not need.
+    result = run_script(
+        "import sys, procesos\n"
+        f"names = {LAUNCH_PARENT_SIDE!r}\n"
+        "print([n for n in names if n in sys.modules])\n"
+        "p = procesos.Process(target=print, args=('child',))\n"
+        "p.start(); p.join()\n"
+        "print(len([n for n in names if n in sys.modules]))\n",
+        tmp_path, method="zygote")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[]\nchild\n4\n"
+    p = procesos.get_context("spawn").Process(target=launch_modules_loaded)
+    p.start()
+    p.join()
+    assert p.result() == []

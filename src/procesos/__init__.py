@@ -33,7 +33,6 @@ from ._errors import (
     UnpicklingError,
     WorkerCrashedError,
 )
-from ._launch._zygote_client import set_zygote_exclude, set_zygote_preload, zygote_pid
 from ._output import get_output, set_output
 from ._proc import _exit  # noqa: F401  (registers the Ctrl-C exit handler)
 from ._proc._context import ProcesosContext, default_context
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
     from . import shared_memory
     from ._engine._executor import Executor, ProcessPoolExecutor
     from ._engine._pool import Pool
+    from ._launch._zygote_client import set_zygote_exclude, set_zygote_preload, zygote_pid
     from ._sharing._shared_array import SharedArray
     from ._trace._api import trace
 
@@ -91,6 +91,11 @@ _LAZY = {
     "SharedArray": ("procesos._sharing._shared_array", "SharedArray"),
     "shared_memory": ("procesos.shared_memory", None),
     "trace": ("procesos._trace._api", "trace"),
+    # The zygote's client (its socket, spawning it, the module mirror) loads at
+    # a program's first start: not in a program or a child that starts nothing.
+    "set_zygote_exclude": ("procesos._launch._zygote_client", "set_zygote_exclude"),
+    "set_zygote_preload": ("procesos._launch._zygote_client", "set_zygote_preload"),
+    "zygote_pid": ("procesos._launch._zygote_client", "zygote_pid"),
 }
 
 
@@ -100,6 +105,8 @@ def set_forkserver_preload(module_names: list[str]) -> None:
     The zygote is procesos' forkserver: the modules named here are imported
     by the next zygote, so that every process it starts has them loaded.
     """
+    from ._launch._zygote_client import set_zygote_preload
+
     set_zygote_preload(list(module_names))
 
 

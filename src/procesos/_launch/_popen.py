@@ -28,7 +28,6 @@ from ._fds import InheritedFd
 from ._log_config import take_snapshot
 from ._methods import chosen_method
 from ._wire import ChildSetup, read_exit_report
-from ._zygote_server import refuse_starts
 
 __all__ = ["BasePopen", "describe_unpicklable"]
 
@@ -77,6 +76,15 @@ def _interactive(stream: object) -> bool:
         return True
 
 
+def _refuse_starts_in_the_zygote() -> None:
+    """In the zygote, while it imports a module of the parent's, a start is refused
+    (``_zygote_server.refuse_starts``); only a process that has that module loaded
+    can be the zygote, so no other needs to import it for this."""
+    server = sys.modules.get("procesos._launch._zygote_server")
+    if server is not None:
+        server.refuse_starts()
+
+
 class BasePopen:
     """The parts of a popen that every start method shares."""
 
@@ -87,7 +95,7 @@ class BasePopen:
     sentinel: int
 
     def __init__(self, process_obj: BaseProcess) -> None:
-        refuse_starts()  # in the zygote, importing a module of the parent's
+        _refuse_starts_in_the_zygote()
         flush_std_streams()
         self.returncode: int | None = None
         self.finalizer: util.Finalize | None = None

@@ -21,7 +21,6 @@ from .._launch._methods import (
     default_method,
     set_default,
 )
-from .._launch._popens import popen_class
 from ._process import Process
 
 __all__ = [
@@ -30,7 +29,6 @@ __all__ = [
     "ProcesosContext",
     "default_context",
     "default_start_method",
-    "popen_class",
     "resolve_context",
 ]
 

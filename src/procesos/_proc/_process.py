@@ -25,7 +25,6 @@ from .._errors import ProcessCrashedError, RemoteTraceback, TimeoutError, signal
 from .._launch._methods import default_method
 from .._launch._open_files import start_with_room
 from .._launch._popen import BasePopen
-from .._launch._popens import popen_class
 from .._options import check_args, check_kwargs
 from .._outcome import ReceivedOutcome
 from .._output import check_output_mode
@@ -141,6 +140,11 @@ class Process(BaseProcess):
 
     @staticmethod
     def _Popen(process_obj: BaseProcess) -> BasePopen:
+        # Here, not at the top: the start methods' parent side (the zygote's
+        # client, spawn's) loads at a program's first start, not with procesos
+        # (nor in a child that starts nothing).
+        from .._launch._popens import popen_class
+
         method = type(process_obj)._method if isinstance(process_obj, Process) else None
         popen = popen_class(method)
         return start_with_room(lambda: popen(process_obj))
