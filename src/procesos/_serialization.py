@@ -74,7 +74,7 @@ import io
 import pickle
 import types
 from collections import ChainMap
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -107,6 +107,7 @@ __all__ = [
     "dumps_for_child",
     "dumps_for_parent",
     "dumps_frame",
+    "first_unpicklable",
     "get_threshold",
     "is_shared",
     "is_small_immutable",
@@ -383,6 +384,19 @@ def dumps_frame(obj: Any, fast: bool = False) -> Frame:
     if is_small_plain(obj):
         return Frame(pickle.dumps(obj, PROTOCOL), None, [], None, [])
     return _transport.pack_frame(obj, _fast_pickler if fast else _cloud_pickler)
+
+
+def first_unpicklable(parts: Iterable[tuple[str, Any]]) -> tuple[str, Any, Exception] | None:
+    """The first of *parts* (``(label, object)``, e.g. a process's target and
+    arguments) that cannot be pickled: its label, the object and the error; None
+    when each can. Used to name the culprit once a whole failed to pickle; the
+    frames it makes to find out are given back."""
+    for label, value in parts:
+        try:
+            dumps_frame(value).discard()
+        except Exception as exc:
+            return label, value, exc
+    return None
 
 
 class _Large(Exception):

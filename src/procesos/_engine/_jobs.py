@@ -23,7 +23,7 @@ from itertools import islice
 from typing import Any
 
 from .._errors import PicklingError
-from .._serialization import Frame, discard, dumps, dumps_frame
+from .._serialization import Frame, discard, dumps, dumps_frame, first_unpicklable
 from .._trace import _state as _trace_state
 from ._batching import ChunkSizer
 from ._messages import SKIP, encode_objects
@@ -106,18 +106,13 @@ def _why(exc: Exception) -> str:
 
 
 def _unpicklable_argument(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
-    for k, arg in enumerate(args):
-        try:
-            dumps_frame(arg).discard()  # only to find which one fails
-        except Exception as exc:
-            return f"argument {k}, a {_type_name(arg)} object, cannot be pickled {_why(exc)}"
-    for key, arg in kwargs.items():
-        try:
-            dumps_frame(arg).discard()  # only to find which one fails
-        except Exception as exc:
-            return (f"keyword argument {key!r}, a {_type_name(arg)} object, "
-                    f"cannot be pickled {_why(exc)}")
-    return "its arguments cannot be pickled"
+    found = first_unpicklable([*((f"argument {k}", arg) for k, arg in enumerate(args)),
+                               *((f"keyword argument {key!r}", arg)
+                                 for key, arg in kwargs.items())])
+    if found is None:
+        return "its arguments cannot be pickled"
+    label, arg, exc = found
+    return f"{label}, a {_type_name(arg)} object, cannot be pickled {_why(exc)}"
 
 
 def _encode_items(items: Sequence[Any], describe: Callable[[int, Any], str]

@@ -35,11 +35,11 @@ def _limits() -> tuple[int, int] | None:
 def more_open_files() -> bool:
     """Double this process's soft limit on open descriptors, never above its hard
     limit; whether it rose."""
-    import resource
-
     limits = _limits()
     if limits is None:
         return False
+    import resource  # there: _limits() imported it
+
     soft, hard = limits
     if soft == resource.RLIM_INFINITY or (hard != resource.RLIM_INFINITY and soft >= hard):
         return False

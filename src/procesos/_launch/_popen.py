@@ -22,7 +22,7 @@ from .._compat import flush_std_streams, mp_log_level, mp_logs_to_stderr, resour
 from .._errors import PicklingError
 from .._outcome import OUTCOME_CHANNEL, ReceivedOutcome
 from .._output import ChildOutput, install_std_fds, open_child_output, resolve_output_mode
-from .._serialization import Frame, dumps_frame, reap
+from .._serialization import Frame, dumps_frame, first_unpicklable, reap
 from .._wait import readable
 from ._fds import InheritedFd
 from ._log_config import take_snapshot
@@ -40,17 +40,13 @@ def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> PicklingEr
     parts += [(f"argument {i} (args[{i}])", a) for i, a in enumerate(args)]
     parts += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
     culprit = f"the process object ({type(process_obj).__qualname__})"
-    detail = str(exc)
     cause: BaseException = exc
-    for label, value in parts:
-        try:
-            dumps_frame(value).discard()  # only to find which one fails
-        except Exception as part_exc:
-            cls = type(value)
-            culprit = f"{label}, a {cls.__module__}.{cls.__qualname__} object,"
-            detail = str(part_exc)
-            cause = part_exc
-            break
+    found = first_unpicklable(parts)
+    if found is not None:
+        label, value, cause = found
+        cls = type(value)
+        culprit = f"{label}, a {cls.__module__}.{cls.__qualname__} object,"
+    detail = str(cause)
     if "fork context" in detail:
         detail += (" (multiprocessing's default context on Linux is 'fork': create the "
                    "object with procesos, e.g. procesos.Queue(), or with "
