@@ -89,6 +89,9 @@ def main() -> int:
     if args.child:
         print(json.dumps(run_one(args.child)))
         return 0
+    from procesos._cli._bench import compile_bytecode
+
+    compile_bytecode()  # as an installed procesos has it
     with tempfile.TemporaryDirectory() as directory:
         with open(os.path.join(directory, "slowmod.py"), "w") as f:
             f.write(SLOWMOD)

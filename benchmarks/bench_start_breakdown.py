@@ -158,6 +158,9 @@ def main() -> int:
                         help="milliseconds of sleep before each start: isolated starts, "
                              "as a program makes them, not back to back")
     args = parser.parse_args()
+    from procesos._cli._bench import compile_bytecode
+
+    compile_bytecode()  # as an installed procesos has it
     gap = str(args.gap / 1000)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as directory:

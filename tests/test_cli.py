@@ -314,3 +314,23 @@ def test_help_texts_are_plain_text(command: list[str]) -> None:
     assert done.returncode == 0, done.stderr
     assert "usage: procesos" in done.stdout
     assert "``" not in done.stdout and ":func:" not in done.stdout, done.stdout
+
+
+def test_compile_bytecode_leaves_every_module_of_the_package_compiled() -> None:
+    # The benchmarks that time a fresh interpreter's imports call it first; it
+    # once compiled only its own directory (``_cli``), and the rest of procesos
+    # was timed compiling from source under PYTHONDONTWRITEBYTECODE.
+    import importlib.util
+
+    import procesos
+    from procesos._cli._bench import compile_bytecode
+
+    compile_bytecode()
+    stale = []
+    for source in Path(procesos.__file__).parent.rglob("*.py"):
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        header = cached.read_bytes()[:16] if cached.exists() else b""
+        recorded = int.from_bytes(header[8:12], "little") if len(header) == 16 else -1
+        if recorded != int(source.stat().st_mtime) & 0xFFFFFFFF:
+            stale.append(str(source))
+    assert not stale, stale

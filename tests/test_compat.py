@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures as cf
+import functools
 import hmac
+import importlib
 import io
 import os
 import pickle
@@ -444,7 +446,8 @@ def test_the_trackers_own_compare_digest_falls_back_to_hmac(
 def fresh_cloudpickle_probes(monkeypatch: pytest.MonkeyPatch) -> Any:
     """The cloudpickle probes re-run, and procesos' pickler is made again, after the
     test changes what they look at (the test's changes are undone after this)."""
-    probes = (_compat.cloudpickle_function_reduce_known, _compat.cloudpickle_code_reduce)
+    probes = (_compat.cloudpickle_function_reduce_known, _compat.cloudpickle_code_reduce,
+              _compat.cloudpickle_module_reduce)
     for probe in probes:
         probe.cache_clear()
     monkeypatch.setattr(_serialization, "_pickler", None)
@@ -459,6 +462,7 @@ def test_cloudpickle_private_names_are_as_procesos_knows_them(
         warnings.simplefilter("error")
         assert _compat.cloudpickle_function_reduce_known()
         assert _compat.cloudpickle_code_reduce() is cloudpickle.cloudpickle._code_reduce
+        assert _compat.cloudpickle_module_reduce() is not None
 
 
 def _other_setstate(func: Any, state: Any) -> None:
@@ -500,10 +504,42 @@ def test_code_probe_fails_and_warns_where_cloudpickle_changed(
         assert _compat.cloudpickle_code_reduce() is None
 
 
+@pytest.mark.parametrize("change", ["missing", "other shape"])
+def test_module_probe_fails_and_warns_where_cloudpickle_changed(
+        change: str, monkeypatch: pytest.MonkeyPatch, fresh_cloudpickle_probes: None) -> None:
+    if change == "missing":
+        monkeypatch.delattr(cloudpickle.cloudpickle, "_module_reduce")
+    else:
+        monkeypatch.setattr(cloudpickle.cloudpickle, "_module_reduce",
+                            lambda module: (importlib.import_module, (module.__name__,)))
+    with pytest.warns(RuntimeWarning, match="makes its receiver import cloudpickle"):
+        assert _compat.cloudpickle_module_reduce() is None
+
+
+def test_a_function_sent_by_value_names_no_cloudpickle_helper_in_its_stream(
+        fresh_cloudpickle_probes: None) -> None:
+    # A closure that uses a module, a nested lambda and a code object: what a
+    # receiver needs to load it is procesos._rebuild, never cloudpickle.
+    import pickletools
+
+    offset = 3
+
+    def scaled(x: int) -> int:
+        return functools.reduce(lambda a, b: a + b, [x, offset])
+
+    data = _serialization.dumps(scaled)
+    # Every module a stream names is one of its strings (STACK_GLOBAL's operands).
+    names = {arg for _, arg, _ in pickletools.genops(data) if isinstance(arg, str)}
+    assert not [name for name in names if name.split(".")[0] == "cloudpickle"], names
+    assert "procesos._rebuild" in names
+    assert _serialization.loads(data)(4) == 7
+
+
 def test_functions_by_value_travel_with_cloudpickles_own_ways(
         monkeypatch: pytest.MonkeyPatch, fresh_cloudpickle_probes: None) -> None:
     monkeypatch.setattr(_serialization, "cloudpickle_function_reduce_known", lambda: False)
     monkeypatch.setattr(_serialization, "cloudpickle_code_reduce", lambda: None)
+    monkeypatch.setattr(_serialization, "cloudpickle_module_reduce", lambda: None)
     offset = 5
 
     def add(x: int) -> int:

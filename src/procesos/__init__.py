@@ -20,7 +20,6 @@ from multiprocessing.process import active_children, current_process, parent_pro
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
-    BrokenExecutorError,
     ClusterConnectionError,
     PicklingError,
     ProcesosError,
@@ -31,7 +30,6 @@ from ._errors import (
     TaskTimeoutError,
     TimeoutError,
     UnpicklingError,
-    WorkerCrashedError,
 )
 from ._output import get_output, set_output
 from ._proc import _exit  # noqa: F401  (registers the Ctrl-C exit handler)
@@ -43,6 +41,7 @@ if TYPE_CHECKING:
     from ._engine._executor import Executor, ProcessPoolExecutor
     from ._engine._pool import Pool
     from ._launch._zygote_client import set_zygote_exclude, set_zygote_preload, zygote_pid
+    from ._pool_errors import BrokenExecutorError, WorkerCrashedError
     from ._sharing._shared_array import SharedArray
     from ._trace._api import trace
 
@@ -91,6 +90,9 @@ _LAZY = {
     "SharedArray": ("procesos._sharing._shared_array", "SharedArray"),
     "shared_memory": ("procesos.shared_memory", None),
     "trace": ("procesos._trace._api", "trace"),
+    # Also concurrent.futures' BrokenProcessPool, whose module costs a child 13 ms.
+    "BrokenExecutorError": ("procesos._pool_errors", "BrokenExecutorError"),
+    "WorkerCrashedError": ("procesos._pool_errors", "WorkerCrashedError"),
     # The zygote's client (its socket, spawning it, the module mirror) loads at
     # a program's first start: not in a program or a child that starts nothing.
     "set_zygote_exclude": ("procesos._launch._zygote_client", "set_zygote_exclude"),

@@ -38,7 +38,7 @@ __all__ = [
     "call_before_threads_join",
     "cloudpickle_code_reduce",
     "cloudpickle_function_reduce_known",
-    "cloudpickle_function_setstate",
+    "cloudpickle_module_reduce",
     "compare_digest",
     "drop_inherited_exit_handlers",
     "drop_inherited_finalizers",
@@ -500,6 +500,15 @@ def _probe_function() -> str:
     return _PROBE_VALUE
 
 
+def _probe_closure() -> Callable[[], str]:
+    suffix = "!"
+
+    def probe() -> str:
+        return _PROBE_VALUE + suffix
+
+    return probe
+
+
 def _warn_cloudpickle(what: str) -> None:
     import warnings
     from importlib import metadata
@@ -515,32 +524,38 @@ def _warn_cloudpickle(what: str) -> None:
 @functools.cache
 def cloudpickle_function_reduce_known() -> bool:
     """ASSUMES: ``cloudpickle.Pickler._dynamic_function_reduce(func)`` returns
-    ``(make, (code, base_globals, ...), (attributes, slots), None, None, setstate)``,
-    *base_globals* a dict, *slots* holding the globals the function uses under
-    ``"__globals__"``, *setstate* ``cloudpickle.cloudpickle._function_setstate``,
-    which installs them into the function's globals (what procesos' pickler
-    relies on so that functions sent by value share their module's globals once
-    unpickled).
+    ``(make, (code, base_globals, name, argdefs, closure), (attributes, slots),
+    None, None, setstate)``, *base_globals* a dict, *slots* holding the globals
+    the function uses under ``"__globals__"`` and its cells under
+    ``"__closure__"``, *setstate* ``cloudpickle.cloudpickle._function_setstate``.
+    procesos' pickler then shares a module's globals among the functions sent
+    by value, and names :mod:`procesos._rebuild`'s helpers in the stream in
+    place of *make* and *setstate*: checked here by rebuilding a closure with
+    them.
 
     FALLBACK: cloudpickle's own reduction: each function sent by value gets its
     own copy of its globals (a worker's ``initializer`` that sets a global of
-    ``__main__`` sets it for itself only), and a ``RuntimeWarning`` says so,
-    once per process.
+    ``__main__`` sets it for itself only), its receiver imports cloudpickle,
+    and a ``RuntimeWarning`` says so, once per process.
     """
     import io
+
+    from . import _rebuild
 
     try:
         import cloudpickle  # type: ignore[import-untyped]
 
+        probe = _probe_closure()
         setstate = cloudpickle.cloudpickle._function_setstate
-        reduced = cloudpickle.Pickler(io.BytesIO())._dynamic_function_reduce(_probe_function)
-        make, args, (attributes, slots), _, _, given = reduced
-        known = (given is setstate and isinstance(args[1], dict)
+        reduced = cloudpickle.Pickler(io.BytesIO())._dynamic_function_reduce(probe)
+        _, args, (attributes, slots), _, _, given = reduced
+        known = (given is setstate and len(args) == 5 and isinstance(args[1], dict)
                  and isinstance(slots.get("__globals__"), dict))
         if known:
-            function = make(*args)
-            setstate(function, (dict(attributes), dict(slots)))
-            known = function() == _PROBE_VALUE and function.__globals__ is args[1]
+            function = _rebuild.make_function(*args)
+            _rebuild.function_setstate(function, (dict(attributes), dict(slots)))
+            known = (function() == probe() and function.__globals__ is args[1]
+                     and function.__qualname__ == probe.__qualname__)
     except Exception:
         known = False
     if not known:
@@ -549,13 +564,42 @@ def cloudpickle_function_reduce_known() -> bool:
     return known
 
 
-def cloudpickle_function_setstate() -> Callable[[Any, Any], None]:
-    """cloudpickle's ``_function_setstate`` (see :func:`cloudpickle_function_reduce_known`;
-    only called to unpickle what a sender that found it pickled)."""
-    import cloudpickle
+@functools.cache
+def cloudpickle_module_reduce() -> Callable[[Any], tuple[Any, ...]] | None:
+    """A reducer of modules that sends what cloudpickle sends by reference (an
+    importable module) as :func:`procesos._rebuild.import_module`, and the rest
+    (a module made at run time) as cloudpickle does; None where cloudpickle is
+    not as known.
 
-    setstate: Callable[[Any, Any], None] = cloudpickle.cloudpickle._function_setstate
-    return setstate
+    ASSUMES: ``cloudpickle.cloudpickle._module_reduce(module)`` returns
+    ``(cloudpickle.cloudpickle.subimport, (name,))`` for a module it sends by
+    reference.
+
+    FALLBACK: None: modules go as cloudpickle sends them, and the receiver of a
+    function that uses one imports cloudpickle to load it; a ``RuntimeWarning``
+    says so, once per process.
+    """
+    try:
+        import cloudpickle
+
+        reduce = cloudpickle.cloudpickle._module_reduce
+        subimport = cloudpickle.cloudpickle.subimport
+        known = reduce(functools) == (subimport, ("functools",))
+    except Exception:
+        known = False
+    if not known:
+        _warn_cloudpickle("a function that uses a module makes its receiver import cloudpickle")
+        return None
+
+    from ._rebuild import import_module
+
+    def reduce_module(module: Any) -> tuple[Any, ...]:
+        reduced: tuple[Any, ...] = reduce(module)
+        if reduced[0] is subimport:
+            return (import_module, *reduced[1:])
+        return reduced
+
+    return reduce_module
 
 
 @functools.cache

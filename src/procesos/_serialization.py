@@ -72,6 +72,7 @@ from __future__ import annotations
 import copyreg
 import io
 import pickle
+import sys
 import types
 from collections import ChainMap
 from collections.abc import Callable, Iterable
@@ -81,11 +82,18 @@ from typing import Any
 from ._compat import (
     cloudpickle_code_reduce,
     cloudpickle_function_reduce_known,
-    cloudpickle_function_setstate,
+    cloudpickle_module_reduce,
     forking_reducers,
 )
+from ._rebuild import (
+    function_setstate,
+    make_cell,
+    make_code,
+    make_empty_cell,
+    make_function,
+)
 from ._shm import _transport
-from ._shm._client import DataAbandoned
+from ._shm._errors import DataAbandoned
 from ._shm._transport import (
     Frame,
     discard,
@@ -135,8 +143,6 @@ def share_main_namespace() -> None:
     Called by every start method before the child unpickles anything. (In the
     parent, the real ``__main__`` is the user's script: never written to.)
     """
-    import sys
-
     main = sys.modules.get("__main__")
     if main is not None:
         # Replaces the parent's private one, inherited by a fork. What is
@@ -185,7 +191,7 @@ def _set_function_state(func: types.FunctionType, state: tuple[Any, Any]) -> Non
                 continue
             namespace[name] = installed[name] = value
         slots = {**slots, "__globals__": {}}
-    cloudpickle_function_setstate()(func, (attributes, slots))
+    function_setstate(func, (attributes, slots))
 
 
 def _reduce_text_file(file: Any) -> tuple[Any, ...]:
@@ -193,8 +199,6 @@ def _reduce_text_file(file: Any) -> tuple[Any, ...]:
     # holds now: a snapshot that silently stops following the file. An open
     # file is refused as the standard pickler refuses a binary one; the
     # standard streams still travel by name.
-    import sys
-
     if file is sys.stdout or file is sys.stderr:
         return getattr, (sys, "stdout" if file is sys.stdout else "stderr")
     raise TypeError(
@@ -208,6 +212,14 @@ def _rebuild_code(rebuild: Callable[..., types.CodeType], args: tuple[Any, ...],
     return rebuild(*args).replace(co_filename=filename)
 
 
+def _reduce_cell(cell: types.CellType) -> tuple[Any, ...]:
+    try:
+        contents = cell.cell_contents
+    except ValueError:  # empty: a closure's name not bound yet
+        return make_empty_cell, ()
+    return make_cell, (contents,)
+
+
 def _reduce_code_keeping_its_file(code: types.CodeType) -> tuple[Any, ...]:
     # cloudpickle names every function sent by value "<dynamic-code>"; keep
     # the real file so that a child's traceback shows where the code is (and
@@ -216,6 +228,8 @@ def _reduce_code_keeping_its_file(code: types.CodeType) -> tuple[Any, ...]:
     reduce = cloudpickle_code_reduce()
     assert reduce is not None
     rebuild, args = reduce(code)
+    if rebuild is types.CodeType:
+        return make_code, (args, code.co_filename)
     return _rebuild_code, (rebuild, args, code.co_filename)
 
 
@@ -236,9 +250,14 @@ def _make_cloud_pickler() -> type:
 
     # What cloudpickle keeps private is used only where _compat finds it as
     # procesos knows it; elsewhere cloudpickle's own ways, with a warning.
-    ours: dict[type, Any] = {io.TextIOWrapper: _reduce_text_file}
+    # Cells, code and modules by procesos._rebuild's helpers, not cloudpickle's:
+    # the receiver of a function sent by value then never imports cloudpickle.
+    ours: dict[type, Any] = {io.TextIOWrapper: _reduce_text_file, types.CellType: _reduce_cell}
     if cloudpickle_code_reduce() is not None:
         ours[types.CodeType] = _reduce_code_keeping_its_file
+    reduce_module = cloudpickle_module_reduce()
+    if reduce_module is not None:
+        ours[types.ModuleType] = reduce_module
 
     class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
         """cloudpickle with multiprocessing's reducers for its own types, and
@@ -257,8 +276,8 @@ def _make_cloud_pickler() -> type:
             base = reduced[1][1]
             if not isinstance(base.get("__name__"), str):
                 return reduced  # type: ignore[no-any-return]  # no module to share
-            make, (code, _, *rest), state, items, mapping, _ = reduced
-            return (make, (code, _SharedGlobals(base), *rest), state, items, mapping,
+            _, (code, _, *rest), state, items, mapping, _ = reduced
+            return (make_function, (code, _SharedGlobals(base), *rest), state, items, mapping,
                     _set_function_state)
 
         Pickler._dynamic_function_reduce = _dynamic_function_reduce
@@ -297,13 +316,25 @@ def register_descriptor_reducer(cls: type, reducer: Callable[[Any], Any]) -> Non
     copyreg.pickle(cls, reducer)
 
 
-def _register_connections() -> None:
-    from multiprocessing import connection
+_connections_registered = False
 
+
+def _register_connections() -> None:
+    """Register ``Connection``'s reducer for plain ``pickle`` (the in-band tries
+    below) once ``multiprocessing.connection`` is loaded. Not imported for it:
+    a spawn child that never meets a connection saves its 5 ms. No connection
+    exists before that module is loaded, so each try calls this first while
+    it has not registered (``multiprocessing`` registers it for its own
+    ``ForkingPickler``, which procesos' picklers chain to, by itself)."""
+    global _connections_registered
+    connection = sys.modules.get("multiprocessing.connection")
+    if connection is None:
+        return
     # Public in CPython (3.11 to 3.14), absent from typeshed.
     reducer = getattr(connection, "reduce_connection", None)
     if reducer is not None:
         register_descriptor_reducer(connection.Connection, reducer)
+    _connections_registered = True
 
 
 _register_connections()
@@ -414,6 +445,8 @@ def plain_for_child(obj: Any) -> bytes | None:
     """*obj* as one plain pickle of the C pickler, for a worker; None when it needs
     :func:`dumps_for_child` (a large buffer, a reference to ``__main__``,
     something the C pickler refuses)."""
+    if not _connections_registered:
+        _register_connections()
     try:
         data = pickle.dumps(obj, PROTOCOL, buffer_callback=_in_band)
     except Exception:
@@ -430,6 +463,8 @@ def dumps_for_child(obj: Any) -> bytes | Frame:
     (large buffers go through shared memory, copied once it is sent).
     Raises what the pickler raised when *obj* cannot be pickled.
     """
+    if not _connections_registered:
+        _register_connections()
     try:  # plain_for_child(obj), inline: a call's few microseconds are mostly overhead like this
         data = pickle.dumps(obj, PROTOCOL, buffer_callback=_in_band)
     except _Large:
@@ -460,6 +495,8 @@ def dumps_for_parent(obj: Any, channel: str, in_band_first: bool = False) -> byt
     """
     try:
         if in_band_first:
+            if not _connections_registered:
+                _register_connections()
             try:
                 data = pickle.dumps(obj, PROTOCOL, buffer_callback=_in_band)
             except _Large:

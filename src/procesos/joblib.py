@@ -42,7 +42,7 @@ from joblib._parallel_backends import (
 )
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-from . import _errors
+from . import _errors, _pool_errors
 from ._engine._executor import Executor
 from ._joblib._pool import SHARED_POOL, Feed
 
@@ -60,7 +60,7 @@ _JOBLIB_CONFIGURE_ARGUMENTS = frozenset(
 _POOL_OPTIONS = ("retries", "context", "initializer", "initargs")
 
 
-class WorkerCrashedError(_errors.WorkerCrashedError, TerminatedWorkerError):  # type: ignore[misc]
+class WorkerCrashedError(_pool_errors.WorkerCrashedError, TerminatedWorkerError):  # type: ignore[misc]
     """A worker died while it ran a joblib batch.
 
     Both procesos' :class:`~procesos.WorkerCrashedError` and joblib's
@@ -191,7 +191,7 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
         """The batch's results, or its exception (a crash as :class:`WorkerCrashedError`)."""
         try:
             return out.result()
-        except (_errors.WorkerCrashedError, _errors.TaskTimeoutError) as error:
+        except (_pool_errors.WorkerCrashedError, _errors.TaskTimeoutError) as error:
             if isinstance(error, WorkerCrashedError):
                 raise
             batch = self._feed.batch_of(out) if self._feed is not None else None
@@ -268,7 +268,7 @@ def _describe_batch(batch: Any) -> str:
     return text
 
 
-def _as_joblib_error(error: _errors.WorkerCrashedError | _errors.TaskTimeoutError,
+def _as_joblib_error(error: _pool_errors.WorkerCrashedError | _errors.TaskTimeoutError,
                      batch: Any) -> BaseException:
     """*error* naming the joblib calls of *batch* instead of the engine's ``run_batch``;
     a crash as this module's :class:`WorkerCrashedError`."""

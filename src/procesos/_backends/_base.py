@@ -29,9 +29,9 @@ from typing import Any, ClassVar, Literal, TypeVar
 from .._engine import WorkerStats
 from .._engine._executor import AsyncMap, Executor
 from .._engine._progress import Progress
-from .._errors import ClusterWorkerCrashedError
 from .._options import check_count, check_flag, check_seconds
 from .._outcome import decode
+from .._pool_errors import ClusterWorkerCrashedError
 from ._task import Failure, RemoteCall
 
 __all__ = ["DEFAULT_SCATTER_THRESHOLD", "ClusterExecutor", "Task"]

@@ -564,8 +564,11 @@ def compile_bytecode() -> None:
     every fresh interpreter (a spawn child, a zygote child importing what its
     zygote did not preload) would compile procesos from source, which no
     installed copy does; the standard library and the peers have theirs.
+    The whole package: this module's own directory alone (what this did once
+    the module moved into ``_cli``) left the modules that a child imports stale.
     """
-    compileall.compile_dir(os.path.dirname(os.path.abspath(__file__)), quiet=1)
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    compileall.compile_dir(package, quiet=1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
-from .._errors import BrokenExecutorError
+from .._pool_errors import BrokenExecutorError
 from .._proc._context import ProcesosContext
 from ._books import Books
 from ._ending import Ending

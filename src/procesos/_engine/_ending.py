@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from .._errors import BrokenExecutorError
+from .._pool_errors import BrokenExecutorError
 from ._states import BROKEN, CLOSED, CLOSING, DISPATCHER, RUNNING, TERMINATING
 
 if TYPE_CHECKING:

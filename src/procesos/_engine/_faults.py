@@ -37,13 +37,8 @@ import time
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
-from .._errors import (
-    BrokenExecutorError,
-    SerializationError,
-    TaskTimeoutError,
-    WorkerCrashedError,
-    describe_exitcode,
-)
+from .._errors import SerializationError, TaskTimeoutError, describe_exitcode
+from .._pool_errors import BrokenExecutorError, WorkerCrashedError
 from .._trace import _state as _trace_state
 from ._crash import crash_hint, oom_kills
 from ._jobs import Batch, MapBatch, MapJob

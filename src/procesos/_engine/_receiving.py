@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._errors import BrokenExecutorError, UnpicklingError
+from .._errors import UnpicklingError
 from .._outcome import PICKLING_FAILURES, decode
+from .._pool_errors import BrokenExecutorError
 from .._serialization import loads
 from .._trace import _state as _trace_state
 from ._states import DONE, INIT_FAILED, READY, RETIRE, UNREADABLE

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from .._compat import future_internals_known
-from .._errors import BrokenExecutorError
+from .._pool_errors import BrokenExecutorError
 from ._direct import DirectFuture
 from ._future import LightFuture
 from ._jobs import Batch, Call, CallBatch, FnEntry

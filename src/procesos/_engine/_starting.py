@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from .._errors import BrokenExecutorError
+from .._pool_errors import BrokenExecutorError
 from ._states import CLOSING, RUNNING, SLOT_WIDTH
 from ._workers import WorkerHandle
 

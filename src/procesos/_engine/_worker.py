@@ -26,7 +26,6 @@ from .._compat import run_mp_exit_function
 from .._errors import PicklingError, UnpicklingError
 from .._outcome import PICKLING_FAILURES, encode_error
 from .._serialization import dumps, dumps_frame, loads
-from .._shm._write_cache import drop_all as drop_kept_mappings
 from ._messages import (
     RESULTS_CHANNEL,
     SKIP,
@@ -504,7 +503,11 @@ class _Worker:
         if config.max_memory is not None:
             # Mappings kept for the next large send hold pooled shared memory that
             # counts in this process's RSS: they are a cache, not the task's memory.
-            drop_kept_mappings()
+            # None kept while the cache's module is not loaded (nothing large sent yet):
+            # not imported for this, so that a spawn worker's start skips the client's.
+            write_cache = sys.modules.get("procesos._shm._write_cache")
+            if write_cache is not None:
+                write_cache.drop_all()
             over_memory = self.note_memory() > config.max_memory
         return over_tasks or over_memory
 

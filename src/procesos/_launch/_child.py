@@ -21,9 +21,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing import util
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .._compat import (
     adopt_resource_tracker_fd,
@@ -39,7 +38,10 @@ from ._fds import install_inherited_fds
 from ._lifetime import die_with_parent
 from ._log_config import apply_snapshot
 from ._methods import set_default
-from ._wire import ChildSetup, exit_report, frame_header
+from ._wire import ChildChannel, ChildSetup, exit_report, frame_header
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 __all__ = [
     "block_interrupts",
@@ -99,7 +101,7 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def run_process(process_obj: BaseProcess, channel: Connection, output_mode: str,
+def run_process(process_obj: BaseProcess, channel: ChildChannel | Connection, output_mode: str,
                 line_buffered: bool) -> int:
     """Run *process_obj* here, send its outcome on *channel*, return the exit code
     (*output_mode*, *line_buffered*: where the parent sends its streams, as
@@ -212,7 +214,7 @@ def _apply_setup(setup: ChildSetup, received_fds: list[int]) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _serve(channel: Connection, received_fds: list[int] | None, parent_pid: int,
+def _serve(channel: ChildChannel, received_fds: list[int] | None, parent_pid: int,
            use_pdeathsig: bool) -> int:
     share_main_namespace()
     setup: ChildSetup = pickle.loads(channel.recv_bytes())
@@ -255,7 +257,7 @@ def spawn_main(channel_fd: int, parent_thread_is_main: int,
         if std_fds:
             channel_fd = above_std_fds(channel_fd)
             install_std_fds(std_fds)
-        channel = Connection(channel_fd)
+        channel = ChildChannel(channel_fd)
         code = _serve(channel, None, os.getppid(), bool(parent_thread_is_main))
     finally:
         sys.stdout.flush()
@@ -284,7 +286,7 @@ def zygote_child_main(channel_fd: int, std_mask: int, fds: list[int], zygote_pid
         channel_fd = above_std_fds(channel_fd)
         received = [above_std_fds(fd) for fd in fds[position:]]
         install_std_fds(std_fds)
-        channel = Connection(channel_fd)
+        channel = ChildChannel(channel_fd)
         code = _serve(channel, received, zygote_pid, True)
     finally:
         try:

@@ -31,13 +31,18 @@ format, date format and style.
 
 from __future__ import annotations
 
-import logging
 import pickle
 import sys
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._compat import formatter_format
+
+if TYPE_CHECKING:
+    import logging
+
+# ``logging`` (4 ms) is imported where it is used: a child whose parent configured
+# no logging never loads it.
 
 __all__ = [
     "FormatterSpec",
@@ -49,7 +54,6 @@ __all__ = [
 ]
 
 _STDOUT, _STDERR, _FILE = "stdout", "stderr", "file"
-_STYLE_KEYS: dict[type, str] = {logging.StrFormatStyle: "{", logging.StringTemplateStyle: "$"}
 
 
 class FormatterSpec(NamedTuple):
@@ -106,13 +110,18 @@ def _formatter_spec(formatter: logging.Formatter | None) -> FormatterSpec | None
         pickled: bytes | None = pickle.dumps(formatter, pickle.HIGHEST_PROTOCOL)
     except Exception:
         pickled = None
+    import logging
+
     fmt, style_object = formatter_format(formatter)
-    style = _STYLE_KEYS.get(type(style_object), "%")
+    styles: dict[type, str] = {logging.StrFormatStyle: "{", logging.StringTemplateStyle: "$"}
+    style = styles.get(type(style_object), "%")
     return FormatterSpec(pickled, fmt, formatter.datefmt, style)
 
 
 def _kind(handler: logging.Handler) -> str | None:
     """How a snapshot carries *handler* (_STDOUT, _STDERR, _FILE), or None if it does not."""
+    import logging
+
     cls = type(handler)
     if cls is logging.FileHandler:
         return _FILE
@@ -148,6 +157,8 @@ def take_snapshot(share_fd: Callable[[int], int]) -> LoggingSnapshot | None:
     """
     if "logging" not in sys.modules:
         return None
+    import logging
+
     root = logging.root
     manager = root.manager
     handlers: list[HandlerSpec] = []
@@ -176,6 +187,8 @@ def take_snapshot(share_fd: Callable[[int], int]) -> LoggingSnapshot | None:
 
 
 def _formatter(spec: FormatterSpec | None) -> logging.Formatter | None:
+    import logging
+
     if spec is None:
         return None
     if spec.pickled is not None:
@@ -188,6 +201,8 @@ def _formatter(spec: FormatterSpec | None) -> logging.Formatter | None:
 
 
 def _build(spec: HandlerSpec, fds: list[int]) -> logging.Handler | None:
+    import logging
+
     handler: logging.Handler
     if spec.kind == _FILE:
         assert spec.target is not None
@@ -213,6 +228,8 @@ def _build(spec: HandlerSpec, fds: list[int]) -> logging.Handler | None:
 def apply_snapshot(snapshot: LoggingSnapshot, fds: list[int]) -> None:
     """Configure this process's logging as the parent's was (in a fresh child);
     *fds*: the descriptors the child received."""
+    import logging
+
     built: list[Any] = [_build(spec, fds) for spec in snapshot.handlers]
     for spec in snapshot.loggers:
         logger = logging.getLogger(spec.name)  # None: the root logger

@@ -32,15 +32,18 @@ The zygote's own request format is documented in :mod:`._zygote_server`.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
-from multiprocessing.connection import Connection
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._log_config import LoggingSnapshot
 
-__all__ = ["EXIT_REPORT", "ChildSetup", "channel_pair", "exit_report", "frame_header",
-           "read_exit_report"]
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+__all__ = ["EXIT_REPORT", "ChildChannel", "ChildSetup", "channel_pair", "exit_report",
+           "frame_header", "read_exit_report"]
 
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!iQ")
@@ -76,8 +79,58 @@ class ChildSetup(NamedTuple):
 
 def channel_pair() -> tuple[Connection, socket.socket]:
     """A parent ``Connection`` and the child's socket end of one channel."""
+    from multiprocessing.connection import Connection
+
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     return Connection(parent.detach()), child
+
+
+class ChildChannel:
+    """A started child's end of its channel: the frames of ``Connection``'s
+    ``send_bytes`` and ``recv_bytes`` over descriptor *fd*, without importing
+    ``multiprocessing.connection`` (5 ms of a spawn child's start, its
+    ``tempfile`` included). ``EOFError`` when the parent has gone."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        """The channel's descriptor."""
+        return self._fd
+
+    def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """Write one frame holding *data*."""
+        view = memoryview(data).cast("B")
+        header = frame_header(len(view))
+        if len(view) <= 16384:  # one write, as Connection does for small frames
+            self._write(header + view.tobytes())
+        else:
+            self._write(header)
+            self._write(view)
+
+    def recv_bytes(self) -> bytes:
+        """Read one frame's data."""
+        (size,) = _SHORT.unpack(self._read(_SHORT.size))
+        if size == -1:
+            (size,) = struct.unpack("!Q", self._read(8))
+        return self._read(size)
+
+    def _write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def _read(self, size: int) -> bytes:
+        chunks = []
+        while size:
+            chunk = os.read(self._fd, min(size, 1 << 30))
+            if not chunk:
+                raise EOFError("the parent closed the channel")
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
 
 
 def frame_header(size: int) -> bytes:

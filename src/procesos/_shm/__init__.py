@@ -28,8 +28,16 @@ buffers in one segment) and back; :mod:`._client` is this process's side.
 
 from __future__ import annotations
 
-from ._client import ShmError, tracker_stats
+from ._errors import ShmError
 from ._transport import discard, get_threshold, pack, set_threshold, unpack
+
+
+def tracker_stats(token: str | None = None, trim: bool = False) -> dict[str, int]:
+    """The tracker's counts, after it handled everything already sent to it
+    (see :func:`procesos._shm._client.tracker_stats`)."""
+    from ._client import tracker_stats as stats
+
+    return stats(token, trim)
 
 __all__ = ["ShmError", "discard", "get_threshold", "pack", "set_threshold", "tracker_stats",
            "unpack"]

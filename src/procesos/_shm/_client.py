@@ -33,7 +33,7 @@ import time
 import weakref
 from typing import Any
 
-from .._errors import ProcesosError
+from ._errors import DataAbandoned, ShmError
 from ._tracker import (
     AWAIT,
     HEADER,
@@ -68,15 +68,6 @@ DEFAULT_POOL_BYTES = 1 << 30
 DEFAULT_POOL_IDLE = 20.0
 
 _TRACKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tracker.py")
-
-
-class ShmError(ProcesosError):
-    """Shared memory could not be allocated, or data sent through it was lost."""
-
-
-class DataAbandoned(ShmError):
-    """The sender of a message gave up (an error, Ctrl-C) or died before its large
-    parts were written: the message is lost."""
 
 
 def _pid_alive(pid: int) -> bool:

@@ -50,33 +50,17 @@ import weakref
 from collections.abc import Callable, Iterable
 from multiprocessing import context
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import _sent
-from . import _write_cache as write_cache
-from ._client import (
-    DataAbandoned,
-    ShmError,
-    client,
-    map_segment,
-    track_mapping,
-    tree_token,
-)
-from ._copy import copy_into
-from ._tracker import (
-    ABANDONED,
-    ALLOC,
-    CLAIM,
-    DISCARD,
-    DROP,
-    OK,
-    REAP,
-    RELEASE,
-    SEAL,
-    TICKET,
-    WRITING,
-    WRITTEN,
-)
+from ._errors import DataAbandoned, ShmError
+
+if TYPE_CHECKING:
+    from ._sent import Location
+
+# The tracker's client and the segments' code (``_client``, ``_tracker``,
+# ``_sent``, ``_write_cache``, ``_copy``) load at the first frame that has a
+# part in shared memory: a process that only sends small data (a spawn child
+# that runs its target) never pays their 10 ms of imports.
 
 __all__ = [
     "MAGIC",
@@ -268,6 +252,9 @@ def _spill(collector: _Collector, reusable: bool, channel: str | None, deferred:
            ) -> tuple[bytes, str, list[int], PendingCopy | None]:
     """The frame of what *collector* holds, its tree token, its tickets, and its
     copy into the new segment when *deferred* left it to make."""
+    from ._client import client, tree_token
+    from ._tracker import ALLOC, DISCARD, DROP, OK, SEAL
+
     # Every large part (a stream chunk or an out-of-band buffer), in order: the
     # stream's parts first, then the buffers.
     inline: list[bytes] = []
@@ -359,6 +346,8 @@ class PendingCopy:
 
     def copy(self) -> None:
         """Write the data (the frame's receiver may already map the segment)."""
+        from . import _sent
+
         _copy_into(self.token, self.seg, self.path, self.capacity, self.copies)
         for start, part in self.copies:
             _sent.remember(_exporter(part), _nbytes(part), _sent.Location(
@@ -366,14 +355,20 @@ class PendingCopy:
 
     def seal(self) -> None:
         """Say that the writing is done (after :meth:`copy`)."""
+        from ._tracker import SEAL
+
         self._settle(SEAL)
 
     def abandon(self) -> None:
         """The frame will never be read (or its reader was told to give up): give
         the new segment back."""
+        from ._tracker import DROP
+
         self._settle(DROP)
 
     def _settle(self, word: str) -> None:
+        from ._client import client
+
         if not self.settled:
             self.settled = True
             self.copies = []
@@ -465,8 +460,12 @@ class Frame:
         by_token: dict[str, list[int]] = {}
         for token, ticket in tickets:
             by_token.setdefault(token, []).append(ticket)
-        for token, some in by_token.items():
-            client(token).notify(DISCARD, some)
+        if by_token:
+            from ._client import client
+            from ._tracker import DISCARD
+
+            for token, some in by_token.items():
+                client(token).notify(DISCARD, some)
 
     def _all_tickets(self) -> list[tuple[str, int]]:
         token = self._token
@@ -489,6 +488,9 @@ def reap(pid: int, channel: str, kept: Iterable[bytes | bytearray | memoryview] 
     *channel*: the frames it made for *channel* (:func:`pack`) were either
     received (claimed already, or among *kept*: received and not loaded yet)
     or never sent, and those go back to the tracker now."""
+    from ._client import client
+    from ._tracker import REAP
+
     tracker = client()
     if not tracker.may_be_running():
         return  # *pid* made no frame: it would have started one
@@ -511,7 +513,11 @@ def _exporter(part: Any) -> Any:
 def _reuse(tracker: Any, token: str, parts: list[Any], tickets: list[int],
            places: list[tuple[int, int] | None], channel: str | None) -> None:
     """Point the parts sent before, unchanged, at the segments they already lie in."""
-    found: dict[int, list[tuple[int, _sent.Location]]] = {}
+    from . import _sent
+    from . import _write_cache as write_cache
+    from ._tracker import DISCARD, OK, TICKET
+
+    found: dict[int, list[tuple[int, Location]]] = {}
     for index, part in enumerate(parts):
         if isinstance(part, memoryview) and part.obj is not None:
             where = _sent.find(part.obj, part.nbytes, token)
@@ -547,6 +553,9 @@ def _copy_into(token: str, seg: int, path: str, capacity: int,
                copies: list[tuple[int, Any]]) -> None:
     """Copy each ``(offset, data)`` into the segment through a writable mapping;
     strided numpy arrays in one strided copy each, C-ordered."""
+    from . import _write_cache as write_cache
+    from ._copy import copy_into
+
     mapping = write_cache.take(token, seg, path, capacity)
     try:
         for start, data in copies:
@@ -578,6 +587,9 @@ def ticket_made(token: str, ticket: int) -> None:
 
 
 def _discard_ticket(token: str, ticket: int) -> None:
+    from ._client import client
+    from ._tracker import DISCARD
+
     client(token).notify(DISCARD, [ticket])
 
 
@@ -612,6 +624,9 @@ def discard(data: bytes | bytearray | memoryview) -> None:
     """Say that the frame *data* will never be loaded (again): its shared memory may go."""
     parsed = _parse(data)
     if parsed is not None:
+        from ._client import client
+        from ._tracker import DISCARD
+
         (_, token, tickets, *_rest), _ = parsed
         client(token).notify(DISCARD, list(tickets))
 
@@ -641,6 +656,9 @@ def unpack(data: bytes | bytearray | memoryview) -> Any:
     if parsed is None:
         return pickle.loads(data)
     (_, token, tickets, plan, layout, pending), inline = parsed
+    from ._client import client, map_segment, track_mapping
+    from ._tracker import ABANDONED, CLAIM, OK, RELEASE, WRITING, WRITTEN
+
     tracker = client(token)
     reply = tracker.request(CLAIM, list(tickets), pending >= 0)
     if reply[0] != OK:
