@@ -757,6 +757,45 @@ def test_a_spawn_child_loads_functions_sent_by_value_without_the_heavy_imports(
         "([], 25, 120, 'outer.<locals>.inner', \"the closure's doc\", (3,), {'extra': 1}, True)")
 
 
+TREE_PROBE = """
+import os
+os.environ.pop("PROCESOS_SHM_TREE", None)  # a program of its own: it founds its tree
+
+import procesos
+
+
+def tree():
+    from procesos._shm import _client
+
+    return os.environ["PROCESOS_SHM_TREE"], _client.tree_token()
+
+
+for method in ("zygote", "spawn", "fork"):
+    p = procesos.get_context(method).Process(target=tree)
+    p.start()
+    print(method, p.result(timeout=60) == (os.environ["PROCESOS_SHM_TREE"],
+                                           os.environ["PROCESOS_SHM_TREE"].partition(":")[2]))
+    p.join()
+with open(f"/proc/{procesos.zygote_pid()}/environ", "rb") as f:
+    started_with = f.read().split(b"\\0")
+print("zygote", os.fsencode("PROCESOS_SHM_TREE=" + os.environ["PROCESOS_SHM_TREE"]) in started_with)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_every_child_and_the_zygote_belong_to_the_tree_that_import_procesos_founded(
+        tmp_path: Path) -> None:
+    # The tree (its tracker's name and secret, in PROCESOS_SHM_TREE) is decided
+    # at import, before any start: the zygote starts inside it, so its children
+    # share the parent's tracker, and the parent's environment does not change
+    # after the zygote's start (which would send every zygote child the whole
+    # environment to apply).
+    result = run_script(TREE_PROBE, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:4] == ["zygote True", "spawn True", "fork True",
+                                              "zygote True"]
+
+
 MAIN_FILE_PROBE = """
 import procesos
 

@@ -5,7 +5,8 @@ these in the stream in place of cloudpickle's own helpers, so that loading a
 lambda, a closure or a function of ``__main__`` imports this module and not
 cloudpickle (10 to 25 ms: ``inspect``, ``dataclasses``, ``logging``,
 ``platform``, ``uuid``), which a ``spawn`` child would otherwise import before
-running its target. Each does what cloudpickle's helper of the same role does
+running its target (a class sent by value still needs cloudpickle's own
+helpers). Each does what cloudpickle's helper of the same role does
 (cloudpickle 3.x); :func:`procesos._compat.cloudpickle_function_reduce_known`
 checks, with a function rebuilt by them, that cloudpickle still reduces
 functions as they expect, and procesos otherwise leaves functions to

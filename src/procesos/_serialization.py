@@ -13,9 +13,11 @@ memory is meant to be loaded once; ``dumps(obj, reusable=True)`` makes one that
 can be loaded by many receivers, until :func:`discard`.
 
 cloudpickle is imported on the first :func:`dumps` of something that is not
-plain data (importing it and what it imports takes 20 to 30 ms): a program
+plain data (importing it and what it imports takes 10 to 30 ms): a program
 that only imports procesos, and a ``spawn`` child whose result is plain data,
-never pay for it.
+never pay for it. Nor does a receiver of functions sent by value: the stream
+names :mod:`procesos._rebuild`'s helpers in place of cloudpickle's (a class
+sent by value still needs cloudpickle's).
 
 Functions sent by value share their module's globals once unpickled, as they
 did where they were defined: cloudpickle alone gives each pickle its own copy,

@@ -613,10 +613,13 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
     # and the engine's worker, even when the parent has not used the engine
     # yet: a program that starts a Process before its first pool would
     # otherwise pay for that import in every worker (4 ms of a fresh pool's
-    # first result, 10 ms); it adds nothing measurable to the zygote's USS.
+    # first result, 10 ms); it adds nothing measurable to the zygote's USS;
+    # and the shared-memory client, which a process loads at its first frame
+    # with a part in shared memory (10 ms per child otherwise).
     # Named, like any preloaded module: this layer does not depend on them.
     _preload(["procesos._launch._child", "procesos._proc._context", "cloudpickle",
-              "procesos._engine._worker"])
+              "procesos._engine._worker", "procesos._shm._client", "procesos._shm._sent",
+              "procesos._shm._write_cache", "procesos._shm._copy"])
 
     _become_like_the_parent(config)
     _snapshot_libraries()

@@ -33,6 +33,7 @@ import time
 import weakref
 from typing import Any
 
+from . import _tree
 from ._errors import DataAbandoned, ShmError
 from ._tracker import (
     AWAIT,
@@ -59,7 +60,7 @@ __all__ = [
     "tree_token",
 ]
 
-TREE_ENV = "PROCESOS_SHM_TREE"
+TREE_ENV = _tree.TREE_ENV
 POOL_ENV = "PROCESOS_SHM_POOL_BYTES"
 POOL_IDLE_ENV = "PROCESOS_SHM_POOL_IDLE"
 RUNTIME_DIR_ENV = "PROCESOS_RUNTIME_DIR"
@@ -70,29 +71,7 @@ DEFAULT_POOL_IDLE = 20.0
 _TRACKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tracker.py")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _join_or_found_tree() -> tuple[int, str]:
-    value = os.environ.get(TREE_ENV, "")
-    root, _, token = value.partition(":")
-    name, _, secret = token.partition(".")
-    if (root.isdigit() and name and secret
-            and (int(root) == os.getpid() or _pid_alive(int(root)))):
-        return int(root), token
-    token = f"{os.urandom(8).hex()}.{os.urandom(16).hex()}"
-    os.environ[TREE_ENV] = f"{os.getpid()}:{token}"
-    return os.getpid(), token
-
-
-_root_pid, _token = _join_or_found_tree()
+_root_pid, _token = _tree.root_pid, _tree.token
 
 
 def tree_token() -> str:

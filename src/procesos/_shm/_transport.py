@@ -52,6 +52,7 @@ from multiprocessing import context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import _tree  # noqa: F401  (joins or founds the process tree now: see _tree)
 from ._errors import DataAbandoned, ShmError
 
 if TYPE_CHECKING:
