@@ -12,7 +12,6 @@ import atexit
 import concurrent.futures as cf
 import functools
 import hmac
-import importlib
 import io
 import os
 import pickle
@@ -494,26 +493,19 @@ def test_function_probe_fails_and_warns_where_cloudpickle_changed(
 
 
 @pytest.mark.parametrize("change", ["missing", "other shape"])
-def test_code_probe_fails_and_warns_where_cloudpickle_changed(
-        change: str, monkeypatch: pytest.MonkeyPatch, fresh_cloudpickle_probes: None) -> None:
+@pytest.mark.parametrize(("name", "probe", "warning"), [
+    ("_code_reduce", "cloudpickle_code_reduce", "<dynamic-code>"),
+    ("_module_reduce", "cloudpickle_module_reduce", "makes its receiver import cloudpickle"),
+])
+def test_reducer_probe_fails_and_warns_where_cloudpickle_changed(
+        change: str, name: str, probe: str, warning: str, monkeypatch: pytest.MonkeyPatch,
+        fresh_cloudpickle_probes: None) -> None:
     if change == "missing":
-        monkeypatch.delattr(cloudpickle.cloudpickle, "_code_reduce")
-    else:
-        monkeypatch.setattr(cloudpickle.cloudpickle, "_code_reduce", lambda code: (code,))
-    with pytest.warns(RuntimeWarning, match="<dynamic-code>"):
-        assert _compat.cloudpickle_code_reduce() is None
-
-
-@pytest.mark.parametrize("change", ["missing", "other shape"])
-def test_module_probe_fails_and_warns_where_cloudpickle_changed(
-        change: str, monkeypatch: pytest.MonkeyPatch, fresh_cloudpickle_probes: None) -> None:
-    if change == "missing":
-        monkeypatch.delattr(cloudpickle.cloudpickle, "_module_reduce")
-    else:
-        monkeypatch.setattr(cloudpickle.cloudpickle, "_module_reduce",
-                            lambda module: (importlib.import_module, (module.__name__,)))
-    with pytest.warns(RuntimeWarning, match="makes its receiver import cloudpickle"):
-        assert _compat.cloudpickle_module_reduce() is None
+        monkeypatch.delattr(cloudpickle.cloudpickle, name)
+    else:  # a reducer whose result is not of the shape procesos knows
+        monkeypatch.setattr(cloudpickle.cloudpickle, name, lambda obj: (obj,))
+    with pytest.warns(RuntimeWarning, match=warning):
+        assert getattr(_compat, probe)() is None
 
 
 def test_a_function_sent_by_value_names_no_cloudpickle_helper_in_its_stream(

@@ -21,6 +21,7 @@ TREE_ENV = "PROCESOS_SHM_TREE"
 
 
 def _pid_alive(pid: int) -> bool:
+    # The tracker, a script that imports nothing of procesos, has its own copy.
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
