@@ -113,3 +113,14 @@ def test_the_launch_layer_and_the_process_do_not_import_the_contexts() -> None:
     graph = import_graph()
     below = [m for m in graph if m.startswith("procesos._launch")] + ["procesos._proc._process"]
     assert [m for m in below if "procesos._proc._context" in graph[m]] == []
+
+
+def test_the_bottom_modules_import_nothing_of_procesos_above_them() -> None:
+    # _compat (every private reach) and _rebuild (what a receiver rebuilds a
+    # function with) sit under every layer; the tracker and the tree's module
+    # run or load before anything else of procesos.
+    graph = import_graph()
+    assert graph["procesos._rebuild"] == set()
+    assert graph["procesos._compat"] <= {"procesos._rebuild"}
+    assert graph["procesos._shm._tree"] == set()
+    assert graph["procesos._shm._tracker"] == set()

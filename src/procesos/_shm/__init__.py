@@ -31,6 +31,9 @@ from __future__ import annotations
 from ._errors import ShmError
 from ._transport import discard, get_threshold, pack, set_threshold, unpack
 
+__all__ = ["ShmError", "discard", "get_threshold", "pack", "set_threshold", "tracker_stats",
+           "unpack"]
+
 
 def tracker_stats(token: str | None = None, trim: bool = False) -> dict[str, int]:
     """The tracker's counts, after it handled everything already sent to it
@@ -38,6 +41,3 @@ def tracker_stats(token: str | None = None, trim: bool = False) -> dict[str, int
     from ._client import tracker_stats as stats
 
     return stats(token, trim)
-
-__all__ = ["ShmError", "discard", "get_threshold", "pack", "set_threshold", "tracker_stats",
-           "unpack"]
