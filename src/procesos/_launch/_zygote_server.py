@@ -532,7 +532,7 @@ def _rehearsal() -> Callable[[], None] | None:
     from .._outcome import encode_value
     from .._serialization import dumps, loads
     from ._lifetime import _set_pdeathsig
-    from ._wire import ChildSetup
+    from ._wire import ChildChannel, ChildSetup
 
     class _NoPopen:  # lets the sample's authentication key be pickled
         @staticmethod
@@ -571,7 +571,8 @@ def _rehearsal() -> Callable[[], None] | None:
         drop_inherited_finalizers()
         try:
             left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            sender, receiver = Connection(left.detach()), Connection(right.detach())
+            # The child's end as a child has it (ChildChannel), the parent's as the parent's.
+            sender, receiver = Connection(left.detach()), ChildChannel(right.fileno())
             try:
                 for frame in (setup, process):
                     sender.send_bytes(frame)
@@ -581,7 +582,7 @@ def _rehearsal() -> Callable[[], None] | None:
                 sender.recv_bytes()
             finally:
                 sender.close()
-                receiver.close()
+                right.close()
         except Exception:
             pass  # a rehearsal only warms up
 
