@@ -216,3 +216,37 @@ def test_a_pipe_end_given_to_a_task_is_a_working_connection_in_the_worker(
     assert reader.poll(30) and reader.recv() == "hello"
     reader.close()
     writer.close()
+
+
+LATE_CONNECTION_SCRIPT = """
+import sys
+
+import procesos
+
+assert "multiprocessing.connection" not in sys.modules, "loaded by import procesos"
+from multiprocessing import Pipe  # loads it now, after procesos' pickler
+
+
+def send_through(conn, message):
+    conn.send(message)
+    return "sent"
+
+
+reader, writer = Pipe()
+with procesos.Executor(1) as ex:
+    print(ex.submit(send_through, writer, "hello").result(timeout=30))
+print(reader.recv() if reader.poll(30) else "nothing arrived")
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_connection_made_after_import_procesos_still_travels_as_a_connection(
+        tmp_path: Any) -> None:
+    # procesos registers Connection's reducer for its in-band pickling when
+    # multiprocessing.connection is loaded, no longer by importing it itself:
+    # a connection made only then must not go as its bare descriptor number.
+    from conftest import run_script
+
+    result = run_script(LATE_CONNECTION_SCRIPT, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["sent", "hello"]
