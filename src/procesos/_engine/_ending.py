@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ._jobs import Call
     from ._progress import Progress
     from ._sending import Sender
+    from ._workers import WorkerHandle
 
 __all__ = ["Ending", "cancelled"]
 
@@ -118,10 +119,13 @@ class Ending:
         self.kill_all()
         self.faults.fail_everything(error)
 
-    def kill_all(self) -> None:
-        for worker in [*self.books.workers, *self.books.leaving]:
-            if worker is not None and not worker.dead:
-                worker.kill()
+    def kill_all(self) -> list[WorkerHandle]:
+        """Kill every worker still alive (retired ones included); those killed."""
+        alive = [w for w in [*self.books.workers, *self.books.leaving]
+                 if w is not None and not w.dead]
+        for worker in alive:
+            worker.kill()
+        return alive
 
     # -- without the lock ----------------------------------------------------------------
     def release(self) -> None:
@@ -132,10 +136,7 @@ class Ending:
             if books.state != BROKEN:
                 books.state = CLOSED
             self.faults.fail_everything(cancelled())
-            ending = [w for w in [*books.workers, *books.leaving]
-                      if w is not None and not w.dead]
-            for worker in ending:
-                worker.kill()
+            ending = self.kill_all()
         # Not under the lock, which a caller reading its own worker takes to give
         # it back; nothing else closes these handles (the dispatcher is here).
         for worker in ending:

@@ -57,6 +57,7 @@ from ._states import (
 if TYPE_CHECKING:
     from ._books import Books, EngineCalls
     from ._progress import Progress
+    from ._receiving import Delivery
     from ._workers import WorkerHandle
 
 __all__ = ["HELD_RESULTS_S", "Faults"]
@@ -65,9 +66,6 @@ _STARTUP_FAILURES = 3
 _UNBLAMED_DEATHS = 3
 #: How long a worker may stay on one item before the results it logged are read.
 HELD_RESULTS_S = 0.02
-_Delivery = tuple[Batch, int, list[Any], dict[int, BaseException]]
-
-
 class Faults:
     """Death, timeout and retirement handling, over the engine's books."""
 
@@ -82,7 +80,7 @@ class Faults:
         self.progress = progress
         self.oom_seen = oom_kills()  # the system's count of OOM kills when last looked at
 
-    def on_death(self, worker: WorkerHandle, deliveries: list[_Delivery]) -> None:
+    def on_death(self, worker: WorkerHandle, deliveries: list[Delivery]) -> None:
         """A worker's sentinel fired, and the dispatcher has waited for its exit
         outside the lock: settle its tasks and start a replacement."""
         if worker in self.books.leaving:  # retired, and replaced already
@@ -136,7 +134,7 @@ class Faults:
             self.engine.break_down(
                 BrokenExecutorError(f"could not start a replacement worker: {exc}"), exc)
 
-    def recover_logged(self, worker: WorkerHandle, batch: Batch, deliveries: list[_Delivery],
+    def recover_logged(self, worker: WorkerHandle, batch: Batch, deliveries: list[Delivery],
                        died: bool = True) -> None:
         """Deliver what *worker* logged for *batch* beyond what it reported
         (:mod:`._results_log`): after its death, or while it stays on one item."""
@@ -172,7 +170,7 @@ class Faults:
             self.books.records[worker.slot].tasks += count
         deliveries.append((batch, offset, values, errors))
 
-    def deliver_held_results(self, deliveries: list[_Delivery]) -> bool:
+    def deliver_held_results(self, deliveries: list[Delivery]) -> bool:
         """Results of finished items must not wait behind a slow one: deliver what
         each worker that stayed on one item for ``HELD_RESULTS_S`` logged. Whether
         a worker may hold some (look again in ``HELD_RESULTS_S``)."""
@@ -218,7 +216,7 @@ class Faults:
         self._start_replacement(worker.slot)
 
     def _settle_crash(self, worker: WorkerHandle, exitcode: int | None, seq: int, rss: int,
-                      batches: list[Batch], deliveries: list[_Delivery]
+                      batches: list[Batch], deliveries: list[Delivery]
                       ) -> tuple[list[Batch], bool]:
         """Fail or retry the item that was running; the batches to send again, and
         whether an item was blamed for the death.
@@ -250,7 +248,7 @@ class Faults:
         return parts + others, True
 
     def _blame(self, worker: WorkerHandle, exitcode: int | None, rss: int, batch: Batch,
-               offset: int, deliveries: list[_Delivery], loading: bool) -> list[Batch]:
+               offset: int, deliveries: list[Delivery], loading: bool) -> list[Batch]:
         """Item *offset* of *batch* ended its worker: fail it, or send it again if it has
         retries left (the part to send)."""
         error = self._crash_error(worker, exitcode, rss, batch, offset, loading)
@@ -271,7 +269,7 @@ class Faults:
         return []
 
     def _lost_chunk(self, worker: WorkerHandle, exitcode: int | None, rss: int, batch: Batch,
-                    deliveries: list[_Delivery]) -> list[Batch]:
+                    deliveries: list[Delivery]) -> list[Batch]:
         """The worker died in a chunk of quick items, run without a record per item:
         which one ended it is unknown, and the results of those that had finished
         were lost. With retries left they run again, one by one (an attempt each);
@@ -302,7 +300,7 @@ class Faults:
         return []
 
     def _unblamed(self, worker: WorkerHandle, exitcode: int | None, rss: int, first: Batch,
-                  deliveries: list[_Delivery]) -> list[Batch]:
+                  deliveries: list[Delivery]) -> list[Batch]:
         if worker.ready:  # else the count of failed starts bounds it
             first.deaths += 1
         if first.deaths < _UNBLAMED_DEATHS:

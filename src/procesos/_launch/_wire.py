@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
 __all__ = ["EXIT_REPORT", "ChildChannel", "ChildSetup", "channel_pair", "exit_report",
-           "frame_header", "read_exit_report"]
+           "frame_header", "read_exactly", "read_exit_report"]
 
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!iQ")
@@ -123,14 +123,19 @@ class ChildChannel:
             view = view[os.write(self._fd, view):]
 
     def _read(self, size: int) -> bytes:
-        chunks = []
-        while size:
-            chunk = os.read(self._fd, min(size, 1 << 30))
-            if not chunk:
-                raise EOFError("the parent closed the channel")
-            chunks.append(chunk)
-            size -= len(chunk)
-        return b"".join(chunks)
+        return read_exactly(self._fd, size)
+
+
+def read_exactly(fd: int, size: int) -> bytes:
+    """*size* bytes read from descriptor *fd*; ``EOFError`` if the parent has gone first."""
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 30))
+        if not chunk:
+            raise EOFError("the parent has gone (end of file)")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 def frame_header(size: int) -> bytes:

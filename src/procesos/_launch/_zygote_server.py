@@ -65,6 +65,7 @@ from typing import NamedTuple, NoReturn
 # the zygote's alone (about 3 MiB of USS) in a parent that never loaded it.
 from .._compat import compare_digest
 from .._wait import readable
+from ._wire import read_exactly
 
 __all__ = ["MirrorRequest", "StartRefused", "ZygoteConfig", "main", "refuse_starts"]
 
@@ -95,16 +96,6 @@ class ZygoteConfig(NamedTuple):
     # The real path of the parent's module for each preloaded name that has one:
     # a module of that name found elsewhere here is not the parent's (dropped).
     preload_files: dict[str, str] = {}
-
-
-def _read_exactly(fd: int, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = os.read(fd, size - len(data))
-        if not chunk:
-            raise EOFError("the parent closed the pipe")
-        data += chunk
-    return data
 
 
 def _recv_exactly(conn: socket.socket, size: int) -> bytes:
@@ -596,8 +587,8 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
     # until the child runs its target. Not SIG_IGN: a child would inherit that.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        (size,) = struct.unpack("!I", _read_exactly(alive_fd, 4))
-        config: ZygoteConfig = pickle.loads(_read_exactly(alive_fd, size))
+        (size,) = struct.unpack("!I", read_exactly(alive_fd, 4))
+        config: ZygoteConfig = pickle.loads(read_exactly(alive_fd, size))
     except EOFError:
         os._exit(0)
     # From here on the parent writes nothing more: a readable pipe is its end.

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Process"]
 
+
 class Process(BaseProcess):
     """A process that runs ``target(*args, **kwargs)``, like ``multiprocessing.Process``.
 
