@@ -1,9 +1,13 @@
 """Short-lived workers, side by side: a pool whose every worker runs one task, then is replaced.
 
 ``Pool(4, maxtasksperchild=1).map(square, range(N), chunksize=1)``: procesos'
-``Pool`` (its default start method, the zygote) against the standard
-library's ``Pool`` under ``fork``, run alternately in this interpreter, the
-pool's creation and shutdown included. Also the CPU time: the parent's, and
+``Pool`` (its default start method, the zygote), whose workers fork per task
+(each task in a fork of a worker that stays), and the same with
+``PROCESOS_FORK_PER_TASK=0`` (a new worker from the zygote per task; switched
+here in the module, not in the environment, which the zygote would then send to
+every child since it differs from the zygote's own), against
+the standard library's ``Pool`` under ``fork``, run alternately in this
+interpreter, the pool's creation and shutdown included. Also the CPU time: the parent's, and
 that of everything else (the standard library's workers; the zygote with the
 workers it forked and reaped).
 
@@ -21,6 +25,9 @@ import sys
 import time
 
 import procesos
+from procesos._engine import _api as api
+
+FORK_PER_TASK = api.TASK_FORK_SUPPORTED
 
 
 def square(x: int) -> int:
@@ -39,7 +46,9 @@ def _zygote_cpu() -> float:
 
 def run(label: str, tasks: int) -> tuple[float, float, float]:
     """Wall seconds, parent CPU seconds, other CPU seconds of one map."""
-    pool_class = procesos.Pool if label == "procesos" else multiprocessing.get_context("fork").Pool
+    pool_class = (multiprocessing.get_context("fork").Pool if label == "stdlib fork"
+                  else procesos.Pool)
+    api.TASK_FORK_SUPPORTED = label != "procesos, worker per task" and FORK_PER_TASK
     zygote_before = _zygote_cpu()
     before, start = os.times(), time.perf_counter()
     with pool_class(4, maxtasksperchild=1) as pool:
@@ -60,7 +69,7 @@ def main() -> int:
     args = parser.parse_args()
     with procesos.Pool(1) as pool:  # the zygote, up before the first measure
         pool.map(square, range(2))
-    labels = ("procesos", "stdlib fork")
+    labels = ("procesos", "procesos, worker per task", "stdlib fork")
     rows: dict[str, list[tuple[float, float, float]]] = {label: [] for label in labels}
     load = os.getloadavg()[0]
     for _ in range(args.runs):
@@ -71,11 +80,11 @@ def main() -> int:
           f"{os.cpu_count()} CPUs")
     print(f"# python benchmarks/bench_short_workers.py --tasks {args.tasks} --runs {args.runs}")
     reference = statistics.median(r[0] for r in rows["stdlib fork"])
-    print(f"{'pool':<12} {'wall s (median)':>16} {'vs fork':>8} {'parent CPU s':>13} "
+    print(f"{'pool':<26} {'wall s (median)':>16} {'vs fork':>8} {'parent CPU s':>13} "
           f"{'other CPU s':>12}")
     for label, results in rows.items():
         wall = statistics.median(r[0] for r in results)
-        print(f"{label:<12} {wall:>16.2f} {wall / reference:>7.2f}x "
+        print(f"{label:<26} {wall:>16.2f} {wall / reference:>7.2f}x "
               f"{statistics.median(r[1] for r in results):>13.2f} "
               f"{statistics.median(r[2] for r in results):>12.2f}")
     return 0

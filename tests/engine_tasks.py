@@ -65,7 +65,10 @@ def hang_on(x: int, bad: int, fifo: str) -> int:
 
 
 def record_start_and_block(directory: str, x: int) -> int:
-    Path(directory, f"started-{os.getpid()}-{x}").touch()
+    """Leave a file named after this process (holding its parent's pid); block for good."""
+    Path(directory, f"started-{os.getpid()}-{x}.tmp").write_text(str(os.getppid()))
+    os.rename(Path(directory, f"started-{os.getpid()}-{x}.tmp"),
+              Path(directory, f"started-{os.getpid()}-{x}"))
     threading.Event().wait()
     return x
 
@@ -340,3 +343,30 @@ def sum_with_a_pool_of_its_own(n: int) -> int:
 
     with procesos.Pool(2, context="fork") as pool:
         return sum(pool.map(abs, range(-n, 0)))
+
+
+def pids_of(x: int) -> tuple[int, int, int]:
+    """The item, this process's pid and its parent's."""
+    return x, os.getpid(), os.getppid()
+
+
+def remember_pid() -> None:
+    """An initializer: note the pid of the process it runs in."""
+    STATE["initialized_in"] = os.getpid()
+
+
+def initialized_here(x: int) -> bool:
+    """Whether remember_pid() ran in this very process."""
+    return STATE.get("initialized_in") == os.getpid()
+
+
+def _start_an_idle_thread() -> str:
+    threading.Thread(target=threading.Event().wait, name="started-by-load", daemon=True).start()
+    return "loaded"
+
+
+class StartsThreadWhenLoaded:
+    """An argument whose unpickling starts a thread in the process that loads it."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _start_an_idle_thread, ()

@@ -608,3 +608,26 @@ def test_pickling_falls_back_to_what_a_new_forking_pickler_holds(tmp_path: Path)
     result = run_script(RENAMED_REGISTRY_SCRIPT, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["rebuilt", "token", "sent", "hello"]
+
+
+def test_after_fork_hooks_run_and_their_fallback_runs_nothing() -> None:
+    # In a fresh interpreter: the hooks of this process's objects (queues, locks)
+    # must not run in the test's own process, which did not fork.
+    script = textwrap.dedent("""
+        from multiprocessing import util
+        from procesos import _compat
+
+        class Holder:
+            pass
+
+        holder = Holder()
+        util.register_after_fork(holder, lambda obj: print("hook ran"))
+        _compat.run_mp_after_forkers()
+        del util._run_after_forkers
+        _compat.run_mp_after_forkers()
+        print("then nothing")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n") == ["hook ran", "then nothing", ""]

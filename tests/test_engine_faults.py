@@ -374,10 +374,10 @@ def test_imap_over_an_endless_generator_reads_input_lazily() -> None:
         results.close()
 
 
-def _script(tmp_path: Path, body: str) -> subprocess.Popen[str]:
+def _script(tmp_path: Path, body: str, *args: str) -> subprocess.Popen[str]:
     script = tmp_path / "script.py"
     script.write_text(f"import sys\nsys.path.insert(0, {str(TESTS)!r})\n{body}")
-    return subprocess.Popen([sys.executable, str(script), str(tmp_path)], text=True,
+    return subprocess.Popen([sys.executable, str(script), str(tmp_path), *args], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -391,7 +391,7 @@ def _wait_for_files(directory: Path, pattern: str, count: int, seconds: float = 
 _BLOCKING_MAP = """
 import os, procesos
 from engine_tasks import record_start_and_block
-ex = procesos.Executor(2)
+ex = procesos.Executor(2, max_tasks_per_worker=int(sys.argv[2]) or None)
 open(os.path.join(sys.argv[1], "zygote.tmp"), "w").write(str(procesos.zygote_pid()))
 os.rename(os.path.join(sys.argv[1], "zygote.tmp"), os.path.join(sys.argv[1], "zygote"))
 list(ex.map(record_start_and_block, [sys.argv[1]] * 10, range(10)))
@@ -399,17 +399,21 @@ list(ex.map(record_start_and_block, [sys.argv[1]] * 10, range(10)))
 
 
 def _pids(tmp_path: Path) -> list[int]:
-    """The zygote's and the workers' pids (each task's marker file names its worker)."""
-    workers = {int(p.name.split("-")[1]) for p in tmp_path.glob("started-*")}
-    return [int((tmp_path / "zygote").read_text()), *workers]
+    """The zygote's, the workers' and the tasks' pids (each task's marker file names
+    its process and holds its parent's: its worker's, if a worker forked it)."""
+    started = list(tmp_path.glob("started-*[0-9]"))
+    processes = {int(p.name.split("-")[1]) for p in started}
+    processes |= {int(p.read_text()) for p in started}
+    return [int((tmp_path / "zygote").read_text()), *processes]
 
 
 @pytest.mark.timeout(60)
-def test_ctrl_c_during_a_map_ends_everything_promptly(tmp_path: Path) -> None:
-    proc = _script(tmp_path, _BLOCKING_MAP)
+@pytest.mark.parametrize("max_tasks", [0, 1])  # 1: a worker forks per task
+def test_ctrl_c_during_a_map_ends_everything_promptly(tmp_path: Path, max_tasks: int) -> None:
+    proc = _script(tmp_path, _BLOCKING_MAP, str(max_tasks))
     try:
         _wait_for_files(tmp_path, "zygote", 1)
-        _wait_for_files(tmp_path, "started-*", 2)
+        _wait_for_files(tmp_path, "started-*[0-9]", 2)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -422,11 +426,12 @@ def test_ctrl_c_during_a_map_ends_everything_promptly(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_killed_parent_leaves_no_orphans(tmp_path: Path) -> None:
-    proc = _script(tmp_path, _BLOCKING_MAP)
+@pytest.mark.parametrize("max_tasks", [0, 1])  # 1: a worker forks per task
+def test_killed_parent_leaves_no_orphans(tmp_path: Path, max_tasks: int) -> None:
+    proc = _script(tmp_path, _BLOCKING_MAP, str(max_tasks))
     try:
         _wait_for_files(tmp_path, "zygote", 1)
-        _wait_for_files(tmp_path, "started-*", 2)
+        _wait_for_files(tmp_path, "started-*[0-9]", 2)
         proc.kill()
         proc.communicate(timeout=30)
     finally:
@@ -450,6 +455,25 @@ def test_what_cannot_be_unpickled_in_the_worker_fails_only_its_task() -> None:
                            match="the function could not be unpickled in the worker"):
             ex.submit(LoadsNowhere(), 3).result(timeout=60)
         assert ex.submit(abs, -1).result(timeout=60) == 1
+
+
+@pytest.mark.parametrize("fork_per_task", ["1", "0"])
+@pytest.mark.parametrize("max_tasks", [1, 2])
+def test_what_cannot_be_unpickled_does_not_use_up_a_limited_workers_tasks(
+        max_tasks: int, fork_per_task: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker never ran the item whose argument it could not load: it must
+    # still take max_tasks tasks (it once waited for them while the parent,
+    # having counted that item, sent it nothing: the pool hung).
+    monkeypatch.setenv("PROCESOS_FORK_PER_TASK", fork_per_task)
+    with procesos.Executor(1, max_tasks_per_worker=max_tasks) as ex:
+        for _ in range(2):
+            with pytest.raises(procesos.SerializationError, match="arguments could not"):
+                ex.submit(abs, LoadsNowhere()).result(timeout=60)
+            with pytest.raises(procesos.SerializationError, match="function could not"):
+                ex.submit(LoadsNowhere(), 3).result(timeout=60)
+            mapped = list(ex.map(LoadsNowhere(), [1, 2], return_exceptions=True))
+            assert all(isinstance(r, procesos.SerializationError) for r in mapped), mapped
+            assert [ex.submit(abs, -x).result(timeout=60) for x in range(3)] == [0, 1, 2]
 
 
 def _main_thread_waits() -> bool:
@@ -615,9 +639,12 @@ def test_a_call_sent_ahead_to_a_worker_stopped_for_ctrl_c_still_runs(tmp_path: P
 
 
 @pytest.mark.timeout(120)
-def test_workers_that_each_run_one_task_are_replaced_by_the_starter_thread() -> None:
+def test_workers_that_each_run_one_task_are_replaced_by_the_starter_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # Under the zygote the replacements start in a thread of their own while the
-    # dispatcher serves the other workers: none lost, none doubled.
+    # dispatcher serves the other workers: none lost, none doubled. (Else such
+    # workers fork per task and are never replaced: test_task_fork.py.)
+    monkeypatch.setenv("PROCESOS_FORK_PER_TASK", "0")
     with procesos.Executor(3, max_tasks_per_worker=1) as ex:
         pids = list(ex.map(pid_of, range(40)))
         replacements = sum(s.replacements for s in ex.stats())

@@ -2,9 +2,10 @@
 
 Random sequences of submit(), map/imap/imap_unordered with random chunk sizes,
 cancel() and shutdown(cancel_futures=...), on an Executor or a Pool under each
-start method, of tasks that return, raise, run past the per-task timeout, or
-end their worker (in the body, while their argument is unpickled, while their
-result is pickled). After every step and at the end: each task's outcome is
+start method, with or without one task per worker (which forks per task), of
+tasks that return, raise, run past the per-task timeout, or end their worker
+(in the body, while their argument is unpickled, while their result is
+pickled). After every step and at the end: each task's outcome is
 the one the model allows, no task body ran twice (retries=0; marker files
 count the runs), every future resolves, and once the pool has ended, the
 engine holds no task's argument and no thread of it is left (the suite's
@@ -100,16 +101,21 @@ class EngineModel(RuleBasedStateMachine):
         self.futures: list[tuple[Task, Any]] = []
         self.open = True
 
-    @initialize(kind=st.sampled_from(["executor", "pool"]), method=st.sampled_from(START_METHODS))
-    def start(self, kind: str, method: str) -> None:
+    @initialize(kind=st.sampled_from(["executor", "pool"]), method=st.sampled_from(START_METHODS),
+                one_task=st.booleans())
+    def start(self, kind: str, method: str, one_task: bool) -> None:
         directory = self.tmp / f"run-{os.urandom(6).hex()}"
         directory.mkdir()
         self.directory = str(directory)
         self.kind = kind
+        # One task per worker: on Linux each task runs in a fork of its worker.
+        max_tasks = 1 if one_task else None
         if kind == "executor":
-            self.pool = procesos.Executor(2, context=method, timeout=TASK_TIMEOUT_S)
+            self.pool = procesos.Executor(2, context=method, timeout=TASK_TIMEOUT_S,
+                                          max_tasks_per_worker=max_tasks)
         else:
-            self.pool = procesos.Pool(2, context=method, timeout=TASK_TIMEOUT_S)
+            self.pool = procesos.Pool(2, context=method, timeout=TASK_TIMEOUT_S,
+                                      maxtasksperchild=max_tasks)
 
     def _task(self, action: str) -> Task:
         task = Task(len(self.tasks), action, self.directory)

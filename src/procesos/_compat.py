@@ -58,6 +58,7 @@ __all__ = [
     "reap_ended_children",
     "resource_tracker_fd",
     "run_exit_handlers",
+    "run_mp_after_forkers",
     "run_mp_exit_function",
     "shm_open",
     "shm_unlink",
@@ -326,6 +327,21 @@ def drop_inherited_finalizers() -> None:
     registry = getattr(util, "_finalizer_registry", None)
     if isinstance(registry, dict):
         registry.clear()
+
+
+def run_mp_after_forkers() -> None:
+    """Run what ``multiprocessing.util.register_after_fork`` registered, as a
+    forked ``multiprocessing`` child does (``BaseProcess._bootstrap``).
+
+    ASSUMES: ``multiprocessing.util._run_after_forkers`` exists. FALLBACK: nothing;
+    the objects concerned (locks, queues, managers' proxies) then keep the
+    state they had in the process that forked, which had not used them.
+    """
+    from multiprocessing import util
+
+    after_forkers = getattr(util, "_run_after_forkers", None)
+    if after_forkers is not None:
+        after_forkers()
 
 
 def flush_std_streams() -> None:

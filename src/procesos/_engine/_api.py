@@ -21,6 +21,7 @@ from ._jobs import MapJob
 from ._progress import Progress
 from ._states import CLOSING, RUNNING
 from ._stats import WorkerStats
+from ._task_fork import SUPPORTED as TASK_FORK_SUPPORTED
 from ._worker import WorkerConfig
 
 __all__ = ["Engine", "MapJob", "WorkerStats", "create_engine", "default_workers"]
@@ -54,6 +55,18 @@ def spin_ns() -> int:
     return micros * 1000 if default_workers() > 1 else 0
 
 
+FORK_PER_TASK_ENV = "PROCESOS_FORK_PER_TASK"
+
+
+def fork_per_task(max_tasks: int | None, max_memory: int | None) -> bool:
+    """Whether workers run each task in a fork of themselves (:mod:`._task_fork`):
+    one task per worker, no memory limit (a child's memory is not the worker's),
+    Linux, and ``PROCESOS_FORK_PER_TASK`` not ``0``."""
+    if max_tasks != 1 or max_memory is not None or not TASK_FORK_SUPPORTED:
+        return False
+    return os.environ.get(FORK_PER_TASK_ENV, "1").strip() not in ("0", "")
+
+
 def create_engine(*, max_workers: int | None, initializer: Callable[..., object] | None,
                   initargs: Iterable[Any], max_tasks_per_worker: int | None,
                   max_memory_per_worker: int | str | None, timeout: float | None, retries: int,
@@ -75,7 +88,8 @@ def create_engine(*, max_workers: int | None, initializer: Callable[..., object]
     initargs = check_args("initargs", initargs)
     progress = check_flag("progress", progress)
     config = WorkerConfig(initializer, initargs, max_tasks_per_worker,
-                          memory_limit, threads_per_worker, spin_ns())
+                          memory_limit, threads_per_worker, spin_ns(),
+                          fork_per_task(max_tasks_per_worker, memory_limit))
     engine = Engine(resolve_context(context), workers, config, timeout=timeout,
                     retries=retries, progress=Progress() if progress else None,
                     closed_message=closed_message, closed_error=closed_error)

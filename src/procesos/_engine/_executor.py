@@ -37,6 +37,8 @@ class Executor(futures.Executor):
       :class:`~procesos.BrokenExecutorError` with its traceback attached;
     * *max_tasks_per_worker*: a worker is replaced after that many tasks
       (``max_tasks_per_child``, ``ProcessPoolExecutor``'s name, is accepted);
+      with 1, on Linux, each task runs in a fork of a worker that stays (the
+      initializer runs in each), faster than a new worker per task;
     * *max_memory_per_worker*: bytes, or a size such as ``"2GB"`` or
       ``"512MiB"``; a worker whose resident memory is above it after a task
       is replaced;

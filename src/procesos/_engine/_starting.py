@@ -106,7 +106,9 @@ class Starter:
 
     def _new_worker(self, slot: int) -> WorkerHandle:
         config = self.config
-        return WorkerHandle(self.ctx, slot, self.books.slots_array, config, config.max_tasks,
+        # A mother (fork per task) never retires: each of its tasks has a process.
+        budget = None if config.fork_per_task else config.max_tasks
+        return WorkerHandle(self.ctx, slot, self.books.slots_array, config, budget,
                             self.books.logs_array)
 
     def _install(self, worker: WorkerHandle, replacement: bool) -> None:

@@ -18,12 +18,13 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from functools import partial
 from itertools import starmap
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple, NoReturn
 
 from .._compat import run_mp_exit_function
-from .._errors import PicklingError, UnpicklingError
+from .._errors import PicklingError, UnpicklingError, describe_exitcode
 from .._outcome import PICKLING_FAILURES, encode_error
 from .._serialization import dumps, dumps_frame, loads
 from ._messages import (
@@ -51,6 +52,7 @@ from ._states import (
     STOP,
     UNREADABLE,
 )
+from ._task_fork import Ended, TaskForker, end_like
 from ._threads import limit_threads
 
 __all__ = ["FN_CACHE_SIZE", "WorkerConfig", "resident_bytes", "worker_main"]
@@ -76,6 +78,7 @@ class WorkerConfig(NamedTuple):
     max_memory: int | None
     threads: int | None
     spin_ns: int = 0  # how long to poll for the next batch before sleeping
+    fork_per_task: bool = False  # run each task in a fork of the worker (:mod:`._task_fork`)
 
 
 class _FnError:
@@ -254,6 +257,30 @@ class _Worker:
         self.unlimited = config.max_tasks is None and config.max_memory is None
         self.log = ResultLog(log, slot) if log is not None else None
         self.early: _EarlyResults | None = None  # started with the first quick batch
+        # A mother (fork per task) runs the initializer in each child, unless it
+        # must run a task itself (a thread of its own runs: no fork then).
+        self.forker = TaskForker() if config.fork_per_task else None
+        self.initialized = False
+
+    def initialize(self) -> bool:
+        """Run the pool's initializer; whether it returned (else the parent was told)."""
+        config = self.config
+        self.initialized = True
+        if config.initializer is None:
+            return True
+        try:
+            config.initializer(*config.initargs)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            import logging
+
+            # Logged here as concurrent.futures logs it, and sent: the parent
+            # fails the pool with it.
+            logging.getLogger("procesos").critical("Exception in initializer:", exc_info=True)
+            self.send((INIT_FAILED, encode_error(exc, _user_traceback(exc), RESULTS_CHANNEL)))
+            return False
+        return True
 
     # -- sending -----------------------------------------------------------
     def send(self, header: tuple[Any, ...], payload: bytes = b"") -> None:
@@ -353,8 +380,19 @@ class _Worker:
             self.send((UNREADABLE, batch_id, items))
             return
         if style != CALL and isinstance(table[0], _FnError):
+            # Each item's outcome is that error: they count as tasks (the parent
+            # counted them against a task limit), though no process ran them.
             errors = [(i, table[0].frame) for i in range(len(items))]
-            self.flush(batch_id, 0, [None] * len(items), errors, 0)
+            self.tasks_done += len(items)
+            retire = self.forker is None and self.over_limits()
+            self.flush(batch_id, 0, [None] * len(items), errors, 0,
+                       len(items) if retire else None)
+            return
+        if self.forker is not None and self.forker.usable():
+            self.run_forked(batch_id, seq_base, style, timed, table, items)
+            return
+        if not self.initialized and not self.initialize():
+            self.retired = True  # the parent fails the pool
             return
         if (style == CALL and len(items) == 1 and not timed and items[0] is not SKIP
                 and self.unlimited):
@@ -406,6 +444,69 @@ class _Worker:
             errors = [(i - sent, frame) for i, frame in errors if i >= sent]
         if values or not sent or retire_at is not None:
             self.flush(batch_id, sent, values, errors, busy, retire_at)
+
+    def run_forked(self, batch_id: int, seq_base: int, style: int, timed: bool,
+                   table: list[Any], items: Any) -> None:
+        """Run each item of a batch in a fork of this worker (:mod:`._task_fork`).
+
+        The progress slot names the item (and its start, if timed) before the
+        fork: a child that dies at any point dies in it, and the parent blames
+        it. Each child reports its one item (``flush`` at its offset), so the
+        batch's results arrive in order, as run_tracked's pieces do.
+        """
+        forker = self.forker
+        assert forker is not None
+        slot, base = self.slot, self.base
+        if self.log is not None and len(items) > 1:
+            self.log.reset(seq_base)  # nothing logged: each item is reported at once
+        for i, item in enumerate(items):
+            if timed:  # the start first: the parent reads the sequence number first
+                slot[base + SLOT_START] = time.monotonic_ns()
+            slot[base + SLOT_SEQ] = seq_base + i
+            if item is SKIP:
+                self.flush(batch_id, i, [None], [], 0)
+                continue
+            ended = forker.run(partial(self._run_in_child, batch_id, i, style, table, item),
+                               _end_task_process)
+            if ended is not None:
+                self._follow(ended)
+            self.tasks_done += 1
+
+    def _follow(self, ended: Ended) -> NoReturn:
+        """A mother's child died before it reported: end as it ended. One that
+        died in the initializer breaks the pool, as an initializer that raises."""
+        if self.config.initializer is not None and not ended.initialized:
+            error = RuntimeError(f"the process it ran in {describe_exitcode(ended.exitcode)}")
+            self.send((INIT_FAILED, encode_error(error, None, RESULTS_CHANNEL)))
+        end_like(ended.status)
+
+    def _run_in_child(self, batch_id: int, offset: int, style: int, table: list[Any],
+                      item: Any) -> None:
+        """In the child of a mother: the initializer, the item, its report."""
+        _ForkWatch.start()
+        if self.config.initializer is not None:
+            if not self.initialize():
+                raise SystemExit(1)  # the parent was told; the mother follows
+            assert self.forker is not None
+            self.forker.initialized()
+        errors: list[tuple[int, bytes]] = []
+        clock = time.monotonic_ns
+        start = clock()
+        try:
+            if style == ONE:
+                value = table[0](item)
+            elif style == CALL:
+                value = _call_item(table, item, errors, 0)
+            else:
+                value = table[0](*item)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            errors.append((0, _error_frame(exc)))
+            value = None
+        if _ForkWatch.forked:
+            _ForkWatch.leave()
+        self.flush(batch_id, offset, [value], errors, clock() - start)
 
     def run_one(self, batch_id: int, seq: int, table: list[Any],
                 item: tuple[int, tuple[Any, ...], dict[str, Any]]) -> None:
@@ -540,19 +641,8 @@ def worker_main(channel: tuple[Connection, Connection], progress: Any, slot: int
         limit_threads(config.threads)
     _ForkWatch.start()
     worker = _Worker(channel, progress, slot, config, log)
-    if config.initializer is not None:
-        try:
-            config.initializer(*config.initargs)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:
-            import logging
-
-            # Logged here as concurrent.futures logs it, and sent: the parent
-            # fails the pool with it.
-            logging.getLogger("procesos").critical("Exception in initializer:", exc_info=True)
-            worker.send((INIT_FAILED, encode_error(exc, _user_traceback(exc), RESULTS_CHANNEL)))
-            return
+    if worker.forker is None and not worker.initialize():
+        return
     worker.note_memory()
     worker.send((READY, os.getpid()))
     stop = threading.Event()
@@ -564,6 +654,8 @@ def worker_main(channel: tuple[Connection, Connection], progress: Any, slot: int
         worker.serve()
     finally:
         stop.set()
+        if worker.forker is not None:
+            worker.forker.finish()
     _leave_despite_stray_threads()
 
 
@@ -592,6 +684,14 @@ def _leave_despite_stray_threads() -> None:
     sys.stderr.write(
         f"procesos: worker {os.getpid()} leaves the pool while threads started by its tasks "
         f"still run ({', '.join(stray)}); they end with it\n")
+    run_mp_exit_function()
+    _flush_and_exit()
+
+
+def _end_task_process() -> NoReturn:
+    """End a mother's child after its task: as a worker leaves (its threads get
+    their grace, multiprocessing's exit handler flushes its queues), at once."""
+    _leave_despite_stray_threads()
     run_mp_exit_function()
     _flush_and_exit()
 

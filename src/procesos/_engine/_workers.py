@@ -283,6 +283,8 @@ class WorkerHandle:
         batch = self.outstanding.pop(batch_id, None)
         if batch is not None:
             batch.lost()
+            if self._budget is not None:
+                self._budget += batch.n  # none of them ran: the worker still takes as many
         return batch
 
     def take_all_lost(self) -> list[Batch]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .._wait import readable
 
-__all__ = ["die_with_parent"]
+__all__ = ["death_signal_available", "die_with_parent", "kill_with_parent", "watcher_threads"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -51,6 +51,26 @@ def _set_pdeathsig(sig: int) -> bool:
         return False
 
 
+def death_signal_available() -> bool:
+    """Whether the kernel can kill a child when its parent dies (Linux's prctl found)."""
+    return _PRCTL is not None
+
+
+def kill_with_parent() -> bool:
+    """Ask for ``SIGKILL`` when the thread that forked this process ends; whether
+    the kernel took the request (the caller checks ``os.getppid()`` after it)."""
+    return _set_pdeathsig(signal.SIGKILL)
+
+
+def watcher_threads() -> frozenset[threading.Thread]:
+    """The threads :func:`die_with_parent` started in this process (they hold no lock:
+    a fork beside them is safe)."""
+    return frozenset(_watchers)
+
+
+_watchers: list[threading.Thread] = []
+
+
 def _watch(fd: int) -> None:
     try:
         readable([fd])
@@ -72,5 +92,7 @@ def die_with_parent(parent_pid: int, channel_fd: int, use_pdeathsig: bool) -> No
         if os.getppid() != parent_pid:
             os._exit(1)
         return
-    threading.Thread(target=_watch, args=(channel_fd,), name="procesos-parent-watch",
-                     daemon=True).start()
+    watcher = threading.Thread(target=_watch, args=(channel_fd,), name="procesos-parent-watch",
+                               daemon=True)
+    _watchers.append(watcher)
+    watcher.start()
