@@ -54,14 +54,14 @@ __all__ = ["SUPPORTED", "Ended", "TaskForker", "end_like"]
 SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "fork") and death_signal_available()
 
 _REPORTED = b"\x01"
-_INITIALIZED = b"\x02"
+_INITIALIZER_DONE = b"\x02"
 
 
 class Ended(NamedTuple):
     """How a child that never reported ended."""
 
     status: int  # its wait status
-    initialized: bool  # whether it said its initializer returned
+    initializer_done: bool  # whether it said its initializer returned or was reported
 
     @property
     def exitcode(self) -> int:
@@ -73,7 +73,7 @@ class TaskForker:
     """The mother's side: fork a child per task, wait until it reported or died."""
 
     def __init__(self) -> None:
-        # A child writes one byte here once its result is on the worker's pipe.
+        # A child's marks: its initializer is done; its result is on the worker's pipe.
         self.reported_r, self.reported_w = os.pipe()
         os.set_blocking(self.reported_r, False)
         self.exiting: list[int] = []  # children that reported and may still be exiting
@@ -90,6 +90,7 @@ class TaskForker:
         (:func:`end_like`) after what it has to tell the parent."""
         self._reap(block=False)
         flush_std_streams()  # else what they hold would come out twice
+        mother = os.getpid()
         if threading.active_count() > 1:  # the parent watcher only (usable())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -97,20 +98,21 @@ class TaskForker:
         else:
             pid = os.fork()
         if pid == 0:
-            self._child(task, leave)
+            self._child(mother, task, leave)
         return self._wait(pid)
 
-    def initialized(self) -> None:
-        """In the child: the initializer returned (a child that dies before did not)."""
-        os.write(self.reported_w, _INITIALIZED)
+    def initializer_done(self) -> None:
+        """In the child: the initializer returned, or raised and the child told the
+        parent so (a child that dies before did neither)."""
+        os.write(self.reported_w, _INITIALIZER_DONE)
 
     def finish(self) -> None:
         """Wait for the children still exiting (their queues flush, their threads end)."""
         self._reap(block=True)
 
     # -- the child ---------------------------------------------------------------------
-    def _child(self, task: Callable[[], None], leave: Callable[[], object]) -> None:
-        mother = os.getppid()
+    def _child(self, mother: int, task: Callable[[], None],
+               leave: Callable[[], object]) -> NoReturn:
         code = 1
         try:
             if not kill_with_parent() or os.getppid() != mother:
@@ -168,7 +170,7 @@ class TaskForker:
         marks += self._read_marks()
         if _REPORTED in marks:
             return None
-        return Ended(status, _INITIALIZED in marks)
+        return Ended(status, _INITIALIZER_DONE in marks)
 
     def _reap(self, block: bool) -> None:
         still = []

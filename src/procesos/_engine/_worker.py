@@ -475,7 +475,7 @@ class _Worker:
     def _follow(self, ended: Ended) -> NoReturn:
         """A mother's child died before it reported: end as it ended. One that
         died in the initializer breaks the pool, as an initializer that raises."""
-        if self.config.initializer is not None and not ended.initialized:
+        if self.config.initializer is not None and not ended.initializer_done:
             error = RuntimeError(f"the process it ran in {describe_exitcode(ended.exitcode)}")
             self.send((INIT_FAILED, encode_error(error, None, RESULTS_CHANNEL)))
         end_like(ended.status)
@@ -485,10 +485,11 @@ class _Worker:
         """In the child of a mother: the initializer, the item, its report."""
         _ForkWatch.start()
         if self.config.initializer is not None:
-            if not self.initialize():
-                raise SystemExit(1)  # the parent was told; the mother follows
+            returned = self.initialize()  # if not, the parent was told why
             assert self.forker is not None
-            self.forker.initialized()
+            self.forker.initializer_done()
+            if not returned:
+                raise SystemExit(1)  # the mother follows
         errors: list[tuple[int, bytes]] = []
         clock = time.monotonic_ns
         start = clock()
@@ -654,8 +655,8 @@ def worker_main(channel: tuple[Connection, Connection], progress: Any, slot: int
         worker.serve()
     finally:
         stop.set()
-        if worker.forker is not None:
-            worker.forker.finish()
+    if worker.forker is not None:
+        worker.forker.finish()
     _leave_despite_stray_threads()
 
 
