@@ -455,6 +455,51 @@ print("parent done")
     assert lines[-1] == "parent done"
 
 
+_PRINT_THEN_RESULT = """
+import sys
+import procesos as mp
+
+def work(x):
+    print(f"task {x}", flush=True)
+    return x
+
+def say(text):
+    # One write: print() makes two, between which the relay's write of another
+    # worker's line may land when a full buffer is flushed (as the standard
+    # library's workers' writes may land between two flushes of the parent's).
+    sys.stdout.write(text + "\\n")
+
+max_tasks = int(sys.argv[1]) or None
+with mp.Executor(2, max_tasks_per_worker=max_tasks) as ex:
+    for x in range(30):
+        say(f"result {ex.submit(work, x).result()}")
+    for x in ex.map(work, range(30, 60), chunksize=1):
+        say(f"result {x}")
+with mp.Pool(2, maxtasksperchild=max_tasks) as pool:
+    for x in pool.imap(work, range(60, 90)):
+        say(f"result {x}")
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("max_tasks", [0, 1])  # 1: each task in a fork of its worker
+def test_what_a_task_prints_comes_before_what_the_caller_prints_of_its_result(
+        max_tasks: int, tmp_path: Path) -> None:
+    # The worker prints, then sends its result; the lines and the result travel
+    # different pipes, yet the caller's print of the result must come after
+    # the task's line, as when the worker writes to the terminal itself.
+    script = tmp_path / "script.py"
+    script.write_text(_PRINT_THEN_RESULT)
+    result = subprocess.run([sys.executable, str(script), str(max_tasks)], capture_output=True,
+                            text=True, timeout=100, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sorted(lines) == sorted([f"task {x}" for x in range(90)]
+                                   + [f"result {x}" for x in range(90)])
+    late = [x for x in range(90) if lines.index(f"task {x}") > lines.index(f"result {x}")]
+    assert not late, f"these tasks' lines came after their results: {late}"
+
+
 def test_a_child_of_a_child_is_relayed_through_both(ctx: procesos.ProcesosContext) -> None:
     def outer() -> None:
         inner = procesos.Process(target=print_lines, args=("from the grandchild",))

@@ -242,6 +242,7 @@ def _settle_answer(engine: DirectEngine, worker: WorkerHandle, future: DirectFut
 
         _tasks.ran(recorder, worker, batch, offset, 1, (), busy_ns, ended_ns, pickle_ns,
                    len(payload))
+    worker.sync_output()
     try:
         future.set_result(value)
     except InvalidStateError:  # cancelled by shutdown meanwhile

@@ -39,7 +39,7 @@ from ._progress import Progress
 from ._receiving import Delivery, Receiver, decode_payload, deliver
 from ._sending import Sender
 from ._starting import Starter
-from ._states import CLOSED, CLOSING, READING, RUNNING, TERMINATING
+from ._states import CLOSED, CLOSING, DONE, READING, RUNNING, TERMINATING
 from ._stats import WorkerStats
 from ._worker import WorkerConfig
 from ._workers import POLL_IN, WorkerHandle
@@ -318,6 +318,8 @@ class Engine:
             # relayed output, at most 5 s), outside the lock, which on_death needs.
             worker.process.join(5.0)
         decoded = [(w, h, decode_payload(h, p), len(p)) for w, h, p in arrived]
+        for worker in {w for w, h, _ in arrived if h[0] == DONE}:
+            worker.sync_output()
         deliveries: list[Delivery] = []
         on_message = self.receiver.on_message
         with self.books.lock:

@@ -50,6 +50,8 @@ class Receiver:
         over as the dispatcher would."""
         decoded = [(header, decode_payload(header, payload), len(payload))
                    for header, payload in frames]
+        if any(header[0] == DONE for header, _ in frames):
+            worker.sync_output()
         deliveries: list[Delivery] = []
         with self.books.lock:
             for header, values, nbytes in decoded:

@@ -39,7 +39,7 @@ import os
 import select
 from collections import OrderedDict, deque
 from multiprocessing import Pipe
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._proc._context import ProcesosContext
 from .._serialization import reap
@@ -67,6 +67,9 @@ from ._states import (
 )
 from ._worker import FN_CACHE_SIZE, WorkerConfig, worker_main
 
+if TYPE_CHECKING:
+    from .._output._pipes import ChildOutput
+
 __all__ = ["POLL_IN", "WorkerHandle"]
 
 POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
@@ -75,6 +78,8 @@ POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 # (fs.pipe-user-pages-soft, 64 MiB), past which every new pipe of that user,
 # in any program, gets 8 KiB. 256 KiB x 2 pipes x 64 workers stays under it.
 PIPE_SIZE = 1 << 18
+#: The longest a result waits for the lines its worker printed before it.
+OUTPUT_SYNC_S = 1.0
 
 
 def _enlarge(fd: int) -> None:
@@ -119,6 +124,10 @@ class WorkerHandle:
         os.set_blocking(self.out_fd, False)
         self.sentinel: int = self.process.sentinel
         self.pid: int = self.process.pid  # type: ignore[assignment,unused-ignore]
+        # Its relayed stdout and stderr (None when inherited): what it printed
+        # before a result is delivered before that result (sync_output).
+        self.output: ChildOutput | None = getattr(
+            getattr(self.process, "_popen", None), "output", None)
         self.reader = FrameReader(self.fd)
         self.outbox: deque[memoryview] = deque()
         self.outstanding: OrderedDict[int, Batch] = OrderedDict()  # in the order sent
@@ -367,6 +376,14 @@ class WorkerHandle:
         self.outstanding[batch_id] = batch
         if self._budget is not None:
             self._budget -= batch.n
+
+    def sync_output(self) -> None:
+        """Before its results are handed on: deliver what it printed so far (the
+        lines a task printed come before what the caller prints of its result).
+        At most :data:`OUTPUT_SYNC_S`: output stuck behind a stream nobody reads
+        must not hold results back for good."""
+        if self.output is not None:
+            self.output.deliver_before(OUTPUT_SYNC_S)
 
     def write(self, parts: list[bytes]) -> None:
         """Write *parts* now, queueing what the pipe does not take."""

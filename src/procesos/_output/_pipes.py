@@ -11,6 +11,7 @@ writes into the redirected stream.
 from __future__ import annotations
 
 import os
+import select
 import sys
 import threading
 import time
@@ -50,6 +51,10 @@ class ChildOutput:
         self._finish_requested = False
         self._deliveries: list[threading.Event] = []
         self._deliveries_lock = threading.Lock()
+        #: True while the relay handles what it found in the pipes: set before it
+        #: reads them, cleared once it has written what it read.
+        self.relaying = False
+        self._poller: select.poll | None = None
 
     def attach(self) -> None:
         """The child has its ends: close ours and start relaying."""
@@ -93,6 +98,25 @@ class ChildOutput:
         if not self.done.is_set():
             relay().deliver(self)
             _wait_for_the_relay(event, timeout)
+
+    def deliver_before(self, timeout: float) -> None:
+        """Before what the child sends next is handed on (a pool worker's result):
+        deliver what it has written so far.
+
+        A relay round trip only when there is something: the pipes hold data,
+        or the relay is handling what it read from them. Looked at in that
+        order: data the relay takes out of the pipes after the first look was
+        taken with ``relaying`` set, so it is never missed.
+        """
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            for sink in self.sinks:
+                if sink.fd >= 0:
+                    poller.register(sink.fd, select.POLLIN)
+        if not poller.poll(0) and not self.relaying:
+            return
+        self.deliver_written(timeout)
 
     def delivered(self) -> None:
         """Called by the relay: what was written has been delivered."""

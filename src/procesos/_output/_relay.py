@@ -170,13 +170,20 @@ class _RelayLoop:
         """Relay what is ready, serve the requests; True when the thread should end."""
         touched: list[LineSink] = []
         woken = False
+        relaying = []
         for key, _ in ready:
             if key.data is None:
                 woken = True
             else:
-                self._read_once(key.data, touched)
+                sink = key.data
+                if sink.owner is not None:  # before the read: see deliver_before()
+                    sink.owner.relaying = True
+                    relaying.append(sink.owner)
+                self._read_once(sink, touched)
         for sink in touched:
             sink.flush()
+        for owner in relaying:
+            owner.relaying = False
         return (woken or self.stopping) and self._serve_requests()
 
     def _read_once(self, sink: LineSink, touched: list[LineSink]) -> None:
@@ -228,11 +235,13 @@ class _RelayLoop:
         output.delivered()
 
     def _deliver(self, output: ChildOutput) -> None:
+        output.relaying = True  # see ChildOutput.deliver_before()
         for sink in output.sinks:
             if self._read_all(sink):
                 self._close(sink)
             else:
                 sink.flush()
+        output.relaying = False
         output.delivered()
 
     def _read_all(self, sink: LineSink) -> bool:
