@@ -360,6 +360,11 @@ def initialized_here(x: int) -> bool:
     return STATE.get("initialized_in") == os.getpid()
 
 
+def initialized_here_and_pid(x: object) -> tuple[bool, int]:
+    """Whether remember_pid() ran in this very process, and its pid."""
+    return STATE.get("initialized_in") == os.getpid(), os.getpid()
+
+
 def _start_an_idle_thread() -> str:
     threading.Thread(target=threading.Event().wait, name="started-by-load", daemon=True).start()
     return "loaded"
