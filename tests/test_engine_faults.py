@@ -46,12 +46,14 @@ from procesos._engine._batching import MAX_CHUNK
 TESTS = Path(__file__).resolve().parent
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("max_tasks", [None, 1])  # 1: a task's process is a fork of its worker
 @pytest.mark.parametrize("method", START_METHODS)
 @pytest.mark.parametrize("how", ["sigkill", "exit", "segfault"])
-def test_worker_killed_mid_task_fails_only_its_tasks(method: str, how: str) -> None:
+def test_worker_killed_mid_task_fails_only_its_tasks(method: str, how: str,
+                                                     max_tasks: int | None) -> None:
     if how == "segfault" and method != "zygote":
         pytest.skip("one start method is enough for the third way to die")
-    with procesos.Executor(2, context=method) as ex:
+    with procesos.Executor(2, context=method, max_tasks_per_worker=max_tasks) as ex:
         results = list(ex.map(die_on, range(20), [7] * 20, [how] * 20, return_exceptions=True))
         assert [r for i, r in enumerate(results) if i != 7] == [i * 10 for i in range(20) if i != 7]
         error = results[7]

@@ -3,7 +3,8 @@ runs in a fork of a worker that stays (``procesos._engine._task_fork``), and the
 faults look as they do without it: a task that ends its process fails alone (or
 is retried), a hung one times out and its process is gone, the initializer runs
 in each task's process, Ctrl-C and a killed parent leave nothing behind (those
-two in test_engine_faults.py, parametrized)."""
+three, killed tasks under each start method among them, in
+test_engine_faults.py, parametrized)."""
 
 from __future__ import annotations
 
@@ -68,23 +69,6 @@ def test_a_pool_with_maxtasksperchild_1_gives_every_item_of_a_chunk_its_own_proc
 def test_the_initializer_runs_in_each_tasks_process() -> None:
     with procesos.Executor(2, max_tasks_per_worker=1, initializer=remember_pid) as ex:
         assert list(ex.map(initialized_here, range(12))) == [True] * 12
-
-
-@pytest.mark.parametrize("method", START_METHODS)
-@pytest.mark.parametrize("how", ["sigkill", "exit", "segfault"])
-def test_a_task_that_ends_its_process_fails_alone_and_says_how(method: str, how: str) -> None:
-    if how == "segfault" and method != "zygote":
-        pytest.skip("one start method is enough for the third way to die")
-    with procesos.Executor(2, context=method, max_tasks_per_worker=1) as ex:
-        results = list(ex.map(die_on, range(10), [4] * 10, [how] * 10, return_exceptions=True))
-        assert [r for i, r in enumerate(results) if i != 4] == [i * 10 for i in range(10) if i != 4]
-        error = results[4]
-        assert isinstance(error, procesos.WorkerCrashedError)
-        assert "task 4 of map(die_on)" in str(error)
-        expected = {"sigkill": "SIGKILL", "exit": "exited with code 3", "segfault": "SIGSEGV"}
-        assert expected[how] in str(error)
-        assert ex.submit(square, 5).result(timeout=60) == 25  # and the pool goes on
-        assert sum(s.crashes for s in ex.stats()) == 1
 
 
 def test_a_submitted_task_that_ends_its_process_fails_alone() -> None:
