@@ -375,3 +375,12 @@ class StartsThreadWhenLoaded:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _start_an_idle_thread, ()
+
+
+def make_a_result_frame_and_die(megabytes: int) -> None:
+    """Pickle a large result for the parent (into shared memory), then die before sending it."""
+    from procesos._engine._messages import RESULTS_CHANNEL
+    from procesos._serialization import dumps
+
+    dumps(bytearray(megabytes << 20), channel=RESULTS_CHANNEL)
+    os._exit(5)

@@ -26,6 +26,7 @@ from engine_tasks import (
     init_that_raises,
     initialized_here,
     initialized_here_and_pid,
+    make_a_result_frame_and_die,
     pids_of,
     put_square,
     record_start_and_block,
@@ -35,6 +36,7 @@ from engine_tasks import (
     square,
 )
 from procesos._engine._task_fork import SUPPORTED
+from procesos._shm import tracker_stats
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(not SUPPORTED, reason="a worker forks per task on Linux only")]
@@ -101,6 +103,16 @@ def test_a_hung_task_times_out_and_its_process_is_gone(method: str, tmp_path: Pa
     assert len(started) == 1
     pid = int(started[0].name.split("-")[1])
     assert not still_alive([pid], timeout=10)  # the kernel killed it with its worker
+
+
+def test_what_a_dead_tasks_process_made_for_the_parent_is_freed() -> None:
+    # Made in shared memory for the results channel, never sent: the parent frees
+    # it when the worker that forked that process has died after it.
+    with procesos.Executor(1, max_tasks_per_worker=1) as ex:
+        with pytest.raises(procesos.WorkerCrashedError, match="exited with code 5"):
+            ex.submit(make_a_result_frame_and_die, 8).result(timeout=60)
+        assert ex.submit(square, 3).result(timeout=60) == 9
+        assert tracker_stats()["segment_bytes"] < 8 << 20
 
 
 def test_an_argument_that_cannot_be_unpickled_fails_only_its_task() -> None:

@@ -39,9 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError, TaskTimeoutError, describe_exitcode
 from .._pool_errors import BrokenExecutorError, WorkerCrashedError
+from .._serialization import reap
 from .._trace import _state as _trace_state
 from ._crash import crash_hint, oom_kills
 from ._jobs import Batch, MapBatch, MapJob
+from ._messages import RESULTS_CHANNEL
 from ._results_log import ERROR, load_entry, read_log
 from ._states import (
     CLOSING,
@@ -50,6 +52,7 @@ from ._states import (
     SLOT_RSS,
     SLOT_SEQ,
     SLOT_START,
+    SLOT_TASK_PID,
     SLOT_WIDTH,
     STOPPING,
 )
@@ -91,8 +94,13 @@ class Faults:
         exitcode = worker.process.exitcode
         base = worker.slot * SLOT_WIDTH
         seq, rss = self.books.slots[base + SLOT_SEQ], self.books.slots[base + SLOT_RSS]
+        task_pid = self.books.slots[base + SLOT_TASK_PID]
         batches = worker.take_all_lost()
         worker.close()
+        if task_pid:
+            # Its last task's process (a fork of it, which it outlived at most
+            # briefly): the result frames that process made and never sent.
+            reap(task_pid, RESULTS_CHANNEL)
         self.books.workers[worker.slot] = None
         record = self.books.records[worker.slot]
         record.worker_ended()

@@ -56,9 +56,10 @@ Error frames are :mod:`procesos._outcome` frames. A progress slot is
 ``SLOT_WIDTH`` int64 in shared memory per worker: current item's sequence
 number (0 before the first; minus a batch's first sequence number while the
 worker unpickles that batch), its start (``time.monotonic_ns``), the worker's
-resident memory. Beside it, each worker logs the outcomes of a tracked batch's
-finished items in shared memory before it starts the next
-(:mod:`._results_log`).
+resident memory, and the pid of the process that runs the item when it is
+not the worker (one task per worker: :mod:`._task_fork`). Beside it, each
+worker logs the outcomes of a tracked batch's finished items in shared
+memory before it starts the next (:mod:`._results_log`).
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from __future__ import annotations
 __all__ = [
     "BROKEN", "CALL", "CLOSED", "CLOSING", "DEAD", "DISPATCHER", "DONE", "INIT_FAILED", "ONE",
     "READING", "READY", "RETIRE", "RETIRING", "RUN", "RUNNING", "SERVING", "SLOT_RSS", "SLOT_SEQ",
-    "SLOT_START", "SLOT_WIDTH", "STAR", "STOP", "STOPPING", "TERMINATING", "UNREADABLE",
-    "WAITING",
+    "SLOT_START", "SLOT_TASK_PID", "SLOT_WIDTH", "STAR", "STOP", "STOPPING", "TERMINATING",
+    "UNREADABLE", "WAITING",
 ]
 
 # Message kinds: the first element of every header (parent -> worker: RUN, STOP).
@@ -43,7 +43,7 @@ RUN, STOP, READY, INIT_FAILED, DONE, UNREADABLE, RETIRE = range(7)
 # How a RUN batch's items are called: fn(item), fn(*item), or each its own call.
 ONE, STAR, CALL = range(3)
 # A worker's progress slot in shared memory: its width in int64, and what each holds.
-SLOT_WIDTH, SLOT_SEQ, SLOT_START, SLOT_RSS = 4, 0, 1, 2
+SLOT_WIDTH, SLOT_SEQ, SLOT_START, SLOT_RSS, SLOT_TASK_PID = 4, 0, 1, 2, 3
 
 # The engine's states.
 RUNNING, CLOSING, TERMINATING, BROKEN, CLOSED = (

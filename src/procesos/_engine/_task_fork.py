@@ -83,11 +83,13 @@ class TaskForker:
         current, watchers = threading.current_thread(), watcher_threads()
         return all(t is current or t in watchers for t in threading.enumerate())
 
-    def run(self, task: Callable[[], None], leave: Callable[[], object]) -> Ended | None:
+    def run(self, task: Callable[[], None], leave: Callable[[], object],
+            started: Callable[[int], object]) -> Ended | None:
         """Run *task* (which reports its result) in a fork of this process, then
-        *leave* there (it ends the process). None once the child reported; else
-        how it ended, for the caller to end this process the same way
-        (:func:`end_like`) after what it has to tell the parent."""
+        *leave* there (it ends the process); *started* gets the child's pid here
+        first. None once the child reported; else how it ended, for the caller
+        to end this process the same way (:func:`end_like`) after what it has
+        to tell the parent."""
         self._reap(block=False)
         flush_std_streams()  # else what they hold would come out twice
         mother = os.getpid()
@@ -99,6 +101,7 @@ class TaskForker:
             pid = os.fork()
         if pid == 0:
             self._child(mother, task, leave)
+        started(pid)
         return self._wait(pid)
 
     def initializer_done(self) -> None:

@@ -48,6 +48,7 @@ from ._states import (
     SLOT_RSS,
     SLOT_SEQ,
     SLOT_START,
+    SLOT_TASK_PID,
     SLOT_WIDTH,
     STOP,
     UNREADABLE,
@@ -467,10 +468,14 @@ class _Worker:
                 self.flush(batch_id, i, [None], [], 0)
                 continue
             ended = forker.run(partial(self._run_in_child, batch_id, i, style, table, item),
-                               _end_task_process)
+                               _end_task_process, self._note_task_process)
             if ended is not None:
                 self._follow(ended)
             self.tasks_done += 1
+
+    def _note_task_process(self, pid: int) -> None:
+        # For the parent, should this worker die: it reaps what that process sent.
+        self.slot[self.base + SLOT_TASK_PID] = pid
 
     def _follow(self, ended: Ended) -> NoReturn:
         """A mother's child died before it reported: end as it ended. One that
