@@ -471,7 +471,6 @@ class _Worker:
                                _end_task_process, self._note_task_process)
             if ended is not None:
                 self._follow(ended)
-            self.tasks_done += 1
 
     def _note_task_process(self, pid: int) -> None:
         # For the parent, should this worker die: it reaps what that process sent.
