@@ -54,7 +54,7 @@ POINTS = [
     ("_zygote_server.py", "            message, fds, _, _ = socket.recv_fds(handoff, _REQUEST.size, _MAX_FDS)\n",
      "            T('spare: woken, has the request')\n", False),
     ("_zygote_server.py", "            os.write(status_w, _STATUS_WORD.pack(pid))\n", "            T('zygote: pid written')\n", False),
-    ("_zygote_server.py", "        self.spare = _Spare(pid, ours)\n", "        T('zygote: next spare forked')\n", False),
+    ("_zygote_server.py", "        self.spare = _Spare(pid, ours, time.monotonic())\n", "        T('zygote: next spare forked')\n", False),
     ("_zygote_server.py", "            if self.wake_r in ready:\n", "                T('zygote: woken by SIGCHLD')\n", False),
     ("_zygote_server.py",
      "                    os.write(status_w, _STATUS_WORD.pack(os.waitstatus_to_exitcode(status)))\n",
@@ -126,6 +126,39 @@ for k, v in samples.items():
     print(f"{k}\\t{statistics.median(v) * 1e6:.0f}")
 '''
 
+# A program that starts processes in a loop: blocks of one method, alternated.
+# CPU: the whole machine's busy time (/proc/stat) over the block, per start.
+LOOP_BLOCKS = '''
+import os, statistics, sys, time, multiprocessing
+import procesos
+def noop():
+    pass
+def busy():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4]
+tick = 1 / os.sysconf("SC_CLK_TCK")
+ctxs = {"procesos zygote": procesos.get_context("zygote"),
+        "stdlib fork": multiprocessing.get_context("fork")}
+walls = {k: [] for k in ctxs}
+cpu = {k: [0.0, 0] for k in ctxs}
+blocks, size = int(sys.argv[1]), 50
+for i in range(1 + blocks):
+    for k, ctx in ctxs.items():
+        time.sleep(0.05)  # the other method's leftovers (a spare's fork, its rehearsal) done
+        b0 = busy()
+        for _ in range(size):
+            t = time.perf_counter(); p = ctx.Process(target=noop); p.start(); p.join()
+            if i:
+                walls[k].append(time.perf_counter() - t)
+        if i:
+            cpu[k][0] += (busy() - b0) * tick
+            cpu[k][1] += size
+for k in ctxs:
+    print(f"{k}\\t{statistics.median(walls[k]) * 1e6:.0f}\\t{statistics.fmean(walls[k]) * 1e6:.0f}"
+          f"\\t{cpu[k][0] / cpu[k][1] * 1e6:.0f}")
+'''
+
 
 def instrumented_copy(directory: str) -> str:
     src = os.path.join(directory, "src")
@@ -169,9 +202,13 @@ def main() -> int:
         open(log, "w").close()
         env = dict(os.environ, PYTHONPATH=src, PROCESOS_TRACE_LOG=log)
         env.pop("PROCESOS_START_METHOD", None)
+        plain_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
         untraced = subprocess.run([sys.executable, "-c", UNTRACED, str(args.runs), gap],
                                   capture_output=True, text=True, check=True, cwd=directory,
-                                  env={k: v for k, v in env.items() if k != "PYTHONPATH"})
+                                  env=plain_env)
+        loop = subprocess.run([sys.executable, "-c", LOOP_BLOCKS, str(max(1, args.runs // 50))],
+                              capture_output=True, text=True, check=True, cwd=directory,
+                              env=plain_env)
         subprocess.run([sys.executable, "-c", LOOP, log, str(args.runs), gap], check=True,
                        cwd=directory, env=env)
         with open(log) as f:
@@ -190,10 +227,16 @@ def main() -> int:
     gap_option = f" --gap {args.gap:g}" if args.gap else ""
     print(f"# python benchmarks/bench_start_breakdown.py --runs {args.runs}{gap_option}   "
           f"(load average {load:.2f} -> {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs)")
-    print("\nUntraced, same run, median µs of create + start + join:")
+    pause = f"each after {args.gap:g} ms" if args.gap else "back to back"
+    print(f"\nUntraced, same run, median µs of create + start + join (the methods take turns, {pause}):")
     for line in untraced.stdout.strip().splitlines():
         label, micros = line.split("\t")
         print(f"  {label:<40} {micros:>6}")
+    print("\nA loop of starts of one method (blocks of 50, alternated), µs a start:")
+    print(f"  {'':<24} {'median':>7} {'mean':>7} {'CPU':>7}")
+    for line in loop.stdout.strip().splitlines():
+        label, median, mean, used = line.split("\t")
+        print(f"  {label:<24} {median:>7} {mean:>7} {used:>7}")
     print("\nTraced (each point ~5 µs), median µs from Process() on; step: from the point above")
     print(f"| {'point':<36} | {'at µs':>7} | {'step µs':>7} | {'seen in':>7} |")
     print(f"|{'-' * 38}|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|")

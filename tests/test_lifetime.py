@@ -385,6 +385,38 @@ def test_a_spare_killed_while_it_waits_is_replaced() -> None:
     assert procesos.zygote_pid() == zygote
 
 
+def test_the_next_spare_waits_for_a_lone_start_and_not_in_a_loop_of_starts() -> None:
+    from procesos._launch._zygote_server import _SPARE_DELAY, SpareTiming
+
+    timing = SpareTiming()
+    assert timing.delay(set(), 100.0) is None  # nothing started yet: fork it now
+    timing.started(1, 100.0, spare_age=1.0)
+    # A lone start: the spare waits for that child to end, or for the delay.
+    assert timing.delay({1}, 100.0) == pytest.approx(_SPARE_DELAY)
+    assert timing.delay(set(), 100.0) is None  # it has ended
+    assert timing.delay({1}, 100.0 + _SPARE_DELAY) is None  # waited long enough
+    # A start that finds a young spare: still so.
+    timing.started(2, 101.0, spare_age=_SPARE_DELAY / 2)
+    assert timing.delay({2}, 101.0) == pytest.approx(_SPARE_DELAY)
+    # One that finds none (a loop of starts): the next spares come at once,
+    # however young the child, as long as the spares found are young.
+    timing.started(3, 102.0, spare_age=None)
+    assert timing.delay({3}, 102.0) is None
+    timing.started(4, 103.0, spare_age=_SPARE_DELAY / 2)
+    assert timing.delay({4}, 103.0) is None
+    # A start that finds a spare that has waited: waiting costs nothing again.
+    timing.started(5, 104.0, spare_age=_SPARE_DELAY)
+    assert timing.delay({5}, 104.0) == pytest.approx(_SPARE_DELAY)
+
+
+def test_a_loop_of_starts_back_to_back_runs_every_child_and_leaves_none() -> None:
+    zygote = running_zygote()
+    pids = {start_and_result() for _ in range(30)}  # the next spare forked at once
+    assert len(pids) == 30  # each its own process
+    assert procesos.zygote_pid() == zygote
+    assert survivors(list(pids)) == []
+
+
 def where_am_i() -> tuple[str, str | None, str | None]:
     return os.getcwd(), os.environ.get("PROCESOS_TEST_VARIABLE"), os.environ.get("HOME")
 
