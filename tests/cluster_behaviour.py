@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import procesos
-from cluster_tasks import add, fail_on, sleep_then, sleep_then_mark, square, total
+from cluster_tasks import add, fail_on, sleep_then, sleep_then_mark, square, stop_on, total
 from conftest import run_script
 
 MakeExecutor = Callable[..., Any]
@@ -169,6 +169,15 @@ class ClusterExecutorBehaviour:
         # shutdown() waited for what was running; the cancelled rest never ran.
         ran = [m for m in markers if Path(m).exists()]
         assert len(ran) < len(markers)
+
+    def test_a_task_that_raises_stop_iteration_does_not_end_a_map_silently(
+            self, make_executor: MakeExecutor) -> None:
+        with make_executor() as ex:
+            with pytest.raises(RuntimeError, match="StopIteration") as caught:
+                list(ex.map(stop_on, [1, 2, 3]))
+            assert isinstance(caught.value.__cause__, StopIteration)
+            values = list(ex.map(stop_on, [1, 2, 3], return_exceptions=True))
+            assert values[0] == 10 and isinstance(values[1], StopIteration) and values[2] == 30
 
     def test_options_the_backend_cannot_honour_raise_not_implemented(
             self, make_executor: MakeExecutor) -> None:

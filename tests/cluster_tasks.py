@@ -22,6 +22,13 @@ def fail_on(x: int, bad: int = 2) -> int:
     return x
 
 
+def stop_on(x: int, bad: int = 2) -> int:
+    """x * 10, but StopIteration for *bad* (a helper that calls next() past the end)."""
+    if x == bad:
+        next(iter(()))
+    return x * 10
+
+
 def sleep_then(seconds: float, value: object = None) -> object:
     time.sleep(seconds)
     return value

@@ -31,6 +31,13 @@ def fail_on(x: int, bad: int = 2) -> int:
     return x
 
 
+def stop_on(x: int, bad: int = 2) -> int:
+    """x * 10, but StopIteration for *bad* (a helper that calls next() past the end)."""
+    if x == bad:
+        next(iter(()))
+    return x * 10
+
+
 def die_on(x: int, bad: int, how: str) -> int:
     """Kill this worker when *x* is *bad*."""
     if x == bad:

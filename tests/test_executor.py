@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
+import gc
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,14 +20,17 @@ from conftest import run_script
 from engine_tasks import (
     add,
     block_on_fifo,
+    counted,
     engine_modules,
     fail_on,
     found_libraries_without_a_scan,
     get_state,
     openblas_threads,
     pid_of,
+    runs_of,
     set_state,
     square,
+    stop_on,
     thread_limits,
 )
 
@@ -554,3 +561,91 @@ def test_a_memory_limit_may_be_a_size_with_its_unit(size: object, expected: int)
     assert check_bytes("max_memory_per_worker", size) == expected
     with procesos.Executor(1, max_memory_per_worker=size) as ex:  # type: ignore[arg-type]
         assert ex.submit(abs, -3).result(timeout=60) == 3
+
+
+def _maps_of_the_two_apis(
+    kind: str, directory: str, items: Any,
+) -> tuple[Any, Callable[[], Iterator[int]]]:
+    """An open executor or pool, and a function that starts a map of
+    ``counted(directory, x)`` over *items* on it (Executor.map, Pool.imap or
+    Pool.imap_unordered) and returns its iterator."""
+    fn = functools.partial(counted, directory)
+    if kind == "executor":
+        ex = procesos.Executor(2)
+        return ex, lambda: ex.map(fn, items)
+    pool = procesos.Pool(2)
+    method = pool.imap if kind == "imap" else pool.imap_unordered
+    return pool, lambda: method(fn, items)
+
+
+def _finish(owner: Any) -> None:
+    if isinstance(owner, procesos.Executor):
+        owner.shutdown(wait=True)
+    else:
+        owner.close()
+        owner.join()
+
+
+@pytest.mark.parametrize("kind", ["executor", "imap", "imap_unordered"])
+@pytest.mark.parametrize("source", ["list", "generator"])
+def test_a_map_called_for_its_effects_and_dropped_unread_runs_every_task(
+    kind: str, source: str, tmp_path: Path,
+) -> None:
+    # ex.map(record, items) with its iterator never read: concurrent.futures
+    # and multiprocessing run every task, so must procesos, however long the
+    # input (here far more than it reads ahead of a consumer).
+    count = 3000
+    items: Any = list(range(count)) if source == "list" else (i for i in range(count))
+    owner, start_map = _maps_of_the_two_apis(kind, str(tmp_path), items)
+    start_map()  # the iterator is dropped at once
+    gc.collect()
+    _finish(owner)
+    assert runs_of(str(tmp_path)) == {i: 1 for i in range(count)}
+
+
+@pytest.mark.parametrize("kind", ["executor", "imap", "imap_unordered"])
+def test_a_map_dropped_after_its_first_result_cancels_the_rest(
+    kind: str, tmp_path: Path,
+) -> None:
+    # The loop that breaks out: the tasks not started yet do not run (as a
+    # concurrent.futures map's generator cancels its futures when closed).
+    count = 100_000
+    owner, start_map = _maps_of_the_two_apis(kind, str(tmp_path), iter(range(count)))
+    results = start_map()
+    next(results)
+    del results
+    gc.collect()
+    _finish(owner)
+    runs = runs_of(str(tmp_path))
+    assert 0 < len(runs) < count
+    assert set(runs.values()) == {1}
+
+
+def test_a_script_that_ends_with_a_map_unread_runs_every_task(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    script = f"""
+import procesos
+from pathlib import Path
+
+def touch(i):
+    Path({str(markers)!r}, str(i)).touch()
+
+ex = procesos.Executor(2)
+results = ex.map(touch, range(20))  # never read, never shut down
+"""
+    result = run_script(script, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(int(p.name) for p in markers.iterdir()) == list(range(20))
+
+
+@pytest.mark.parametrize("kind", ["executor", "imap", "imap_unordered"])
+def test_a_task_that_raises_stop_iteration_does_not_end_a_map_silently(kind: str) -> None:
+    # A class-based iterator that re-raised it would end the loop early, the
+    # later results lost: concurrent.futures' map raises RuntimeError instead.
+    with procesos.Executor(2) as ex, procesos.Pool(2) as pool:
+        start = {"executor": ex.map, "imap": pool.imap,
+                 "imap_unordered": pool.imap_unordered}[kind]
+        with pytest.raises(RuntimeError, match="StopIteration") as caught:
+            list(start(stop_on, [1, 2, 3]))
+        assert isinstance(caught.value.__cause__, StopIteration)

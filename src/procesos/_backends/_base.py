@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from .._engine import WorkerStats
 from .._engine._executor import AsyncMap, Executor
+from .._engine._jobs import raisable
 from .._engine._progress import Progress
 from .._options import check_count, check_flag, check_seconds
 from .._outcome import decode
@@ -484,7 +485,10 @@ class _MapResults(Iterator[Any]):
         except Exception as exc:
             if not run.return_exceptions or isinstance(exc, futures.CancelledError):
                 self.close()
-                raise
+                error = raisable(exc)
+                if error is exc:
+                    raise
+                raise error from exc
             return exc
 
     def close(self) -> None:

@@ -116,7 +116,7 @@ def _end(engine: Engine, interrupted: bool) -> None:
         engine.terminate()
     else:
         with engine.lock:
-            jobs = [job for job in engine.books.jobs if not job.collect]
+            jobs = [job for job in engine.books.jobs if not job.collect and job.started]
         for job in jobs:
             job.cancel()
         engine.shutdown(wait=True, cancel_futures=False)
@@ -133,7 +133,8 @@ def _at_exit() -> None:
 
     After an uncaught Ctrl-C, and for pools (as ``multiprocessing.Pool`` does),
     workers are killed; an executor finishes its submitted tasks first, as
-    ``concurrent.futures`` does, but drops maps that nobody can read any more.
+    ``concurrent.futures`` does, and its maps, but not those whose results
+    someone had begun to read: nobody can read the rest any more.
     """
     interrupted = _interrupted()
     for engine in list(_live):

@@ -138,8 +138,10 @@ class Executor(futures.Executor):
         sizes chunks from measured task durations. Iterating raises the first
         failed task's exception where it occurs, unless *return_exceptions*
         (then the exception object takes the result's place); ``TimeoutError``
-        if a result is not ready *timeout* seconds after this call. Dropping
-        or closing the iterator cancels what has not run.
+        if a result is not ready *timeout* seconds after this call. Closing
+        the iterator, or dropping it once a result was read from it, cancels
+        what has not run; a map whose iterator is dropped unread (called for
+        its effects) runs to its end, as in ``concurrent.futures``.
         """
         job = self._map_job(fn, iterables, chunksize, return_exceptions, collect=False)
         deadline = None if timeout is None else time.monotonic() + timeout

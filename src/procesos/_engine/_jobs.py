@@ -29,7 +29,8 @@ from ._batching import ChunkSizer
 from ._messages import SKIP, encode_objects
 from ._states import CALL, ONE, STAR
 
-__all__ = ["Batch", "Call", "CallBatch", "FnEntry", "MapBatch", "MapJob", "ResultIterator"]
+__all__ = ["Batch", "Call", "CallBatch", "FnEntry", "MapBatch", "MapJob", "ResultIterator",
+           "raisable"]
 
 #: Chunks of fewer items are tracked item by item even when the items are quick.
 SMALL_CHUNK = 64
@@ -389,6 +390,10 @@ class MapJob:
         self.consumed = 0
         self.done = 0
         self.cancelled = False
+        # Its iterator was dropped before anyone read from it (fire and forget):
+        # the map runs to its end and its results are dropped as they come.
+        self.detached = False
+        self.started = False  # someone has asked its iterator for a result
         self.throttled = False
         self.end_error: _InputError | None = None
         self.abort_error: BaseException | None = None
@@ -398,7 +403,7 @@ class MapJob:
     def wants_input(self) -> bool:
         if self.exhausted or self.cancelled:
             return False
-        if self.collect:
+        if self.collect or self.detached:
             return True
         limit = self.max_ahead()
         with self.cond:
@@ -470,6 +475,11 @@ class MapJob:
         with self.cond:
             if self.cancelled:
                 return
+            if self.detached:
+                self.done += len(values)
+                if self.finished():
+                    self.cond.notify_all()
+                return
             absolute = {start + i: e for i, e in errors.items()}
             if self.ordered:
                 self.pieces[start] = (values, absolute)
@@ -504,6 +514,23 @@ class MapJob:
             self.cond.notify_all()
         self._wake()
         self._notify()
+
+    def dropped(self) -> None:
+        """Its iterator is gone. After a result was asked for, cancel (as a
+        ``concurrent.futures`` map's generator does when closed); before,
+        run it to its end, results dropped (as every task of such a map runs
+        there, and every one of a ``multiprocessing`` ``imap``)."""
+        if self.started:
+            self.cancel()
+            return
+        with self.cond:
+            if self.cancelled or self.collect:
+                return
+            self.detached = True
+            self.pieces.clear()
+            self.arrived.clear()
+            self.cond.notify_all()
+        self._wake()
 
     def stop(self) -> None:
         """Its caller was interrupted: cancel, and stop the items that run now
@@ -600,7 +627,11 @@ def _pairs(start: int, values: list[Any], errors: dict[int, BaseException]
 
 
 class ResultIterator:
-    """The results of one map, in order or as they come; dropping it cancels the map.
+    """The results of one map, in order or as they come.
+
+    Dropped after the first ``next()``, it cancels the map (the tasks that
+    have not started); dropped before (a map called for its effects), it
+    lets the whole map run, its results dropped as they come.
 
     Ctrl-C while ``next()`` waits also stops the map's running tasks (their
     workers are killed and replaced); dropping or closing the iterator lets
@@ -623,7 +654,7 @@ class ResultIterator:
         self._plain: Iterator[Any] = iter(())
         self._ready: deque[tuple[bool, Any]] = deque()
         self._finished = False
-        weakref.finalize(self, job.cancel)
+        weakref.finalize(self, job.dropped)
 
     def __iter__(self) -> ResultIterator:
         return self
@@ -640,6 +671,7 @@ class ResultIterator:
             end = time.monotonic() + timeout
             deadline = end if deadline is None else min(deadline, end)
         job = self._job
+        job.started = True
         while True:
             for value in self._plain:
                 return value
@@ -676,11 +708,22 @@ class ResultIterator:
             raise value.error
         if job.return_exceptions:
             return value
-        raise value
+        raise raisable(value)
 
     def close(self) -> None:
         """Stop the map: no more input is read, pending results are dropped."""
         self._job.cancel()
+
+
+def raisable(error: BaseException) -> BaseException:
+    """What ``next()`` raises for a task's *error*: a task's ``StopIteration``
+    must not end the iteration silently, so it becomes the ``RuntimeError`` a
+    generator makes of it (as ``concurrent.futures``' map does)."""
+    if isinstance(error, StopIteration):
+        wrapped = RuntimeError("a task raised StopIteration")
+        wrapped.__cause__ = error
+        return wrapped
+    return error
 
 
 class _Terminal:

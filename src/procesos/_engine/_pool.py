@@ -308,7 +308,9 @@ class Pool:
         """Results in input order as they come; the input is read lazily (endless works).
 
         The iterator has ``next(timeout)``; a failed task raises its exception at
-        its place and iteration can go on; dropping the iterator cancels the rest.
+        its place and iteration can go on. Closing the iterator, or dropping it
+        once a result was read from it, cancels the rest; dropped unread, the
+        map runs to its end (as every ``multiprocessing`` ``imap`` does).
         """
         return ResultIterator(self._job(func, iterable, chunksize, star=False, ordered=True,
                                         collect=False, return_exceptions=return_exceptions),
