@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import threading
@@ -1051,3 +1053,82 @@ def test_the_start_methods_parent_side_loads_at_the_first_start(tmp_path: Path) 
     p.start()
     p.join()
     assert p.result() == []
+
+
+FOLLOWS_THE_PARENTS_STATE = """
+import json, os, resource, signal, stat, sys
+import procesos
+
+def state(path):
+    open(path, "w").close()
+    mask = os.umask(0)
+    os.umask(mask)
+    return {"mask": mask, "file_mode": stat.S_IMODE(os.stat(path).st_mode),
+            "core": resource.getrlimit(resource.RLIMIT_CORE)[0],
+            "nice": os.getpriority(os.PRIO_PROCESS, 0),
+            "cpus": sorted(os.sched_getaffinity(0)),
+            "sigterm_ignored": signal.getsignal(signal.SIGTERM) == signal.SIG_IGN,
+            "sighup_ignored": signal.getsignal(signal.SIGHUP) == signal.SIG_IGN}
+
+def in_a_child(path):
+    p = procesos.Process(target=state, args=(path,))
+    p.start()
+    try:
+        return p.result(timeout=60)
+    finally:
+        p.join()
+
+directory = sys.argv[1]
+in_a_child(os.path.join(directory, "first"))  # the zygote starts now, as we are
+os.umask(0o077)
+resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+os.nice(1)
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+expected = state(os.path.join(directory, "parent"))
+with procesos.Executor(1) as ex:
+    in_worker = ex.submit(state, os.path.join(directory, "worker")).result(timeout=60)
+print(json.dumps({"expected": expected, "process": in_a_child(os.path.join(directory, "child")),
+                  "worker": in_worker}))
+"""
+
+
+def test_a_zygote_child_follows_the_umask_limits_cpus_niceness_and_ignored_signals(
+    tmp_path: Path,
+) -> None:
+    # Set in the parent after the zygote started: a forked or exec'd child
+    # would have them, so must a zygote child and a pool's worker. The umask
+    # keeps what the child creates private (it was 0o644, not 0o600).
+    script = tmp_path / "follow.py"
+    script.write_text(FOLLOWS_THE_PARENTS_STATE)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    expected = report["expected"]
+    assert expected["mask"] == 0o077 and expected["file_mode"] == 0o600
+    assert report["process"] == expected
+    assert report["worker"] == expected
+
+
+def test_process_state_reads_the_umask_without_setting_it_and_copes_without_proc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from procesos._launch import _process_state
+
+    old = os.umask(0o027)
+    try:
+        assert _process_state.current().umask == 0o027
+        assert os.umask(0o027) == 0o027  # reading it left it as it was
+
+        def no_proc(*args: object) -> int:
+            raise FileNotFoundError("/proc/self/status")
+
+        monkeypatch.setattr(_process_state.os, "open", no_proc)
+        state = _process_state.current()
+        assert state.umask is None  # unknown: a child keeps the zygote's
+        _process_state.apply(state)  # the rest applies; nothing fails
+        assert os.umask(0o027) == 0o027
+    finally:
+        os.umask(old)

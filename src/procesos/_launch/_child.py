@@ -189,6 +189,10 @@ def fork_child_main(
 
 
 def _apply_setup(setup: ChildSetup, received_fds: list[int]) -> None:
+    if setup.process_state is not None:
+        from ._process_state import apply
+
+        apply(setup.process_state)
     if setup.log_to_stderr:
         util.log_to_stderr()
     if setup.log_level is not None:

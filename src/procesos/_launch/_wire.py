@@ -42,6 +42,8 @@ from ._log_config import LoggingSnapshot
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
+    from ._process_state import ProcessState
+
 __all__ = ["EXIT_REPORT", "ChildChannel", "ChildSetup", "channel_pair", "exit_report",
            "frame_header", "read_exactly", "read_exit_report"]
 
@@ -75,6 +77,9 @@ class ChildSetup(NamedTuple):
     # whether its stdout is line-buffered there.
     output_mode: str = "inherit"
     output_line_buffered: bool = True
+    # The parent's umask, resource limits, CPU affinity, niceness and ignored
+    # signals, for a zygote child when they differ from what the zygote has.
+    process_state: ProcessState | None = None
 
 
 def channel_pair() -> tuple[Connection, socket.socket]:

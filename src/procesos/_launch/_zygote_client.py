@@ -31,6 +31,8 @@ from .._wait import readable
 from ._fork import close_channel_and_fds
 from ._mirror import ModuleMirror, set_zygote_exclude, set_zygote_preload
 from ._popen import BasePopen
+from ._process_state import ProcessState
+from ._process_state import current as current_process_state
 from ._spawn import spawn_interpreter
 from ._wire import ChildSetup, frame_header
 from ._zygote_server import (
@@ -67,6 +69,7 @@ class _ZygoteHandle:
         # zygote's own, so a child need not be told them while they are unchanged.
         self.cwd = ""
         self.environ_data: Mapping[object, object] = {}
+        self.process_state: ProcessState | None = None
         self._setup: tuple[ChildSetup, bytes] | None = None  # the last one, pickled
         self.mirror = ModuleMirror()  # what this zygote has been asked to import
 
@@ -111,6 +114,7 @@ class _ZygoteHandle:
             os.close(alive_r)
         secret = os.urandom(SECRET_SIZE)
         cwd, environ, environ_data = os.getcwd(), dict(os.environ), dict(_environ_data())
+        process_state = current_process_state()  # the zygote's: it inherited ours
         spare = os.environ.get("PROCESOS_ZYGOTE_SPARE", "1").strip() not in ("0", "")
         mirror = ModuleMirror()
         preload = mirror.initial()
@@ -122,6 +126,7 @@ class _ZygoteHandle:
         self.pid, self.directory, self.address = pid, directory, address
         self.secret, self.alive_w = secret, alive_w
         self.cwd, self.environ_data = cwd, environ_data
+        self.process_state = process_state
         self.mirror = mirror
 
     def _forget(self, remove_directory: bool = True) -> None:
@@ -163,13 +168,19 @@ class _ZygoteHandle:
         self.pid, self.directory, self.address = None, "", ""
 
     def encode_setup(self, setup: ChildSetup) -> bytes:
-        """*setup*, pickled, with our directory and environment where they differ from
-        the zygote's (what its children start with)."""
+        """*setup*, pickled, with our directory, environment and process state
+        (umask, limits, ...) where they differ from the zygote's (what its
+        children start with)."""
         cwd = os.getcwd()
         if cwd != self.cwd:
             setup = setup._replace(cwd=cwd)
         if _environ_data() != self.environ_data:
             setup = setup._replace(environ=dict(os.environ))
+        # Ignored signals always: the zygote's own handlers are not what its
+        # children start with (they get the default).
+        state = current_process_state()
+        if state != self.process_state or state.ignored:
+            setup = setup._replace(process_state=state)
         last = self._setup
         if last is not None and last[0] == setup:
             return last[1]
