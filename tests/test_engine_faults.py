@@ -168,6 +168,7 @@ def test_task_exception_keeps_its_type_and_the_workers_traceback() -> None:
         assert isinstance(cause, procesos.RemoteTraceback)
         assert "in fail_on" in cause.text and "engine_tasks.py" in cause.text
         assert "_worker.py" not in cause.text
+        assert cause.tb == cause.text  # the standard library's name for it
         with pytest.raises(ValueError, match="bad item 2"):
             list(ex.map(fail_on, range(5)))
 

@@ -49,6 +49,12 @@ class RemoteTraceback(Exception):
         #: it a second time; :attr:`text` keeps it whole).
         self.printed_by: str | None = None
 
+    @property
+    def tb(self) -> str:
+        """:attr:`text`, under the name the standard library's remote tracebacks
+        (``multiprocessing.pool.RemoteTraceback``) give it."""
+        return self.text
+
     def __str__(self) -> str:
         if self.printed_by is not None:
             return f"the traceback above, printed by {self.printed_by}"
