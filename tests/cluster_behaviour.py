@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -157,18 +158,39 @@ class ClusterExecutorBehaviour:
             results = ex.map(square, range(50))
         assert list(results) == [i * i for i in range(50)]
 
-    def test_dropping_a_map_iterator_cancels_its_tasks(self, make_executor: MakeExecutor,
-                                                       tmp_path: Path) -> None:
+    def test_dropping_a_map_iterator_once_read_cancels_its_tasks(
+            self, make_executor: MakeExecutor, tmp_path: Path) -> None:
         markers = [str(tmp_path / f"ran-{i}") for i in range(40)]
         with make_executor() as ex:
             results = ex.map(sleep_then_mark, [0.5] * 40, markers)
             assert ex._tasks
+            next(results)
             del results
             gc.collect()
             assert not ex._tasks
         # shutdown() waited for what was running; the cancelled rest never ran.
         ran = [m for m in markers if Path(m).exists()]
         assert len(ran) < len(markers)
+
+    def test_a_map_dropped_unread_runs_every_task(self, make_executor: MakeExecutor,
+                                                  tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+        # ex.map(save, items) for its effects: concurrent.futures runs them all;
+        # here more items than a map keeps in the cluster at once (each that
+        # ends asks for the next), and all of them before shutdown() drains.
+        from procesos._backends import _base
+
+        monkeypatch.setattr(_base, "MAP_WINDOW", 8)
+        count = 40
+        markers = [str(tmp_path / f"ran-{i}") for i in range(count)]
+        with make_executor() as ex:
+            ex.map(sleep_then_mark, [0.0] * count, markers)
+            gc.collect()
+            deadline = time.monotonic() + 60
+            while ex._tasks or not all(Path(m).exists() for m in markers):
+                assert time.monotonic() < deadline, "a dropped map stopped reading its input"
+                time.sleep(0.01)  # polling a condition, with a bound
+        assert all(Path(m).exists() for m in markers)
 
     def test_a_task_that_raises_stop_iteration_does_not_end_a_map_silently(
             self, make_executor: MakeExecutor) -> None:

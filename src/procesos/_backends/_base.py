@@ -154,8 +154,9 @@ class ClusterExecutor(Executor):
 
         The input is read lazily, up to a few thousand tasks ahead of what has
         been consumed; ``TimeoutError`` if a result is not ready *timeout*
-        seconds after this call. Dropping or closing the iterator cancels
-        what has not run.
+        seconds after this call. Closing the iterator, or dropping it once a
+        result was read from it, cancels what has not run; dropped unread,
+        the map runs to its end.
         """
         run = self._map_run(fn, iterables, chunksize, return_exceptions)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -398,18 +399,38 @@ class _MapRun:
         self.pending: deque[futures.Future[Any]] = deque()
         self.input_error: BaseException | None = None
         self.memo: dict[int, Any] = {}
+        self.window = MAP_WINDOW  # tasks kept in the cluster at once
+        self.started = False  # someone has asked for a result
+        # Dropped unread: runs to its end, its results dropped; the tasks in
+        # the cluster are counted, not kept, and each one that ends asks for more.
+        self.detached = False
+        self.in_flight = 0
+        self.refill_wanted = False
         self.lock = threading.Lock()
         self.counted = False
 
-    def fill(self, limit: int | None = MAP_WINDOW) -> None:
-        """Read input until *limit* tasks are pending (None: all of it) and send them."""
-        with self.lock:
-            if self.source is None or (limit is not None and len(self.pending) > limit // 2):
+    def fill(self, everything: bool = False) -> None:
+        """Read input until a window of tasks is in the cluster (*everything*: all
+        of it) and send them."""
+        limit = None if everything else self.window
+        while True:
+            self.refill_wanted = False
+            sent = self._fill(limit)
+            if sent and self.detached:
+                for future in sent:
+                    future.add_done_callback(self._ended_detached)
+            if not (self.detached and self.refill_wanted):
                 return
+
+    def _fill(self, limit: int | None) -> list[futures.Future[Any]]:
+        with self.lock:
+            held = len(self.pending) + self.in_flight
+            if self.source is None or (limit is not None and held > limit // 2):
+                return []
             executor = self.executor
             tasks: list[Task] = []
             try:
-                while limit is None or len(self.pending) + len(tasks) < limit:
+                while limit is None or held + len(tasks) < limit:
                     try:
                         args = next(self.source)
                     except StopIteration:
@@ -421,13 +442,42 @@ class _MapRun:
                 self.input_error = exc
                 self.source = None
             if not tasks:
-                return
+                return []
             executor._submit(tasks, from_map=True, counted=self.counted)
-            self.pending.extend(task.future for task in tasks)
+            sent = [task.future for task in tasks]
+            if self.detached:
+                self.in_flight += len(sent)
+            else:
+                self.pending.extend(sent)
+            return sent
+
+    def detach(self) -> None:
+        """Its iterator was dropped unread: run the whole input, results dropped
+        (as ``concurrent.futures`` runs every task of a map nobody reads)."""
+        with self.lock:
+            if self.detached or (self.source is None and not self.pending):
+                return
+            self.detached = True
+            held = list(self.pending)
+            self.pending.clear()
+            self.in_flight += len(held)
+        for future in held:
+            future.add_done_callback(self._ended_detached)
+        self.fill()
+
+    def _ended_detached(self, future: futures.Future[Any]) -> None:
+        with self.lock:
+            self.in_flight -= 1
+        # Set before trying: a fill() that holds the lock now (in this thread
+        # or another) sees it once it lets go, and goes round again.
+        self.refill_wanted = True
+        if self.lock.acquire(blocking=False):
+            self.lock.release()
+            self.fill()
 
     def drain(self) -> None:
         """Send the rest of the input now (the executor is shutting down)."""
-        self.fill(limit=None)
+        self.fill(everything=True)
 
     def cancel(self) -> None:
         with self.lock:
@@ -453,8 +503,9 @@ class _MapRun:
 
 
 class _MapResults(Iterator[Any]):
-    """The iterator ``map()`` returns; closing or dropping it (even unstarted)
-    cancels the tasks that have not ended."""
+    """The iterator ``map()`` returns; closing it, or dropping it once a result
+    was asked for, cancels the tasks that have not ended; dropped unread, the
+    map runs to its end (:meth:`_MapRun.detach`)."""
 
     def __init__(self, run: _MapRun, deadline: float | None) -> None:
         self._run: _MapRun | None = run
@@ -467,6 +518,7 @@ class _MapResults(Iterator[Any]):
         run = self._run
         if run is None:
             raise StopIteration
+        run.started = True
         try:
             future = run.next_future()
         except BaseException:
@@ -497,7 +549,13 @@ class _MapResults(Iterator[Any]):
             run.cancel()
 
     def __del__(self) -> None:
-        self.close()
+        run, self._run = self._run, None
+        if run is None:
+            return
+        if run.started:
+            run.cancel()
+        else:
+            run.detach()
 
 
 class _ClusterAsyncMap(AsyncMap[T]):
