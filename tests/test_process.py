@@ -51,6 +51,12 @@ def wait_for(event: procesos.synchronize.Event) -> None:  # type: ignore[name-de
 
 
 class NeedsTwoArguments(Exception):
+    # Cannot be rebuilt from its args ("x-y",), nor by tblib's pickling
+    # support (installed for every exception class that exists when
+    # ``distributed`` is imported), which calls ``__new__`` with none.
+    def __new__(cls, a: str, b: str) -> NeedsTwoArguments:
+        return super().__new__(cls, a, b)
+
     def __init__(self, a: str, b: str) -> None:
         super().__init__(f"{a}-{b}")
 
