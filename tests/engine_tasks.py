@@ -58,6 +58,28 @@ def die_once(x: int, bad: int, marker: str) -> int:
     return x * 10
 
 
+def write_pid_then_exit(path: str, code: int) -> None:
+    """Write this process's pid to *path*, then end it with *code*."""
+    Path(path).write_text(str(os.getpid()))
+    os._exit(code)
+
+
+class HangsWhenLoaded:
+    """An argument whose unpickling waits for a writer on the FIFO at *path*
+    (a ``__setstate__`` that reconnects to something that never answers)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (block_on_fifo, (self.path,))
+
+
+def init_blocked_on(path: str) -> None:
+    """An initializer that waits for a writer on the FIFO at *path*."""
+    block_on_fifo(path)
+
+
 def block_on_fifo(path: str, value: object = None) -> object:
     """Wait until someone writes to the FIFO at *path*."""
     with open(path) as fifo:

@@ -19,6 +19,7 @@ import pytest
 import procesos
 from conftest import START_METHODS, still_alive
 from engine_tasks import (
+    HangsWhenLoaded,
     LoadsNowhere,
     announce_and_block,
     block_on_fifo,
@@ -30,6 +31,7 @@ from engine_tasks import (
     get_state,
     hang_on,
     hold_memory,
+    init_blocked_on,
     init_that_exits,
     init_that_raises,
     is_alive,
@@ -105,6 +107,46 @@ def test_task_timeout_stops_that_task_and_the_pool_goes_on(method: str, tmp_path
         assert "task 3 of map(hang_on)" in str(results[3])
         assert [r for i, r in enumerate(results) if i != 3] == [0, 1, 2, 4, 5]
         assert ex.submit(square, 3).result() == 9
+
+
+@pytest.mark.parametrize("max_tasks", [None, 1])
+def test_an_argument_whose_unpickling_hangs_times_out_and_the_pool_goes_on(
+    max_tasks: int | None, tmp_path: Path,
+) -> None:
+    fifo = str(tmp_path / "never")
+    os.mkfifo(fifo)
+    with procesos.Executor(1, timeout=0.5, max_tasks_per_worker=max_tasks) as ex:
+        future = ex.submit(square, HangsWhenLoaded(fifo))
+        with pytest.raises(procesos.TaskTimeoutError, match="did not start within its timeout"):
+            future.result(timeout=30)
+        assert ex.submit(square, 3).result(timeout=30) == 9
+
+
+def test_an_initializer_that_hangs_breaks_a_pool_with_a_timeout_and_says_so(
+    tmp_path: Path,
+) -> None:
+    fifo = str(tmp_path / "never")
+    os.mkfifo(fifo)
+    with procesos.Executor(1, timeout=0.5, initializer=init_blocked_on,
+                           initargs=(fifo,)) as ex:
+        future = ex.submit(square, 2)
+        with pytest.raises(procesos.BrokenExecutorError,
+                           match="did not finish starting within the timeout"):
+            future.result(timeout=30)
+
+
+def test_a_worker_stopped_while_idle_does_not_hold_a_task_past_its_timeout() -> None:
+    with procesos.Executor(1, timeout=0.5) as ex:
+        worker = ex.submit(pid_of).result(timeout=30)
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            # Killed once the task has waited its timeout; it runs on a replacement.
+            assert ex.submit(pid_of).result(timeout=30) != worker
+        finally:
+            try:
+                os.kill(worker, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
 
 def test_unpicklable_argument_fails_only_its_task() -> None:

@@ -34,6 +34,7 @@ from engine_tasks import (
     return_lock,
     set_state,
     square,
+    write_pid_then_exit,
 )
 from procesos._engine._task_fork import SUPPORTED
 from procesos._shm import tracker_stats
@@ -146,8 +147,7 @@ def test_an_initializer_that_ends_its_process_breaks_the_pool_and_says_so() -> N
     ex = procesos.Executor(1, max_tasks_per_worker=1, initializer=init_that_exits)
     try:
         with pytest.raises(procesos.BrokenExecutorError,
-                           match="initializer raised RuntimeError: the process it ran in "
-                                 "exited with code 7"):
+                           match=r"initializer ended its process \(exited with code 7\)"):
             ex.submit(square, 2).result(timeout=60)
     finally:
         ex.shutdown()
@@ -199,3 +199,17 @@ def test_fork_per_task_off_replaces_the_worker_after_each_task(
         rows = list(ex.map(pids_of, range(4)))
         assert _replacements(ex) >= 3
     assert len({row[1] for row in rows}) == 4
+
+
+def test_a_task_whose_process_dies_is_named_with_that_process_pid(tmp_path: Path) -> None:
+    # The task's own process (a fork of its worker) died, not the worker: the
+    # error gives the pid that a user finds in their logs or the kernel's.
+    marker = str(tmp_path / "pid")
+    with procesos.Executor(1, max_tasks_per_worker=1) as ex:
+        future = ex.submit(write_pid_then_exit, marker, 3)
+        with pytest.raises(procesos.WorkerCrashedError, match="a fork of its worker") as info:
+            future.result(timeout=60)
+    task_pid = int(Path(marker).read_text())
+    assert info.value.pid == task_pid
+    assert f"(pid {task_pid})" in str(info.value)
+    assert info.value.exitcode == 3

@@ -95,6 +95,7 @@ class Faults:
         base = worker.slot * SLOT_WIDTH
         seq, rss = self.books.slots[base + SLOT_SEQ], self.books.slots[base + SLOT_RSS]
         task_pid = self.books.slots[base + SLOT_TASK_PID]
+        worker.task_pid = task_pid
         batches = worker.take_all_lost()
         worker.close()
         if task_pid:
@@ -128,10 +129,13 @@ class Faults:
         if not worker.ready and life != RETIRING:
             self.books.startup_failures += 1
             if self.books.startup_failures >= _STARTUP_FAILURES:
+                how = (f"did not finish starting within the timeout of {self.timeout} s "
+                       "and was killed" if worker.timed_out_seq is not None
+                       else describe_exitcode(exitcode))
                 self.engine.break_down(BrokenExecutorError(
                     f"workers keep dying before they can take work (the last one, pid "
-                    f"{worker.pid}, {describe_exitcode(exitcode)}); check the initializer and "
-                    "the start method"), None)
+                    f"{worker.pid}, {how}); check the initializer and the start method"),
+                    None)
                 return
         self._start_replacement(worker.slot)
 
@@ -331,25 +335,32 @@ class Faults:
                      ) -> BaseException:
         label = batch.label(offset)
         if worker.timed_out_seq == batch.seq_base + offset:
+            what = ("did not start within its timeout of {} s: its worker was still "
+                    "unpickling its arguments (or running the pool's initializer)"
+                    if loading else "ran longer than its timeout of {} s")
             error: BaseException = TaskTimeoutError(
-                f"{label} ran longer than its timeout of {self.timeout} s; its worker "
-                f"(pid {worker.pid}) was killed and replaced")
+                f"{label} {what.format(self.timeout)}; its worker (pid {worker.pid}) "
+                "was killed and replaced")
         else:
             kills = oom_kills()
             hint = crash_hint(exitcode, rss, self.max_memory, kills > self.oom_seen)
             self.oom_seen = kills
             attempts = batch.attempts(offset) + 1
+            pid = worker.pid
             if what is not None:
                 text = what
             elif loading:
                 text = f"it was unpickling the arguments (or the function) of {label}"
+            elif worker.task_pid:  # one task per worker: the task's own process ended
+                pid = worker.task_pid
+                text = f"it was running {label}, a fork of its worker (pid {worker.pid})"
             else:
                 text = f"it was running {label}"
             if attempts > 1:
                 text += f" (attempt {attempts})"
             if hint:
                 text += f"; {hint}"
-            error = WorkerCrashedError(worker.process.name, worker.pid, exitcode, text)
+            error = WorkerCrashedError(worker.process.name, pid, exitcode, text)
         error.task = label  # type: ignore[attr-defined]
         return error
 
@@ -407,11 +418,21 @@ class Faults:
             if worker is None or worker.dead or not worker.outstanding:
                 continue
             first = next(iter(worker.outstanding.values()))
+            if worker.waiting_since is not None:  # sent work before it was ready
+                running.append((worker, first.seq_base, worker.waiting_since))
+                continue
             base = worker.slot * SLOT_WIDTH
             seq = self.books.slots[base + SLOT_SEQ]
             start = self.books.slots[base + SLOT_START]  # written before the sequence number
             if first.seq_base + first.reported <= seq < first.seq_base + first.n:
                 running.append((worker, seq, start))
+            elif seq == -first.seq_base and first.reported == 0:
+                # Loading it (or the initializer): timed as its first task.
+                running.append((worker, first.seq_base, start))
+            elif first.reported == 0 and abs(seq) < first.seq_base:
+                # Not begun though it is its next work (a worker stopped, or
+                # stuck between tasks): timed since it became so.
+                running.append((worker, first.seq_base, worker.front_since))
         return running
 
     def fail_everything(self, error: BaseException) -> None:

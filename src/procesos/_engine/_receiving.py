@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._errors import UnpicklingError
+from .._errors import ProcessCrashedError, UnpicklingError, describe_exitcode
 from .._outcome import PICKLING_FAILURES, decode
 from .._pool_errors import BrokenExecutorError
 from .._serialization import loads
@@ -114,9 +114,12 @@ class Receiver:
         elif tag == INIT_FAILED:
             _, error_frame = header
             _, cause = decode(error_frame, "the initializer's exception")
+            how = (f"ended its process ({describe_exitcode(cause.exitcode)})"
+                   if isinstance(cause, ProcessCrashedError)
+                   else f"raised {type(cause).__name__}: {cause}")
             self.engine.break_down(BrokenExecutorError(
-                f"the pool's initializer raised {type(cause).__name__}: {cause}; no task can "
-                "run. Fix the initializer (its traceback is attached) and create a new pool."
+                f"the pool's initializer {how}; no task can run. Fix the initializer (its "
+                "traceback is attached, if it raised) and create a new pool."
             ), cause)
 
     def record_done(self, worker: WorkerHandle, batch: Batch, offset: int, count: int,

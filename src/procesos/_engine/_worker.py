@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any, NamedTuple, NoReturn
 
 from .._compat import run_mp_exit_function
-from .._errors import PicklingError, UnpicklingError, describe_exitcode
+from .._errors import PicklingError, ProcessCrashedError, UnpicklingError
 from .._outcome import PICKLING_FAILURES, encode_error
 from .._serialization import dumps, dumps_frame, loads
 from ._messages import (
@@ -372,8 +372,14 @@ class _Worker:
 
     def run(self, header: tuple[Any, ...], payload: memoryview) -> None:
         _, batch_id, seq_base, style, tracked, timed, fns = header
-        # Negative: loading this batch. A worker that dies now (an argument or a
-        # function whose unpickling ends the process) is known to have died on it.
+        # Negative: loading this batch (and, the first time, running the pool's
+        # initializer). A worker that dies now (an argument or a function whose
+        # unpickling ends the process) is known to have died on it; timed, the
+        # time counts towards its first task's timeout (an argument whose
+        # unpickling hangs must not hang the pool). The start first: the
+        # parent reads the sequence number first.
+        if timed:
+            self.slot[self.base + SLOT_START] = time.monotonic_ns()
         self.slot[self.base + SLOT_SEQ] = -seq_base
         table = self.update_fns(fns)
         ok, items = _load(payload, "the arguments")
@@ -480,7 +486,9 @@ class _Worker:
         """A mother's child died before it reported: end as it ended. One that
         died in the initializer breaks the pool, as an initializer that raises."""
         if self.config.initializer is not None and not ended.initializer_done:
-            error = RuntimeError(f"the process it ran in {describe_exitcode(ended.exitcode)}")
+            error = ProcessCrashedError(
+                "the initializer's", None, ended.exitcode,
+                "a fork of this worker that ran the pool's initializer")
             self.send((INIT_FAILED, encode_error(error, None, RESULTS_CHANNEL)))
         end_like(ended.status)
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import time
 from collections import OrderedDict, deque
 from multiprocessing import Pipe
 from typing import TYPE_CHECKING, Any
@@ -136,6 +137,13 @@ class WorkerHandle:
         self._budget = budget  # tasks it may still be sent (max_tasks_per_worker)
         self._life = SERVING
         self._ready = False
+        # When it was first sent work before it was ready (monotonic ns): a pool
+        # with a timeout does not wait longer than that for its start (its
+        # initializer), or the work would wait for good.
+        self.waiting_since: int | None = None
+        # Since when its first batch in flight has been its next work (monotonic ns).
+        self.front_since = 0
+        self.task_pid = 0  # when it has died: the process of its last task, if it forks per task
         self._timed_out_seq: int | None = None
         self._stopped_for_interrupt = False
         self._watch: tuple[int, float] | None = None  # (item it runs, since when)
@@ -204,6 +212,7 @@ class WorkerHandle:
     def mark_ready(self) -> None:
         """It said READY."""
         self._ready = True
+        self.waiting_since = None
 
     def retire(self) -> None:
         """It said RETIRE: it takes no more work (unless it was asked to stop already)."""
@@ -285,12 +294,14 @@ class WorkerHandle:
     def finished(self, batch: Batch) -> None:
         """The last item of *batch* has reported: it is no longer in flight."""
         del self.outstanding[batch.id]
+        self.front_since = time.monotonic_ns()  # the next one's turn, if any
 
     def drop_unreadable(self, batch_id: int) -> Batch | None:
         """The worker could not unpickle the items of *batch_id* (none ran): the batch,
         no longer in flight, with its shared memory freed; None if it was not in flight."""
         batch = self.outstanding.pop(batch_id, None)
         if batch is not None:
+            self.front_since = time.monotonic_ns()
             batch.lost()
             if self._budget is not None:
                 self._budget += batch.n  # none of them ran: the worker still takes as many
@@ -373,7 +384,11 @@ class WorkerHandle:
             from .._trace import _tasks
 
             _tasks.sent(recorder, self, batch, batch_id, payload)
+        if not self.outstanding:
+            self.front_since = time.monotonic_ns()
         self.outstanding[batch_id] = batch
+        if not self._ready and self.waiting_since is None:
+            self.waiting_since = time.monotonic_ns()
         if self._budget is not None:
             self._budget -= batch.n
 
