@@ -95,7 +95,7 @@ class Faults:
         base = worker.slot * SLOT_WIDTH
         seq, rss = self.books.slots[base + SLOT_SEQ], self.books.slots[base + SLOT_RSS]
         task_pid = self.books.slots[base + SLOT_TASK_PID]
-        worker.task_pid = task_pid
+        worker.note_task_process(task_pid)
         batches = worker.take_all_lost()
         worker.close()
         if task_pid:

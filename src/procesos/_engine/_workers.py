@@ -209,6 +209,10 @@ class WorkerHandle:
         return self._ready and not self.outstanding and not self.outbox
 
     # -- its life ----------------------------------------------------------------------
+    def note_task_process(self, pid: int) -> None:
+        """It has died: *pid* is the process of its last task (it forked per task), or 0."""
+        self.task_pid = pid
+
     def mark_ready(self) -> None:
         """It said READY."""
         self._ready = True
