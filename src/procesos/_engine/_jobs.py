@@ -509,11 +509,15 @@ class MapJob:
             if self.cancelled:
                 return
             self.cancelled = True
-            self.pieces.clear()
-            self.arrived.clear()
-            self.cond.notify_all()
+            self._drop_held()
         self._wake()
         self._notify()
+
+    def _drop_held(self) -> None:
+        # Under cond: nobody will take the results held for the consumer.
+        self.pieces.clear()
+        self.arrived.clear()
+        self.cond.notify_all()
 
     def dropped(self) -> None:
         """Its iterator is gone. After a result was asked for, cancel (as a
@@ -527,9 +531,7 @@ class MapJob:
             if self.cancelled or self.collect:
                 return
             self.detached = True
-            self.pieces.clear()
-            self.arrived.clear()
-            self.cond.notify_all()
+            self._drop_held()
         self._wake()
 
     def stop(self) -> None:
