@@ -129,13 +129,10 @@ class Faults:
         if not worker.ready and life != RETIRING:
             self.books.startup_failures += 1
             if self.books.startup_failures >= _STARTUP_FAILURES:
-                how = (f"did not finish starting within the timeout of {self.timeout} s "
-                       "and was killed" if worker.timed_out_seq is not None
-                       else describe_exitcode(exitcode))
                 self.engine.break_down(BrokenExecutorError(
                     f"workers keep dying before they can take work (the last one, pid "
-                    f"{worker.pid}, {how}); check the initializer and the start method"),
-                    None)
+                    f"{worker.pid}, {describe_exitcode(exitcode)}); check the initializer and "
+                    "the start method"), None)
                 return
         self._start_replacement(worker.slot)
 
@@ -418,9 +415,6 @@ class Faults:
             if worker is None or worker.dead or not worker.outstanding:
                 continue
             first = next(iter(worker.outstanding.values()))
-            if worker.waiting_since is not None:  # sent work before it was ready
-                running.append((worker, first.seq_base, worker.waiting_since))
-                continue
             base = worker.slot * SLOT_WIDTH
             seq = self.books.slots[base + SLOT_SEQ]
             start = self.books.slots[base + SLOT_START]  # written before the sequence number
@@ -429,9 +423,10 @@ class Faults:
             elif seq == -first.seq_base and first.reported == 0:
                 # Loading it (or the initializer): timed as its first task.
                 running.append((worker, first.seq_base, start))
-            elif first.reported == 0 and abs(seq) < first.seq_base:
+            elif worker.ready and first.reported == 0 and abs(seq) < first.seq_base:
                 # Not begun though it is its next work (a worker stopped, or
-                # stuck between tasks): timed since it became so.
+                # stuck between tasks): timed since it became so. Not a worker
+                # still starting: its initializer may take long, untimed.
                 running.append((worker, first.seq_base, worker.front_since))
         return running
 

@@ -137,10 +137,6 @@ class WorkerHandle:
         self._budget = budget  # tasks it may still be sent (max_tasks_per_worker)
         self._life = SERVING
         self._ready = False
-        # When it was first sent work before it was ready (monotonic ns): a pool
-        # with a timeout does not wait longer than that for its start (its
-        # initializer), or the work would wait for good.
-        self.waiting_since: int | None = None
         # Since when its first batch in flight has been its next work (monotonic ns).
         self.front_since = 0
         self.task_pid = 0  # when it has died: the process of its last task, if it forks per task
@@ -216,7 +212,6 @@ class WorkerHandle:
     def mark_ready(self) -> None:
         """It said READY."""
         self._ready = True
-        self.waiting_since = None
 
     def retire(self) -> None:
         """It said RETIRE: it takes no more work (unless it was asked to stop already)."""
@@ -391,8 +386,6 @@ class WorkerHandle:
         if not self.outstanding:
             self.front_since = time.monotonic_ns()
         self.outstanding[batch_id] = batch
-        if not self._ready and self.waiting_since is None:
-            self.waiting_since = time.monotonic_ns()
         if self._budget is not None:
             self._budget -= batch.n
 
