@@ -333,8 +333,8 @@ class Faults:
         label = batch.label(offset)
         if worker.timed_out_seq == batch.seq_base + offset:
             what = ("did not start within its timeout of {} s: its worker was still "
-                    "unpickling its arguments (or running the pool's initializer)"
-                    if loading else "ran longer than its timeout of {} s")
+                    "unpickling its arguments" if loading
+                    else "ran longer than its timeout of {} s")
             error: BaseException = TaskTimeoutError(
                 f"{label} {what.format(self.timeout)}; its worker (pid {worker.pid}) "
                 "was killed and replaced")

@@ -372,8 +372,7 @@ class _Worker:
 
     def run(self, header: tuple[Any, ...], payload: memoryview) -> None:
         _, batch_id, seq_base, style, tracked, timed, fns = header
-        # Negative: loading this batch (and, the first time, running the pool's
-        # initializer). A worker that dies now (an argument or a function whose
+        # Negative: loading this batch. A worker that dies now (an argument or a function whose
         # unpickling ends the process) is known to have died on it; timed, the
         # time counts towards its first task's timeout (an argument whose
         # unpickling hangs must not hang the pool). The start first: the
