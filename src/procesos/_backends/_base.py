@@ -549,13 +549,12 @@ class _MapResults(Iterator[Any]):
             run.cancel()
 
     def __del__(self) -> None:
-        run, self._run = self._run, None
-        if run is None:
-            return
-        if run.started:
-            run.cancel()
-        else:
+        run = self._run
+        if run is not None and not run.started:
+            self._run = None
             run.detach()
+        else:
+            self.close()
 
 
 class _ClusterAsyncMap(AsyncMap[T]):

@@ -95,7 +95,6 @@ class Faults:
         base = worker.slot * SLOT_WIDTH
         seq, rss = self.books.slots[base + SLOT_SEQ], self.books.slots[base + SLOT_RSS]
         task_pid = self.books.slots[base + SLOT_TASK_PID]
-        worker.note_task_process(task_pid)
         batches = worker.take_all_lost()
         worker.close()
         if task_pid:
@@ -332,24 +331,25 @@ class Faults:
                      ) -> BaseException:
         label = batch.label(offset)
         if worker.timed_out_seq == batch.seq_base + offset:
-            what = ("did not start within its timeout of {} s: its worker was still "
-                    "unpickling its arguments" if loading
-                    else "ran longer than its timeout of {} s")
+            late = (f"did not start within its timeout of {self.timeout} s: its worker was "
+                    "still unpickling its arguments" if loading
+                    else f"ran longer than its timeout of {self.timeout} s")
             error: BaseException = TaskTimeoutError(
-                f"{label} {what.format(self.timeout)}; its worker (pid {worker.pid}) "
-                "was killed and replaced")
+                f"{label} {late}; its worker (pid {worker.pid}) was killed and replaced")
         else:
             kills = oom_kills()
             hint = crash_hint(exitcode, rss, self.max_memory, kills > self.oom_seen)
             self.oom_seen = kills
             attempts = batch.attempts(offset) + 1
             pid = worker.pid
+            # One task per worker: the process that ran the task, a fork of the worker.
+            task_pid = self.books.slots[worker.slot * SLOT_WIDTH + SLOT_TASK_PID]
             if what is not None:
                 text = what
             elif loading:
                 text = f"it was unpickling the arguments (or the function) of {label}"
-            elif worker.task_pid:  # one task per worker: the task's own process ended
-                pid = worker.task_pid
+            elif task_pid:
+                pid = task_pid
                 text = f"it was running {label}, a fork of its worker (pid {worker.pid})"
             else:
                 text = f"it was running {label}"
@@ -421,7 +421,7 @@ class Faults:
             if first.seq_base + first.reported <= seq < first.seq_base + first.n:
                 running.append((worker, seq, start))
             elif seq == -first.seq_base and first.reported == 0:
-                # Loading it (or the initializer): timed as its first task.
+                # Unpickling its arguments: timed as its first task.
                 running.append((worker, first.seq_base, start))
             elif worker.ready and first.reported == 0 and abs(seq) < first.seq_base:
                 # Not begun though it is its next work (a worker stopped, or

@@ -372,11 +372,11 @@ class _Worker:
 
     def run(self, header: tuple[Any, ...], payload: memoryview) -> None:
         _, batch_id, seq_base, style, tracked, timed, fns = header
-        # Negative: loading this batch. A worker that dies now (an argument or a function whose
-        # unpickling ends the process) is known to have died on it; timed, the
-        # time counts towards its first task's timeout (an argument whose
-        # unpickling hangs must not hang the pool). The start first: the
-        # parent reads the sequence number first.
+        # Negative: loading this batch. A worker that dies now (an argument or a
+        # function whose unpickling ends the process) is known to have died on
+        # it; timed, the time counts towards its first task's timeout (an
+        # argument whose unpickling hangs must not hang the pool). The start
+        # first: the parent reads the sequence number first.
         if timed:
             self.slot[self.base + SLOT_START] = time.monotonic_ns()
         self.slot[self.base + SLOT_SEQ] = -seq_base

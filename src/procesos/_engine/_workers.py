@@ -139,7 +139,6 @@ class WorkerHandle:
         self._ready = False
         # Since when its first batch in flight has been its next work (monotonic ns).
         self.front_since = 0
-        self.task_pid = 0  # when it has died: the process of its last task, if it forks per task
         self._timed_out_seq: int | None = None
         self._stopped_for_interrupt = False
         self._watch: tuple[int, float] | None = None  # (item it runs, since when)
@@ -205,10 +204,6 @@ class WorkerHandle:
         return self._ready and not self.outstanding and not self.outbox
 
     # -- its life ----------------------------------------------------------------------
-    def note_task_process(self, pid: int) -> None:
-        """It has died: *pid* is the process of its last task (it forked per task), or 0."""
-        self.task_pid = pid
-
     def mark_ready(self) -> None:
         """It said READY."""
         self._ready = True
