@@ -10,7 +10,9 @@ median time of each point from the ``Process()`` call on. The package itself
 carries no trace point. In the same run, without tracing: the same loop
 untraced, the standard library's ``fork`` and the physical floor
 (``os.fork()`` + ``os._exit()`` + ``waitpid()`` from this process, whose size
-is about the zygote's). Each trace point costs about 5 µs (an ``os.write``).
+is about the zygote's). Each trace point costs about 6 µs (an ``os.write``); with
+the time it records the process's page faults and its thread's CPU time, so
+the table says what each step costs the process that made it.
 
     python benchmarks/bench_start_breakdown.py [--runs N] [--gap MS]
 """
@@ -29,13 +31,14 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TRACE_MODULE = '''
-import os, time
+import os, resource, time
 _FD = None
 def T(label):
     global _FD
     if _FD is None:
         _FD = os.open(os.environ["PROCESOS_TRACE_LOG"], os.O_WRONLY | os.O_APPEND)
-    os.write(_FD, f"{time.monotonic_ns()} {os.getpid()} {label}\\n".encode())
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    os.write(_FD, f"{time.monotonic_ns()} {os.getpid()} {faults} {time.thread_time_ns()} {label}\\n".encode())
 '''
 
 # (file, anchor, trace line, before the anchor?): the label says who and what.
@@ -51,6 +54,9 @@ POINTS = [
     ("_zygote_server.py",
      "            socket.send_fds(spare.handoff, [_REQUEST.pack(std_mask)], [conn.fileno(), *fds])\n",
      "            T('zygote: handed to the spare')\n", False),
+    ("_zygote_server.py", "        if pid == 0:\n            ours.close()\n", "            T('spare: forked')\n", False),
+    ("_zygote_server.py", "            idle = not readable([handoff.fileno()], _REHEARSE_AFTER)\n",
+     "            T('spare: has left the zygote')\n", True),
     ("_zygote_server.py", "            message, fds, _, _ = socket.recv_fds(handoff, _REQUEST.size, _MAX_FDS)\n",
      "            T('spare: woken, has the request')\n", False),
     ("_zygote_server.py", "            os.write(status_w, _STATUS_WORD.pack(pid))\n", "            T('zygote: pid written')\n", False),
@@ -212,18 +218,30 @@ def main() -> int:
         subprocess.run([sys.executable, "-c", LOOP, log, str(args.runs), gap], check=True,
                        cwd=directory, env=env)
         with open(log) as f:
-            lines = [line.split(None, 2) for line in f]
-    rounds: list[list[tuple[int, str]]] = []
-    for stamp, _pid, label in lines:
+            lines = [line.split(None, 4) for line in f]
+    # Each point: (time ns, pid, the process's page faults so far, its thread's CPU ns, label)
+    rounds: list[list[tuple[int, int, int, int, str]]] = []
+    for stamp, pid, faults, cpu, label in lines:
         if label.strip() == "parent: Process() called":
             rounds.append([])
         if rounds:
-            rounds[-1].append((int(stamp), label.strip()))
+            rounds[-1].append((int(stamp), int(pid), int(faults), int(cpu), label.strip()))
     offsets: dict[str, list[float]] = collections.defaultdict(list)
-    for points in rounds[5:]:
+    # Page faults and CPU of the process that reached a point, since its previous point.
+    own_faults: dict[str, list[int]] = collections.defaultdict(list)
+    own_cpu: dict[str, list[float]] = collections.defaultdict(list)
+    # A process seen first after the warm-up rounds was forked then: its first
+    # point counts from its fork (page faults and thread CPU start at zero).
+    last: dict[int, tuple[int, int]] = {}
+    for index, points in enumerate(rounds):
         start = points[0][0]
-        for stamp, label in points:
-            offsets[label].append((stamp - start) / 1000)
+        for stamp, pid, faults, cpu, label in sorted(points):
+            if index >= 5:
+                offsets[label].append((stamp - start) / 1000)
+                before = last.get(pid, (0, 0))
+                own_faults[label].append(faults - before[0])
+                own_cpu[label].append((cpu - before[1]) / 1000)
+            last[pid] = faults, cpu
     gap_option = f" --gap {args.gap:g}" if args.gap else ""
     print(f"# python benchmarks/bench_start_breakdown.py --runs {args.runs}{gap_option}   "
           f"(load average {load:.2f} -> {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs)")
@@ -237,15 +255,19 @@ def main() -> int:
     for line in loop.stdout.strip().splitlines():
         label, median, mean, used = line.split("\t")
         print(f"  {label:<24} {median:>7} {mean:>7} {used:>7}")
-    print("\nTraced (each point ~5 µs), median µs from Process() on; step: from the point above")
-    print(f"| {'point':<36} | {'at µs':>7} | {'step µs':>7} | {'seen in':>7} |")
-    print(f"|{'-' * 38}|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|")
+    print("\nTraced (each point ~6 µs), median µs from Process() on; step: from the point above;"
+          "\nfaults, CPU: the page faults and CPU µs of that process since its previous point")
+    print(f"| {'point':<36} | {'at µs':>7} | {'step µs':>7} | {'faults':>6} | {'CPU µs':>6} "
+          f"| {'seen in':>7} |")
+    print(f"|{'-' * 38}|{'-' * 8}:|{'-' * 8}:|{'-' * 7}:|{'-' * 7}:|{'-' * 8}:|")
     previous = 0.0
     wanted = len(rounds[5:])
     for label, values in sorted(offsets.items(), key=lambda kv: statistics.median(kv[1])):
         at = statistics.median(values)
-        print(f"| {label:<36} | {at:>7.0f} | {at - previous:>7.0f} | "
-              f"{100 * len(values) / max(wanted, 1):>6.0f}% |")
+        faults = f"{statistics.median(own_faults[label]):.0f}" if own_faults[label] else ""
+        cpu = f"{statistics.median(own_cpu[label]):.0f}" if own_cpu[label] else ""
+        print(f"| {label:<36} | {at:>7.0f} | {at - previous:>7.0f} | {faults:>6} | {cpu:>6} "
+              f"| {100 * len(values) / max(wanted, 1):>6.0f}% |")
         previous = at
     return 0
 

@@ -292,6 +292,24 @@ class KillsWhenPickled:
         os._exit(8)
 
 
+def _die_instead_of_noting(worker: object, pid: int) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _die_before_the_next_fork_is_noted() -> None:
+    from procesos._engine import _worker
+
+    _worker._Worker._note_task_process = _die_instead_of_noting  # type: ignore[method-assign]
+
+
+class DiesBeforeItsForkIsNoted:
+    """Loaded by a worker that forks per task (it unpickles the task's arguments):
+    the worker then dies right after its next fork, before writing that fork's pid."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (_die_before_the_next_fork_is_noted, ())
+
+
 def identity(x: object) -> object:
     return x
 

@@ -17,8 +17,10 @@ import pytest
 import procesos
 from conftest import START_METHODS, still_alive
 from engine_tasks import (
+    DiesBeforeItsForkIsNoted,
     LoadsNowhere,
     StartsThreadWhenLoaded,
+    block_on_fifo,
     die_on,
     die_once,
     fork_and_return,
@@ -27,6 +29,7 @@ from engine_tasks import (
     initialized_here,
     initialized_here_and_pid,
     make_a_result_frame_and_die,
+    pid_of,
     pids_of,
     put_square,
     record_start_and_block,
@@ -213,3 +216,19 @@ def test_a_task_whose_process_dies_is_named_with_that_process_pid(tmp_path: Path
     assert info.value.pid == task_pid
     assert f"(pid {task_pid})" in str(info.value)
     assert info.value.exitcode == 3
+
+
+def test_a_worker_that_dies_before_noting_its_fork_is_named_not_the_fork_before(
+        tmp_path: Path) -> None:
+    # The slot still held the pid of the task before's process: the report
+    # named that process, long gone, as the one that died.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with procesos.Executor(1, max_tasks_per_worker=1) as ex:
+        before = ex.submit(pid_of).result(timeout=60)
+        future = ex.submit(block_on_fifo, str(fifo), DiesBeforeItsForkIsNoted())
+        with pytest.raises(procesos.WorkerCrashedError) as info:
+            future.result(timeout=60)
+    assert info.value.pid != before
+    assert info.value.exitcode == -9
+    assert "a fork of its worker" not in str(info.value)

@@ -472,6 +472,9 @@ class _Worker:
             if item is SKIP:
                 self.flush(batch_id, i, [None], [], 0)
                 continue
+            # Until the fork has its pid: a mother killed in between is blamed
+            # itself, not the process of the item before.
+            slot[base + SLOT_TASK_PID] = 0
             ended = forker.run(partial(self._run_in_child, batch_id, i, style, table, item),
                                _end_task_process, self._note_task_process)
             if ended is not None:
