@@ -355,6 +355,20 @@ def test_logging_and_flag_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _compat.interpreter_flags() == []
 
 
+def test_the_standard_librarys_helpers_get_minus_p_once_and_the_fallback_leaves_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess as sp
+
+    plain = sp._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    flags = util._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    assert flags == [*plain, "-P"] if "-P" not in plain else flags == plain
+    _compat.keep_the_current_directory_out_of_helpers()  # again: not wrapped twice
+    assert util._args_from_interpreter_flags() == flags  # type: ignore[attr-defined]
+    monkeypatch.delattr(util, "_args_from_interpreter_flags")
+    _compat.keep_the_current_directory_out_of_helpers()  # nothing to wrap: no error
+    assert not hasattr(util, "_args_from_interpreter_flags")
+
+
 def test_spawn_passes_interpreter_flags(tmp_path: Path) -> None:
     source = textwrap.dedent("""
         import sys, procesos

@@ -337,6 +337,48 @@ def test_the_local_cluster_admits_no_client_without_its_certificate() -> None:
         assert ex.submit(square, 4).result() == 16
 
 
+def _listening_ports(pids: list[int]) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket that these processes or theirs listen on."""
+    procs = [psutil.Process(pid) for pid in pids]
+    procs += [child for proc in list(procs) for child in proc.children(recursive=True)]
+    return sorted({(c.laddr.ip, c.laddr.port) for proc in procs
+                   for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN})
+
+
+def _http_status(port: int, path: str) -> int | None:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None  # not HTTP: a TLS port drops a plain request
+    finally:
+        connection.close()
+
+
+@pytest.mark.timeout(180)
+def test_the_local_cluster_keeps_its_scratch_space_private_and_serves_no_web_page() -> None:
+    # Dask's defaults: scratch space in a fixed /tmp name that Dask adopts,
+    # whoever made it, and puts on sys.path (another user's code ran as this
+    # one); and an HTTP server on 0.0.0.0 showing tasks, call stacks and logs
+    # to anyone, although the dashboard is off.
+    with procesos.Executor(1, backend="dask") as ex:
+        private = ex._cluster.directory + os.sep
+        workers = ex.client.scheduler_info()["workers"].values()
+        assert workers and all(w["local_directory"].startswith(private) for w in workers)
+        paths = [*ex.client.run_on_scheduler(lambda: list(sys.path)),
+                 *(p for ps in ex.client.run(lambda: list(sys.path)).values() for p in ps)]
+        assert not [p for p in paths if "dask-scratch-space" in p and not p.startswith(private)]
+        ports = _listening_ports([p.pid for p in ex._cluster.processes])
+        assert ports and all(address == "127.0.0.1" for address, _ in ports), ports
+        for _, port in ports:
+            for path in ("/health", "/json/identity.json", "/info/main/workers.html"):
+                assert _http_status(port, path) in (None, 404), (port, path)
+        assert ex.submit(square, 5).result() == 25
+
+
 @pytest.mark.timeout(240)
 def test_on_the_local_cluster_a_crash_fails_only_its_task_quietly(tmp_path: Path) -> None:
     # Tasks queued on a worker used to die with it (KilledWorker), and

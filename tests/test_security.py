@@ -478,5 +478,45 @@ def test_a_typing_module_in_the_starting_directory_is_not_imported(tmp_path: Pat
     assert not [name for name in os.listdir(tmp_path) if name.startswith("imported-")]
 
 
+def test_the_standard_librarys_helpers_do_not_import_from_the_starting_directory(
+        tmp_path: Path) -> None:
+    # A named semaphore (a Lock, a Queue) or a SharedMemory starts the standard
+    # library's resource tracker, "python -c ...": the current directory came
+    # first on its sys.path, so a multiprocessing package planted there ran.
+    planted = tmp_path / "multiprocessing"
+    planted.mkdir()
+    (planted / "__init__.py").write_text(
+        "import os\nopen(os.path.join(os.path.dirname(__file__), f'imported-{os.getpid()}'), "
+        "'w').close()\nraise ImportError('not the standard library')\n")
+    program = tmp_path / "elsewhere"
+    program.mkdir()
+    (program / "main.py").write_text(textwrap.dedent("""
+        import multiprocessing
+        import procesos
+        from multiprocessing import resource_tracker
+        from procesos import shared_memory
+
+        if __name__ == "__main__":
+            for method in ("zygote", "spawn"):
+                ctx = procesos.get_context(method)
+                queue, lock = ctx.Queue(), ctx.Lock()
+                with lock:
+                    queue.put(method)
+                print(queue.get(timeout=30))
+            segment = shared_memory.SharedMemory(create=True, size=16)
+            segment.close()
+            segment.unlink()
+            print("tracker", resource_tracker._resource_tracker._pid is not None)
+            p = multiprocessing.get_context("spawn").Process(target=abs, args=(-3,))
+            p.start(); p.join()
+            print("stdlib spawn", p.exitcode)
+    """))
+    done = subprocess.run([sys.executable, str(program / "main.py")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["zygote", "spawn", "tracker", "True", "stdlib", "spawn", "0"]
+    assert not [name for name in os.listdir(planted) if name.startswith("imported-")]
+
+
 def test_tracker_processes_are_this_users(tracker_pid: int) -> None:
     assert psutil.Process(tracker_pid).uids().real == os.getuid()

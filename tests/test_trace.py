@@ -210,6 +210,28 @@ def test_load_reads_what_to_events_writes() -> None:
     assert timeline.rows[0].slices[0].name == "x"
 
 
+def test_saving_never_writes_through_a_file_that_was_there_before(tmp_path: Path) -> None:
+    # save() wrote to "<path>.<pid>.tmp" and renamed it: in a directory others
+    # may write to, a link planted at that name made it overwrite the link's
+    # target (any file of the user's), a file planted there received the trace.
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    path = tmp_path / "run.json"
+    planted = tmp_path / f"run.json.{os.getpid()}.tmp"
+    planted.symlink_to(precious)
+    with procesos.trace() as recording:
+        with recording.span("x"):
+            pass
+    recording.save(path)
+    assert precious.read_text() == "keep me"
+    assert planted.is_symlink()
+    check_trace_event_format(json.loads(path.read_text()))
+    assert {p.name for p in tmp_path.iterdir()} == {planted.name, "precious.txt", "run.json"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes a file
+
+
 # -- engine tasks -------------------------------------------------------------------------
 
 def _engine_events(recording: Any) -> list[dict[str, Any]]:

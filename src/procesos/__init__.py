@@ -19,6 +19,7 @@ from multiprocessing.context import (
 from multiprocessing.process import active_children, current_process, parent_process
 from typing import TYPE_CHECKING, Any
 
+from ._compat import keep_the_current_directory_out_of_helpers as _keep_cwd_out
 from ._errors import (
     ClusterConnectionError,
     PicklingError,
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     from ._trace._api import trace
 
 __version__ = "0.1.0"
+
+_keep_cwd_out()  # the standard library's resource tracker is started with -P too
 
 _ctx = default_context
 

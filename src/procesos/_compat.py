@@ -50,6 +50,7 @@ __all__ = [
     "formatter_format",
     "future_internals_known",
     "interpreter_flags",
+    "keep_the_current_directory_out_of_helpers",
     "mp_log_level",
     "mp_logs_to_stderr",
     "process_start_known",
@@ -402,6 +403,39 @@ def interpreter_flags() -> list[str]:
 
         flags = getattr(subprocess, "_args_from_interpreter_flags", list)
     return list(flags())
+
+
+# --- the standard library's helper interpreters ---------------------------------
+
+def keep_the_current_directory_out_of_helpers() -> None:
+    """Start the standard library's helper interpreters with ``-P``.
+
+    Its resource tracker (started by a named semaphore — a procesos ``Lock``
+    or ``Queue`` under any method but ``fork`` — or a ``SharedMemory``), and
+    its own ``spawn`` and ``forkserver`` processes, run ``python -c ...``,
+    which puts the current directory first on ``sys.path``: a
+    ``multiprocessing`` package planted in a directory others may write to
+    (``/tmp``) would run in them as this user. procesos starts its own
+    interpreters with ``-P``; this gives the standard library's the same.
+    Nothing else changes: a spawned child takes its ``sys.path`` from its
+    parent before it imports the user's modules.
+
+    ASSUMES: they build their command from
+    ``multiprocessing.util._args_from_interpreter_flags()``, looked up when
+    they start (3.8 to 3.14). FALLBACK: where it is missing, nothing changes.
+    """
+    from multiprocessing import util
+
+    plain = getattr(util, "_args_from_interpreter_flags", None)
+    if plain is None or getattr(plain, "_procesos_safe_path", False):
+        return
+
+    def with_safe_path() -> list[str]:
+        flags = list(plain())
+        return flags if "-P" in flags else [*flags, "-P"]
+
+    with_safe_path._procesos_safe_path = True  # type: ignore[attr-defined]
+    setattr(util, "_args_from_interpreter_flags", with_safe_path)  # private: not in the stubs
 
 
 # --- the resource tracker -----------------------------------------------------

@@ -10,7 +10,8 @@ not put on their ``sys.path``), not through
 ``LocalCluster``: its worker processes are started with ``multiprocessing``'s
 spawn, which runs the user's ``__main__`` again, and procesos promises that no
 ``if __name__ == "__main__":`` guard is needed. They follow this process's
-``sys.path`` and directory, leave the dashboard off, and end with it
+``sys.path`` and directory, keep their scratch space in this cluster's
+private directory, serve no web page, and end with it
 (:mod:`._dask_watch`). The scheduler runs a task again only when procesos
 asks (``allowed-failures`` 0), so ``retries=`` means the same as locally.
 """
@@ -74,17 +75,29 @@ class LocalDaskCluster:
         env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"
         # A worker holds only the task it runs: no other task dies with it.
         env["DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION"] = "1.0"
+        # Dask's scratch space: in our directory. By default it is a fixed name
+        # in /tmp that Dask takes over when writable, whoever made it, and puts
+        # first on the nanny's and the workers' sys.path: another user's code
+        # planted there would run as this user.
+        env["DASK_TEMPORARY_DIRECTORY"] = self.directory
+        # No web pages: --no-dashboard leaves Dask's HTTP server on (0.0.0.0:8787
+        # and a port per worker), and its pages show the cluster's workers, tasks,
+        # call stacks and logs to anyone, without a certificate.
+        env["DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES"] = "[]"
+        env["DASK_DISTRIBUTED__WORKER__HTTP__ROUTES"] = "[]"
+        no_web = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
         python = [sys.executable, "-P", "-m"]
         try:
             self._start([
                 *python, "distributed.cli.dask_scheduler", "--protocol", "tls", *tls,
                 "--host", "127.0.0.1", "--port", "0",
-                "--no-dashboard", "--scheduler-file", self.scheduler_file, "--preload", _WATCH,
+                *no_web, "--scheduler-file", self.scheduler_file, "--preload", _WATCH,
             ], "scheduler", env, read_end)
             self._start([
                 *python, "distributed.cli.dask_worker", "--scheduler-file", self.scheduler_file,
                 *tls, "--host", "127.0.0.1", "--nworkers", str(workers), "--nthreads", "1",
-                "--no-dashboard", "--preload-nanny", _WATCH,
+                *no_web, "--local-directory", os.path.join(self.directory, "workers"),
+                "--preload-nanny", _WATCH,
             ], "workers", env, read_end)
         finally:
             os.close(read_end)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,10 +85,32 @@ def _plain(args: dict[str, Any]) -> dict[str, Any]:
 def write(document: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write *document* to *path* (replacing it whole: never a half-written file)."""
     path = os.fspath(path)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(document, file, separators=(",", ":"))
-    os.replace(temporary, path)
+    descriptor, temporary = _new_file_beside(path)
+    try:
+        with open(descriptor, "w", encoding="utf-8") as file:
+            json.dump(document, file, separators=(",", ":"))
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def _new_file_beside(path: str) -> tuple[int, str]:
+    """A file made now next to *path*, under a name no one can guess: its descriptor
+    and name. In a directory others may write to (``/tmp``), a name known in
+    advance could already be theirs: a link to a file of ours, which writing
+    would overwrite, or a file of theirs, which would receive our data.
+    ``O_EXCL`` never opens what exists; the umask sets the mode, as ``open()``'s."""
+    directory, name = os.path.split(path)
+    while True:
+        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
+        except FileExistsError:
+            continue
 
 
 @dataclass(slots=True)
