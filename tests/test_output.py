@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing.connection
 import os
 import re
 import signal
@@ -315,6 +316,43 @@ print(arrived, repr(lines.text), sys.stdout.line_buffering)
     result = run_script(script, tmp_path, method=method, env={"PYTHONUNBUFFERED": ""})
     assert result.returncode == 0, result.stderr
     assert result.stdout == "True 'ready\\ndone\\n' False\n"
+
+
+@pytest.mark.parametrize("method", ["zygote", "spawn"])  # fork takes this lock itself
+def test_a_child_started_and_joined_while_the_relay_is_busy_loses_nothing(method: str) -> None:
+    # start() and join() add and finish a child's pipes themselves when the
+    # relay thread is idle; while it is in a round (writing), they ask it.
+    from procesos._output._relay import output_quiet, relay
+
+    p = procesos.get_context(method).Process(target=print_lines, args=("one", "two"), output="capture")
+    joiner = threading.Thread(target=p.join, args=(JOIN_TIMEOUT,))
+    with output_quiet():  # held as the relay thread holds it in a round
+        p.start()
+        multiprocessing.connection.wait([p.sentinel], JOIN_TIMEOUT)
+        joiner.start()
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        while not any(kind == "finish" for kind, _ in list(relay()._requests)):
+            assert time.monotonic() < deadline, "join() did not ask the relay"
+            time.sleep(0.001)
+    joiner.join(JOIN_TIMEOUT)
+    assert p.exitcode == 0
+    assert p.stdout == "one\ntwo\n"
+
+
+def test_a_round_skips_a_pipe_that_a_join_finished_since_its_select() -> None:
+    import selectors
+
+    from procesos._output._lines import LineSink
+    from procesos._output._relay import output_quiet, relay
+
+    run_in(procesos.get_context("zygote"), print_lines, "x")  # the relay thread runs
+    loop = relay()._loop
+    assert loop is not None
+    closed = LineSink(None, -1, io.StringIO())
+    with output_quiet():
+        assert loop._round([(selectors.SelectorKey(-1, -1, selectors.EVENT_READ, closed),
+                             selectors.EVENT_READ)]) is False
+    assert relay().running()
 
 
 def test_a_grandchild_holding_the_pipes_does_not_hold_up_join(

@@ -435,7 +435,7 @@ def keep_the_current_directory_out_of_helpers() -> None:
         return flags if "-P" in flags else [*flags, "-P"]
 
     with_safe_path._procesos_safe_path = True  # type: ignore[attr-defined]
-    setattr(util, "_args_from_interpreter_flags", with_safe_path)  # private: not in the stubs
+    util._args_from_interpreter_flags = with_safe_path  # type: ignore[attr-defined]
 
 
 # --- the resource tracker -----------------------------------------------------

@@ -1,6 +1,7 @@
 """The relay: one thread per parent process that moves every child's output to its sinks.
 
-It waits on the read ends of all children's pipes at once (``poll``), reads
+It waits on the read ends of all children's pipes at once (``epoll``, else
+``poll``), reads
 what is there (at most :data:`CHUNK` bytes per pipe per round, so no child
 starves the others) and hands it to the pipe's :class:`~._lines.LineSink`.
 Only this thread writes children's output, so whole lines from different
@@ -52,6 +53,7 @@ class Relay:
         self._lock = threading.Lock()
         self._requests: deque[tuple[str, ChildOutput | None]] = deque()
         self._thread: threading.Thread | None = None
+        self._loop: _RelayLoop | None = None  # what the thread runs, while it runs
         self._wake_w = -1
         self._finalizer_registered = False
         #: Held by the thread while it reads and writes; see :func:`output_quiet`.
@@ -59,11 +61,39 @@ class Relay:
 
     # -- called from any thread ---------------------------------------------
     def add(self, output: ChildOutput) -> None:
-        """Start relaying *output*'s pipes (the child has been started)."""
+        """Start relaying *output*'s pipes (the child has been started).
+
+        Where the relay thread waits with ``epoll``, the pipes join its wait
+        from this thread (under ``quiet``: not during a round), effective at
+        once, without waking it; else the thread is asked to add them.
+        """
+        loop = self._loop
+        if loop is not None and loop.adds_from_any_thread and self.quiet.acquire(blocking=False):
+            try:
+                if self._loop is loop:
+                    loop.add(output)
+                    return
+            finally:
+                self.quiet.release()
         self._request("add", output)
 
     def finish(self, output: ChildOutput) -> None:
-        """Deliver what *output*'s pipes hold, then close them (the child has ended)."""
+        """Deliver what *output*'s pipes hold, then close them (the child has ended).
+
+        Done in the calling thread when the relay thread is waiting on the
+        pipes (``quiet`` free: it is in no round) and already relays
+        *output*; else asked of the thread. ``join()`` then does not wait for
+        that thread to be scheduled: in a loop of starts on a busy machine,
+        half the joins waited 0.2 ms for it.
+        """
+        loop = self._loop
+        if loop is not None and self.quiet.acquire(blocking=False):
+            try:
+                if self._loop is loop and loop.relays(output):
+                    loop.finish(output)
+                    return
+            finally:
+                self.quiet.release()
         self._request("finish", output)
 
     def deliver(self, output: ChildOutput) -> None:
@@ -105,9 +135,9 @@ class Relay:
         wake_r, self._wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(self._wake_w, False)
+        self._loop = _RelayLoop(self, wake_r, self._wake_w)
         self._thread = threading.Thread(
-            target=_RelayLoop(self, wake_r, self._wake_w).run,
-            name="procesos-output-relay", daemon=True,
+            target=self._loop.run, name="procesos-output-relay", daemon=True,
         )
         self._thread.start()
         if not self._finalizer_registered:
@@ -120,7 +150,7 @@ class Relay:
             if self._requests:
                 return self._requests.popleft()
             if idle:
-                self._thread = None
+                self._thread = self._loop = None
                 self._wake_w = -1
             return None
 
@@ -129,7 +159,7 @@ class Relay:
         with self._lock:
             if self._thread is not threading.current_thread():
                 return  # it ended as asked (_next_request)
-            self._thread = None
+            self._thread = self._loop = None
             self._wake_w = -1
             if self._requests:
                 self._start()
@@ -142,7 +172,12 @@ class _RelayLoop:
     def __init__(self, relay: Relay, wake_r: int, wake_w: int) -> None:
         self.relay = relay
         self.wake_r, self.wake_w = wake_r, wake_w
-        self.selector = selectors.PollSelector()
+        # epoll: a pipe registered by another thread is watched at once, also
+        # by a select() under way (poll() would see it only at its next call).
+        epoll = getattr(selectors, "EpollSelector", None)
+        self.selector: selectors.BaseSelector = (
+            selectors.PollSelector() if epoll is None else epoll())
+        self.adds_from_any_thread = epoll is not None
         self.selector.register(wake_r, selectors.EVENT_READ, None)
         self.outputs: set[ChildOutput] = set()
         self.stopping = False
@@ -176,6 +211,8 @@ class _RelayLoop:
                 woken = True
             else:
                 sink = key.data
+                if sink.fd < 0:
+                    continue  # finished by a join() since the select (Relay.finish)
                 if sink.owner is not None:  # before the read: see deliver_before()
                     sink.owner.relaying = True
                     relaying.append(sink.owner)
@@ -212,20 +249,31 @@ class _RelayLoop:
                 return self.stopping and not self.outputs
             kind, output = request
             if kind == "add" and output is not None:
-                self.outputs.add(output)
-                for sink in output.sinks:
-                    os.set_blocking(sink.fd, False)
-                    self.selector.register(sink.fd, selectors.EVENT_READ, sink)
+                self.add(output)
             elif kind == "finish" and output is not None:
-                self._finish(output)
+                self.finish(output)
             elif kind == "deliver" and output is not None:
                 self._deliver(output)
             elif kind == "stop":
                 for each in list(self.outputs):
-                    self._finish(each)
+                    self.finish(each)
                 self.stopping = True
 
-    def _finish(self, output: ChildOutput) -> None:
+    def add(self, output: ChildOutput) -> None:
+        """Watch *output*'s pipes: in this thread, or (under ``quiet``,
+        :meth:`Relay.add`) in the one that started the child."""
+        self.outputs.add(output)
+        for sink in output.sinks:
+            os.set_blocking(sink.fd, False)
+            self.selector.register(sink.fd, selectors.EVENT_READ, sink)
+
+    def relays(self, output: ChildOutput) -> bool:
+        """Whether *output* has been added and is not finished (under ``quiet``)."""
+        return output in self.outputs
+
+    def finish(self, output: ChildOutput) -> None:
+        """Deliver what *output*'s pipes hold and close them: in this thread, or
+        (under ``quiet``, :meth:`Relay.finish`) in the one that joins the child."""
         for sink in output.sinks:
             self._read_all(sink)
             if sink.fd >= 0:
