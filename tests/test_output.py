@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -324,7 +325,8 @@ def test_a_child_started_and_joined_while_the_relay_is_busy_loses_nothing(method
     # relay thread is idle; while it is in a round (writing), they ask it.
     from procesos._output._relay import output_quiet, relay
 
-    p = procesos.get_context(method).Process(target=print_lines, args=("one", "two"), output="capture")
+    p = procesos.get_context(method).Process(target=print_lines, args=("one", "two"),
+                                             output="capture")
     joiner = threading.Thread(target=p.join, args=(JOIN_TIMEOUT,))
     with output_quiet():  # held as the relay thread holds it in a round
         p.start()
@@ -353,6 +355,29 @@ def test_a_round_skips_a_pipe_that_a_join_finished_since_its_select() -> None:
         assert loop._round([(selectors.SelectorKey(-1, -1, selectors.EVENT_READ, closed),
                              selectors.EVENT_READ)]) is False
     assert relay().running()
+
+
+def test_a_fork_child_does_not_keep_the_relays_epoll_or_wake_up_pipe(tmp_path: Path) -> None:
+    done = run_script(textwrap.dedent("""
+        import os
+        import procesos
+        from procesos._output._relay import relay
+
+        def links():
+            return {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                    if os.path.exists(f"/proc/self/fd/{fd}")}
+
+        p = procesos.Process(target=print, args=("relayed",))
+        p.start(); p.join()
+        loop = relay()._loop
+        ours = {os.readlink(f"/proc/self/fd/{fd}")
+                for fd in (loop.selector.fileno(), loop.wake_r, loop.wake_w)}
+        child = procesos.get_context("fork").Process(target=links)
+        child.start(); child.join()
+        print(sorted(ours & child.result()), "eventpoll" in str(ours))
+    """), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["relayed", "[] True"]
 
 
 def test_a_grandchild_holding_the_pipes_does_not_hold_up_join(

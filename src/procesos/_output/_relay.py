@@ -344,9 +344,19 @@ def output_quiet() -> threading.Lock:
 def _after_fork_in_child() -> None:
     # The thread did not survive the fork; the pipes it read belong to the
     # parent. The old relay must not wake the parent's thread (its finalizer
-    # may still be registered here after a bare os.fork()).
+    # may still be registered here after a bare os.fork()). Its epoll and
+    # wake-up pipe are closed here: this process's copies, held by a cycle
+    # (the relay and its loop) until a collection.
     global _relay
-    _relay._thread, _relay._wake_w = None, -1
+    loop = _relay._loop
+    _relay._thread, _relay._wake_w, _relay._loop = None, -1, None
+    if loop is not None:
+        loop.selector.close()
+        for fd in (loop.wake_r, loop.wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
     _relay = Relay()
 
 
