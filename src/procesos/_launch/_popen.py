@@ -248,7 +248,7 @@ class BasePopen:
         while True:
             channel = self.channel
             try:
-                if channel is None or not channel.poll(0):
+                if channel is None or not readable([channel.fileno()], 0):
                     return
             except OSError:
                 return
@@ -259,7 +259,9 @@ class BasePopen:
             if self.channel is not channel:
                 return  # another thread read it to the end meanwhile
             try:
-                if channel.poll(0):
+                # readable(), not channel.poll(): that builds a selector each call
+                # (the channel keeps no bytes of its own: the same answer).
+                if readable([channel.fileno()], 0):
                     data = channel.recv_bytes()
                     code = read_exit_report(data)
                     if code is None:
