@@ -508,6 +508,41 @@ def test_what_a_worker_assigns_to_a_global_stays_for_its_next_tasks(
     ]
 
 
+REBOUND_GLOBALS_SCRIPT = """
+import procesos
+
+K = 1
+
+def g(x):
+    return x + K
+
+def h(x):
+    return g(x) * 10  # K through g
+
+with procesos.Executor(1) as ex:
+    first = ex.submit(g, 0).result(), list(ex.map(h, [0]))
+    K = 100
+    print(first, ex.submit(g, 0).result(), list(ex.map(h, [0])))
+with procesos.Pool(1) as pool:
+    K = 5
+    before = pool.apply(g, (0,))
+    K = 6
+    print(before, pool.apply(g, (0,)), pool.map(h, [0]))
+"""
+
+
+@pytest.mark.parametrize("method", ["zygote", "fork", "spawn"])
+def test_a_global_assigned_in_the_parent_reaches_the_functions_sent_again(
+        tmp_path: Path, method: str) -> None:
+    # An executor pickles a function once; one that uses a global assigned
+    # since (a notebook's next cell) gave the old value, until some other
+    # function that uses it happened to be sent.
+    assert printed_by(REBOUND_GLOBALS_SCRIPT, tmp_path, method) == [
+        "(1, [10]) 100 [1000]",
+        "5 6 [60]",
+    ]
+
+
 def test_max_tasks_per_child_is_accepted_as_in_process_pool_executor() -> None:
     with procesos.Executor(2, max_tasks_per_child=1) as ex:
         pids = [ex.submit(pid_of, i).result() for i in range(4)]

@@ -75,9 +75,11 @@ import copyreg
 import io
 import pickle
 import sys
+import threading
 import types
 from collections import ChainMap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -119,6 +121,7 @@ __all__ = [
     "dumps_frame",
     "first_unpicklable",
     "get_threshold",
+    "globals_sent",
     "is_shared",
     "is_small_immutable",
     "is_small_plain",
@@ -194,6 +197,27 @@ def _set_function_state(func: types.FunctionType, state: tuple[Any, Any]) -> Non
             namespace[name] = installed[name] = value
         slots = {**slots, "__globals__": {}}
     function_setstate(func, (attributes, slots))
+
+
+#: What the functions pickled by value in this thread's :func:`globals_sent` block sent.
+_sent = threading.local()
+
+
+@contextmanager
+def globals_sent() -> Iterator[list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """Record, for each function pickled by value in the block, its globals and
+    the values sent of those it uses: ``(func.__globals__, {name: value})``.
+
+    A pickle kept to be sent again (the engine's functions) is stale once one
+    of those names is bound to another object here.
+    """
+    outer = getattr(_sent, "record", None)
+    record: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    _sent.record = record
+    try:
+        yield record
+    finally:
+        _sent.record = outer
 
 
 def _reduce_text_file(file: Any) -> tuple[Any, ...]:
@@ -275,6 +299,9 @@ def _make_cloud_pickler() -> type:
     if cloudpickle_function_reduce_known():
         def _dynamic_function_reduce(self: Any, func: types.FunctionType) -> tuple[Any, ...]:
             reduced = cloudpickle.Pickler._dynamic_function_reduce(self, func)
+            record = getattr(_sent, "record", None)
+            if record is not None:
+                record.append((func.__globals__, dict(reduced[2][1]["__globals__"])))
             base = reduced[1][1]
             if not isinstance(base.get("__name__"), str):
                 return reduced  # type: ignore[no-any-return]  # no module to share

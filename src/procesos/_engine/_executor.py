@@ -24,10 +24,11 @@ class Executor(futures.Executor):
     ``wait``, ``as_completed`` and ``asyncio.wrap_future``); ``map()`` streams
     results in order while reading its input lazily; ``asubmit()`` and
     ``amap()`` serve asyncio code. Any callable works, lambdas and functions
-    from ``__main__`` included; a function is pickled once per executor, and
-    the globals it uses arrive with it (or with a later function that uses
-    them), unless code in the worker has assigned them: an *initializer* can
-    set globals for the tasks.
+    from ``__main__`` included; a function is pickled once per executor (again
+    once a global it uses has been assigned in the parent), and the globals it
+    uses arrive with it (or with a later function that uses them), unless code
+    in the worker has assigned them: an *initializer* can set globals for the
+    tasks.
 
     Options:
 

@@ -23,7 +23,7 @@ from itertools import islice
 from typing import Any
 
 from .._errors import PicklingError
-from .._serialization import Frame, discard, dumps, dumps_frame, first_unpicklable
+from .._serialization import Frame, discard, dumps, dumps_frame, first_unpicklable, globals_sent
 from .._trace import _state as _trace_state
 from ._batching import ChunkSizer
 from ._messages import SKIP, encode_objects
@@ -61,15 +61,21 @@ class FnEntry:
 
     It refers to the function weakly where it can: the engine's cache of
     entries must not keep a task's callable (a bound method's object) alive.
+    A function sent by value (of ``__main__``, a lambda, a closure) carries the
+    globals it uses: the entry is :meth:`stale` once one of them is bound to
+    another object, and the function is then pickled again.
     """
 
-    __slots__ = ("data", "fn_id", "function", "name", "per_item_s")
+    __slots__ = ("data", "fn_id", "function", "globals_sent", "name", "per_item_s")
 
     def __init__(self, fn: Callable[..., Any], fn_id: int) -> None:
         try:
             # Loaded by every worker (and replacements): large buffers that go through
             # shared memory must stay until the engine discards the entry.
-            self.data = dumps(fn, reusable=True)
+            with globals_sent() as sent:
+                self.data = dumps(fn, reusable=True)
+            self.globals_sent = tuple((namespace, tuple(values.items()))
+                                      for namespace, values in sent if values)
         except Exception as exc:
             raise PicklingError.caused_by(
                 f"the function {_name(fn)!r}, a {_type_name(fn)} object, cannot be pickled "
@@ -84,9 +90,20 @@ class FnEntry:
         self.name = _name(fn)
         self.per_item_s: float | None = None  # learned by the maps that ran it
 
+    def stale(self) -> bool:
+        """Whether a global that the pickle carries has been bound to another object since."""
+        for namespace, values in self.globals_sent:
+            for name, value in values:
+                if namespace.get(name, _UNBOUND) is not value:
+                    return True
+        return False
+
     def discard(self) -> None:
         """No worker will load this function again: free its shared memory, if any."""
         discard(self.data)
+
+
+_UNBOUND = object()
 
 
 def _same(fn: Callable[..., Any]) -> Callable[..., Any]:

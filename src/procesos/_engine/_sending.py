@@ -160,11 +160,17 @@ class Sender:
             raise TypeError(f"a task must be callable, got {type(fn).__name__} {fn!r}")
         entry = self.fns.get(id(fn))
         if entry is not None and entry.function() is fn:
-            self.fns.move_to_end(id(fn))
-            return entry
+            if not entry.stale():
+                self.fns.move_to_end(id(fn))
+                return entry
+            # A global it carries was assigned since: pickled again. The old
+            # pickle may still be on its way to a worker: it leaves the cache
+            # (and its shared memory is freed) in its turn, as if evicted.
+            self.fns[-1 - entry.fn_id] = entry
         entry = FnEntry(fn, self.next_fn)
         self.next_fn += 1
         self.fns[id(fn)] = entry
+        self.fns.move_to_end(id(fn))
         while len(self.fns) > _FN_CACHE:
             _, evicted = self.fns.popitem(last=False)
             evicted.discard()
