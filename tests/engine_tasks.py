@@ -431,3 +431,14 @@ def make_a_result_frame_and_die(megabytes: int) -> None:
 
     dumps(bytearray(megabytes << 20), channel=RESULTS_CHANNEL)
     os._exit(5)
+
+
+def fill(array: Any, value: float) -> None:
+    """Write *value* into every element of *array* (a numpy array or view) here."""
+    array[...] = value
+
+
+def array_facts(array: Any) -> tuple[str, bool, str | None, list[float]]:
+    """What arrived: its type's name, whether it is writable, its file, its values."""
+    return (type(array).__name__, bool(array.flags.writeable),
+            getattr(array, "filename", None), [float(v) for v in array.ravel()])

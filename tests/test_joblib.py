@@ -320,6 +320,27 @@ def test_arrays_travel_through_shared_memory_not_a_memmapping_folder(tmp_path: P
     assert not folder.exists()
 
 
+def test_workers_write_into_a_memmap_passed_to_them_as_with_loky(tmp_path: Path) -> None:
+    # joblib's documented pattern: the output in a memmap, each task its row.
+    # Sent as a copy, every row was lost without a word (loky sends its file).
+    from engine_tasks import fill
+
+    out = np.memmap(tmp_path / "out.mmap", dtype=np.float64, mode="w+", shape=(8, 3))
+    with parallel_config(backend="procesos", n_jobs=2):
+        Parallel()(delayed(fill)(out[i], float(i)) for i in range(8))
+    assert out.tolist() == [[float(i)] * 3 for i in range(8)]
+    loaded = joblib.load(_dumped(tmp_path, np.arange(6.0)), mmap_mode="r")
+    with parallel_config(backend="procesos", n_jobs=1):
+        (chain, total), = Parallel()(delayed(array_storage)(loaded) for _ in range(1))
+    assert chain[0] == "memmap" and total == 15.0  # the file's, read-only there too
+
+
+def _dumped(tmp_path: Path, array: Any) -> str:
+    path = str(tmp_path / "array.joblib")
+    joblib.dump(array, path)
+    return path
+
+
 # Faults
 
 

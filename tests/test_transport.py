@@ -152,6 +152,56 @@ def test_ctrl_c_while_copy_threads_run_goes_on_and_they_finish_safely(
     assert not [t for t in threading.enumerate() if t.name == "procesos-copy"]
 
 
+# -- numpy.memmap: by its file ------------------------------------------------------------
+
+def test_a_memmap_and_its_views_travel_as_their_file_and_writes_reach_it(tmp_path: Path) -> None:
+    # joblib's pattern: workers write their part of the output into a memmap.
+    # It arrived as a private copy: the writes were lost, silently.
+    from engine_tasks import fill
+
+    out = np.memmap(tmp_path / "out.dat", dtype="f8", mode="w+", shape=(6, 4))
+    views = {1.0: out[0], 2.0: out[1:3], 3.0: out[3:, 1], 4.0: out[::-1, 3][::2],
+             5.0: out[5, ::-2]}
+    with procesos.Executor(2) as ex:
+        for future in [ex.submit(fill, view, value) for value, view in views.items()]:
+            future.result(timeout=60)
+    expected = np.zeros((6, 4))
+    for value, view in views.items():
+        expected_view = {1.0: expected[0], 2.0: expected[1:3], 3.0: expected[3:, 1],
+                         4.0: expected[::-1, 3][::2], 5.0: expected[5, ::-2]}[value]
+        expected_view[...] = value
+    assert (np.asarray(out) == expected).all(), np.asarray(out)
+    assert (np.fromfile(tmp_path / "out.dat").reshape(6, 4) == expected).all()
+
+
+@pytest.mark.parametrize(("mode", "writable"), [("r", False), ("c", True), ("r+", True)])
+def test_a_memmap_arrives_with_its_mode(tmp_path: Path, mode: str, writable: bool) -> None:
+    from engine_tasks import array_facts, fill
+
+    path = tmp_path / "data.dat"
+    np.arange(8, dtype="f8").tofile(path)
+    data = np.memmap(path, dtype="f8", mode=mode, shape=(8,))
+    with procesos.Executor(1) as ex:
+        kind, arrived_writable, filename, values = ex.submit(array_facts, data[2:6]).result(60)
+        assert (kind, arrived_writable, filename) == ("memmap", writable, str(path))
+        assert values == [2.0, 3.0, 4.0, 5.0]
+        if mode == "c":  # copy-on-write: the receiver's writes are its own
+            ex.submit(fill, data, -1.0).result(60)
+    assert np.fromfile(path).tolist() == list(map(float, range(8)))
+
+
+def test_a_memmap_without_its_file_arrives_as_a_copy(tmp_path: Path) -> None:
+    from engine_tasks import array_facts
+
+    path = tmp_path / "gone.dat"
+    data = np.memmap(path, dtype="i4", mode="w+", shape=(5,))
+    data[:] = [1, 2, 3, 4, 5]
+    os.unlink(path)
+    with procesos.Executor(1) as ex:
+        kind, _, _, values = ex.submit(array_facts, data).result(60)
+    assert kind == "ndarray" and values == [1, 2, 3, 4, 5]
+
+
 def test_small_data_stays_a_plain_pickle() -> None:
     frame = dumps({"a": np.arange(10), "b": b"x" * 100, "c": "hola"})
     assert is_plain_pickle(frame)

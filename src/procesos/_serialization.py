@@ -470,6 +470,11 @@ def _in_band(buffer: pickle.PickleBuffer) -> bool:
     return True
 
 
+#: In a plain pickle, the name of ``numpy.memmap``: procesos' reducers send one
+#: by its file (``_transport._reduce_memmap``), the plain pickler as a copy.
+_MEMMAP = b"memmap"
+
+
 def plain_for_child(obj: Any) -> bytes | None:
     """*obj* as one plain pickle of the C pickler, for a worker; None when it needs
     :func:`dumps_for_child` (a large buffer, a reference to ``__main__``,
@@ -480,7 +485,9 @@ def plain_for_child(obj: Any) -> bytes | None:
         data = pickle.dumps(obj, PROTOCOL, buffer_callback=_in_band)
     except Exception:
         return None
-    return None if len(data) >= get_threshold() or b"__main__" in data else data
+    if len(data) >= get_threshold() or b"__main__" in data or _MEMMAP in data:
+        return None
+    return data
 
 
 def dumps_for_child(obj: Any) -> bytes | Frame:
@@ -500,7 +507,8 @@ def dumps_for_child(obj: Any) -> bytes | Frame:
         data = None
     except Exception:
         return dumps_frame(obj)
-    if data is not None and len(data) < get_threshold() and b"__main__" not in data:
+    if (data is not None and len(data) < get_threshold() and b"__main__" not in data
+            and _MEMMAP not in data):
         return data
     if data is None or len(data) >= get_threshold():
         try:
@@ -531,7 +539,7 @@ def dumps_for_parent(obj: Any, channel: str, in_band_first: bool = False) -> byt
             except _Large:
                 pass
             else:
-                if len(data) < get_threshold():
+                if len(data) < get_threshold() and _MEMMAP not in data:
                     return data
         return dumps_fast(obj, channel)
     except PICKLING_FAILURES:

@@ -782,10 +782,66 @@ def _reduce_ndarray(array: Any) -> Any:
     return _rebuild_ndarray, (collector.defer(array), array.dtype, array.shape)
 
 
+def _rebuild_memmap(filename: str, dtype: Any, mode: str, offset: int, shape: tuple[int, ...],
+                    order: str, span: int, first: int, strides: tuple[int, ...] | None) -> Any:
+    numpy = sys.modules.get("numpy") or __import__("numpy")
+    if strides is None:
+        return numpy.memmap(filename, dtype=dtype, mode=mode, offset=offset, shape=shape,
+                            order=order)
+    window = numpy.memmap(filename, dtype=numpy.uint8, mode=mode, offset=offset, shape=(span,))
+    return numpy.ndarray(shape, dtype, buffer=window, offset=first, strides=strides)
+
+
+def _reduce_memmap(array: Any) -> Any:
+    """A ``numpy.memmap``, or a view of one, travels as where its bytes lie in
+    its file: the receiver maps the same file, so what it writes under mode
+    ``r+`` or ``w+`` reaches the file and the sender's memmap, as joblib's
+    workers do (a private copy would lose those writes); ``r`` arrives
+    read-only, ``c`` private. Without its file (closed, deleted), as an array."""
+    numpy = sys.modules["numpy"]
+    import mmap
+
+    original = array
+    while isinstance(original.base, numpy.memmap):
+        original = original.base
+    filename = getattr(original, "filename", None)
+    if isinstance(filename, os.PathLike):  # opened by a Path
+        filename = os.fspath(filename)
+    mode = getattr(original, "mode", None)
+    mapping: Any = original.base
+    if (
+        not isinstance(mapping, mmap.mmap)
+        or getattr(original, "_mmap", None) is not mapping
+        or bool(getattr(mapping, "closed", True))
+        or not isinstance(filename, str)
+        or mode not in ("r", "r+", "w+", "c")
+        or array.size == 0
+        or array.dtype.hasobject
+        or not os.path.exists(filename)
+    ):
+        return _reduce_ndarray(numpy.asarray(array))
+    if mode == "w+":
+        mode = "r+"  # not made again: that would empty the file
+    if not array.flags.writeable:
+        mode = "r"
+    start = array.__array_interface__["data"][0]
+    steps = [(n - 1) * s for n, s in zip(array.shape, array.strides, strict=True)]
+    low = start + sum(step for step in steps if step < 0)
+    high = start + sum(step for step in steps if step > 0)
+    offset = original.offset + (low - original.__array_interface__["data"][0])
+    if array.flags.c_contiguous or array.flags.f_contiguous:
+        order = "C" if array.flags.c_contiguous else "F"
+        return _rebuild_memmap, (filename, array.dtype, mode, offset, array.shape, order,
+                                 0, 0, None)
+    return _rebuild_memmap, (filename, array.dtype, mode, offset, array.shape, "C",
+                             high + array.itemsize - low, start - low, array.strides)
+
+
 def _register_numpy() -> None:
     global _numpy_registered
     numpy = sys.modules["numpy"]
     reducers[numpy.ndarray] = _reduce_ndarray
+    reducers[numpy.memmap] = _reduce_memmap
     _numpy_registered = True
 
 
