@@ -144,6 +144,10 @@ def return_lock(x: int) -> object:
     return threading.Lock() if x == 1 else x
 
 
+def return_a_lock_in_a_list(_: object = None) -> list[object]:
+    return [threading.Lock()]
+
+
 class Unpicklable(Exception):
     def __init__(self) -> None:
         super().__init__("holds a lock")

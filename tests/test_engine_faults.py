@@ -38,6 +38,7 @@ from engine_tasks import (
     leave_a_thread_running,
     pid_of,
     raise_unpicklable,
+    return_a_lock_in_a_list,
     return_lock,
     square,
     sum_with_a_pool_of_its_own,
@@ -170,6 +171,28 @@ def test_unpicklable_argument_fails_only_its_task() -> None:
         future = ex.submit(square, threading.Lock())
         with pytest.raises(procesos.SerializationError, match=r"argument 0, a _thread\.lock"):
             future.result()
+
+
+class _Holder:
+    def __init__(self, held: object) -> None:
+        self.held = held
+
+
+def test_an_unpicklable_part_deep_in_an_argument_or_result_is_named_where_it_lies() -> None:
+    import threading
+
+    lock = threading.Lock()
+    with procesos.Executor(1) as ex:
+        with pytest.raises(procesos.SerializationError) as caught:
+            ex.submit(len, {"a": [1, _Holder(lock)]}).result(timeout=30)
+        assert ("argument 0, a builtins.dict object, cannot be pickled" in str(caught.value))
+        assert "inside it, ['a'][1].held is a _thread.lock object" in str(caught.value)
+        with pytest.raises(procesos.SerializationError) as caught:
+            ex.submit(return_a_lock_in_a_list).result(timeout=30)
+        assert "inside it, [0] is a _thread.lock object" in str(caught.value)
+    p = procesos.Process(target=len, args=([_Holder(lock)],))
+    with pytest.raises(procesos.SerializationError, match=r"inside it, \[0\]\.held is a _thread"):
+        p.start()
 
 
 def test_a_queue_or_lock_as_a_task_argument_is_refused_with_the_ways_that_work() -> None:

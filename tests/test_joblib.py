@@ -411,6 +411,23 @@ def test_unpicklable_result_fails_the_call_with_a_clear_error() -> None:
         Parallel(n_jobs=2, backend="procesos")(delayed(return_lock)(i) for i in range(4))
 
 
+def test_errors_name_the_joblib_calls_not_the_engines_wrapper() -> None:
+    # The engine notes which task raised, and names what cannot be pickled:
+    # here that was run_batch(<joblib.parallel.BatchedCalls ...>).
+    with pytest.raises(ValueError) as raised:
+        Parallel(n_jobs=2, backend="procesos", batch_size=1)(
+            delayed(fail_on)(i) for i in range(4))
+    notes = getattr(raised.value, "__notes__", [])
+    assert any(note.startswith("(raised in a joblib batch: fail_on(2)") for note in notes), notes
+    assert not any("run_batch" in note for note in notes)
+    with pytest.raises(procesos.PicklingError) as unpicklable:
+        Parallel(n_jobs=2, backend="procesos")(delayed(len)([threading.Lock()]) for _ in range(2))
+    text = str(unpicklable.value)
+    assert text.startswith("a joblib batch: len(")
+    assert "len: argument 0, a builtins.list object, cannot be pickled" in text
+    assert "inside it, [0] is a _thread.lock object" in text and "run_batch" not in text
+
+
 def test_abort_kills_running_tasks_promptly() -> None:
     # joblib: test_abort_backend. The first batch fails at once; the others
     # sleep for 10 s each and are killed rather than waited for.

@@ -25,6 +25,7 @@ from ._serialization import (
     dumps_for_parent,
     is_shared,
     loads,
+    unpicklable_inside,
 )
 
 __all__ = ["OUTCOME_CHANNEL", "PICKLING_FAILURES", "ReceivedOutcome", "decode", "encode_error",
@@ -68,7 +69,8 @@ def encode_value(value: object, where: str) -> bytes:
         import traceback
 
         error = PicklingError.caused_by(
-            f"{where} could not be pickled: a {_describe(value)} object ({exc!r}). "
+            f"{where} could not be pickled: a {_describe(value)} object "
+            f"({exc!r}{unpicklable_inside(value)}). "
             "Return something picklable, or share it through procesos' sharing objects.",
             exc,
         )

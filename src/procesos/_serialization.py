@@ -131,6 +131,7 @@ __all__ = [
     "register_descriptor_reducer",
     "set_threshold",
     "share_main_namespace",
+    "unpicklable_inside",
 ]
 
 PROTOCOL = _transport.PROTOCOL
@@ -457,6 +458,48 @@ def first_unpicklable(parts: Iterable[tuple[str, Any]]) -> tuple[str, Any, Excep
         except Exception as exc:
             return label, value, exc
     return None
+
+
+def unpicklable_inside(obj: Any) -> str:
+    """Where, inside *obj* (which cannot be pickled), the part that cannot lies:
+    ``"; inside it, .items[0][1] is a _thread.lock object"``, or ``""`` when no
+    part of it fails alone (*obj* itself is the culprit). Looks into lists,
+    tuples, dicts and objects' attributes, a few levels down (errors only)."""
+    path, current = "", obj
+    for _ in range(_INSIDE_DEPTH):
+        for step, part in _parts_of(current):
+            if _cannot_pickle(part):
+                path, current = path + step, part
+                break
+        else:
+            break
+    if not path:
+        return ""
+    cls = type(current)
+    return f"; inside it, {path} is a {cls.__module__}.{cls.__qualname__} object"
+
+
+_INSIDE_DEPTH = 8
+_INSIDE_WIDTH = 1000  # parts looked at in one container
+
+
+def _parts_of(obj: Any) -> Iterable[tuple[str, Any]]:
+    if isinstance(obj, list | tuple):
+        return ((f"[{i}]", item) for i, item in enumerate(obj[:_INSIDE_WIDTH]))
+    if isinstance(obj, dict):
+        return ((f"[{key!r}]", value) for key, value in list(obj.items())[:_INSIDE_WIDTH])
+    attributes = getattr(obj, "__dict__", None)
+    if isinstance(attributes, dict) and not isinstance(obj, type | types.ModuleType):
+        return ((f".{name}", value) for name, value in list(attributes.items())[:_INSIDE_WIDTH])
+    return ()
+
+
+def _cannot_pickle(obj: Any) -> bool:
+    try:
+        dumps_frame(obj).discard()
+    except Exception:
+        return True
+    return False
 
 
 class _Large(Exception):

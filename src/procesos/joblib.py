@@ -44,7 +44,9 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from . import _errors, _pool_errors
 from ._engine._executor import Executor
+from ._joblib._batch import run_batch
 from ._joblib._pool import SHARED_POOL, Feed
+from ._serialization import first_unpicklable, unpicklable_inside
 
 __all__ = ["BACKEND_NAME", "SHARED_POOL", "ProcesosBackend", "WorkerCrashedError", "register",
            "shutdown"]
@@ -196,6 +198,17 @@ class ProcesosBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[m
                 raise
             batch = self._feed.batch_of(out) if self._feed is not None else None
             raise _as_joblib_error(error, batch) from error
+        except _errors.PicklingError as error:
+            batch = self._feed.batch_of(out) if self._feed is not None else None
+            culprit = _unpicklable_call(batch) if _RUN_BATCH in str(error) else None
+            if culprit is None:
+                raise
+            raise _errors.PicklingError.caused_by(
+                f"a joblib batch: {_describe_batch(batch)}: {culprit}",
+                error.__cause__ or error) from error
+        except BaseException as error:
+            _name_the_calls_in_notes(error, self._feed.batch_of(out) if self._feed else None)
+            raise
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         """Stop what is left of a failed ``Parallel`` call.
@@ -283,6 +296,43 @@ def _as_joblib_error(error: _pool_errors.WorkerCrashedError | _errors.TaskTimeou
     if label and calls:
         hint = hint.replace(label, calls, 1)
     return WorkerCrashedError(error.name, error.pid, error.exitcode, hint)
+
+
+_RUN_BATCH = f"{run_batch.__name__}("
+_RAISED_BY = f"(raised by {_RUN_BATCH}"
+
+
+def _unpicklable_call(batch: Any) -> str | None:
+    """What of a joblib batch's calls cannot be pickled, in the batch's words
+    (``len: argument 0, a builtins.list object, cannot be pickled (...)``)."""
+    items = getattr(batch, "items", None)
+    if not isinstance(items, list):
+        return None
+    for func, args, kwargs in items:
+        name = getattr(func, "__qualname__", None) or reprlib.repr(func)
+        found = first_unpicklable([
+            (f"{name}: the function", func),
+            *((f"{name}: argument {k}", arg) for k, arg in enumerate(args)),
+            *((f"{name}: keyword argument {key!r}", value) for key, value in kwargs.items())])
+        if found is not None:
+            label, value, exc = found
+            cls = type(value)
+            return (f"{label}, a {cls.__module__}.{cls.__qualname__} object, cannot be "
+                    f"pickled ({exc}){unpicklable_inside(value)}")
+    return None
+
+
+def _name_the_calls_in_notes(error: BaseException, batch: Any) -> None:
+    """The engine notes which task raised *error*: here the joblib calls of the
+    batch, not the engine's ``run_batch(<joblib.parallel.BatchedCalls ...>)``."""
+    notes = getattr(error, "__notes__", None)
+    if not isinstance(notes, list) or batch is None:
+        return
+    for index, note in enumerate(notes):
+        if isinstance(note, str) and note.startswith(_RAISED_BY):
+            worker = note.rfind(" in worker pid ")
+            notes[index] = (f"(raised in a joblib batch: {_describe_batch(batch)}"
+                            + (note[worker:] if worker >= 0 else ")"))
 
 
 def register() -> None:

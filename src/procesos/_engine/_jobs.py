@@ -23,7 +23,15 @@ from itertools import islice
 from typing import Any
 
 from .._errors import PicklingError
-from .._serialization import Frame, discard, dumps, dumps_frame, first_unpicklable, globals_sent
+from .._serialization import (
+    Frame,
+    discard,
+    dumps,
+    dumps_frame,
+    first_unpicklable,
+    globals_sent,
+    unpicklable_inside,
+)
 from .._trace import _state as _trace_state
 from ._batching import ChunkSizer
 from ._messages import SKIP, encode_objects
@@ -130,7 +138,8 @@ def _unpicklable_argument(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     if found is None:
         return "its arguments cannot be pickled"
     label, arg, exc = found
-    return f"{label}, a {_type_name(arg)} object, cannot be pickled {_why(exc)}"
+    return (f"{label}, a {_type_name(arg)} object, cannot be pickled {_why(exc)}"
+            f"{unpicklable_inside(arg)}")
 
 
 def _encode_items(items: Sequence[Any], describe: Callable[[int, Any], str]

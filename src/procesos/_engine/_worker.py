@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, NoReturn
 from .._compat import run_mp_exit_function
 from .._errors import PicklingError, ProcessCrashedError, UnpicklingError
 from .._outcome import PICKLING_FAILURES, encode_error
-from .._serialization import dumps, dumps_frame, loads
+from .._serialization import dumps, dumps_frame, loads, unpicklable_inside
 from ._messages import (
     RESULTS_CHANNEL,
     SKIP,
@@ -325,7 +325,8 @@ class _Worker:
                 cls = type(value)
                 error = PicklingError.caused_by(
                     f"the result, a {cls.__module__}.{cls.__qualname__} object, could not be "
-                    f"pickled in the worker ({exc!r}). Return something picklable.",
+                    f"pickled in the worker ({exc!r}{unpicklable_inside(value)}). "
+                    "Return something picklable.",
                     exc,
                 )
                 errors.append((i, encode_error(error, _user_traceback(exc), RESULTS_CHANNEL)))

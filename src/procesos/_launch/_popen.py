@@ -22,7 +22,7 @@ from .._compat import flush_std_streams, mp_log_level, mp_logs_to_stderr, resour
 from .._errors import PicklingError
 from .._outcome import OUTCOME_CHANNEL, ReceivedOutcome
 from .._output import ChildOutput, install_std_fds, open_child_output, resolve_output_mode
-from .._serialization import Frame, dumps_frame, first_unpicklable, reap
+from .._serialization import Frame, dumps_frame, first_unpicklable, reap, unpicklable_inside
 from .._wait import readable
 from ._fds import InheritedFd
 from ._log_config import take_snapshot
@@ -42,11 +42,12 @@ def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> PicklingEr
     culprit = f"the process object ({type(process_obj).__qualname__})"
     cause: BaseException = exc
     found = first_unpicklable(parts)
+    detail = str(cause)
     if found is not None:
         label, value, cause = found
         cls = type(value)
         culprit = f"{label}, a {cls.__module__}.{cls.__qualname__} object,"
-    detail = str(cause)
+        detail = str(cause) + unpicklable_inside(value)
     if "fork context" in detail:
         detail += (" (multiprocessing's default context on Linux is 'fork': create the "
                    "object with procesos, e.g. procesos.Queue(), or with "
