@@ -543,6 +543,33 @@ def test_a_global_assigned_in_the_parent_reaches_the_functions_sent_again(
     ]
 
 
+REBOUND_LARGE_GLOBAL_SCRIPT = """
+import gc
+import numpy as np
+import procesos
+from procesos._shm import tracker_stats
+
+BIG = np.zeros(1 << 18)  # 2 MiB: its pickle lies in shared memory
+
+def total(_):
+    return float(BIG.sum())
+
+with procesos.Executor(1) as ex:
+    sums = []
+    for i in range(12):
+        BIG = np.full(1 << 18, float(i))
+        sums.append(ex.submit(total, 0).result(timeout=60))
+    gc.collect()
+    print(sums == [float(i << 18) for i in range(12)], tracker_stats()["segments"])
+"""
+
+
+def test_pickles_replaced_because_a_global_was_assigned_free_their_shared_memory(
+        tmp_path: Path) -> None:
+    # Only the current pickle of total() (with the last BIG) stays in use.
+    assert printed_by(REBOUND_LARGE_GLOBAL_SCRIPT, tmp_path, "zygote") == ["True 1"]
+
+
 def test_max_tasks_per_child_is_accepted_as_in_process_pool_executor() -> None:
     with procesos.Executor(2, max_tasks_per_child=1) as ex:
         pids = [ex.submit(pid_of, i).result() for i in range(4)]

@@ -74,7 +74,8 @@ class FnEntry:
     another object, and the function is then pickled again.
     """
 
-    __slots__ = ("data", "fn_id", "function", "globals_sent", "name", "per_item_s")
+    __slots__ = ("__weakref__", "data", "fn_id", "function", "globals_sent", "name",
+                 "per_item_s")
 
     def __init__(self, fn: Callable[..., Any], fn_id: int) -> None:
         try:

@@ -11,6 +11,7 @@ calls already wait (see :meth:`Sender.submit`).
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._compat import future_internals_known
 from .._pool_errors import BrokenExecutorError
+from .._serialization import discard
 from ._direct import DirectFuture
 from ._future import LightFuture
 from ._jobs import Batch, Call, CallBatch, FnEntry
@@ -163,10 +165,11 @@ class Sender:
             if not entry.stale():
                 self.fns.move_to_end(id(fn))
                 return entry
-            # A global it carries was assigned since: pickled again. The old
-            # pickle may still be on its way to a worker: it leaves the cache
-            # (and its shared memory is freed) in its turn, as if evicted.
-            self.fns[-1 - entry.fn_id] = entry
+            # A global it carries was assigned since: pickled again. Batches
+            # that hold the old pickle may still send it (to a worker that
+            # replaces one that died, say): its shared memory is freed once
+            # the last of them has let go of it.
+            weakref.finalize(entry, discard, entry.data)
         entry = FnEntry(fn, self.next_fn)
         self.next_fn += 1
         self.fns[id(fn)] = entry
