@@ -460,7 +460,7 @@ def fresh_cloudpickle_probes(monkeypatch: pytest.MonkeyPatch) -> Any:
     """The cloudpickle probes re-run, and procesos' pickler is made again, after the
     test changes what they look at (the test's changes are undone after this)."""
     probes = (_compat.cloudpickle_function_reduce_known, _compat.cloudpickle_code_reduce,
-              _compat.cloudpickle_module_reduce)
+              _compat.cloudpickle_module_reduce, _compat.cloudpickle_class_reduce_known)
     for probe in probes:
         probe.cache_clear()
     monkeypatch.setattr(_serialization, "_pickler", None)
@@ -476,6 +476,7 @@ def test_cloudpickle_private_names_are_as_procesos_knows_them(
         assert _compat.cloudpickle_function_reduce_known()
         assert _compat.cloudpickle_code_reduce() is cloudpickle.cloudpickle._code_reduce
         assert _compat.cloudpickle_module_reduce() is not None
+        assert _compat.cloudpickle_class_reduce_known()
 
 
 def _other_setstate(func: Any, state: Any) -> None:
@@ -520,6 +521,26 @@ def test_reducer_probe_fails_and_warns_where_cloudpickle_changed(
         monkeypatch.setattr(cloudpickle.cloudpickle, name, lambda obj: (obj,))
     with pytest.warns(RuntimeWarning, match=warning):
         assert getattr(_compat, probe)() is None
+
+
+_ORIGINAL_REDUCER_OVERRIDE = cloudpickle.Pickler.reducer_override
+
+
+def _classes_in_five(self: Any, obj: Any) -> Any:
+    reduced = _ORIGINAL_REDUCER_OVERRIDE(self, obj)
+    return reduced[:5] if isinstance(obj, type) and isinstance(reduced, tuple) else reduced
+
+
+def test_class_probe_fails_and_warns_and_classes_go_as_cloudpickle_sends_them(
+        monkeypatch: pytest.MonkeyPatch, fresh_cloudpickle_probes: None) -> None:
+    monkeypatch.setattr(cloudpickle.Pickler, "reducer_override", _classes_in_five)
+    with pytest.warns(RuntimeWarning, match="gets its methods replaced"):
+        assert not _compat.cloudpickle_class_reduce_known()
+    monkeypatch.setattr(cloudpickle.Pickler, "reducer_override", _ORIGINAL_REDUCER_OVERRIDE)
+    local = type("Local", (), {"__module__": "__main__", "__qualname__": "f.<locals>.Local"})
+    data = _serialization.dumps(local)
+    assert b"make_class" not in data  # cloudpickle's own rebuild
+    assert _serialization.loads(data).__qualname__ == "f.<locals>.Local"
 
 
 def test_a_function_sent_by_value_names_no_cloudpickle_helper_in_its_stream(

@@ -11,7 +11,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import struct
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -250,3 +253,73 @@ def test_a_connection_made_after_import_procesos_still_travels_as_a_connection(
     result = run_script(LATE_CONNECTION_SCRIPT, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["sent", "hello"]
+
+
+SCRIPT_CLASSES_SCRIPT = """
+import dataclasses
+import enum
+import sys
+
+import procesos
+
+FACTOR = 2
+
+
+class Cmd(enum.Enum):
+    WORK = "work"
+    STOP = "stop"
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+    def scaled(self):
+        return self.x * FACTOR
+
+
+class Refused(Exception):
+    pass
+
+
+def worker(inbox, outbox, pipe):
+    while inbox.get() is not Cmd.STOP:  # the parent's STOP ends the loop
+        outbox.put(Point(5))
+    outbox.put(Refused("no"))
+    pipe.send(Cmd.WORK)
+
+
+ctx = procesos.get_context(sys.argv[1])
+inbox, outbox = ctx.Queue(), ctx.Queue()
+here, there = ctx.Pipe()
+original = Point.scaled
+p = ctx.Process(target=worker, args=(inbox, outbox, there))
+p.start()
+inbox.put(Cmd.WORK)
+point = outbox.get(timeout=60)
+inbox.put(Cmd.STOP)
+error = outbox.get(timeout=60)
+p.join(60)
+FACTOR = 3
+try:
+    raise error
+except Refused:
+    caught = True
+print(type(point) is Point, point == Point(5), caught, here.recv() is Cmd.WORK, p.exitcode)
+print(Point.scaled is original, Point(1).scaled())
+"""
+
+
+@pytest.mark.parametrize("method", ["zygote", "fork", "spawn"])
+def test_objects_of_the_scripts_classes_arrive_as_the_receivers_own(
+        method: str, tmp_path: Path) -> None:
+    # Under fork they arrived as instances of copies of the classes (the
+    # worker's loop never saw STOP); under zygote and spawn, receiving one
+    # replaced the methods of the parent's own class with copies whose
+    # globals were a snapshot (Point(1).scaled() gave 2 after FACTOR = 3).
+    script = tmp_path / "classes.py"
+    script.write_text(SCRIPT_CLASSES_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), method], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["True True True True 0", "True 3"]

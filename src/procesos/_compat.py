@@ -36,6 +36,7 @@ __all__ = [
     "add_child",
     "adopt_resource_tracker_fd",
     "call_before_threads_join",
+    "cloudpickle_class_reduce_known",
     "cloudpickle_code_reduce",
     "cloudpickle_function_reduce_known",
     "cloudpickle_module_reduce",
@@ -680,3 +681,43 @@ def cloudpickle_code_reduce() -> Callable[[Any], tuple[Any, tuple[Any, ...]]] | 
     _warn_cloudpickle("a function sent by value shows '<dynamic-code>' as its file in "
                       "tracebacks")
     return None
+
+
+@functools.cache
+def cloudpickle_class_reduce_known() -> bool:
+    """Whether procesos may give classes sent by value its own rebuild
+    (:func:`procesos._rebuild.make_class`): a class this process already has
+    for one that arrives — tracked under the same id, or, from a process
+    forked from this one, the same class object — is used as it is, without
+    setting its attributes again from the pickle.
+
+    ASSUMES: ``cloudpickle.Pickler.reducer_override(cls)`` returns, for a class
+    sent by value, ``(make, args, state, None, None,
+    cloudpickle.cloudpickle._class_setstate)`` with ``args[-2]`` the class's
+    tracker id, which ``cloudpickle.cloudpickle._DYNAMIC_CLASS_TRACKER_BY_ID``
+    maps to the class (under ``_DYNAMIC_CLASS_TRACKER_LOCK``): checked here on a
+    class made for it.
+
+    FALLBACK: cloudpickle's own rebuild, which sets every attribute of a class
+    this process has already (its methods become copies of the sender's, their
+    globals a snapshot), and makes a copy of a class of the script that a
+    forked process sends back; a ``RuntimeWarning`` says so, once per process.
+    """
+    import io
+
+    try:
+        import cloudpickle
+
+        module = cloudpickle.cloudpickle
+        probe = type("_Probe", (), {"__module__": "__main__", "__qualname__": "_Probe<locals>"})
+        reduced = cloudpickle.Pickler(io.BytesIO()).reducer_override(probe)
+        known = (isinstance(reduced, tuple) and len(reduced) == 6
+                 and reduced[5] is module._class_setstate
+                 and module._DYNAMIC_CLASS_TRACKER_BY_ID.get(reduced[1][-2]) is probe
+                 and hasattr(module._DYNAMIC_CLASS_TRACKER_LOCK, "__enter__"))
+    except Exception:
+        known = False
+    if not known:
+        _warn_cloudpickle("a class of the script that arrives in a process that has it "
+                          "already gets its methods replaced by copies")
+    return known

@@ -18,10 +18,12 @@ from __future__ import annotations
 import builtins
 import sys
 import types
+import weakref
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["function_setstate", "import_module", "make_cell", "make_code", "make_empty_cell",
-           "make_function"]
+__all__ = ["function_setstate", "import_module", "make_cell", "make_class", "make_code",
+           "make_empty_cell", "make_function", "set_class_state"]
 
 
 def make_function(code: types.CodeType, globals: dict[str, Any], name: str | None,
@@ -77,3 +79,54 @@ def import_module(name: str) -> types.ModuleType:
     ``__import__`` alone would return a submodule's top package)."""
     __import__(name)
     return sys.modules[name]
+
+
+# Classes this process has, whole: one that arrives again is not set up again.
+_complete: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+def make_class(make: Callable[..., type], args: tuple[Any, ...],
+               origin: tuple[str, str, int]) -> type:
+    """A class sent by value (cloudpickle's *make* and *args*): the one this
+    process has for it, else a new one.
+
+    Ours is the class tracked under the same id (sent from here, or received
+    before) or, arriving from a process forked from this one (which has no id
+    of ours for it), the class at *origin* — module, qualified name and the
+    address it had there, which a fork keeps —: the same object. Its
+    attributes are not set again (:func:`set_class_state`): cloudpickle's
+    rebuild replaced the methods of the caller's own class with copies whose
+    globals were a snapshot of the sender's.
+    """
+    from cloudpickle import cloudpickle as tracker  # type: ignore[import-untyped]
+
+    tracker_id = args[-2]
+    with tracker._DYNAMIC_CLASS_TRACKER_LOCK:
+        ours: type | None = tracker._DYNAMIC_CLASS_TRACKER_BY_ID.get(tracker_id)
+        if ours is None:
+            ours = _class_at(*origin)
+            if ours is not None:
+                tracker._DYNAMIC_CLASS_TRACKER_BY_ID[tracker_id] = ours
+    if ours is None:
+        return make(*args)
+    _complete.add(ours)
+    return ours
+
+
+def set_class_state(cls: type, state: Any) -> None:
+    """cloudpickle's ``_class_setstate``, for a class made from the pickle only."""
+    if cls in _complete:
+        return
+    from cloudpickle import cloudpickle as tracker
+
+    tracker._class_setstate(cls, state)
+    _complete.add(cls)
+
+
+def _class_at(module: str, qualname: str, address: int) -> type | None:
+    found: Any = sys.modules.get(module)
+    if found is None or "<" in qualname:
+        return None
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found if isinstance(found, type) and id(found) == address else None

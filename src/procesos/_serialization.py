@@ -84,6 +84,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from ._compat import (
+    cloudpickle_class_reduce_known,
     cloudpickle_code_reduce,
     cloudpickle_function_reduce_known,
     cloudpickle_module_reduce,
@@ -92,9 +93,11 @@ from ._compat import (
 from ._rebuild import (
     function_setstate,
     make_cell,
+    make_class,
     make_code,
     make_empty_cell,
     make_function,
+    set_class_state,
 )
 from ._shm import _transport
 from ._shm._errors import DataAbandoned
@@ -296,6 +299,21 @@ def _make_cloud_pickler() -> type:
             _FORKING_REDUCERS,
             cloudpickle.Pickler.dispatch_table,
         )
+
+    if cloudpickle_class_reduce_known():
+        class_setstate = cloudpickle.cloudpickle._class_setstate
+        reducer_override = cloudpickle.Pickler.reducer_override
+
+        def _reducer_override(self: Any, obj: Any) -> Any:
+            reduced = reducer_override(self, obj)
+            if (isinstance(obj, type) and type(reduced) is tuple and len(reduced) == 6
+                    and reduced[5] is class_setstate):
+                make, args, state = reduced[:3]
+                origin = (obj.__module__, obj.__qualname__, id(obj))
+                return (make_class, (make, args, origin), state, None, None, set_class_state)
+            return reduced
+
+        Pickler.reducer_override = _reducer_override
 
     if cloudpickle_function_reduce_known():
         def _dynamic_function_reduce(self: Any, func: types.FunctionType) -> tuple[Any, ...]:
