@@ -570,6 +570,48 @@ def test_pickles_replaced_because_a_global_was_assigned_free_their_shared_memory
     assert printed_by(REBOUND_LARGE_GLOBAL_SCRIPT, tmp_path, "zygote") == ["True 1"]
 
 
+INITIALIZER_STATE_SCRIPT = """
+import types
+import procesos
+
+REGISTRY = {}
+SPACE = types.SimpleNamespace()
+
+class Holder:
+    value = None
+
+held = None
+
+def init(value):
+    global held
+    REGISTRY["value"] = value
+    SPACE.value = value
+    Holder.value = value
+    held = value
+
+def read(_):
+    return REGISTRY.get("value"), getattr(SPACE, "value", None), Holder.value, held
+
+with procesos.Pool(2, initializer=init, initargs=(7,)) as pool:
+    print(pool.map(read, range(2)))
+REGISTRY["value"] = "the parent's, changed inside"
+with procesos.Pool(1, initializer=init, initargs=(8,)) as pool:
+    print(pool.map(read, range(1)))
+"""
+
+
+@pytest.mark.parametrize("method", ["zygote", "fork", "spawn"])
+def test_what_an_initializer_puts_into_a_global_object_stays_for_the_tasks(
+        tmp_path: Path, method: str) -> None:
+    # The standard library's idioms beside `global`: a dict filled, an
+    # attribute set. Each task's function carried the parent's empty object,
+    # which replaced the worker's (KeyError, AttributeError).
+    assert printed_by(INITIALIZER_STATE_SCRIPT, tmp_path, method) == [
+        "[(7, 7, 7, 7), (7, 7, 7, 7)]",
+        "[(8, 8, 8, 8)]",
+    ]
+
+
 def test_max_tasks_per_child_is_accepted_as_in_process_pool_executor() -> None:
     with procesos.Executor(2, max_tasks_per_child=1) as ex:
         pids = [ex.submit(pid_of, i).result() for i in range(4)]

@@ -202,6 +202,20 @@ def test_a_memmap_without_its_file_arrives_as_a_copy(tmp_path: Path) -> None:
     assert kind == "ndarray" and values == [1, 2, 3, 4, 5]
 
 
+def test_identity_tokens_keep_no_large_object_alive() -> None:
+    import weakref
+
+    from procesos._serialization import identity_token, still_bound
+
+    array, small, large = np.zeros(4), [1, 2], list(range(100_000))
+    tokens = [identity_token(v) for v in (array, small, large)]
+    assert isinstance(tokens[0], weakref.ref)  # numpy arrays: weakly
+    assert tokens[1] == (small,)  # small lists and dicts: held
+    assert tokens[2] == id(large)  # large ones: by address only
+    assert all(still_bound(t, v) for t, v in zip(tokens, (array, small, large), strict=True))
+    assert not any(still_bound(t, [1, 2]) for t in tokens)
+
+
 def test_small_data_stays_a_plain_pickle() -> None:
     frame = dumps({"a": np.arange(10), "b": b"x" * 100, "c": "hola"})
     assert is_plain_pickle(frame)

@@ -73,10 +73,13 @@ from __future__ import annotations
 
 import copyreg
 import io
+import itertools
+import os
 import pickle
 import sys
 import threading
 import types
+import weakref
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -125,6 +128,7 @@ __all__ = [
     "first_unpicklable",
     "get_threshold",
     "globals_sent",
+    "identity_token",
     "is_shared",
     "is_small_immutable",
     "is_small_plain",
@@ -134,6 +138,7 @@ __all__ = [
     "register_descriptor_reducer",
     "set_threshold",
     "share_main_namespace",
+    "still_bound",
     "unpicklable_inside",
 ]
 
@@ -142,22 +147,28 @@ PROTOCOL = _transport.PROTOCOL
 _MISSING = object()
 _OWNED = object()  # a name code in this process has assigned: arriving values leave it
 # module name -> (the namespace its functions share here, name -> what we last
-# put there, or _OWNED)
-_namespaces: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+# put there, or _OWNED, name -> the sender's generation of it)
+_namespaces: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}
+#: In a function's pickled state: for each global it carries, the sender's generation of it.
+_GENERATIONS = "__procesos_generations__"
+_INHERITED = object()  # a binding a fork inherited: the sender's own object, if at its address
 
 
-def share_main_namespace() -> None:
+def share_main_namespace(forked: bool = False) -> None:
     """In a child of procesos: functions of ``__main__`` live in the real ``__main__``.
 
-    Called by every start method before the child unpickles anything. (In the
+    Called by every start method before the child unpickles anything (*forked*:
+    by ``fork``, whose ``__main__`` holds the parent's own objects). (In the
     parent, the real ``__main__`` is the user's script: never written to.)
     """
     main = sys.modules.get("__main__")
     if main is not None:
         # Replaces the parent's private one, inherited by a fork. What is
         # there now (a fork's copy of the parent's script, the interpreter's
-        # own names) is replaced by what arrives, unless assigned again here.
-        _namespaces["__main__"] = (main.__dict__, dict(main.__dict__))
+        # own names) is replaced by what arrives, unless assigned again here
+        # or, after a fork, unless it arrives as the same binding.
+        generations = dict.fromkeys(main.__dict__, _INHERITED) if forked else {}
+        _namespaces["__main__"] = (main.__dict__, dict(main.__dict__), generations)
 
 
 def _shared_globals(base: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +177,7 @@ def _shared_globals(base: dict[str, Any]) -> dict[str, Any]:
     entry = _namespaces.get(name)
     if entry is None:
         namespace = dict(base)
-        entry = _namespaces[name] = (namespace, dict(namespace))
+        entry = _namespaces[name] = (namespace, dict(namespace), {})
     # Nothing of *base* goes into a namespace that exists already: a child's
     # real __main__ must not get the parent's __file__ (the standard library's
     # spawn would then run the parent's script again in a grandchild).
@@ -186,21 +197,69 @@ class _SharedGlobals:
 def _set_function_state(func: types.FunctionType, state: tuple[Any, Any]) -> None:
     """cloudpickle's ``_function_setstate``, with the globals merged into the shared
     namespace: a name assigned by code in this process since a pickle last set it
-    (a worker's initializer, say) keeps its value."""
+    (a worker's initializer, say) keeps its value, and so does one the sender has
+    not assigned since it was put here (a dict the initializer filled)."""
     attributes, slots = state
+    generations = slots.get(_GENERATIONS, {})
+    slots = {key: value for key, value in slots.items() if key != _GENERATIONS}
     namespace = func.__globals__
     entry = _namespaces.get(namespace.get("__name__", _MISSING))
     if entry is not None and entry[0] is namespace:
-        installed = entry[1]
+        installed, installed_generations = entry[1], entry[2]
         for name, value in slots["__globals__"].items():
             previous = installed.get(name, _MISSING)
             current = namespace.get(name, _MISSING)
             if previous is _OWNED or (current is not _MISSING and current is not previous):
                 installed[name] = _OWNED
                 continue
+            sent = generations.get(name)  # (the sender's generation, its object's id)
+            if sent is not None and current is not _MISSING:
+                mine = installed_generations.get(name)
+                if mine == sent[0] or (mine is _INHERITED and id(current) == sent[1]):
+                    # The sender's binding that is here already: what is here
+                    # stays, changed by code here or not.
+                    installed_generations[name] = sent[0]
+                    continue
             namespace[name] = installed[name] = value
+            installed_generations[name] = None if sent is None else sent[0]
         slots = {**slots, "__globals__": {}}
     function_setstate(func, (attributes, slots))
+
+
+def identity_token(value: Any) -> Any:
+    """What :func:`still_bound` compares *value* with later, keeping no large
+    object alive: a weak reference, else the object itself if small, else its id."""
+    try:
+        return weakref.ref(value)
+    except TypeError:
+        return (value,) if sys.getsizeof(value) <= _HELD_SIZE else id(value)
+
+
+def still_bound(token: Any, value: Any) -> bool:
+    """Whether *value* is the object *token* was made of (:func:`identity_token`)."""
+    if isinstance(token, weakref.ref):
+        return token() is value
+    if isinstance(token, tuple):
+        return token[0] is value
+    return bool(id(value) == token)
+
+
+_HELD_SIZE = 1 << 16
+# (id of a module's namespace, name) -> (identity token of the value last sent, its generation)
+_bindings_sent: dict[tuple[int, str], tuple[Any, tuple[int, int]]] = {}
+_sent_count = itertools.count(1)
+
+
+def _generation(namespace: dict[str, Any], name: str, value: Any) -> tuple[int, int]:
+    """This process's generation of *namespace*'s binding of *name*: a new one
+    each time a pickle finds it bound to another object than the last one sent."""
+    key = (id(namespace), name)
+    known = _bindings_sent.get(key)
+    if known is not None and still_bound(known[0], value):
+        return known[1]
+    generation = (os.getpid(), next(_sent_count))
+    _bindings_sent[key] = (identity_token(value), generation)
+    return generation
 
 
 #: What the functions pickled by value in this thread's :func:`globals_sent` block sent.
@@ -324,9 +383,13 @@ def _make_cloud_pickler() -> type:
             base = reduced[1][1]
             if not isinstance(base.get("__name__"), str):
                 return reduced  # type: ignore[no-any-return]  # no module to share
-            _, (code, _, *rest), state, items, mapping, _ = reduced
-            return (make_function, (code, _SharedGlobals(base), *rest), state, items, mapping,
-                    _set_function_state)
+            _, (code, _, *rest), (attributes, slots), items, mapping, _ = reduced
+            sent = slots["__globals__"]
+            slots = {**slots, _GENERATIONS: {
+                name: (_generation(func.__globals__, name, value), id(value))
+                for name, value in sent.items()}}
+            return (make_function, (code, _SharedGlobals(base), *rest), (attributes, slots),
+                    items, mapping, _set_function_state)
 
         Pickler._dynamic_function_reduce = _dynamic_function_reduce
 

@@ -30,6 +30,8 @@ from .._serialization import (
     dumps_frame,
     first_unpicklable,
     globals_sent,
+    identity_token,
+    still_bound,
     unpicklable_inside,
 )
 from .._trace import _state as _trace_state
@@ -83,8 +85,9 @@ class FnEntry:
             # shared memory must stay until the engine discards the entry.
             with globals_sent() as sent:
                 self.data = dumps(fn, reusable=True)
-            self.globals_sent = tuple((namespace, tuple(values.items()))
-                                      for namespace, values in sent if values)
+            self.globals_sent = tuple(
+                (namespace, tuple((name, identity_token(value)) for name, value in values.items()))
+                for namespace, values in sent if values)
         except Exception as exc:
             raise PicklingError.caused_by(
                 f"the function {_name(fn)!r}, a {_type_name(fn)} object, cannot be pickled "
@@ -102,8 +105,8 @@ class FnEntry:
     def stale(self) -> bool:
         """Whether a global that the pickle carries has been bound to another object since."""
         for namespace, values in self.globals_sent:
-            for name, value in values:
-                if namespace.get(name, _UNBOUND) is not value:
+            for name, token in values:
+                if not still_bound(token, namespace.get(name, _UNBOUND)):
                     return True
         return False
 

@@ -183,7 +183,7 @@ def fork_child_main(
     output_mode: str, line_buffered: bool,
 ) -> int:
     """The child side of the ``fork`` start method."""
-    share_main_namespace()
+    share_main_namespace(forked=True)
     die_with_parent(os.getppid(), channel.fileno(), parent_thread_is_main)
     return run_process(process_obj, channel, output_mode, line_buffered)
 
