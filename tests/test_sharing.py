@@ -163,3 +163,60 @@ def test_module_level_names_are_bound_to_procesos(method: str) -> None:
     p.start()
     assert q.get(timeout=30) == method
     p.result(timeout=30)
+
+
+SCRIPT_STRUCTURE_SCRIPT = """
+import ctypes
+import sys
+
+import procesos
+
+
+class Point(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_double), ("y", ctypes.c_double)]
+
+
+class Shape(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("corners", Point * 2), ("tag", ctypes.c_char * 4), ("flags", ctypes.c_uint8)]
+
+
+class Number(ctypes.Union):
+    _fields_ = [("whole", ctypes.c_int64), ("real", ctypes.c_double)]
+
+
+def move(point, shapes, number):
+    point.x = 10.5
+    shapes[1].corners[1].y = 7.0
+    shapes[1].tag = b"done"
+    number.whole = 42
+    return type(point._obj) is type(shapes[0].corners[0])  # one Point class here
+
+
+ctx = procesos.get_context(sys.argv[1])
+point = ctx.Value(Point, 1.0, 2.0)
+shapes = ctx.Array(Shape, 2)
+number = ctx.Value(Number)
+p = ctx.Process(target=move, args=(point, shapes, number))
+p.start()
+same_class = p.result(timeout=60)
+p.join()
+print(same_class, point.x, shapes[1].corners[1].y, shapes[1].tag, number.whole, p.exitcode)
+"""
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_a_value_or_array_of_a_structure_of_the_script_reaches_the_child(
+        method: str, tmp_path: Any) -> None:
+    # cloudpickle cannot send a ctypes structure's class (its fields are
+    # descriptors): zygote and spawn children could not get one of the
+    # script's, which the standard library's spawn imports with the script.
+    import subprocess
+    import sys
+
+    script = tmp_path / "structure.py"
+    script.write_text(SCRIPT_STRUCTURE_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), method], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "10.5", "7.0", "b'done'", "42", "0"]

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = ["function_setstate", "import_module", "make_cell", "make_class", "make_code",
-           "make_empty_cell", "make_function", "set_class_state"]
+           "make_ctypes_record", "make_empty_cell", "make_function", "set_class_state"]
 
 
 def make_function(code: types.CodeType, globals: dict[str, Any], name: str | None,
@@ -130,3 +130,21 @@ def _class_at(module: str, qualname: str, address: int) -> type | None:
     for part in qualname.split("."):
         found = getattr(found, part, None)
     return found if isinstance(found, type) and id(found) == address else None
+
+
+# ctypes structures and unions of the sender's script rebuilt here, by their origin.
+_records: weakref.WeakValueDictionary[tuple[str, str, int], type] = weakref.WeakValueDictionary()
+
+
+def make_ctypes_record(bases: tuple[type, ...], name: str, qualname: str, module: str,
+                       attributes: dict[str, Any], origin: tuple[str, str, int]) -> type:
+    """A ``ctypes.Structure`` or ``Union`` class sent by value (cloudpickle cannot:
+    its fields are descriptors it does not pickle): this process's own (see
+    :func:`make_class`), the one rebuilt here before, else a new one from its
+    ``_fields_``, ``_pack_``, ``_anonymous_`` and other attributes."""
+    ours = _class_at(*origin) or _records.get(origin)
+    if ours is None:
+        ours = type(bases[0])(name, bases, {"__module__": module, "__qualname__": qualname,
+                                            **attributes})
+        _records[origin] = ours
+    return ours

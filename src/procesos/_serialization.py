@@ -74,6 +74,7 @@ from __future__ import annotations
 import copyreg
 import io
 import itertools
+import operator
 import os
 import pickle
 import sys
@@ -98,6 +99,7 @@ from ._rebuild import (
     make_cell,
     make_class,
     make_code,
+    make_ctypes_record,
     make_empty_cell,
     make_function,
     set_class_state,
@@ -325,6 +327,35 @@ def _reduce_code_keeping_its_file(code: types.CodeType) -> tuple[Any, ...]:
 _pickler: type | None = None
 
 
+def _reduce_ctypes_type(cls: type) -> tuple[Any, ...] | None:
+    """A ctypes type of the sender's script: an array or pointer type as made from
+    its item type, a structure or union by its fields (cloudpickle cannot send
+    their field descriptors); None for others, and for those importable here."""
+    import ctypes
+
+    if not issubclass(cls, ctypes.Array | ctypes._Pointer | ctypes.Structure | ctypes.Union):
+        return None
+    if _importable(cls):
+        return None
+    if issubclass(cls, ctypes.Array):
+        return operator.mul, (cls._type_, cls._length_)
+    if issubclass(cls, ctypes._Pointer):
+        return ctypes.POINTER, (cls._type_,)
+    attributes = {name: value for name, value in vars(cls).items()
+                  if not name.startswith("__") and type(value).__name__ != "CField"}
+    return make_ctypes_record, (cls.__bases__, cls.__name__, cls.__qualname__, cls.__module__,
+                                attributes, (cls.__module__, cls.__qualname__, id(cls)))
+
+
+def _importable(cls: type) -> bool:
+    found: Any = sys.modules.get(cls.__module__)
+    if found is None or cls.__module__ == "__main__":
+        return False
+    for part in cls.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is cls
+
+
 def _cloud_pickler() -> type:
     """cloudpickle's pickler with multiprocessing's reducers, made (and
     cloudpickle imported) on first use."""
@@ -364,6 +395,10 @@ def _make_cloud_pickler() -> type:
         reducer_override = cloudpickle.Pickler.reducer_override
 
         def _reducer_override(self: Any, obj: Any) -> Any:
+            if isinstance(obj, type) and "_ctypes" in sys.modules:
+                ctypes_reduced = _reduce_ctypes_type(obj)
+                if ctypes_reduced is not None:
+                    return ctypes_reduced
             reduced = reducer_override(self, obj)
             if (isinstance(obj, type) and type(reduced) is tuple and len(reduced) == 6
                     and reduced[5] is class_setstate):
