@@ -239,11 +239,12 @@ def identity_token(value: Any) -> Any:
 
 def still_bound(token: Any, value: Any) -> bool:
     """Whether *value* is the object *token* was made of (:func:`identity_token`)."""
-    if isinstance(token, weakref.ref):
-        return token() is value
-    if isinstance(token, tuple):
+    kind = type(token)
+    if kind is tuple:
         return token[0] is value
-    return bool(id(value) == token)
+    if kind is int:
+        return bool(id(value) == token)
+    return token() is value
 
 
 _HELD_SIZE = 1 << 16

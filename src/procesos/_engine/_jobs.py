@@ -85,9 +85,10 @@ class FnEntry:
             # shared memory must stay until the engine discards the entry.
             with globals_sent() as sent:
                 self.data = dumps(fn, reusable=True)
-            self.globals_sent = tuple(
-                (namespace, tuple((name, identity_token(value)) for name, value in values.items()))
-                for namespace, values in sent if values)
+            # Flat, for stale(), which every submit() calls.
+            self.globals_sent = tuple((namespace, name, identity_token(value))
+                                      for namespace, values in sent
+                                      for name, value in values.items())
         except Exception as exc:
             raise PicklingError.caused_by(
                 f"the function {_name(fn)!r}, a {_type_name(fn)} object, cannot be pickled "
@@ -104,10 +105,9 @@ class FnEntry:
 
     def stale(self) -> bool:
         """Whether a global that the pickle carries has been bound to another object since."""
-        for namespace, values in self.globals_sent:
-            for name, token in values:
-                if not still_bound(token, namespace.get(name, _UNBOUND)):
-                    return True
+        for namespace, name, token in self.globals_sent:
+            if not still_bound(token, namespace.get(name, _UNBOUND)):
+                return True
         return False
 
     def discard(self) -> None:
