@@ -69,6 +69,10 @@ class LineSink:
             data, self.pending = self.pending, b""
             self._emit(data)
 
+    def holds_nothing(self) -> bool:
+        """Whether no text waits here: no unfinished line, no unflushed write."""
+        return not self.pending and not self.dirty and not self._decoder.getstate()[0]
+
     def end(self) -> None:
         """End of the stream: hand on the unfinished last line, as it is."""
         data, self.pending = self.pending, b""

@@ -26,8 +26,10 @@ process starts from an empty relay of its own.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import selectors
+import termios
 import threading
 from collections import deque
 from multiprocessing import util
@@ -70,7 +72,7 @@ class Relay:
         loop = self._loop
         if loop is not None and loop.adds_from_any_thread and self.quiet.acquire(blocking=False):
             try:
-                if self._loop is loop:
+                if self._loop is loop and not loop.closed:
                     loop.add(output)
                     return
             finally:
@@ -80,17 +82,20 @@ class Relay:
     def finish(self, output: ChildOutput) -> None:
         """Deliver what *output*'s pipes hold, then close them (the child has ended).
 
-        Done in the calling thread when the relay thread is waiting on the
-        pipes (``quiet`` free: it is in no round) and already relays
-        *output*; else asked of the thread. ``join()`` then does not wait for
-        that thread to be scheduled: in a loop of starts on a busy machine,
-        half the joins waited 0.2 ms for it.
+        When there is nothing to deliver (the pipes are empty, no partial line
+        is held) and the relay thread is waiting on the pipes (``quiet`` free:
+        it is in no round), the calling thread closes them itself; else the
+        relay thread is asked. ``join()`` then does not wait for that thread
+        to be scheduled: in a loop of starts on a busy machine, half the joins
+        waited 0.2 ms for it. The child's output itself is only ever handed
+        on by the relay thread.
         """
         loop = self._loop
         if loop is not None and self.quiet.acquire(blocking=False):
             try:
-                if self._loop is loop and loop.relays(output):
-                    loop.finish(output)
+                if self._loop is loop and not loop.closed and loop.relays(output) \
+                        and _nothing_to_deliver(output):
+                    loop.close_quietly(output)
                     return
             finally:
                 self.quiet.release()
@@ -181,6 +186,7 @@ class _RelayLoop:
         self.selector.register(wake_r, selectors.EVENT_READ, None)
         self.outputs: set[ChildOutput] = set()
         self.stopping = False
+        self.closed = False  # the thread has ended (under quiet)
 
     def run(self) -> None:
         try:
@@ -190,16 +196,19 @@ class _RelayLoop:
                     if self._round(ready):
                         return
         finally:
-            for output in self.outputs:  # left only by an error: let no join() wait
-                for sink in output.sinks:
-                    if sink.fd >= 0:
-                        os.close(sink.fd)
-                        sink.fd = -1
-                output.done.set()
-            self.relay._thread_ended()
-            self.selector.close()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
+            # Under quiet: start() and join() add and close pipes under it too.
+            with self.relay.quiet:
+                self.closed = True
+                for output in self.outputs:  # left only by an error: let no join() wait
+                    for sink in output.sinks:
+                        if sink.fd >= 0:
+                            os.close(sink.fd)
+                            sink.fd = -1
+                    output.done.set()
+                self.relay._thread_ended()
+                self.selector.close()
+                os.close(self.wake_r)
+                os.close(self.wake_w)
 
     def _round(self, ready: list[tuple[selectors.SelectorKey, int]]) -> bool:
         """Relay what is ready, serve the requests; True when the thread should end."""
@@ -271,9 +280,23 @@ class _RelayLoop:
         """Whether *output* has been added and is not finished (under ``quiet``)."""
         return output in self.outputs
 
+    def close_quietly(self, output: ChildOutput) -> None:
+        """Close *output*'s pipes, which have nothing to deliver (under ``quiet``,
+        from the thread that joins the child: :meth:`Relay.finish`)."""
+        for sink in output.sinks:
+            if sink.fd >= 0:
+                try:
+                    self.selector.unregister(sink.fd)
+                except (KeyError, ValueError):
+                    pass
+                os.close(sink.fd)
+                sink.fd = -1
+        self.outputs.discard(output)
+        output.done.set()
+        output.delivered()
+
     def finish(self, output: ChildOutput) -> None:
-        """Deliver what *output*'s pipes hold and close them: in this thread, or
-        (under ``quiet``, :meth:`Relay.finish`) in the one that joins the child."""
+        """Deliver what *output*'s pipes hold and close them."""
         for sink in output.sinks:
             self._read_all(sink)
             if sink.fd >= 0:
@@ -322,6 +345,23 @@ class _RelayLoop:
             self.outputs.discard(output)
             output.done.set()
 
+
+def _nothing_to_deliver(output: ChildOutput) -> bool:
+    """Whether *output*'s pipes are empty and its sinks hold nothing unfinished."""
+    for sink in output.sinks:
+        if not sink.holds_nothing():
+            return False
+        if sink.fd >= 0:
+            try:
+                waiting = fcntl.ioctl(sink.fd, termios.FIONREAD, _NO_BYTES)
+            except OSError:
+                return False
+            if waiting != _NO_BYTES:
+                return False
+    return True
+
+
+_NO_BYTES = bytes(4)  # FIONREAD's answer: an int, 0
 
 _relay = Relay()
 
