@@ -11,8 +11,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import struct
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 
 import procesos
+from conftest import run_script
 from procesos._serialization import is_small_immutable
 from procesos._sharing import _queues
 
@@ -258,7 +257,6 @@ def test_a_connection_made_after_import_procesos_still_travels_as_a_connection(
 SCRIPT_CLASSES_SCRIPT = """
 import dataclasses
 import enum
-import sys
 
 import procesos
 
@@ -289,7 +287,7 @@ def worker(inbox, outbox, pipe):
     pipe.send(Cmd.WORK)
 
 
-ctx = procesos.get_context(sys.argv[1])
+ctx = procesos.get_context()  # PROCESOS_START_METHOD
 inbox, outbox = ctx.Queue(), ctx.Queue()
 here, there = ctx.Pipe()
 original = Point.scaled
@@ -317,9 +315,6 @@ def test_objects_of_the_scripts_classes_arrive_as_the_receivers_own(
     # worker's loop never saw STOP); under zygote and spawn, receiving one
     # replaced the methods of the parent's own class with copies whose
     # globals were a snapshot (Point(1).scaled() gave 2 after FACTOR = 3).
-    script = tmp_path / "classes.py"
-    script.write_text(SCRIPT_CLASSES_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), method], capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path)
+    done = run_script(SCRIPT_CLASSES_SCRIPT, tmp_path, method, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["True True True True 0", "True 3"]

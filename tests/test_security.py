@@ -458,10 +458,14 @@ def test_a_killed_tracker_is_replaced(tmp_path: Path) -> None:
     assert done.stdout.split() == ["OK", "True"], done.stdout
 
 
+#: A module planted where it must not be imported: it leaves a mark beside itself.
+PLANTED_MODULE = (
+    "import os\nopen(os.path.join(os.path.dirname(__file__), f'imported-{os.getpid()}'), "
+    "'w').close()\nraise ImportError('not the standard library')\n")
+
+
 def test_a_typing_module_in_the_starting_directory_is_not_imported(tmp_path: Path) -> None:
-    (tmp_path / "typing.py").write_text(
-        "import os\nopen(os.path.join(os.path.dirname(__file__), f'imported-{os.getpid()}'), "
-        "'w').close()\nraise ImportError('not the standard library')\n")
+    (tmp_path / "typing.py").write_text(PLANTED_MODULE)
     program = tmp_path / "elsewhere"
     program.mkdir()
     (program / "main.py").write_text(textwrap.dedent("""
@@ -485,9 +489,7 @@ def test_the_standard_librarys_helpers_do_not_import_from_the_starting_directory
     # first on its sys.path, so a multiprocessing package planted there ran.
     planted = tmp_path / "multiprocessing"
     planted.mkdir()
-    (planted / "__init__.py").write_text(
-        "import os\nopen(os.path.join(os.path.dirname(__file__), f'imported-{os.getpid()}'), "
-        "'w').close()\nraise ImportError('not the standard library')\n")
+    (planted / "__init__.py").write_text(PLANTED_MODULE)
     program = tmp_path / "elsewhere"
     program.mkdir()
     (program / "main.py").write_text(textwrap.dedent("""

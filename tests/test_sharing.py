@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import procesos
-from conftest import START_METHODS
+from conftest import START_METHODS, run_script
 
 
 def _use_queues(q: Any, sq: Any, jq: Any, conn: Any) -> str:
@@ -167,7 +167,6 @@ def test_module_level_names_are_bound_to_procesos(method: str) -> None:
 
 SCRIPT_STRUCTURE_SCRIPT = """
 import ctypes
-import sys
 
 import procesos
 
@@ -193,7 +192,7 @@ def move(point, shapes, number):
     return type(point._obj) is type(shapes[0].corners[0])  # one Point class here
 
 
-ctx = procesos.get_context(sys.argv[1])
+ctx = procesos.get_context()  # PROCESOS_START_METHOD
 point = ctx.Value(Point, 1.0, 2.0)
 shapes = ctx.Array(Shape, 2)
 number = ctx.Value(Number)
@@ -211,12 +210,6 @@ def test_a_value_or_array_of_a_structure_of_the_script_reaches_the_child(
     # cloudpickle cannot send a ctypes structure's class (its fields are
     # descriptors): zygote and spawn children could not get one of the
     # script's, which the standard library's spawn imports with the script.
-    import subprocess
-    import sys
-
-    script = tmp_path / "structure.py"
-    script.write_text(SCRIPT_STRUCTURE_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), method], capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path)
+    done = run_script(SCRIPT_STRUCTURE_SCRIPT, tmp_path, method, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "10.5", "7.0", "b'done'", "42", "0"]

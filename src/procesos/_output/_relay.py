@@ -95,7 +95,7 @@ class Relay:
             try:
                 if self._loop is loop and not loop.closed and loop.relays(output) \
                         and _nothing_to_deliver(output):
-                    loop.close_quietly(output)
+                    loop.finish(output, deliver=False)
                     return
             finally:
                 self.quiet.release()
@@ -280,27 +280,17 @@ class _RelayLoop:
         """Whether *output* has been added and is not finished (under ``quiet``)."""
         return output in self.outputs
 
-    def close_quietly(self, output: ChildOutput) -> None:
-        """Close *output*'s pipes, which have nothing to deliver (under ``quiet``,
-        from the thread that joins the child: :meth:`Relay.finish`)."""
+    def finish(self, output: ChildOutput, deliver: bool = True) -> None:
+        """Deliver what *output*'s pipes hold and close them; without *deliver*,
+        only close them: they hold nothing, and the thread that joins the child
+        closes them, under ``quiet`` (:meth:`Relay.finish`)."""
         for sink in output.sinks:
-            if sink.fd >= 0:
-                try:
-                    self.selector.unregister(sink.fd)
-                except (KeyError, ValueError):
-                    pass
-                os.close(sink.fd)
-                sink.fd = -1
-        self.outputs.discard(output)
-        output.done.set()
-        output.delivered()
-
-    def finish(self, output: ChildOutput) -> None:
-        """Deliver what *output*'s pipes hold and close them."""
-        for sink in output.sinks:
-            self._read_all(sink)
-            if sink.fd >= 0:
-                self._close(sink)
+            if deliver:
+                self._read_all(sink)
+                if sink.fd >= 0:
+                    self._close(sink)
+            elif sink.fd >= 0:
+                self._let_go(sink)
         self.outputs.discard(output)
         output.done.set()
         output.delivered()
@@ -331,13 +321,16 @@ class _RelayLoop:
             sink.feed(data)
         return False
 
-    def _close(self, sink: LineSink) -> None:
+    def _let_go(self, sink: LineSink) -> None:
         try:
             self.selector.unregister(sink.fd)
         except (KeyError, ValueError):
             pass
         os.close(sink.fd)
         sink.fd = -1
+
+    def _close(self, sink: LineSink) -> None:
+        self._let_go(sink)
         sink.end()
         sink.flush()
         output = sink.owner
