@@ -103,10 +103,11 @@ def make_class(make: Callable[..., type], args: tuple[Any, ...],
     tracker_id = args[-2]
     with tracker._DYNAMIC_CLASS_TRACKER_LOCK:
         ours: type | None = tracker._DYNAMIC_CLASS_TRACKER_BY_ID.get(tracker_id)
-        if ours is None:
-            ours = _class_at(*origin)
-            if ours is not None:
-                tracker._DYNAMIC_CLASS_TRACKER_BY_ID[tracker_id] = ours
+    if ours is None:
+        own = _class_at(*origin)  # outside the lock: a module's __getattr__ may pickle
+        if own is not None:
+            with tracker._DYNAMIC_CLASS_TRACKER_LOCK:
+                ours = tracker._DYNAMIC_CLASS_TRACKER_BY_ID.setdefault(tracker_id, own)
     if ours is None:
         return make(*args)
     _complete.add(ours)
