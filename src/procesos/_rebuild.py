@@ -22,8 +22,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["function_setstate", "import_module", "make_cell", "make_class", "make_code",
-           "make_ctypes_record", "make_empty_cell", "make_function", "set_class_state"]
+__all__ = ["class_at", "function_setstate", "import_module", "make_cell", "make_class",
+           "make_code", "make_ctypes_record", "make_empty_cell", "make_function",
+           "set_class_state"]
 
 
 def make_function(code: types.CodeType, globals: dict[str, Any], name: str | None,
@@ -104,7 +105,7 @@ def make_class(make: Callable[..., type], args: tuple[Any, ...],
     with tracker._DYNAMIC_CLASS_TRACKER_LOCK:
         ours: type | None = tracker._DYNAMIC_CLASS_TRACKER_BY_ID.get(tracker_id)
     if ours is None:
-        own = _class_at(*origin)  # outside the lock: a module's __getattr__ may pickle
+        own = class_at(*origin)  # outside the lock: a module's __getattr__ may pickle
         if own is not None:
             with tracker._DYNAMIC_CLASS_TRACKER_LOCK:
                 ours = tracker._DYNAMIC_CLASS_TRACKER_BY_ID.setdefault(tracker_id, own)
@@ -124,7 +125,8 @@ def set_class_state(cls: type, state: Any) -> None:
     _complete.add(cls)
 
 
-def _class_at(module: str, qualname: str, address: int) -> type | None:
+def class_at(module: str, qualname: str, address: int) -> type | None:
+    """The class *module*.*qualname* here, if it is the object at *address*."""
     found: Any = sys.modules.get(module)
     if found is None or "<" in qualname:
         return None
@@ -143,7 +145,7 @@ def make_ctypes_record(bases: tuple[type, ...], name: str, qualname: str, module
     its fields are descriptors it does not pickle): this process's own (see
     :func:`make_class`), the one rebuilt here before, else a new one from its
     ``_fields_``, ``_pack_``, ``_anonymous_`` and other attributes."""
-    ours = _class_at(*origin) or _records.get(origin)
+    ours = class_at(*origin) or _records.get(origin)
     if ours is None:
         ours = type(bases[0])(name, bases, {"__module__": module, "__qualname__": qualname,
                                             **attributes})

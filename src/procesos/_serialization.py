@@ -95,6 +95,7 @@ from ._compat import (
     forking_reducers,
 )
 from ._rebuild import (
+    class_at,
     function_setstate,
     make_cell,
     make_class,
@@ -349,12 +350,8 @@ def _reduce_ctypes_type(cls: type) -> tuple[Any, ...] | None:
 
 
 def _importable(cls: type) -> bool:
-    found: Any = sys.modules.get(cls.__module__)
-    if found is None or cls.__module__ == "__main__":
-        return False
-    for part in cls.__qualname__.split("."):
-        found = getattr(found, part, None)
-    return found is cls
+    return cls.__module__ != "__main__" and class_at(cls.__module__, cls.__qualname__,
+                                                      id(cls)) is cls
 
 
 def _cloud_pickler() -> type:
@@ -584,12 +581,11 @@ def unpicklable_inside(obj: Any) -> str:
     tuples, dicts and objects' attributes, a few levels down (errors only)."""
     path, current = "", obj
     for _ in range(_INSIDE_DEPTH):
-        for step, part in _parts_of(current):
-            if _cannot_pickle(part):
-                path, current = path + step, part
-                break
-        else:
+        found = first_unpicklable(_parts_of(current))
+        if found is None:
             break
+        step, current, _ = found
+        path += step
     if not path:
         return ""
     cls = type(current)
@@ -609,14 +605,6 @@ def _parts_of(obj: Any) -> Iterable[tuple[str, Any]]:
     if isinstance(attributes, dict) and not isinstance(obj, type | types.ModuleType):
         return ((f".{name}", value) for name, value in list(attributes.items())[:_INSIDE_WIDTH])
     return ()
-
-
-def _cannot_pickle(obj: Any) -> bool:
-    try:
-        dumps_frame(obj).discard()
-    except Exception:
-        return True
-    return False
 
 
 class _Large(Exception):

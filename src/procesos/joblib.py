@@ -44,9 +44,9 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from . import _errors, _pool_errors
 from ._engine._executor import Executor
+from ._engine._jobs import call_parts, unpicklable_part
 from ._joblib._batch import run_batch
 from ._joblib._pool import SHARED_POOL, Feed
-from ._serialization import first_unpicklable, unpicklable_inside
 
 __all__ = ["BACKEND_NAME", "SHARED_POOL", "ProcesosBackend", "WorkerCrashedError", "register",
            "shutdown"]
@@ -310,15 +310,10 @@ def _unpicklable_call(batch: Any) -> str | None:
         return None
     for func, args, kwargs in items:
         name = getattr(func, "__qualname__", None) or reprlib.repr(func)
-        found = first_unpicklable([
-            (f"{name}: the function", func),
-            *((f"{name}: argument {k}", arg) for k, arg in enumerate(args)),
-            *((f"{name}: keyword argument {key!r}", value) for key, value in kwargs.items())])
-        if found is not None:
-            label, value, exc = found
-            cls = type(value)
-            return (f"{label}, a {cls.__module__}.{cls.__qualname__} object, cannot be "
-                    f"pickled ({exc}){unpicklable_inside(value)}")
+        culprit = unpicklable_part([(f"{name}: the function", func),
+                                    *call_parts(args, kwargs, f"{name}: ")])
+        if culprit is not None:
+            return culprit
     return None
 
 

@@ -40,7 +40,7 @@ from ._messages import SKIP, encode_objects
 from ._states import CALL, ONE, STAR
 
 __all__ = ["Batch", "Call", "CallBatch", "FnEntry", "MapBatch", "MapJob", "ResultIterator",
-           "raisable"]
+           "call_parts", "raisable", "unpicklable_part"]
 
 #: Chunks of fewer items are tracked item by item even when the items are quick.
 SMALL_CHUNK = 64
@@ -135,15 +135,26 @@ def _why(exc: Exception) -> str:
     return text
 
 
-def _unpicklable_argument(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
-    found = first_unpicklable([*((f"argument {k}", arg) for k, arg in enumerate(args)),
-                               *((f"keyword argument {key!r}", arg)
-                                 for key, arg in kwargs.items())])
+def call_parts(args: Sequence[Any], kwargs: dict[str, Any], prefix: str = ""
+               ) -> list[tuple[str, Any]]:
+    """A call's arguments, each with the label an error names it by."""
+    return [*((f"{prefix}argument {k}", arg) for k, arg in enumerate(args)),
+            *((f"{prefix}keyword argument {key!r}", arg) for key, arg in kwargs.items())]
+
+
+def unpicklable_part(parts: Sequence[tuple[str, Any]]) -> str | None:
+    """Which of the labelled *parts* cannot be pickled, why, and where inside it;
+    None when each can."""
+    found = first_unpicklable(parts)
     if found is None:
-        return "its arguments cannot be pickled"
-    label, arg, exc = found
-    return (f"{label}, a {_type_name(arg)} object, cannot be pickled {_why(exc)}"
-            f"{unpicklable_inside(arg)}")
+        return None
+    label, value, exc = found
+    return (f"{label}, a {_type_name(value)} object, cannot be pickled {_why(exc)}"
+            f"{unpicklable_inside(value)}")
+
+
+def _unpicklable_argument(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+    return unpicklable_part(call_parts(args, kwargs)) or "its arguments cannot be pickled"
 
 
 def _encode_items(items: Sequence[Any], describe: Callable[[int, Any], str]
