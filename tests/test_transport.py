@@ -205,7 +205,8 @@ def test_a_memmap_without_its_file_arrives_as_a_copy(tmp_path: Path) -> None:
 def test_identity_tokens_keep_no_large_object_alive() -> None:
     import weakref
 
-    from procesos._serialization import identity_token, still_bound
+    from procesos._serialization import _identity_token as identity_token
+    from procesos._serialization import _still_bound as still_bound
 
     array, small, large = np.zeros(4), [1, 2], list(range(100_000))
     tokens = [identity_token(v) for v in (array, small, large)]

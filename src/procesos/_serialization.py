@@ -122,6 +122,7 @@ __all__ = [
     "DataAbandoned",
     "FastPickler",
     "Frame",
+    "binding_generation",
     "discard",
     "dumps",
     "dumps_fast",
@@ -131,7 +132,6 @@ __all__ = [
     "first_unpicklable",
     "get_threshold",
     "globals_sent",
-    "identity_token",
     "is_shared",
     "is_small_immutable",
     "is_small_plain",
@@ -141,7 +141,6 @@ __all__ = [
     "register_descriptor_reducer",
     "set_threshold",
     "share_main_namespace",
-    "still_bound",
     "unpicklable_inside",
 ]
 
@@ -229,8 +228,8 @@ def _set_function_state(func: types.FunctionType, state: tuple[Any, Any]) -> Non
     function_setstate(func, (attributes, slots))
 
 
-def identity_token(value: Any) -> Any:
-    """What :func:`still_bound` compares *value* with later, keeping no large
+def _identity_token(value: Any) -> Any:
+    """What :func:`_still_bound` compares *value* with later, keeping no large
     object alive: a weak reference, else the object itself if small, else its id."""
     try:
         return weakref.ref(value)
@@ -238,8 +237,8 @@ def identity_token(value: Any) -> Any:
         return (value,) if sys.getsizeof(value) <= _HELD_SIZE else id(value)
 
 
-def still_bound(token: Any, value: Any) -> bool:
-    """Whether *value* is the object *token* was made of (:func:`identity_token`)."""
+def _still_bound(token: Any, value: Any) -> bool:
+    """Whether *value* is the object *token* was made of (:func:`_identity_token`)."""
     kind = type(token)
     if kind is tuple:
         return token[0] is value
@@ -254,15 +253,15 @@ _bindings_sent: dict[tuple[int, str], tuple[Any, tuple[int, int]]] = {}
 _sent_count = itertools.count(1)
 
 
-def _generation(namespace: dict[str, Any], name: str, value: Any) -> tuple[int, int]:
-    """This process's generation of *namespace*'s binding of *name*: a new one
-    each time a pickle finds it bound to another object than the last one sent."""
+def binding_generation(namespace: dict[str, Any], name: str, value: Any) -> tuple[int, int]:
+    """This process's generation of *namespace*'s binding of *name* to *value*: a
+    new one each time it is found bound to another object than the last time."""
     key = (id(namespace), name)
     known = _bindings_sent.get(key)
-    if known is not None and still_bound(known[0], value):
+    if known is not None and _still_bound(known[0], value):
         return known[1]
     generation = (os.getpid(), next(_sent_count))
-    _bindings_sent[key] = (identity_token(value), generation)
+    _bindings_sent[key] = (_identity_token(value), generation)
     return generation
 
 
@@ -271,15 +270,16 @@ _sent = threading.local()
 
 
 @contextmanager
-def globals_sent() -> Iterator[list[tuple[dict[str, Any], dict[str, Any]]]]:
+def globals_sent() -> Iterator[list[tuple[dict[str, Any], dict[str, tuple[int, int]]]]]:
     """Record, for each function pickled by value in the block, its globals and
-    the values sent of those it uses: ``(func.__globals__, {name: value})``.
+    the generation sent of each binding it uses: ``(func.__globals__, {name:
+    generation})``.
 
-    A pickle kept to be sent again (the engine's functions) is stale once one
-    of those names is bound to another object here.
+    A pickle kept to be sent again (the engine's functions) is stale once
+    :func:`binding_generation` gives one of those names another generation.
     """
     outer = getattr(_sent, "record", None)
-    record: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    record: list[tuple[dict[str, Any], dict[str, tuple[int, int]]]] = []
     _sent.record = record
     try:
         yield record
@@ -410,17 +410,18 @@ def _make_cloud_pickler() -> type:
     if cloudpickle_function_reduce_known():
         def _dynamic_function_reduce(self: Any, func: types.FunctionType) -> tuple[Any, ...]:
             reduced = cloudpickle.Pickler._dynamic_function_reduce(self, func)
+            _, (code, _, *rest), (attributes, slots), items, mapping, _ = reduced
+            generations = {name: binding_generation(func.__globals__, name, value)
+                           for name, value in slots["__globals__"].items()}
             record = getattr(_sent, "record", None)
             if record is not None:
-                record.append((func.__globals__, dict(reduced[2][1]["__globals__"])))
+                record.append((func.__globals__, generations))
             base = reduced[1][1]
             if not isinstance(base.get("__name__"), str):
                 return reduced  # type: ignore[no-any-return]  # no module to share
-            _, (code, _, *rest), (attributes, slots), items, mapping, _ = reduced
-            sent = slots["__globals__"]
             slots = {**slots, _GENERATIONS: {
-                name: (_generation(func.__globals__, name, value), id(value))
-                for name, value in sent.items()}}
+                name: (generation, id(slots["__globals__"][name]))
+                for name, generation in generations.items()}}
             return (make_function, (code, _SharedGlobals(base), *rest), (attributes, slots),
                     items, mapping, _set_function_state)
 

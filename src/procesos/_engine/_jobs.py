@@ -25,13 +25,12 @@ from typing import Any
 from .._errors import PicklingError
 from .._serialization import (
     Frame,
+    binding_generation,
     discard,
     dumps,
     dumps_frame,
     first_unpicklable,
     globals_sent,
-    identity_token,
-    still_bound,
     unpicklable_inside,
 )
 from .._trace import _state as _trace_state
@@ -86,9 +85,9 @@ class FnEntry:
             with globals_sent() as sent:
                 self.data = dumps(fn, reusable=True)
             # Flat, for stale(), which every submit() calls.
-            self.globals_sent = tuple((namespace, name, identity_token(value))
-                                      for namespace, values in sent
-                                      for name, value in values.items())
+            self.globals_sent = tuple((namespace, name, generation)
+                                      for namespace, generations in sent
+                                      for name, generation in generations.items())
         except Exception as exc:
             raise PicklingError.caused_by(
                 f"the function {_name(fn)!r}, a {_type_name(fn)} object, cannot be pickled "
@@ -105,8 +104,8 @@ class FnEntry:
 
     def stale(self) -> bool:
         """Whether a global that the pickle carries has been bound to another object since."""
-        for namespace, name, token in self.globals_sent:
-            if not still_bound(token, namespace.get(name, _UNBOUND)):
+        for namespace, name, generation in self.globals_sent:
+            if binding_generation(namespace, name, namespace.get(name, _UNBOUND)) != generation:
                 return True
         return False
 
