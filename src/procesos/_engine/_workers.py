@@ -137,7 +137,8 @@ class WorkerHandle:
         self._budget = budget  # tasks it may still be sent (max_tasks_per_worker)
         self._life = SERVING
         self._ready = False
-        # Since when its first batch in flight has been its next work (monotonic ns).
+        # Since when its first batch in flight has been its next work (monotonic ns;
+        # not before it is ready).
         self.front_since = 0
         self._timed_out_seq: int | None = None
         self._stopped_for_interrupt = False
@@ -205,8 +206,10 @@ class WorkerHandle:
 
     # -- its life ----------------------------------------------------------------------
     def mark_ready(self) -> None:
-        """It said READY."""
+        """It said READY: a batch sent while it started (its initializer ran) is
+        its next work from now on, not from when it was sent."""
         self._ready = True
+        self.front_since = time.monotonic_ns()
 
     def retire(self) -> None:
         """It said RETIRE: it takes no more work (unless it was asked to stop already)."""
