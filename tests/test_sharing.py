@@ -8,6 +8,7 @@ must be able to open them even after the parent dropped its own references.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from multiprocessing import shared_memory
 from typing import Any
@@ -100,6 +101,28 @@ def test_manager_proxies(ctx: procesos.ProcesosContext) -> None:
         p.result(timeout=30)
         assert dict(d) == {"child": "yes"}
         assert list(items) == [1, 2, 3]
+
+
+def _use_queue_and_event(q: Any, event: Any) -> None:
+    q.put("from the child")
+    event.set()
+
+
+def test_a_child_given_proxies_leaves_the_managers_objects_to_their_owner(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    # A child that got proxies with its process object holds references only
+    # while it runs; once it has ended and the parent has dropped its proxies,
+    # the manager holds nothing (CPython's manager tests check this).
+    with ctx.Manager() as manager:
+        q, event = manager.Queue(), manager.Event()
+        p = ctx.Process(target=_use_queue_and_event, args=(q, event))
+        p.start()
+        p.result(timeout=30)
+        assert q.get(timeout=30) == "from the child" and event.is_set()
+        del q, event
+        gc.collect()
+        assert manager._number_of_objects() == 0, manager._debug_info()  # type: ignore[attr-defined]
 
 
 def _write_shared_memory(block: shared_memory.SharedMemory, name: str) -> None:

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing import util
-from multiprocessing.process import BaseProcess
+from multiprocessing.process import BaseProcess, current_process
 from typing import TYPE_CHECKING, NoReturn
 
 from .._compat import (
@@ -218,6 +218,24 @@ def _apply_setup(setup: ChildSetup, received_fds: list[int]) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _load_process(payload: bytes) -> BaseProcess:
+    """The process object, unpickled as the standard library's spawn and
+    forkserver children unpickle theirs: flagged ``_inheriting``.
+
+    A manager's proxy unpickled with that flag takes no reference on its
+    referent; ``_bootstrap`` then takes one (``BaseProxy._after_fork``) that the
+    child gives back at its exit. Without it, the reference taken here would
+    never be given back: ``_bootstrap`` drops the finalizers registered so far.
+    """
+    me = current_process()
+    me._inheriting = True  # type: ignore[attr-defined]
+    try:
+        process_obj: BaseProcess = loads(payload)
+    finally:
+        del me._inheriting  # type: ignore[attr-defined]
+    return process_obj
+
+
 def _serve(channel: ChildChannel, received_fds: list[int] | None, parent_pid: int,
            use_pdeathsig: bool) -> int:
     share_main_namespace()
@@ -231,7 +249,7 @@ def _serve(channel: ChildChannel, received_fds: list[int] | None, parent_pid: in
     # parent's end of file but data still to read.
     die_with_parent(parent_pid, channel.fileno(), use_pdeathsig)
     try:
-        process_obj = loads(payload)
+        process_obj = _load_process(payload)
     except DataAbandoned:
         return 1  # start() failed in the parent (an error, Ctrl-C), which says so
     except BaseException as exc:
