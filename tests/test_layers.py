@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "procesos"
 DELIBERATE_UPWARD = {
     ("procesos._proc._context", "procesos._engine._pool"),  # ctx.Pool()
     ("procesos._proc._context", "procesos._sharing._queues"),  # ctx.Queue(), ctx.Pipe(), ...
+    ("procesos._proc._context", "procesos._sharing._managers"),  # ctx.Manager()
     ("procesos._engine._executor", "procesos._backends"),  # Executor(backend="dask" | "ray")
 }
 

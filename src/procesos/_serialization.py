@@ -129,6 +129,7 @@ __all__ = [
     "dumps_for_child",
     "dumps_for_parent",
     "dumps_frame",
+    "dumps_in_band",
     "first_unpicklable",
     "get_threshold",
     "globals_sent",
@@ -693,6 +694,49 @@ def dumps_for_parent(obj: Any, channel: str, in_band_first: bool = False) -> byt
         return dumps_fast(obj, channel)
     except PICKLING_FAILURES:
         return dumps(obj, channel=channel)
+
+
+_in_band_pickler: type | None = None
+
+
+def _in_band_cloud_pickler() -> type:
+    """procesos' cloudpickle pickler without the reducers that send buffers
+    through shared memory: its stream is one plain pickle."""
+    global _in_band_pickler
+    if _in_band_pickler is None:
+        base = _cloud_pickler()
+        table: ChainMap[type, Any] = base.dispatch_table  # type: ignore[attr-defined]
+        maps = [m for m in table.maps if m is not _transport.reducers]
+        _in_band_pickler = type("InBandPickler", (base,), {
+            "dispatch_table": ChainMap(*maps), "__module__": __name__})
+    return _in_band_pickler
+
+
+def dumps_in_band(obj: Any) -> bytes:
+    """Pickle *obj* as one plain pickle, for a receiver that reads it with
+    ``pickle.loads`` (a manager's server and its clients, which send through the
+    standard library's connections).
+
+    The C pickler with multiprocessing's reducers, as ``Connection.send`` pickles,
+    unless its stream names ``__main__`` (a manager's server started by procesos
+    never imports the user's script) or it refuses *obj* (a lambda, an instance
+    of a class that a server received by value): then cloudpickle, which sends
+    those by value. Raises what cloudpickle raised when neither can pickle *obj*.
+    """
+    if not _connections_registered:
+        _register_connections()
+    buffer = io.BytesIO()
+    try:
+        ForkingPickler(buffer, PROTOCOL).dump(obj)
+    except Exception:
+        pass
+    else:
+        data = buffer.getvalue()
+        if b"__main__" not in data:
+            return data
+        buffer = io.BytesIO()
+    _in_band_cloud_pickler()(buffer, PROTOCOL).dump(obj)
+    return buffer.getvalue()
 
 
 def loads(data: bytes | bytearray | memoryview) -> Any:

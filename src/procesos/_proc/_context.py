@@ -98,6 +98,14 @@ class ProcesosContext(BaseContext):
 
         return Pipe(duplex)
 
+    def Manager(self) -> Any:
+        """A started :class:`procesos.managers.SyncManager` whose server this
+        context's start method starts; proxies' calls send ``__main__``'s
+        functions and classes by value (the server never runs your script)."""
+        from .._sharing._managers import start_manager
+
+        return start_manager(self.get_context())
+
     def __repr__(self) -> str:
         return f"<procesos context {self._name!r}>"
 
