@@ -15,6 +15,7 @@ import pytest
 import procesos
 from conftest import run_script
 from engine_tasks import (
+    EndsWhenLoaded,
     LoadsNowhere,
     die_on,
     init_that_raises,
@@ -113,6 +114,24 @@ def test_serialization_errors_are_the_pickle_modules_own(ctx: procesos.ProcesosC
     if ctx.get_start_method() != "fork":  # a fork pickles nothing to start
         with pytest.raises(pickle.PicklingError):
             p.start()
+
+
+def test_a_task_that_cannot_be_loaded_at_the_other_end_is_a_broken_process_pool(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    # ProcessPoolExecutor breaks with BrokenProcessPool when a task's arguments
+    # cannot be loaded in the worker (an error, or sys.exit() while loading) or
+    # its result in the parent (CPython's test_concurrent_futures.test_deadlock):
+    # procesos fails that task alone, with an UnpicklingError that is also one.
+    with procesos.Executor(1, context=ctx) as ex:
+        caught = [ex.submit(abs, LoadsNowhere()).exception(timeout=60),
+                  ex.submit(id, EndsWhenLoaded("exit")).exception(timeout=60),
+                  ex.submit(lambda: LoadsNowhere()).exception(timeout=60),
+                  ex.submit(return_ends_when_loaded, "exit").exception(timeout=60)]
+        assert ex.submit(square, 3).result(timeout=60) == 9  # the executor goes on
+    for error in caught:
+        assert isinstance(error, BrokenProcessPool), repr(error)
+        assert isinstance(error, procesos.UnpicklingError), repr(error)
 
 
 class RefusesWithValueError:

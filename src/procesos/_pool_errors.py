@@ -10,9 +10,10 @@ from __future__ import annotations
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from ._errors import ProcesosError, ProcessCrashedError
+from ._errors import ProcesosError, ProcessCrashedError, UnpicklingError
 
-__all__ = ["BrokenExecutorError", "ClusterWorkerCrashedError", "WorkerCrashedError"]
+__all__ = ["BrokenExecutorError", "ClusterWorkerCrashedError", "TaskUnpicklingError",
+           "WorkerCrashedError"]
 
 
 class WorkerCrashedError(ProcessCrashedError, BrokenProcessPool):
@@ -20,6 +21,17 @@ class WorkerCrashedError(ProcessCrashedError, BrokenProcessPool):
 
     It is also the standard library's ``BrokenProcessPool``, so that code written
     for ``concurrent.futures`` catches it; unlike there, the pool goes on.
+    """
+
+
+class TaskUnpicklingError(UnpicklingError, BrokenProcessPool):
+    """A task's function or arguments could not be loaded in its worker, or its
+    result in the parent; only that task fails.
+
+    It is also the standard library's ``BrokenProcessPool``, which
+    ``ProcessPoolExecutor`` raises then (the failure breaks its pool), so that
+    code written for ``concurrent.futures`` catches it; unlike there, the pool
+    goes on.
     """
 
 

@@ -37,8 +37,8 @@ import time
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
-from .._errors import SerializationError, TaskTimeoutError, describe_exitcode
-from .._pool_errors import BrokenExecutorError, WorkerCrashedError
+from .._errors import TaskTimeoutError, describe_exitcode
+from .._pool_errors import BrokenExecutorError, TaskUnpicklingError, WorkerCrashedError
 from .._serialization import reap
 from .._trace import _state as _trace_state
 from ._crash import crash_hint, oom_kills
@@ -167,7 +167,7 @@ class Faults:
                 try:
                     value = load_entry(kind, data)
                 except Exception as exc:
-                    unloadable[i] = SerializationError(
+                    unloadable[i] = TaskUnpicklingError(
                         f"the result could not be unpickled here: {exc!r}")
             values.append(value)
         offset, count = batch.reported, len(values)

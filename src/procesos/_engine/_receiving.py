@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ProcessCrashedError, UnpicklingError, describe_exitcode
+from .._errors import ProcessCrashedError, describe_exitcode
 from .._outcome import PICKLING_FAILURES, decode
-from .._pool_errors import BrokenExecutorError
+from .._pool_errors import BrokenExecutorError, TaskUnpicklingError
 from .._serialization import loads
 from .._trace import _state as _trace_state
 from ._states import DONE, INIT_FAILED, READY, RETIRE, UNREADABLE
@@ -181,7 +181,8 @@ def decode_payload(header: Any, payload: memoryview) -> Any:
     except PICKLING_FAILURES as exc:
         # Every item of the message fails with it (a SystemExit or
         # KeyboardInterrupt raised by a __setstate__ too: not this thread's).
-        error = UnpicklingError(f"the results could not be unpickled in the parent: {exc!r}")
+        error = TaskUnpicklingError(
+            f"the results could not be unpickled in the parent: {exc!r}")
         error.__cause__ = exc
         return error
 

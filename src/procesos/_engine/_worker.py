@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any, NamedTuple, NoReturn
 
 from .._compat import run_mp_exit_function
-from .._errors import PicklingError, ProcessCrashedError, UnpicklingError
+from .._errors import PicklingError, ProcessCrashedError
 from .._outcome import PICKLING_FAILURES, encode_error
 from .._serialization import dumps, dumps_frame, loads, unpicklable_inside
 from ._messages import (
@@ -114,7 +114,10 @@ def _load(data: bytes | memoryview, what: str) -> tuple[bool, Any]:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
-        error = UnpicklingError(f"{what} could not be unpickled in the worker: {exc!r}")
+        # Imported here: concurrent.futures.process costs a worker 13 ms (_pool_errors).
+        from .._pool_errors import TaskUnpicklingError
+
+        error = TaskUnpicklingError(f"{what} could not be unpickled in the worker: {exc!r}")
         return False, encode_error(error, _user_traceback(exc), RESULTS_CHANNEL)
 
 
