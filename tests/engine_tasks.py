@@ -359,6 +359,10 @@ class Items(list):  # type: ignore[type-arg]
     """A list a test can watch with a weak reference."""
 
 
+def make_payload(_: object = None) -> Payload:
+    return Payload()
+
+
 def size_of(payload: Payload) -> int:
     return payload.size()
 

@@ -9,6 +9,7 @@ import gc
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from engine_tasks import (
     fail_on,
     found_libraries_without_a_scan,
     get_state,
+    make_payload,
     openblas_threads,
     pid_of,
     runs_of,
@@ -688,6 +690,23 @@ def _finish(owner: Any) -> None:
     else:
         owner.close()
         owner.join()
+
+
+@pytest.mark.parametrize("kind", ["executor", "imap", "imap_unordered"])
+def test_a_map_keeps_no_result_it_has_handed_out(kind: str) -> None:
+    # CPython's test_free_reference (issue 14406): once the caller drops a
+    # result, nothing of the map's holds it, though the rest of its chunk
+    # (one message here) is still to be read.
+    with procesos.Executor(1) as ex, procesos.Pool(1) as pool:
+        if kind == "executor":
+            results = ex.map(make_payload, range(10), chunksize=10)
+        else:
+            results = getattr(pool, kind)(make_payload, range(10), chunksize=10)
+        for result in results:
+            watched = weakref.ref(result)
+            del result
+            gc.collect()
+            assert watched() is None
 
 
 @pytest.mark.parametrize("kind", ["executor", "imap", "imap_unordered"])

@@ -19,7 +19,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
-from itertools import islice
+from itertools import islice, repeat, starmap
 from typing import Any
 
 from .._errors import PicklingError
@@ -668,6 +668,12 @@ def _pairs(start: int, values: list[Any], errors: dict[int, BaseException]
             for i, v in enumerate(values)]
 
 
+def _popping(values: list[Any]) -> Iterator[Any]:
+    """The items of *values* in order, each removed from the list as it is handed out."""
+    values.reverse()
+    return starmap(values.pop, repeat((), len(values)))
+
+
 class ResultIterator:
     """The results of one map, in order or as they come.
 
@@ -691,8 +697,10 @@ class ResultIterator:
         self._deadline = deadline
         self._timeout_error = timeout_error
         # The values of the piece taken last, when none of its tasks failed:
-        # ``next()`` costs a list iterator's step (a map of quick tasks is
-        # mostly this). Otherwise its results, then the map's end, in _ready.
+        # ``next()`` costs one step of a C iterator (a map of quick tasks is
+        # mostly this) that pops each value, so that a result the caller has
+        # dropped is freed (_popping). Otherwise its results, then the map's
+        # end, in _ready.
         self._plain: Iterator[Any] = iter(())
         self._ready: deque[tuple[bool, Any]] = deque()
         self._finished = False
@@ -738,7 +746,7 @@ class ResultIterator:
                 if piece[2]:
                     self._ready.extend(_pairs(*piece))
                 else:
-                    self._plain = iter(piece[1])
+                    self._plain = _popping(piece[1])
             if stop is not None:  # raised even with return_exceptions; the end
                 self._ready.append((False, _Terminal(stop)))
             self._finished = finished
