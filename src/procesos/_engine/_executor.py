@@ -89,6 +89,8 @@ class Executor(futures.Executor):
     ) -> None:
         if address is not None:
             raise ValueError("address= needs a cluster backend: backend='dask' or 'ray'")
+        if type(max_workers) is int and max_workers < 1:  # in ProcessPoolExecutor's words
+            raise ValueError(f"max_workers must be greater than 0, got {max_workers}")
         if max_tasks_per_child is not None:
             if max_tasks_per_worker not in (None, max_tasks_per_child):
                 raise TypeError("max_tasks_per_child is ProcessPoolExecutor's name for "
