@@ -13,12 +13,17 @@ else in the test module changes.
 The test module must match the interpreter, so this script (run by any Python)
 finds a pyenv Python 3.13 (else 3.12, else the running one) whose
 ``test/_test_multiprocessing.py`` exists, creates ``.venv-cpython/VERSION/`` with
-procesos installed editable, and runs the "processes" tests twice in fresh
-worker processes, once with the standard ``forkserver`` and once with
-``zygote``, then prints the counts and every test whose result differs.
+procesos installed editable, and runs each test type twice in fresh worker
+processes, once with the standard ``forkserver`` and once with ``zygote``, then
+prints, per type, the counts and every test whose result differs. The types
+are CPython's: "processes" (``multiprocessing.Process``, ``Queue``, ``Lock``,
+``Pool``, ... of the context), "manager" (the same classes on the proxies of a
+``multiprocessing.Manager()``, whose server process the context starts) and
+"threads" (``multiprocessing.dummy``); by default "processes" then "manager".
 
     make test-cpython
-    python benchmarks/cpython_compat.py [--python PATH] [--only PATTERN] [--json FILE]
+    python benchmarks/cpython_compat.py [--python PATH] [--type TYPE] [--only PATTERN]
+                                        [--json FILE]
 """
 
 from __future__ import annotations
@@ -38,10 +43,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / ".venv-cpython"  # one venv per Python version inside
 METHODS = ("forkserver", "zygote")
+TYPES = ("processes", "manager", "threads")  # CPython's test types
+DEFAULT_TYPES = ("processes", "manager")
 PER_TEST_TIMEOUT = 30.0  # seconds; the slowest test takes about 6 s under forkserver
 REARM_INTERVAL = 5.0  # seconds: a test that swallowed the timeout is interrupted again
 PER_RUN_TIMEOUT = 1200.0  # seconds, a hard stop for one worker (one start method)
-OUTCOMES = ("pass", "fail", "error", "skip", "xfail", "xpass", "timeout")
+OUTCOMES = ("pass", "fail", "error", "skip", "xfail", "xpass", "timeout", "warning")
+#: A test class whose tearDownClass (or the module's tearDownModule) printed one of
+#: the harness's warnings (dangling processes or threads, a manager's objects left
+#: over, children left running) is recorded as "CLASS.(warnings)", outcome "warning".
+WARNINGS = "(warnings)"
 
 
 # -- the parent: find an interpreter, prepare its venv, run both workers ----------
@@ -97,21 +108,24 @@ def prepare_venv(python: str, version: str) -> str:
     return str(venv_python)
 
 
-def run_worker(python: str, method: str, only: list[str] | None) -> dict[str, dict[str, str]]:
-    """Run the tests for *method* in a fresh interpreter; test id -> outcome."""
-    with_out = Path(python).parent.parent / f"results-{method}.json"
+def run_worker(python: str, method: str, only: list[str] | None,
+               test_type: str = "processes") -> dict[str, dict[str, str]]:
+    """Run the *test_type* tests for *method* in a fresh interpreter; test id -> outcome."""
+    with_out = Path(python).parent.parent / f"results-{test_type}-{method}.json"
     with_out.unlink(missing_ok=True)
-    command = [python, "-X", "faulthandler", __file__, "--worker", method, "--json", str(with_out)]
+    command = [python, "-X", "faulthandler", __file__, "--worker", method,
+               "--type", test_type, "--json", str(with_out)]
     for pattern in only or ():
         command += ["--only", pattern]
     started = time.monotonic()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("PROCESOS_START_METHOD", None)
     proc = subprocess.run(command, cwd=ROOT, env=env, timeout=PER_RUN_TIMEOUT + 60)
-    print(f"[{method}] worker exit code {proc.returncode} after "
+    print(f"[{test_type}, {method}] worker exit code {proc.returncode} after "
           f"{time.monotonic() - started:.0f} s", flush=True)
     if not with_out.exists():
-        raise SystemExit(f"the {method} worker wrote no results (exit code {proc.returncode})")
+        raise SystemExit(f"the {test_type} {method} worker wrote no results "
+                         f"(exit code {proc.returncode})")
     results: dict[str, dict[str, str]] = json.loads(with_out.read_text())
     return results
 
@@ -129,15 +143,17 @@ def short(detail: str, width: int = 110) -> str:
     return last if len(last) <= width else last[: width - 1] + "…"
 
 
-def compare(python: str, version: str, runs: dict[str, dict[str, dict[str, str]]]) -> int:
+def compare(python: str, version: str, runs: dict[str, dict[str, dict[str, str]]],
+            test_type: str = "processes") -> int:
+    """Print the counts per method and each test whose outcome differs; 1 if one regressed."""
     print()
-    print(f"CPython {version} test._test_multiprocessing, 'processes' tests ({python})")
+    print(f"CPython {version} test._test_multiprocessing, {test_type!r} tests ({python})")
     header = f"{'method':<11}" + "".join(f"{o:>9}" for o in OUTCOMES) + f"{'total':>9}"
     print(header)
     for method, results in runs.items():
         tally = counts(results)
-        print(f"{method:<11}" + "".join(f"{tally[o]:>9}" for o in OUTCOMES)
-              + f"{len(results):>9}")
+        tests = len(results) - tally["warning"]  # a class's warnings are not a test
+        print(f"{method:<11}" + "".join(f"{tally[o]:>9}" for o in OUTCOMES) + f"{tests:>9}")
     base, ours = runs["forkserver"], runs["zygote"]
     names = sorted(set(base) | set(ours))
     differ = [n for n in names
@@ -148,7 +164,10 @@ def compare(python: str, version: str, runs: dict[str, dict[str, dict[str, str]]
         z = ours.get(name, {"outcome": "absent", "detail": ""})
         print(f"  {name}: {b['outcome']} -> {z['outcome']}")
         for label, r in (("forkserver", b), ("zygote", z)):
-            if r["outcome"] not in ("pass", "absent") and r["detail"]:
+            if r["outcome"] == "warning":
+                first = r["detail"].strip().splitlines()[0] if r["detail"].strip() else ""
+                print(f"      {label}: {first if len(first) <= 110 else first[:109] + '…'}")
+            elif r["outcome"] not in ("pass", "absent") and r["detail"]:
                 print(f"      {label}: {short(r['detail'])}")
     regressions = [n for n in differ if base.get(n, {}).get("outcome") == "pass"]
     return 1 if regressions else 0
@@ -160,12 +179,21 @@ def main_parent(args: argparse.Namespace) -> int:
     else:
         python, version = find_python()
     venv_python = prepare_venv(python, version)
-    print(f"running CPython {version}'s multiprocessing 'processes' tests with {venv_python}",
-          flush=True)
-    runs = {method: run_worker(venv_python, method, args.only) for method in METHODS}
+    types = args.type or DEFAULT_TYPES
+    print(f"running CPython {version}'s multiprocessing {', '.join(types)} tests "
+          f"with {venv_python}", flush=True)
+    by_type = {test_type: {method: run_worker(venv_python, method, args.only, test_type)
+                           for method in METHODS}
+               for test_type in types}
     if args.json:
-        Path(args.json).write_text(json.dumps({"python": version, "runs": runs}, indent=1))
-    return compare(python, version, runs)
+        Path(args.json).write_text(json.dumps(
+            {"python": version, "types": by_type,
+             "runs": by_type.get("processes", {})},  # the format before --type
+            indent=1))
+    status = 0
+    for test_type, runs in by_type.items():
+        status |= compare(python, version, runs, test_type)
+    return status
 
 
 # -- the worker: one start method, in its own interpreter --------------------------
@@ -189,6 +217,9 @@ class RecordingResult(unittest.TextTestResult):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.outcomes: dict[str, dict[str, str]] = {}
         self._started = 0.0
+        self._last_class = "setUpModule"
+        #: Where warnings go instead of the last class (set around tearDownModule).
+        self.warnings_from = ""
 
     def _record(self, test: unittest.TestCase, outcome: str, detail: str = "") -> None:
         name = test.id().split(".", 1)[-1]
@@ -200,7 +231,18 @@ class RecordingResult(unittest.TextTestResult):
             self.outcomes[name] = {"outcome": outcome, "detail": detail,
                                    "seconds": f"{time.monotonic() - self._started:.2f}"}
 
+    def record_warning(self, message: str) -> None:
+        """A harness warning, charged to the class whose tests ran last (its
+        tearDownClass prints it before the next class's first test starts)."""
+        where = self.warnings_from or (self._last_class + "." + WARNINGS)
+        entry = self.outcomes.setdefault(where, {"outcome": "warning", "detail": "",
+                                                 "seconds": "0"})
+        entry["detail"] += message.rstrip("\n") + "\n"
+        if self.path is not None:
+            self.path.write_text(json.dumps(self.outcomes, indent=1, sort_keys=True))
+
     def startTest(self, test: unittest.TestCase) -> None:
+        self._last_class = test.id().split(".", 1)[-1].rsplit(".", 1)[0]
         self._started = time.monotonic()
         signal.setitimer(signal.ITIMER_REAL, PER_TEST_TIMEOUT, REARM_INTERVAL)
         super().startTest(test)
@@ -244,6 +286,34 @@ class RecordingResult(unittest.TextTestResult):
             self._record(test, kind, f"{subtest.id()}: {detail}")
 
 
+def manager_server_start() -> str:
+    """How ``multiprocessing.Manager()`` starts its server now, checked against the method.
+
+    The "manager" classes call ``multiprocessing.Manager()`` on the default
+    context after ``set_start_method(METHOD)``; under ``zygote`` its server
+    must be a procesos process forked by the zygote, else the run is no test of
+    procesos' managers.
+    """
+    import multiprocessing
+
+    manager = multiprocessing.Manager()
+    try:
+        process = manager._process  # type: ignore[attr-defined]
+        popen = type(process._popen)
+        method = getattr(process, "start_method", None)
+        pid, alive = process.pid, process.is_alive()
+    finally:
+        manager.shutdown()
+    wanted = os.environ["PROCESOS_COMPAT_METHOD"]
+    described = (f"{type(manager).__module__}.{type(manager).__qualname__}, "
+                 f"serializer {manager._serializer!r}, "  # type: ignore[attr-defined]
+                 f"{type(process).__module__}.{type(process).__qualname__} "
+                 f"(pid {pid}, alive {alive}), popen {popen.__module__}.{popen.__qualname__}")
+    if wanted == "zygote" and (method != "zygote" or popen.__name__ != "ZygotePopen"):
+        raise SystemExit(f"the manager's server is not started by procesos' zygote: {described}")
+    return described
+
+
 def main_worker(args: argparse.Namespace) -> int:
     import faulthandler
 
@@ -251,6 +321,7 @@ def main_worker(args: argparse.Namespace) -> int:
     faulthandler.dump_traceback_later(PER_RUN_TIMEOUT, exit=True)
     signal.signal(signal.SIGALRM, _on_alarm)
     os.environ["PROCESOS_COMPAT_METHOD"] = args.worker
+    os.environ["PROCESOS_COMPAT_TYPE"] = args.type[0] if args.type else "processes"
     import _cpython_compat_suite as module
     loader = unittest.TestLoader()
     if args.only:
@@ -259,13 +330,38 @@ def main_worker(args: argparse.Namespace) -> int:
     for value in module.__dict__.values():
         if isinstance(value, type) and issubclass(value, unittest.TestCase):
             suite.addTests(loader.loadTestsFromTestCase(value))
+    results: list[RecordingResult] = []
+
+    def make_result(*args: object, **kwargs: object) -> RecordingResult:
+        results.append(RecordingResult(*args, **kwargs))
+        return results[-1]
+
     runner = unittest.TextTestRunner(verbosity=2 if args.verbose else 1,
-                                     resultclass=RecordingResult, stream=sys.stderr)
+                                     resultclass=make_result,  # type: ignore[arg-type]
+                                     stream=sys.stderr)
     RecordingResult.path = Path(args.json)
+    from test import support
+
+    print_warning = support.print_warning
+
+    def recording_print_warning(message: str) -> None:
+        if results:
+            results[-1].record_warning(message)
+        print_warning(message)
+
+    # The original looks itself up by name for its stream: give ours that stream.
+    recording_print_warning.orig_stderr = getattr(  # type: ignore[attr-defined]
+        print_warning, "orig_stderr", sys.stderr)
+    support.print_warning = recording_print_warning
     module.setUpModule()
+    if module.TYPE == "manager":
+        print(f"[manager, {args.worker}] the manager's server: {manager_server_start()}",
+              file=sys.stderr, flush=True)
     try:
         runner.run(suite)
     finally:
+        if results:
+            results[-1].warnings_from = "tearDownModule." + WARNINGS
         module.tearDownModule()
     return 0
 
@@ -273,6 +369,9 @@ def main_worker(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", help="interpreter whose CPython tests to run")
+    parser.add_argument("--type", action="append", choices=TYPES,
+                        help="CPython's test type to run (repeatable; default: "
+                             + " then ".join(DEFAULT_TYPES) + ")")
     parser.add_argument("--only", action="append",
                         help="run only tests matching this unittest -k pattern (repeatable)")
     parser.add_argument("--json", help="write the outcomes to this file")
