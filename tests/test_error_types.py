@@ -4,8 +4,10 @@ procesos' errors, and a task's exception arrives as the caller's own class."""
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import pickle
 import threading
+import weakref
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,28 @@ def test_a_failing_initializer_is_logged_as_the_standard_library_logs_it(
     err = capfd.readouterr().err
     assert "Exception in initializer:" in err
     assert "Traceback (most recent call last)" in err and "in init_that_raises" in err
+
+
+def _break_and_catch(ctx: procesos.ProcesosContext) -> weakref.ref[procesos.Executor]:
+    ex = procesos.Executor(1, initializer=init_that_raises, context=ctx)
+    try:
+        ex.submit(square, 2).result(timeout=60)
+    except concurrent.futures.BrokenExecutor:
+        pass  # the error now holds this frame, which holds the executor
+    ex.shutdown(wait=True)
+    return weakref.ref(ex)
+
+
+def test_a_broken_executor_whose_error_was_caught_is_not_kept_alive(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    # The engine (kept by the executor's finalizer until the executor is
+    # garbage) must not hold the error raised in the caller's frame: that
+    # frame, its executor and its other locals (a Queue given as initargs, in
+    # CPython's test_init) would live as long as the program.
+    executor = _break_and_catch(ctx)
+    gc.collect()
+    assert executor() is None
 
 
 def test_a_crashed_worker_is_a_broken_process_pool(ctx: procesos.ProcesosContext) -> None:

@@ -114,7 +114,12 @@ class Ending:
         if books.state in (BROKEN, CLOSED):
             return
         error.__cause__ = cause
-        books.error = error
+        # The books keep a twin: *error* itself, raised by the futures' result(),
+        # gets the callers' frames in its traceback, and the engine (which the
+        # executor's finalizer keeps until the executor is garbage) would keep
+        # them, and the executor that those frames hold, for good.
+        books.error = BrokenExecutorError(str(error))
+        books.error.__cause__ = cause
         books.state = BROKEN
         self.kill_all()
         self.faults.fail_everything(error)
