@@ -178,6 +178,19 @@ def init_that_raises() -> None:
     raise RuntimeError("the initializer broke")
 
 
+def init_that_logs_to_and_raises(log_queue: Any) -> None:
+    """Send the ``concurrent.futures`` logger's records to *log_queue*, then raise
+    (as CPython's test_concurrent_futures.test_init does)."""
+    import logging
+    from logging.handlers import QueueHandler
+
+    logger = logging.getLogger("concurrent.futures")
+    logger.addHandler(QueueHandler(log_queue))
+    logger.setLevel("CRITICAL")
+    logger.propagate = False
+    raise ValueError("error in initializer")
+
+
 def init_that_exits() -> None:
     os._exit(7)
 

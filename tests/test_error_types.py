@@ -20,6 +20,7 @@ from engine_tasks import (
     EndsWhenLoaded,
     LoadsNowhere,
     die_on,
+    init_that_logs_to_and_raises,
     init_that_raises,
     pid_of,
     raise_unpicklable,
@@ -91,6 +92,21 @@ def test_a_failing_initializer_is_logged_as_the_standard_library_logs_it(
     err = capfd.readouterr().err
     assert "Exception in initializer:" in err
     assert "Traceback (most recent call last)" in err and "in init_that_raises" in err
+
+
+def test_a_failing_initializer_is_logged_to_the_concurrent_futures_logger(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    # CPython's FailingInitializerMixin: a handler that the initializer puts on
+    # the 'concurrent.futures' logger gets the record of its own failure.
+    log_queue = ctx.Queue()
+    with procesos.ProcessPoolExecutor(1, mp_context=ctx, initializer=init_that_logs_to_and_raises,
+                                      initargs=(log_queue,)) as ex:
+        with pytest.raises(concurrent.futures.BrokenExecutor):
+            ex.submit(square, 2).result(timeout=60)
+    message = log_queue.get(timeout=30).getMessage()
+    assert message.startswith("Exception in initializer:"), message
+    assert "ValueError: error in initializer" in message
 
 
 def _break_and_catch(ctx: procesos.ProcesosContext) -> weakref.ref[procesos.Executor]:

@@ -279,9 +279,11 @@ class _Worker:
         except BaseException as exc:
             import logging
 
-            # Logged here as concurrent.futures logs it, and sent: the parent
-            # fails the pool with it.
-            logging.getLogger("procesos").critical("Exception in initializer:", exc_info=True)
+            # Logged here as concurrent.futures logs it (its logger: a handler
+            # the initializer or the parent's logging put there gets it), and
+            # sent: the parent fails the pool with it.
+            logging.getLogger("concurrent.futures").critical("Exception in initializer:",
+                                                             exc_info=True)
             self.send((INIT_FAILED, encode_error(exc, _user_traceback(exc), RESULTS_CHANNEL)))
             return False
         return True
