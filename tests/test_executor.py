@@ -718,6 +718,21 @@ def test_a_map_keeps_no_result_it_has_handed_out(kind: str) -> None:
             assert watched() is None
 
 
+def test_amap_keeps_no_result_it_has_handed_out() -> None:
+    # test_a_map_keeps_no_result_it_has_handed_out, for asyncio.
+    async def main() -> list[bool]:
+        freed = []
+        with procesos.Executor(1) as ex:
+            async for result in ex.amap(make_payload, range(10), chunksize=10):
+                watched = weakref.ref(result)
+                del result
+                gc.collect()
+                freed.append(watched() is None)
+        return freed
+
+    assert asyncio.run(main()) == [True] * 10
+
+
 @pytest.mark.parametrize("kind", ["executor", "imap", "imap_unordered"])
 @pytest.mark.parametrize("source", ["list", "generator"])
 def test_a_map_called_for_its_effects_and_dropped_unread_runs_every_task(

@@ -250,16 +250,21 @@ class AsyncMap(AsyncIterator[T]):
             while True:
                 event.clear()
                 ready, finished = job.take_ready()
-                last = len(ready) - 1
-                for position, (ok, value) in enumerate(ready):
+                got = bool(ready)
+                # Popped as they go, never bound here across a yield: a result
+                # the caller has dropped is freed (test_free_reference, issue 14406).
+                ready.reverse()
+                while ready:
+                    ok, value = ready[-1]
                     if ok or (job.return_exceptions and not (
-                            finished and position == last and job._terminal(value))):
-                        yield value
+                            finished and len(ready) == 1 and job._terminal(value))):
+                        del value
+                        yield ready.pop()[1]
                     else:
                         raise value
                 if finished:
                     return
-                if not ready:
+                if not got:
                     await event.wait()
         finally:
             job.listeners.remove(listener)
