@@ -111,22 +111,30 @@ def prepare_venv(python: str, version: str) -> str:
 def run_worker(python: str, method: str, only: list[str] | None,
                test_type: str = "processes") -> dict[str, dict[str, str]]:
     """Run the *test_type* tests for *method* in a fresh interpreter; test id -> outcome."""
-    with_out = Path(python).parent.parent / f"results-{test_type}-{method}.json"
-    with_out.unlink(missing_ok=True)
-    command = [python, "-X", "faulthandler", __file__, "--worker", method,
-               "--type", test_type, "--json", str(with_out)]
+    return run_worker_script(
+        python, __file__, ["--worker", method, "--type", test_type], only,
+        Path(python).parent.parent / f"results-{test_type}-{method}.json",
+        f"{test_type}, {method}")
+
+
+def run_worker_script(python: str, script: str, worker_args: list[str],
+                      only: list[str] | None, out: Path,
+                      label: str) -> dict[str, dict[str, str]]:
+    """Run ``script WORKER_ARGS --json OUT`` in a fresh interpreter (also used by
+    cpython_futures_compat.py); the outcomes it wrote to *out*."""
+    out.unlink(missing_ok=True)
+    command = [python, "-X", "faulthandler", script, *worker_args, "--json", str(out)]
     for pattern in only or ():
         command += ["--only", pattern]
     started = time.monotonic()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("PROCESOS_START_METHOD", None)
     proc = subprocess.run(command, cwd=ROOT, env=env, timeout=PER_RUN_TIMEOUT + 60)
-    print(f"[{test_type}, {method}] worker exit code {proc.returncode} after "
+    print(f"[{label}] worker exit code {proc.returncode} after "
           f"{time.monotonic() - started:.0f} s", flush=True)
-    if not with_out.exists():
-        raise SystemExit(f"the {test_type} {method} worker wrote no results "
-                         f"(exit code {proc.returncode})")
-    results: dict[str, dict[str, str]] = json.loads(with_out.read_text())
+    if not out.exists():
+        raise SystemExit(f"the {label} worker wrote no results (exit code {proc.returncode})")
+    results: dict[str, dict[str, str]] = json.loads(out.read_text())
     return results
 
 

@@ -30,24 +30,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import signal
-import subprocess
 import sys
-import time
 import unittest
 from pathlib import Path
 
 from cpython_compat import (
     OUTCOMES,
     PER_RUN_TIMEOUT,
-    ROOT,
     RecordingResult,
     _has_test_module,
     _on_alarm,
     counts,
     find_python,
     prepare_venv,
+    run_worker_script,
     short,
 )
 
@@ -74,21 +71,8 @@ PATCH = (
 
 def run_worker(python: str, run: str, only: list[str] | None) -> dict[str, dict[str, str]]:
     """Run the tests for *run* in a fresh interpreter; test id -> outcome."""
-    out = Path(python).parent.parent / f"futures-results-{run}.json"
-    out.unlink(missing_ok=True)
-    command = [python, "-X", "faulthandler", __file__, "--worker", run, "--json", str(out)]
-    for pattern in only or ():
-        command += ["--only", pattern]
-    started = time.monotonic()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("PROCESOS_START_METHOD", None)
-    proc = subprocess.run(command, cwd=ROOT, env=env, timeout=PER_RUN_TIMEOUT + 60)
-    print(f"[{run}] worker exit code {proc.returncode} after "
-          f"{time.monotonic() - started:.0f} s", flush=True)
-    if not out.exists():
-        raise SystemExit(f"the {run} worker wrote no results (exit code {proc.returncode})")
-    results: dict[str, dict[str, str]] = json.loads(out.read_text())
-    return results
+    return run_worker_script(python, __file__, ["--worker", run], only,
+                             Path(python).parent.parent / f"futures-results-{run}.json", run)
 
 
 def without_notes(detail: str) -> str:
