@@ -284,6 +284,10 @@ class _Worker:
             # sent: the parent fails the pool with it.
             logging.getLogger("concurrent.futures").critical("Exception in initializer:",
                                                              exc_info=True)
+            # This worker is done: what its exit would do (the feeders of the
+            # Queues it wrote to, a QueueHandler's, flushed) comes first, for
+            # the parent ends the pool's workers once it is told.
+            run_mp_exit_function()
             self.send((INIT_FAILED, encode_error(exc, _user_traceback(exc), RESULTS_CHANNEL)))
             return False
         return True
