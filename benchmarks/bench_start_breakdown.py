@@ -10,7 +10,8 @@ median time of each point from the ``Process()`` call on. The package itself
 carries no trace point. In the same run, without tracing: the same loop
 untraced, the standard library's ``fork`` and the physical floor
 (``os.fork()`` + ``os._exit()`` + ``waitpid()`` from this process, whose size
-is about the zygote's). Each trace point costs about 6 µs (an ``os.write``); with
+is about the zygote's), and two processes started, then joined (the lesson's
+program), by procesos and by the standard library's ``fork``. Each trace point costs about 6 µs (an ``os.write``); with
 the time it records the process's page faults and its thread's CPU time, so
 the table says what each step costs the process that made it.
 
@@ -55,12 +56,18 @@ POINTS = [
      "            socket.send_fds(spare.handoff, [_REQUEST.pack(std_mask)], [conn.fileno(), *fds])\n",
      "            T('zygote: handed to the spare')\n", False),
     ("_zygote_server.py", "        if pid == 0:\n            ours.close()\n", "            T('spare: forked')\n", False),
-    ("_zygote_server.py", "            idle = not readable([handoff.fileno()], _REHEARSE_AFTER)\n",
+    ("_zygote_server.py", "            idle = not readable(waiting, _REHEARSE_AFTER)\n",
      "            T('spare: has left the zygote')\n", True),
-    ("_zygote_server.py", "            message, fds, _, _ = socket.recv_fds(handoff, _REQUEST.size, _MAX_FDS)\n",
-     "            T('spare: woken, has the request')\n", False),
+    ("_zygote_server.py", "                    message, fds, _, _ = socket.recv_fds(handoff, _REQUEST.size, _MAX_FDS)\n",
+     "                    T('spare: woken, has the request from the zygote')\n", False),
+    ("_zygote_server.py", "                    taken = _take_from_the_parent(direct, handoff, self.config.secret)\n",
+     "                    T('spare: woken, has the request from the parent')\n", False),
+    ("_zygote_server.py", "            self.spare_timing.started(spare.pid, now, now - spare.born)\n",
+     "            T('zygote: told the spare was taken')\n", False),
+    ("_zygote_client.py", "            if offer.channel.sendmsg([request], ancillary) != len(request):\n",
+     "            T('parent: request sent to the spare')\n", True),
     ("_zygote_server.py", "            os.write(status_w, _STATUS_WORD.pack(pid))\n", "            T('zygote: pid written')\n", False),
-    ("_zygote_server.py", "        self.spare = _Spare(pid, ours, time.monotonic())\n", "        T('zygote: next spare forked')\n", False),
+    ("_zygote_server.py", "        self.spare = _Spare(pid, ours, time.monotonic(), parent_end)\n", "        T('zygote: next spare forked')\n", False),
     ("_zygote_server.py", "            if self.wake_r in ready:\n", "                T('zygote: woken by SIGCHLD')\n", False),
     ("_zygote_server.py",
      "                    os.write(status_w, _STATUS_WORD.pack(os.waitstatus_to_exitcode(status)))\n",
@@ -107,6 +114,13 @@ def noop():
 def start_join(ctx):
     t = time.perf_counter(); p = ctx.Process(target=noop); p.start(); p.join()
     return time.perf_counter() - t
+def two_at_once(ctx):  # the lesson's program: start two, then join both
+    t = time.perf_counter(); ps = [ctx.Process(target=noop) for _ in range(2)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    return time.perf_counter() - t
 def floor():
     t = time.perf_counter(); pid = os.fork()
     if pid == 0:
@@ -119,7 +133,9 @@ class _Inherit:
 runs = {"procesos zygote": lambda: start_join(procesos.get_context("zygote")),
         "procesos zygote, output inherited": lambda: start_join(_Inherit()),
         "stdlib fork": lambda: start_join(multiprocessing.get_context("fork")),
-        "floor: fork() + _exit() + waitpid()": floor}
+        "floor: fork() + _exit() + waitpid()": floor,
+        "procesos zygote, two started, then joined": lambda: two_at_once(procesos.get_context("zygote")),
+        "stdlib fork, two started, then joined": lambda: two_at_once(multiprocessing.get_context("fork"))}
 samples = {k: [] for k in runs}
 gap = float(sys.argv[2])
 for i in range(20 + int(sys.argv[1])):
@@ -249,7 +265,7 @@ def main() -> int:
     print(f"\nUntraced, same run, median µs of create + start + join (the methods take turns, {pause}):")
     for line in untraced.stdout.strip().splitlines():
         label, micros = line.split("\t")
-        print(f"  {label:<40} {micros:>6}")
+        print(f"  {label:<42} {micros:>6}")
     print("\nA loop of starts of one method (blocks of 50, alternated), µs a start:")
     print(f"  {'':<24} {'median':>7} {'mean':>7} {'CPU':>7}")
     for line in loop.stdout.strip().splitlines():

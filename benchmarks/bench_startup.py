@@ -14,9 +14,9 @@ a running server) cannot change another:
    ``numpy.arange(10).sum()`` (procesos: ``result()``, which also waits for the
    exit; the standard library: a ``Pipe``, whose ``recv()`` does not);
 3. the memory that only the server owns (USS) of procesos' zygote (without
-   its spare child, which would share, and so hide, its pages) and of the
+   its spare children, which would share, and so hide, its pages) and of the
    standard library's forkserver, with and without numpy preloaded; and the
-   spare's own USS;
+   spares' own USS, all of them together;
 4. ``import procesos`` against ``import multiprocessing``, in a fresh
    interpreter each time (what a spawn child and the zygote pay first).
 
@@ -256,24 +256,24 @@ def phase_uss(with_numpy: bool) -> dict[str, object]:
     for label, pid in (("procesos zygote", zygote), ("stdlib forkserver", forkserver)):
         info = psutil.Process(pid).memory_full_info()
         result[label] = {"uss": info.uss, "rss": info.rss}
-    # Then a zygote with its spare, the default: what the spare adds.
+    # Then a zygote with its spares, the default: what they add (all of them).
     _zygote_client._zygote.stop()
     os.environ["PROCESOS_ZYGOTE_SPARE"] = "1"
     process = procesos.get_context("zygote").Process(target=noop)
     process.start()
     process.join()  # returns on the child's exit report: it may still be ending
-    info = None
+    from procesos._launch._zygote_server import _SPARES_AT_FIRST
+
+    spares: list[psutil.Process] = []
     deadline = time.monotonic() + 10
-    while info is None and time.monotonic() < deadline:
-        for child in psutil.Process(procesos.zygote_pid()).children():
-            if child.pid != process.pid:
-                try:
-                    info = child.memory_full_info()
-                except psutil.NoSuchProcess:
-                    pass
+    while len(spares) < _SPARES_AT_FIRST and time.monotonic() < deadline:
+        spares = [child for child in psutil.Process(procesos.zygote_pid()).children()
+                  if child.pid != process.pid]
         time.sleep(0.01)
-    assert info is not None, "the zygote keeps a spare child while it is idle"
-    result["procesos zygote's spare"] = {"uss": info.uss, "rss": info.rss}
+    assert spares, "the zygote keeps spare children while it is idle"
+    infos = [spare.memory_full_info() for spare in spares]
+    result["procesos zygote's spares"] = {"uss": sum(i.uss for i in infos),
+                                          "rss": sum(i.rss for i in infos), "count": len(infos)}
     return result
 
 
@@ -374,13 +374,14 @@ def main() -> int:
         "(start -> numpy.arange(10).sum() in hand)", numpy_result, "procesos zygote")
 
     print("\nServer memory (USS: pages only the server owns; RSS for reference), MiB")
-    print(f"| {'server':<24} | {'USS':>8} | {'RSS':>8} | {'USS, numpy':>10} | {'RSS, numpy':>10} |")
-    print(f"|{'-' * 26}|{'-' * 9}:|{'-' * 9}:|{'-' * 11}:|{'-' * 11}:|")
-    for label in ("procesos zygote", "procesos zygote's spare", "stdlib forkserver"):
+    print(f"| {'server':<30} | {'USS':>8} | {'RSS':>8} | {'USS, numpy':>10} | {'RSS, numpy':>10} |")
+    print(f"|{'-' * 32}|{'-' * 9}:|{'-' * 9}:|{'-' * 11}:|{'-' * 11}:|")
+    for label in ("procesos zygote", "procesos zygote's spares", "stdlib forkserver"):
         plain = uss["without numpy"][label]  # type: ignore[index]
         heavy = uss["numpy preloaded"][label]  # type: ignore[index]
         mib = [x / 2**20 for x in (plain["uss"], plain["rss"], heavy["uss"], heavy["rss"])]
-        print(f"| {label:<24} | {mib[0]:>8.1f} | {mib[1]:>8.1f} | {mib[2]:>10.1f} "
+        name = f"{label} ({plain['count']}, all)" if "count" in plain else label
+        print(f"| {name:<30} | {mib[0]:>8.1f} | {mib[1]:>8.1f} | {mib[2]:>10.1f} "
               f"| {mib[3]:>10.1f} |")
 
     print("\nImport time, fresh interpreter, median of "

@@ -420,6 +420,31 @@ def test_fuzzed_zygote_requests_crash_nothing(data: bytes, with_fd: bool,
         os.close(r)
 
 
+def test_the_zygote_offers_its_spares_to_its_parent_only_once() -> None:
+    """The mailbox where the zygote offers its spares is the parent's first
+    connection: a second one, even with the secret, is closed unanswered, and
+    the parent's own starts still take the zygote's offers."""
+    from procesos._launch._zygote_server import _MAILBOX, _REQUEST
+
+    before = _zygote_alive_and_serving()
+    zygote = _zygote_client._zygote
+    assert zygote.mailbox is not None
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect(zygote.address)
+        s.sendall(zygote.secret + _REQUEST.pack(_MAILBOX))
+        assert s.recv(100) == b""  # closed, no offer
+    taken = []
+    for _ in range(5):
+        offers = zygote.take_offer
+        zygote.take_offer = lambda: taken.append(offers()) or taken[-1]  # type: ignore[method-assign]
+        try:
+            assert _zygote_alive_and_serving() == before
+        finally:
+            del zygote.take_offer
+    assert any(offer is not None for offer in taken), "the parent's mailbox still works"
+
+
 # -- the tracker recovers ---------------------------------------------------------------
 
 def test_a_killed_tracker_is_replaced(tmp_path: Path) -> None:

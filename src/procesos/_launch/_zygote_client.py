@@ -19,10 +19,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from multiprocessing import util
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import NamedTuple
 
 from .._compat import environ_data
 from .._errors import ProcesosError
@@ -36,7 +37,11 @@ from ._process_state import current as current_process_state
 from ._spawn import spawn_interpreter
 from ._wire import ChildSetup, frame_header
 from ._zygote_server import (
+    _DEATH,
     _IMPORTS,
+    _MAIL,
+    _MAILBOX,
+    _OFFER,
     _REQUEST,
     _STATUS_WORD,
     SECRET_SIZE,
@@ -48,6 +53,8 @@ __all__ = ["ZygotePopen", "default_preload", "set_zygote_exclude", "set_zygote_p
            "zygote_pid"]
 
 _TIMEOUT = 60.0  # for the zygote's answer; it answers in microseconds unless it hangs
+_ONE_SEND = 1 << 16  # bytes of frames sent in one sendmsg, without blocking
+_DEATHS_KEPT = 64  # exit codes of ended spares kept for a start that used one
 
 
 def default_preload() -> list[str]:
@@ -72,6 +79,13 @@ class _ZygoteHandle:
         self.process_state: ProcessState | None = None
         self._setup: tuple[ChildSetup, bytes] | None = None  # the last one, pickled
         self.mirror = ModuleMirror()  # what this zygote has been asked to import
+        # Where the zygote offers its spares (see _zygote_server), the offers
+        # received and not yet taken, and the import requests sent: an offer
+        # made before the last of them is not taken.
+        self.mailbox: socket.socket | None = None
+        self.offers: list[_Offer] = []
+        self.generation = 0
+        self.deaths: dict[int, int] = {}  # pid -> exit code of spares that ended untaken
 
     def running(self) -> bool:
         if self.pid is None:
@@ -128,6 +142,68 @@ class _ZygoteHandle:
         self.cwd, self.environ_data = cwd, environ_data
         self.process_state = process_state
         self.mirror = mirror
+        if spare:
+            self.mailbox = _open_mailbox(address, secret)
+
+    def take_offer(self) -> _Offer | None:
+        """The oldest spare offered that has every module imported so far (it has had
+        the most time to get ready), or None."""
+        self.read_mail(0)
+        while self.offers:
+            offer = self.offers.pop(0)
+            if offer.generation == self.generation:
+                return offer
+            offer.channel.close()
+        return None
+
+    def read_mail(self, timeout: float) -> None:
+        """Read what the zygote has written to the mailbox, waiting up to *timeout*
+        seconds for the first message."""
+        mailbox = self.mailbox
+        while mailbox is not None:
+            if not readable([mailbox.fileno()], timeout):
+                return
+            timeout = 0
+            try:
+                message, fds, _, _ = socket.recv_fds(mailbox, _MAIL.size, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                message, fds = b"", []
+            kind, pid, value = _MAIL.unpack(message) if len(message) == _MAIL.size else (0, 0, 0)
+            if kind == _OFFER and len(fds) == 1:
+                self.offers.append(_Offer(pid, socket.socket(fileno=fds[0]), value))
+                continue
+            for fd in fds:
+                os.close(fd)
+            if kind == _DEATH:
+                self.deaths[pid] = value
+                while len(self.deaths) > _DEATHS_KEPT:  # of spares never taken
+                    del self.deaths[next(iter(self.deaths))]
+                continue
+            mailbox.close()  # end of file: the zygote has gone; the request path finds out
+            self.mailbox = mailbox = None
+
+    def death_of(self, pid: int, zygote: int | None) -> int | None:
+        """The exit code of spare *pid* of *zygote*, which ended before it could take
+        a request sent to it; None when that zygote has gone (and, with it, that code)."""
+        deadline = time.monotonic() + _TIMEOUT
+        with self.lock:
+            while pid not in self.deaths and self.mailbox is not None and self.pid == zygote:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.read_mail(remaining)
+            return self.deaths.pop(pid, None)
+
+    def _drop_offers(self) -> None:
+        if self.mailbox is not None:
+            self.mailbox.close()
+            self.mailbox = None
+        for offer in self.offers:
+            offer.channel.close()
+        self.offers = []
+        self.generation = 0
 
     def _forget(self, remove_directory: bool = True) -> None:
         """Drop the handle: the zygote is dead, or belongs to the process we forked from."""
@@ -138,6 +214,7 @@ class _ZygoteHandle:
                 pass
         if remove_directory and self.directory:
             shutil.rmtree(self.directory, ignore_errors=True)
+        self._drop_offers()
         self.pid, self.alive_w, self.directory, self.address = None, -1, "", ""
 
     def after_fork_in_child(self) -> None:
@@ -152,6 +229,7 @@ class _ZygoteHandle:
         if self.alive_w >= 0:
             os.close(self.alive_w)
             self.alive_w = -1
+        self._drop_offers()
         deadline = time.monotonic() + 2.0
         while True:
             try:
@@ -189,8 +267,9 @@ class _ZygoteHandle:
         return data
 
     def request(self, fds: list[int], std_mask: int, setup: ChildSetup,
-                payload: Frame) -> tuple[socket.socket, int, int]:
-        """Ask the zygote for a child: its channel socket, pid and status pipe.
+                payload: Frame) -> tuple[socket.socket, int, int, bool]:
+        """Ask the zygote for a child: its channel socket, pid and status pipe, and
+        whether a spare the zygote had offered took the request itself.
 
         *setup* is for a child that stays where the zygote is (``cwd`` and
         ``environ`` None). The child's two frames travel with the request, so
@@ -207,6 +286,20 @@ class _ZygoteHandle:
                 setup_bytes = self.encode_setup(setup)
                 imports = self.mirror.new_modules()
                 files = self.mirror.files
+                if imports:
+                    self.generation += 1  # the zygote counts it when it reads the request
+                    offer = None
+                else:
+                    offer = self.take_offer()
+            frames = [frame_header(len(setup_bytes)), setup_bytes,
+                      frame_header(len(payload)), payload.data]
+            while offer is not None:
+                direct = _ask_the_spare(offer, secret + _REQUEST.pack(std_mask), fds, frames)
+                if direct is not None:
+                    payload.copy()
+                    return (*direct, True)
+                with self.lock:  # that spare was killed: the next one, or the zygote
+                    offer = self.take_offer()
             mask, extra = std_mask, []
             if imports:  # the zygote imports them before it forks this child
                 blob = pickle.dumps(MirrorRequest(list(sys.path), os.getcwd(),
@@ -221,15 +314,14 @@ class _ZygoteHandle:
                     sock.settimeout(_TIMEOUT)
                     sock.connect(address)
                     _send_request(sock, secret + _REQUEST.pack(mask), [status_w, *fds],
-                                  [*extra, frame_header(len(setup_bytes)), setup_bytes,
-                                   frame_header(len(payload)), payload.data])
+                                  [*extra, *frames])
                     sent = True
                 finally:
                     os.close(status_w)
                 payload.copy()
                 pid = _read_pid(status_r)
                 sock.settimeout(None)
-                return sock, pid, status_r
+                return sock, pid, status_r, False
             except BaseException as exc:
                 # The child, if there is one, reads the end of its channel and exits.
                 sock.close()
@@ -248,6 +340,60 @@ class _ZygoteHandle:
                         self.stop()
         raise AssertionError("unreachable")
 
+
+class _Offer(NamedTuple):
+    """A spare the zygote has offered: its pid and the parent's end of its socket."""
+
+    pid: int
+    channel: socket.socket
+    generation: int  # the zygote's import requests when it made the offer
+
+
+def _open_mailbox(address: str, secret: bytes) -> socket.socket | None:
+    """A connection on which the zygote offers its spares (None: it could not be opened,
+    and every start goes through the zygote)."""
+    mailbox = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        mailbox.settimeout(_TIMEOUT)
+        mailbox.connect(address)  # the zygote accepts it once it has booted
+        mailbox.sendall(secret + _REQUEST.pack(_MAILBOX))
+        mailbox.setblocking(False)
+    except OSError:
+        mailbox.close()
+        return None
+    return mailbox
+
+
+def _ask_the_spare(offer: _Offer, request: bytes, fds: list[int],
+                   frames: Sequence[bytes | memoryview]) -> tuple[socket.socket, int, int] | None:
+    """Start a process on *offer*'s spare, without the zygote: its channel, pid and
+    status pipe; None when that spare has gone (the caller asks the zygote)."""
+    channel, childs_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    status_r, status_w = os.pipe()
+    try:
+        with offer.channel:
+            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                          array.array("i", [status_w, childs_end.fileno(), *fds]))]
+            offer.channel.setblocking(True)
+            if offer.channel.sendmsg([request], ancillary) != len(request):
+                raise ConnectionResetError("the spare took part of the request")
+    except OSError:
+        channel.close()
+        os.close(status_r)
+        return None
+    finally:
+        os.close(status_w)
+        childs_end.close()
+    try:
+        sent = channel.sendmsg(frames) if _fits(frames) else 0
+    except OSError:
+        sent = sum(len(frame) for frame in frames)  # the child has died: its exit code says how
+    _send_frames(channel, frames, sent)
+    return channel, offer.pid, status_r
+
+
+def _fits(frames: Sequence[bytes | memoryview]) -> bool:
+    return sum(len(frame) for frame in frames) <= _ONE_SEND
 
 def _environ_data() -> Mapping[object, object]:
     # The encoded variables, compared without decoding them all (microseconds).
@@ -269,19 +415,24 @@ def _read_pid(status_r: int) -> int:
 
 
 def _send_request(sock: socket.socket, request: bytes, fds: list[int],
-                  frames: list[bytes]) -> None:
+                  frames: Sequence[bytes | memoryview]) -> None:
     """The request with its descriptors, then the frames: one ``sendmsg`` when they fit."""
     ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
     sent = sock.sendmsg([request, *frames], ancillary)
     if sent < len(request):
         sock.sendall(request[sent:])
         sent = len(request)
-    sent -= len(request)
+    _send_frames(sock, frames, sent - len(request))
+    sock.settimeout(_TIMEOUT)
+
+
+def _send_frames(sock: socket.socket, frames: Sequence[bytes | memoryview], sent: int) -> None:
+    """What is left of *frames* after *sent* bytes, to the child, which reads them as
+    they come (no time limit); nothing when it has died (its exit code tells how)."""
     rest = [memoryview(frame) for frame in frames]
     if sent == sum(len(frame) for frame in rest):
         return
     try:
-        # A large payload: no time limit, the child reads it as it comes.
         sock.settimeout(None)
         for frame in rest:
             if sent >= len(frame):
@@ -290,9 +441,7 @@ def _send_request(sock: socket.socket, request: bytes, fds: list[int],
             sock.sendall(frame[sent:])
             sent = 0
     except OSError:
-        pass  # the child died early; its exit code tells how
-    finally:
-        sock.settimeout(_TIMEOUT)
+        pass
 
 
 _zygote = _ZygoteHandle()
@@ -319,6 +468,8 @@ class ZygotePopen(BasePopen):
     """Popen for ``zygote``."""
 
     method = "zygote"
+    _from_an_offer = False
+    _zygote: int | None = None  # the pid of the zygote that started it
 
     def _launch(self, process_obj: BaseProcess) -> None:
         # A new zygote boots (a fresh interpreter importing procesos and the
@@ -335,8 +486,9 @@ class ZygotePopen(BasePopen):
             child_std = self.std_fds_for_child()  # the pipes to the relay, or our own 1 and 2
             std_fds = [fd for fd in child_std if _valid_fd(fd)]
             std_mask = sum(1 << bit for bit, fd in enumerate(child_std) if fd in std_fds)
-            sock, self.pid, status_r = _zygote.request([*std_fds, *self._fds], std_mask,
-                                                       setup, payload)
+            sock, self.pid, status_r, self._from_an_offer = _zygote.request(
+                [*std_fds, *self._fds], std_mask, setup, payload)
+            self._zygote = _zygote.pid
         self.sentinel = status_r
         self.zygote_lost = False
         self._pidfd = _open_pidfd(self.pid)
@@ -355,9 +507,13 @@ class ZygotePopen(BasePopen):
         while len(data) < 4:
             chunk = os.read(self.sentinel, 4 - len(data))
             if not chunk:
-                # The zygote died; its children were killed with it.
-                self.zygote_lost = True
-                return -signal.SIGKILL
+                # The zygote died; its children were killed with it. Or, started
+                # on a spare the zygote had offered, the process ended (a signal
+                # to its pid) before it could pass its status pipe on: the
+                # zygote then says how on the mailbox.
+                code = _zygote.death_of(self.pid, self._zygote) if self._from_an_offer else None
+                self.zygote_lost = code is None
+                return -signal.SIGKILL if code is None else code
             data += chunk
         return int(_STATUS_WORD.unpack(data)[0])
 

@@ -37,6 +37,26 @@ waits on a socket pair for the connection and descriptors of a request
 *user_fds]``) and answers one byte, ``\x01``, before it reads from the
 connection, so a request costs a hand-over rather than a ``fork()``.
 
+Offers (the direct path): the parent keeps one connection open as its
+*mailbox* (a request whose std_mask has ``_MAILBOX``, no descriptors). The
+zygote offers it each spare: ``_MAIL`` ``_OFFER`` (pid, import generation) with
+``SCM_RIGHTS`` [the parent's end of a socket pair whose other end the spare
+holds]. The parent then asks the spare itself, without the zygote: on that
+socket, the same ``secret + std_mask`` with ``[status_w, channel, *std_fds,
+*user_fds]`` (its channel is a socket pair of its own, the frames already in
+it), and knows the pid from the offer, so ``start()`` waits for nobody. The
+spare passes ``status_w`` on to the zygote (``\x02`` with ``SCM_RIGHTS``
+``[status_w]`` on its hand-over socket), which writes only the exit code to
+it; if the spare ends before it has passed it on (killed: the parent may
+already have sent it a request), the zygote says so on the mailbox
+(``_DEATH``, pid, exit code), and the parent takes that as the exit code. The
+generation counts the zygote's imports for the parent (``_IMPORTS``):
+an offer made before the last of them is not taken (that spare lacks the
+modules), and the zygote drops such a spare. The zygote runs in a process group of
+its own, where its spares are born and wait, so that a Ctrl-C in the terminal,
+meant for the processes of that moment, never reaches one; a new child joins
+the parent's group before anything of it runs.
+
 The zygote exits when the pipe from its parent reaches end of file (the parent
 exited or died); its children then get ``SIGKILL`` from the kernel
 (``PR_SET_PDEATHSIG``), so nothing outlives the parent. The pipe also raises
@@ -72,6 +92,14 @@ __all__ = ["MirrorRequest", "SpareTiming", "StartRefused", "ZygoteConfig", "main
 SECRET_SIZE = 32
 _REQUEST = struct.Struct("!B")
 _IMPORTS = 0x80  # std_mask bit: modules to import follow the request
+_MAILBOX = 0x40  # std_mask, alone: this connection is the parent's mailbox (once; no child)
+#: What the zygote writes to the parent's mailbox: kind, pid, value.
+#: _OFFER: a spare, value the zygote's import generation, with SCM_RIGHTS [the
+#: parent's end of a socket pair to that spare]; _DEATH: an offered spare that
+#: ended without taking a request (the parent may have sent it one), value its
+#: exit code.
+_MAIL = struct.Struct("!Bii")
+_OFFER, _DEATH = 1, 2
 _IMPORTS_SIZE = struct.Struct("!I")
 _REQUEST_SIZE = SECRET_SIZE + _REQUEST.size
 #: What the status pipe carries, word by word: the child's pid, then its exit code.
@@ -80,7 +108,12 @@ _MAX_FDS = 253  # SCM_MAX_FD
 _REHEARSE_AFTER = 0.01  # seconds a spare waits for a request before it rehearses
 _HANDOFF_TIMEOUT = 5.0  # seconds a spare has to take a request
 _SPARE_DELAY = 0.005  # seconds the next spare waits for the child started last to end
+# Spares kept: two at first (a program starts two processes, then joins them);
+# one more each time a request finds none left, up to the machine's CPUs (at most 8).
+_SPARES_AT_FIRST = 2
+_SPARES_AT_MOST = max(_SPARES_AT_FIRST, min(8, os.cpu_count() or 1))
 _TAKEN = b"\x01"
+_TAKEN_DIRECT = b"\x02"  # spare -> zygote, with SCM_RIGHTS [status_w]: the parent's request
 
 
 class ZygoteConfig(NamedTuple):
@@ -205,11 +238,20 @@ def _real_file(module: object) -> str | None:
 
 
 class _Spare(NamedTuple):
-    """A child forked ahead of time, waiting on *handoff* for its request."""
+    """A child forked ahead of time, waiting on *handoff* (or, once offered to the
+    parent, on its own socket to the parent) for its request."""
 
     pid: int
     handoff: socket.socket
     born: float  # time.monotonic() of its fork
+    # The parent's end of the spare's direct socket, until it is offered (then None).
+    parent_end: socket.socket | None
+
+    def close(self) -> None:
+        """Let the spare go (it exits at the end of file of its hand-over socket)."""
+        self.handoff.close()
+        if self.parent_end is not None:
+            self.parent_end.close()
 
 
 class SpareTiming:
@@ -223,8 +265,11 @@ class SpareTiming:
     loop, though, asks again before that: each start would pay a fork of its
     own. Once a start has found no spare, the next spares are forked at once
     (such a loop, 2 cores: 2.4 ms a start against 2.9 ms), until a start
-    finds one that has waited ``_SPARE_DELAY`` or longer: starts that far
-    apart would have found a delayed one too.
+    finds one that has waited ``_SPARE_DELAY`` or longer as the next to be
+    taken (since the start before it, or its fork): starts that far apart
+    would have found a delayed one too. (Two processes started at once, the
+    lesson's program, find their spares waiting and are not a loop: the
+    spares after them wait for their end.)
     """
 
     def __init__(self) -> None:
@@ -233,8 +278,8 @@ class SpareTiming:
         self.eager = False  # fork the next spare at once
 
     def started(self, pid: int, now: float, spare_age: float | None) -> None:
-        """Child *pid* has just been started (at *now*) by a spare forked *spare_age*
-        seconds before, or (None) by a fork of its own."""
+        """Child *pid* has just been started (at *now*) by a spare that was the next
+        to be taken for *spare_age* seconds, or (None) by a fork of its own."""
         if spare_age is None:
             self.eager = True
         elif spare_age >= _SPARE_DELAY:
@@ -253,12 +298,20 @@ class SpareTiming:
 class _ZygoteServer:
     """The zygote's loop: requests from the parent, its children, its spare."""
 
-    def __init__(self, listener: socket.socket, alive_fd: int, config: ZygoteConfig) -> None:
+    def __init__(self, listener: socket.socket, alive_fd: int, config: ZygoteConfig,
+                 home_group: int | None = None) -> None:
         self.listener = listener
+        self.home_group = home_group  # the parent's process group (see _own_process_group)
         self.alive_fd = alive_fd
         self.config = config
         self.children: dict[int, int] = {}  # pid -> status_w
-        self.spare: _Spare | None = None
+        self.spares: list[_Spare] = []  # oldest first
+        self.spare_target = _SPARES_AT_FIRST
+        self.last_start = 0.0  # time.monotonic() of the latest start
+        self.mailbox: socket.socket | None = None  # the parent's, for offers
+        self.mailbox_opened = False
+        self.generation = 0  # import requests handled (see _MAIL)
+        self.untaken: set[int] = set()  # offered spares that ended untaken, not yet reaped
         self.spare_timing = SpareTiming()
         self.rehearsal = _rehearsal()
         self.wake_r, self.wake_w = os.pipe()
@@ -268,14 +321,19 @@ class _ZygoteServer:
         signal.signal(signal.SIGCHLD, lambda *_: None)
 
     def serve(self) -> NoReturn:
-        watched = [self.listener.fileno(), self.alive_fd, self.wake_r]
+        base = [self.listener.fileno(), self.alive_fd, self.wake_r]
         while True:
             delay = None
-            if self.spare is None and self.config.spare:
+            while len(self.spares) < self.spare_target and self.config.spare:
                 delay = self.spare_timing.delay(self.children, time.monotonic())
-                if delay is None:
-                    self.make_spare()
-            ready = readable(watched, delay)
+                if delay is not None or not self.make_spare():
+                    break
+            offered = {spare.handoff.fileno(): spare for spare in self.spares
+                       if spare.parent_end is None}
+            ready = readable([*base, *offered], delay)
+            for fd, spare in offered.items():
+                if fd in ready:
+                    self.collect_taken(spare)
             if self.wake_r in ready:
                 try:
                     while os.read(self.wake_r, 512):
@@ -290,13 +348,7 @@ class _ZygoteServer:
                     conn, _ = self.listener.accept()
                 except OSError:
                     continue
-                started = len(self.children)
-                spare_born = None if self.spare is None else self.spare.born
                 self.handle(conn)
-                if len(self.children) > started:  # the newest entry is its child
-                    now = time.monotonic()
-                    self.spare_timing.started(next(reversed(self.children)), now,
-                                              None if spare_born is None else now - spare_born)
 
     def reap(self) -> None:
         while True:
@@ -306,9 +358,14 @@ class _ZygoteServer:
                 return
             if pid == 0:
                 return
-            if self.spare is not None and self.spare.pid == pid:
-                self.spare.handoff.close()
-                self.spare = None
+            for spare in list(self.spares):
+                if spare.pid == pid:
+                    # Taken by the parent and already ended, or dead while it waited.
+                    self.collect_taken(spare)
+                    self.drop_spare(spare)
+            if pid in self.untaken:
+                self.untaken.discard(pid)
+                self.tell_the_parent(_DEATH, pid, os.waitstatus_to_exitcode(status))
             status_w = self.children.pop(pid, None)
             if status_w is not None:
                 try:
@@ -324,17 +381,24 @@ class _ZygoteServer:
             if not _from_the_parent(conn):
                 raise PermissionError("not the zygote's parent")
             message, fds, flags, _ = socket.recv_fds(conn, _REQUEST_SIZE, _MAX_FDS)
-            if fds and 0 < len(message) < _REQUEST_SIZE:  # a request split in two
+            if 0 < len(message) < _REQUEST_SIZE:  # a request split in two
                 message += _recv_exactly(conn, _REQUEST_SIZE - len(message))
             valid = (
                 len(message) == _REQUEST_SIZE
                 and compare_digest(message[:SECRET_SIZE], self.config.secret)
                 and not flags & socket.MSG_CTRUNC
-                and len(fds) >= 1
             )
             if not valid:
                 raise PermissionError("request refused")
             (std_mask,) = _REQUEST.unpack(message[SECRET_SIZE:])
+            if std_mask & _MAILBOX:
+                # Once, the parent's first connection: nobody can take it over.
+                if std_mask != _MAILBOX or fds or self.mailbox_opened:
+                    raise PermissionError("request refused")
+                self.open_mailbox(conn)
+                return
+            if not fds:
+                raise PermissionError("request refused")
             imports = _read_imports(conn) if std_mask & _IMPORTS else None
             conn.settimeout(None)  # the child's channel blocks
         except (OSError, ValueError):
@@ -345,8 +409,10 @@ class _ZygoteServer:
         status_w, rest = fds[0], fds[1:]
         if imports is not None:
             self.mirror(imports)
-        pid = self.hand_to_spare(conn, std_mask & ~_IMPORTS, rest)
+        pid, spare_born = self.hand_to_spare(conn, std_mask & ~_IMPORTS, rest)
         if pid is None:
+            if not self.spares:  # every spare taken: keep one more from now on
+                self.spare_target = min(self.spare_target + 1, _SPARES_AT_MOST)
             try:
                 pid = os.fork()
             except OSError:
@@ -361,6 +427,8 @@ class _ZygoteServer:
             os.close(status_w)
             return
         self.children[pid] = status_w
+        now = time.monotonic()
+        self.spare_timing.started(pid, now, self.waited(spare_born, now))
         try:
             os.write(status_w, _STATUS_WORD.pack(pid))
         except OSError:
@@ -369,6 +437,9 @@ class _ZygoteServer:
     def mirror(self, request: MirrorRequest) -> None:
         """Import modules the parent has imported since (see :mod:`._mirror`), so that
         no child imports them again; a spare forked before them is dropped."""
+        self.generation += 1
+        for spare in [spare for spare in self.spares if spare.parent_end is None]:
+            self.drop_spare(spare)  # offered: the parent no longer takes it (its generation is old)
         loaded = len(sys.modules)
         sys.path[:] = request.sys_path
         try:
@@ -381,32 +452,113 @@ class _ZygoteServer:
         if len(sys.modules) == loaded:
             return
         _snapshot_libraries()
-        spare, self.spare = self.spare, None
-        if spare is not None:
-            spare.handoff.close()  # it exits on the end of file; reap() collects it
+        for spare in list(self.spares):
+            self.drop_spare(spare)  # it exits on the end of file; reap() collects it
         gc.collect()
         gc.freeze()
 
-    def make_spare(self) -> None:
-        """Fork the next child now, while idle: a request then only hands it over."""
+    def make_spare(self) -> bool:
+        """Fork the next child now, while idle: a request then only hands it over.
+        False when the system has no room for it."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        parent_end, direct = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             pid = os.fork()
         except OSError:
-            ours.close()
-            theirs.close()
-            return
+            for sock in (ours, theirs, parent_end, direct):
+                sock.close()
+            return False
         if pid == 0:
             ours.close()
-            self.wait_as_spare(theirs)
+            parent_end.close()
+            self.wait_as_spare(theirs, direct)
         theirs.close()
-        self.spare = _Spare(pid, ours, time.monotonic())
+        direct.close()
+        self.spares.append(_Spare(pid, ours, time.monotonic(), parent_end))
+        self.offer()
+        return True
 
-    def hand_to_spare(self, conn: socket.socket, std_mask: int, fds: list[int]) -> int | None:
-        """Give the request to the spare child; its pid, or None when there is none."""
-        spare, self.spare = self.spare, None
-        if spare is None:
-            return None
+    def drop_spare(self, spare: _Spare) -> None:
+        """Let *spare* go (it exits on the end of file of its socket; reap() collects it)."""
+        if spare in self.spares:
+            self.spares.remove(spare)
+            spare.close()
+
+    def open_mailbox(self, conn: socket.socket) -> None:
+        """Keep *conn*, the parent's mailbox, and offer it the spare there is."""
+        self.mailbox_opened = True
+        conn.setblocking(False)
+        self.mailbox = conn
+        self.offer()
+
+    def offer(self) -> None:
+        """Send the direct socket of each spare not yet offered to the parent, which
+        then asks that spare itself."""
+        for index, spare in enumerate(self.spares):
+            mailbox = self.mailbox
+            if mailbox is None:
+                return
+            if spare.parent_end is None:
+                continue
+            try:
+                socket.send_fds(mailbox, [_MAIL.pack(_OFFER, spare.pid, self.generation)],
+                                [spare.parent_end.fileno()])
+            except BlockingIOError:
+                return  # the parent is not reading its offers: the spares stay ours
+            except OSError:
+                mailbox.close()
+                self.mailbox = None
+                return
+            spare.parent_end.close()
+            self.spares[index] = spare._replace(parent_end=None)
+
+    def waited(self, born: float | None, now: float) -> float | None:
+        """How long the spare forked at *born* that a start has just taken was the
+        next to be taken (the time since the start before, or since its fork);
+        None for a start that found no spare."""
+        last, self.last_start = self.last_start, now
+        return None if born is None else now - max(born, last)
+
+    def tell_the_parent(self, kind: int, pid: int, value: int) -> None:
+        """A message without descriptors on the mailbox (lost if the parent reads none)."""
+        if self.mailbox is not None:
+            try:
+                self.mailbox.send(_MAIL.pack(kind, pid, value))
+            except OSError:
+                pass
+
+    def collect_taken(self, spare: _Spare) -> None:
+        """Read what an offered *spare* says: taken by the parent (its ``status_w``
+        comes with it), or nothing (it died). Never blocks."""
+        if spare.parent_end is not None or spare not in self.spares:
+            return
+        try:
+            message, fds, _, _ = socket.recv_fds(spare.handoff, 1, 1, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            message, fds = b"", []
+        if message == _TAKEN_DIRECT and len(fds) == 1:
+            self.children[spare.pid] = fds[0]
+            now = time.monotonic()
+            self.spare_timing.started(spare.pid, now, self.waited(spare.born, now))
+        else:
+            for fd in fds:
+                os.close(fd)
+            self.untaken.add(spare.pid)  # the parent hears of its end (reap())
+        self.drop_spare(spare)
+
+    def hand_to_spare(self, conn: socket.socket, std_mask: int,
+                      fds: list[int]) -> tuple[int | None, float | None]:
+        """Give the request to a spare child not offered to the parent: its pid and
+        when it was forked, or (None, None) when there is none."""
+        kept = [spare for spare in self.spares if spare.parent_end is not None]
+        if not kept:
+            return None, None
+        spare = kept[0]
+        self.spares.remove(spare)
+        assert spare.parent_end is not None
+        spare.parent_end.close()
         try:
             socket.send_fds(spare.handoff, [_REQUEST.pack(std_mask)], [conn.fileno(), *fds])
             # The spare answers before it touches the connection. A spare
@@ -415,14 +567,14 @@ class _ZygoteServer:
             # (stopped) is killed, and the request with it.
             if not readable([spare.handoff.fileno()], _HANDOFF_TIMEOUT):
                 os.kill(spare.pid, signal.SIGKILL)
-                return spare.pid
+                return spare.pid, spare.born
             if spare.handoff.recv(1) != _TAKEN:
-                return None
+                return None, None
         except OSError:
-            return None  # it died; reap() collects it
+            return None, None  # it died; reap() collects it
         finally:
             spare.handoff.close()
-        return spare.pid
+        return spare.pid, spare.born
 
     def leave_the_zygote(self) -> None:
         """In a new child: drop the zygote's signal handling and descriptors."""
@@ -434,39 +586,58 @@ class _ZygoteServer:
         self.listener.close()
         for fd in (self.alive_fd, self.wake_r, self.wake_w, *self.children.values()):
             os.close(fd)
-        if self.spare is not None:
-            self.spare.handoff.close()
+        for spare in self.spares:
+            spare.close()
+        if self.mailbox is not None:
+            self.mailbox.close()
 
-    def wait_as_spare(self, handoff: socket.socket) -> NoReturn:
+    def wait_as_spare(self, handoff: socket.socket, direct: socket.socket) -> NoReturn:
         zygote_pid = os.getppid()
         try:
             self.leave_the_zygote()
+            waiting = [handoff.fileno(), direct.fileno()]
             # Processes started back to back find the spare ready: there the
             # rehearsal would only compete for the CPU with the child before.
-            idle = not readable([handoff.fileno()], _REHEARSE_AFTER)
+            idle = not readable(waiting, _REHEARSE_AFTER)
             if idle and self.rehearsal is not None:
                 self.rehearsal()
-            message, fds, _, _ = socket.recv_fds(handoff, _REQUEST.size, _MAX_FDS)
-            if len(message) != _REQUEST.size or not fds:
-                os._exit(0)  # the zygote has gone
-            # A Ctrl-C that reached the spare while it waited was meant for
-            # the processes of that moment, not for this one. Dropped before
-            # the answer: the parent learns this pid only after it, so an
-            # interrupt it sends to the new process always stays pending.
-            if signal.SIGINT in signal.sigpending():
-                signal.sigwait({signal.SIGINT})
-            handoff.sendall(_TAKEN)
-            handoff.close()
-            # The zygote waits for that answer to write our pid to the parent,
-            # whose start() waits for it. Woken by the hand-over, this process
-            # often runs on the zygote's CPU and would keep it until the child's
-            # work was done: the parent then learnt the pid 2 ms after the child
-            # had ended (traced, isolated starts, 2 cores). Let the zygote write it.
-            if hasattr(os, "sched_yield"):
-                os.sched_yield()
+            while True:
+                ready = readable(waiting, None)
+                if direct.fileno() in ready:
+                    taken = _take_from_the_parent(direct, handoff, self.config.secret)
+                    if taken is None:
+                        os._exit(0)  # the parent let this offer go
+                    _join_process_group(self.home_group)
+                    break
+                if handoff.fileno() in ready:
+                    message, fds, _, _ = socket.recv_fds(handoff, _REQUEST.size, _MAX_FDS)
+                    if len(message) != _REQUEST.size or not fds:
+                        os._exit(0)  # the zygote has gone, or dropped us
+                    # A Ctrl-C that reached the spare while it waited was meant
+                    # for the processes of that moment, not for this one.
+                    # Dropped before the answer: the parent learns this pid only
+                    # after it, so an interrupt it sends to the new process
+                    # always stays pending.
+                    if signal.SIGINT in signal.sigpending():
+                        signal.sigwait({signal.SIGINT})
+                    _join_process_group(self.home_group)
+                    direct.close()  # first: once the zygote has our answer, we are taken
+                    handoff.sendall(_TAKEN)
+                    (std_mask,) = _REQUEST.unpack(message)
+                    taken = (std_mask, fds)
+                    handoff.close()
+                    # The zygote waits for that answer to write our pid to the
+                    # parent, whose start() waits for it. Woken by the hand-over,
+                    # this process often runs on the zygote's CPU and would keep
+                    # it until the child's work was done: the parent then learnt
+                    # the pid 2 ms after the child had ended (traced, isolated
+                    # starts, 2 cores). Let the zygote write it.
+                    if hasattr(os, "sched_yield"):
+                        os.sched_yield()
+                    break
         except BaseException:
             os._exit(1)
-        (std_mask,) = _REQUEST.unpack(message)
+        std_mask, fds = taken
         from ._child import zygote_child_main
 
         zygote_child_main(fds[0], std_mask, fds[1:], zygote_pid)
@@ -474,6 +645,7 @@ class _ZygoteServer:
     def become_child(self, channel_fd: int, std_mask: int, fds: list[int]) -> NoReturn:
         zygote_pid = os.getppid()
         try:
+            _join_process_group(self.home_group)
             self.leave_the_zygote()
         except BaseException:
             os._exit(1)
@@ -483,6 +655,48 @@ class _ZygoteServer:
 
     def shutdown(self) -> NoReturn:
         _remove_and_exit(self.config.directory)
+
+
+def _take_from_the_parent(direct: socket.socket, handoff: socket.socket,
+                          secret: bytes) -> tuple[int, list[int]] | None:
+    """In an offered spare: the parent's request (std_mask, ``[channel, *fds]``), its
+    ``status_w`` passed on to the zygote; None at the end of file. A request that
+    is not the parent's ends this spare."""
+    message, fds, flags, _ = socket.recv_fds(direct, _REQUEST_SIZE, _MAX_FDS)
+    if not message and not fds:
+        return None
+    if (len(message) != _REQUEST_SIZE or flags & socket.MSG_CTRUNC or len(fds) < 2
+            or not compare_digest(message[:SECRET_SIZE], secret)):
+        os._exit(1)
+    (std_mask,) = _REQUEST.unpack(message[SECRET_SIZE:])
+    socket.send_fds(handoff, [_TAKEN_DIRECT], [fds[0]])  # the zygote writes the exit code
+    os.close(fds[0])
+    handoff.close()
+    direct.close()
+    return std_mask, fds[1:]
+
+
+def _own_process_group() -> int | None:
+    """Move the zygote to a process group of its own, where its spares are born;
+    the group it came from, its parent's (None: it stays there). A Ctrl-C in the
+    terminal goes to the foreground group, the parent's, and so never reaches a
+    spare, which no program knows of yet: from the fork on, with no moment in
+    the parent's group."""
+    home = os.getpgrp()
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        return None
+    return home
+
+
+def _join_process_group(home: int | None) -> None:
+    """A new child: into the parent's process group, before anything of it runs."""
+    if home is not None:
+        try:
+            os.setpgid(0, home)
+        except OSError:
+            pass
 
 
 _ENDING_SIGNALS = (signal.SIGIO, signal.SIGTERM)
@@ -641,7 +855,7 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
 
     _become_like_the_parent(config)
     _snapshot_libraries()
-    zygote = _ZygoteServer(listener, alive_fd, config)
+    zygote = _ZygoteServer(listener, alive_fd, config, _own_process_group())
     # Objects that exist now live as long as the zygote: keeping the collector
     # off them spares a child's copy-on-write of their pages.
     gc.collect()
