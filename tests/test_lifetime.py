@@ -430,6 +430,54 @@ def test_a_spare_killed_as_a_start_takes_it_is_that_process_killed() -> None:
     assert procesos.zygote_pid() == zygote
 
 
+SPARES_OFF = """
+import json, os
+os.environ["PROCESOS_ZYGOTE_SPARE"] = "0"
+from multiprocessing.connection import wait
+import psutil
+import procesos
+from procesos._launch import _zygote_client
+
+def square(x):
+    return x * x
+
+started = [procesos.Process(target=square, args=(i,)) for i in range(3)]
+for p in started:
+    p.start()
+results = [p.result() for p in started]
+q = procesos.Process(target=square, args=(7,))
+q.start()
+results.append(q.result())
+started.append(q)
+for p in started:
+    p.join()
+pending = [p.sentinel for p in started]
+while pending:  # each is ready once the zygote has reaped its process
+    ready = wait(pending, timeout=60)
+    assert ready, "a process was never reaped"
+    pending = [s for s in pending if s not in ready]
+zygote = psutil.Process(procesos.zygote_pid())
+print(json.dumps({"results": results, "exitcodes": [p.exitcode for p in started],
+                  "zygote_children": [c.pid for c in zygote.children()],
+                  "mailbox": _zygote_client._zygote.mailbox is not None}), flush=True)
+"""
+
+
+def test_with_spares_off_the_zygote_forks_each_process_and_keeps_none(tmp_path: Path) -> None:
+    proc = start_script(SPARES_OFF, tmp_path)
+    try:
+        report = first_report(proc)
+        _, err = proc.communicate(timeout=BOUND)
+    finally:
+        if proc.poll() is None:
+            kill_everything(proc, [])
+    assert proc.returncode == 0, err
+    assert report["results"] == [0, 1, 4, 49]
+    assert report["exitcodes"] == [0, 0, 0, 0]
+    assert report["zygote_children"] == []  # no spare waits
+    assert report["mailbox"] is False  # nothing to offer: every start asks the zygote
+
+
 def test_the_next_spare_waits_for_a_lone_start_and_not_in_a_loop_of_starts() -> None:
     from procesos._launch._zygote_server import _SPARE_DELAY, SpareTiming
 
