@@ -157,9 +157,11 @@ from procesos._shm import _transport
 def stuck(self):  # the copy into shared memory never ends: the child waits for it
     zygote = psutil.Process(procesos.zygote_pid())
     deadline = time.monotonic() + 60
-    while len(zygote.children()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)  # the spare took the request; the zygote forks the next one
-    print(json.dumps({"zygote": zygote.pid, "children": [c.pid for c in zygote.children()]}),
+    children = zygote.children()
+    while len(children) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the waiting child, and the spares the zygote forks next
+        children = zygote.children()
+    print(json.dumps({"zygote": zygote.pid, "children": [c.pid for c in children]}),
           flush=True)
     threading.Event().wait()
 

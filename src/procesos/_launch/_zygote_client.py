@@ -181,8 +181,11 @@ class _ZygoteHandle:
                 while len(self.deaths) > _DEATHS_KEPT:  # of spares never taken
                     del self.deaths[next(iter(self.deaths))]
                 continue
-            mailbox.close()  # end of file: the zygote has gone; the request path finds out
+            # End of file: the zygote has gone, and its spares with it (the
+            # request path finds out and starts another).
+            mailbox.close()
             self.mailbox = mailbox = None
+            self._close_offers()
 
     def death_of(self, pid: int, zygote: int | None) -> int | None:
         """The exit code of spare *pid* of *zygote*, which ended before it could take
@@ -196,13 +199,16 @@ class _ZygoteHandle:
                 self.read_mail(remaining)
             return self.deaths.pop(pid, None)
 
+    def _close_offers(self) -> None:
+        for offer in self.offers:
+            offer.channel.close()
+        self.offers = []
+
     def _drop_offers(self) -> None:
         if self.mailbox is not None:
             self.mailbox.close()
             self.mailbox = None
-        for offer in self.offers:
-            offer.channel.close()
-        self.offers = []
+        self._close_offers()
         self.generation = 0
 
     def _forget(self, remove_directory: bool = True) -> None:
