@@ -547,3 +547,19 @@ def test_the_standard_librarys_helpers_do_not_import_from_the_starting_directory
 
 def test_tracker_processes_are_this_users(tracker_pid: int) -> None:
     assert psutil.Process(tracker_pid).uids().real == os.getuid()
+
+
+def test_the_spares_offered_to_a_program_do_not_reach_what_it_executes() -> None:
+    """The socket to each offered spare is the program's alone: a program it
+    executes (``os.system``, ``subprocess`` with ``close_fds=False``) does not
+    inherit it, nor the mailbox."""
+    _zygote_alive_and_serving()
+    zygote = _zygote_client._zygote
+    with zygote.lock:
+        zygote.read_mail(0)
+        held = [offer.channel.fileno() for offer in zygote.offers]
+        mailbox = zygote.mailbox
+    assert held, "the zygote offered its spares"
+    assert mailbox is not None
+    for fd in [*held, mailbox.fileno()]:
+        assert not os.get_inheritable(fd)

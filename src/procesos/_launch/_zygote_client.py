@@ -172,6 +172,7 @@ class _ZygoteHandle:
                 message, fds = b"", []
             kind, pid, value = _MAIL.unpack(message) if len(message) == _MAIL.size else (0, 0, 0)
             if kind == _OFFER and len(fds) == 1:
+                os.set_inheritable(fds[0], False)  # received descriptors are, for exec
                 self.offers.append(_Offer(pid, socket.socket(fileno=fds[0]), value))
                 continue
             for fd in fds:
