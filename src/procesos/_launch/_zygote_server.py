@@ -31,20 +31,23 @@ connection that does not come from the zygote's parent process
 unanswered (its descriptors closed, so the client's ``status_w`` reaches end
 of file), and the zygote goes on serving.
 
-Spare: while idle, the zygote forks the next child ahead of time. The spare
-waits on a socket pair for the connection and descriptors of a request
-(``struct "!B"`` std_mask with ``SCM_RIGHTS`` ``[connection, *std_fds,
-*user_fds]``) and answers one byte, ``\x01``, before it reads from the
-connection, so a request costs a hand-over rather than a ``fork()``.
+Spares: while idle, the zygote forks children ahead of time (two at first,
+one more each time a request found none, up to the CPUs). A spare not yet
+offered to the parent (below) waits on a socket pair for the connection and
+descriptors of a request that the zygote hands it (``struct "!B"`` std_mask
+with ``SCM_RIGHTS`` ``[connection, *std_fds, *user_fds]``) and answers one
+byte, ``\x01``, before it reads from the connection, so a request costs a
+hand-over rather than a ``fork()``.
 
 Offers (the direct path): the parent keeps one connection open as its
-*mailbox* (a request whose std_mask has ``_MAILBOX``, no descriptors). The
-zygote offers it each spare: ``_MAIL`` ``_OFFER`` (pid, import generation) with
-``SCM_RIGHTS`` [the parent's end of a socket pair whose other end the spare
-holds]. The parent then asks the spare itself, without the zygote: on that
-socket, the same ``secret + std_mask`` with ``[status_w, channel, *std_fds,
-*user_fds]`` (its channel is a socket pair of its own, the frames already in
-it), and knows the pid from the offer, so ``start()`` waits for nobody. The
+*mailbox* (its first; a request whose std_mask is ``_MAILBOX`` alone, no
+descriptors). The zygote offers it each spare: ``_MAIL`` ``_OFFER`` (pid,
+import generation) with ``SCM_RIGHTS`` [the parent's end of a socket pair
+whose other end the spare holds]. The parent then asks the spare itself,
+without the zygote: on that socket, the same ``secret + std_mask`` with
+``[status_w, channel, *std_fds, *user_fds]`` (its channel is a socket pair of
+its own, the frames written to it after the request), and knows the pid from
+the offer, so ``start()`` waits for nobody. The
 spare passes ``status_w`` on to the zygote (``\x02`` with ``SCM_RIGHTS``
 ``[status_w]`` on its hand-over socket), which writes only the exit code to
 it; if the spare ends before it has passed it on (killed: the parent may
@@ -62,7 +65,9 @@ exited or died); its children then get ``SIGKILL`` from the kernel
 (``PR_SET_PDEATHSIG``), so nothing outlives the parent. The pipe also raises
 ``SIGIO`` in the zygote at that end of file, so a zygote busy elsewhere than
 its ``select()`` (a preloaded module whose import hangs) exits all the same;
-``SIGTERM`` makes it exit too, its directory removed either way.
+``SIGTERM`` sent to it makes it exit too, its directory removed either way
+(one sent to the parent's process group reaches the parent and its running
+children, not the zygote, which then sees the parent's end).
 """
 
 from __future__ import annotations
