@@ -38,6 +38,7 @@ import sys
 import time
 import traceback
 import unittest
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,12 +182,18 @@ def compare(python: str, version: str, runs: dict[str, dict[str, dict[str, str]]
     return 1 if regressions else 0
 
 
-def main_parent(args: argparse.Namespace) -> int:
+def harness_python(args: argparse.Namespace) -> tuple[str, str, str]:
+    """The Python whose CPython tests a harness runs (``--python``, else the one
+    found), its version, and the python of its venv, procesos installed there."""
     if args.python:
         python, version = args.python, _has_test_module(args.python) or "?"
     else:
         python, version = find_python()
-    venv_python = prepare_venv(python, version)
+    return python, version, prepare_venv(python, version)
+
+
+def main_parent(args: argparse.Namespace) -> int:
+    python, version, venv_python = harness_python(args)
     types = args.type or DEFAULT_TYPES
     print(f"running CPython {version}'s multiprocessing {', '.join(types)} tests "
           f"with {venv_python}", flush=True)
@@ -374,21 +381,37 @@ def main_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def harness_main(description: str, runs: Sequence[str],
+                 main_parent: Callable[[argparse.Namespace], int],
+                 main_worker: Callable[[argparse.Namespace], int],
+                 add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+    """A harness's command line: the parent's options, and ``--worker RUN`` for the
+    fresh interpreter that runs one of *runs* (this script's and
+    cpython_futures_compat.py's)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--python", help="interpreter whose CPython tests to run")
-    parser.add_argument("--type", action="append", choices=TYPES,
-                        help="CPython's test type to run (repeatable; default: "
-                             + " then ".join(DEFAULT_TYPES) + ")")
+    if add_arguments is not None:
+        add_arguments(parser)
     parser.add_argument("--only", action="append",
                         help="run only tests matching this unittest -k pattern (repeatable)")
     parser.add_argument("--json", help="write the outcomes to this file")
     parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=runs, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return main_worker(args)
     return main_parent(args)
+
+
+def _type_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--type", action="append", choices=TYPES,
+                        help="CPython's test type to run (repeatable; default: "
+                             + " then ".join(DEFAULT_TYPES) + ")")
+
+
+def main() -> int:
+    return harness_main(__doc__.split("\n\n")[0], METHODS, main_parent, main_worker,
+                        _type_argument)
 
 
 if __name__ == "__main__":

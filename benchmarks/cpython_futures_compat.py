@@ -39,11 +39,10 @@ from cpython_compat import (
     OUTCOMES,
     PER_RUN_TIMEOUT,
     RecordingResult,
-    _has_test_module,
     _on_alarm,
     counts,
-    find_python,
-    prepare_venv,
+    harness_main,
+    harness_python,
     run_worker_script,
     short,
 )
@@ -108,11 +107,7 @@ def report(version: str, runs: dict[str, dict[str, dict[str, str]]]) -> int:
 
 
 def main_parent(args: argparse.Namespace) -> int:
-    if args.python:
-        python, version = args.python, _has_test_module(args.python) or "?"
-    else:
-        python, version = find_python()
-    venv_python = prepare_venv(python, version)
+    _, version, venv_python = harness_python(args)
     print(f"running CPython {version}'s {PACKAGE} process-pool tests with {venv_python}",
           flush=True)
     runs = {run: run_worker(venv_python, run, args.only) for run in RUNS}
@@ -192,17 +187,7 @@ def main_worker(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", help="interpreter whose CPython tests to run")
-    parser.add_argument("--only", action="append",
-                        help="run only tests matching this unittest -k pattern (repeatable)")
-    parser.add_argument("--json", help="write the outcomes to this file")
-    parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("--worker", choices=RUNS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        return main_worker(args)
-    return main_parent(args)
+    return harness_main(__doc__.split("\n\n")[0], RUNS, main_parent, main_worker)
 
 
 if __name__ == "__main__":
