@@ -83,34 +83,27 @@ def _context(ctx: BaseContext | None) -> BaseContext:
     return ctx or default_context.get_context()
 
 
-class BaseManager(_managers.BaseManager):
+class _StartedByProcesos:
+    """The ``__init__`` of procesos' managers: the standard library's, with
+    procesos' default context and serializer unless given others."""
+
+    def __init__(self, address: Any = None, authkey: bytes | None = None,
+                 serializer: str = "pickle", ctx: BaseContext | None = None,
+                 **options: Any) -> None:
+        super().__init__(address, authkey, serializer_for(serializer),  # type: ignore[call-arg]
+                         _context(ctx), **options)
+
+
+class BaseManager(_StartedByProcesos, _managers.BaseManager):
     """``multiprocessing.managers.BaseManager``, its server started by procesos."""
 
-    def __init__(self, address: Any = None, authkey: bytes | None = None,
-                 serializer: str = "pickle", ctx: BaseContext | None = None,
-                 **options: Any) -> None:
-        super().__init__(address, authkey, serializer_for(serializer), _context(ctx),
-                         **options)
 
-
-class SyncManager(_managers.SyncManager):
+class SyncManager(_StartedByProcesos, _managers.SyncManager):
     """``multiprocessing.managers.SyncManager`` (what ``procesos.Manager()`` returns)."""
 
-    def __init__(self, address: Any = None, authkey: bytes | None = None,
-                 serializer: str = "pickle", ctx: BaseContext | None = None,
-                 **options: Any) -> None:
-        super().__init__(address, authkey, serializer_for(serializer), _context(ctx),
-                         **options)
 
-
-class SharedMemoryManager(_managers.SharedMemoryManager):
+class SharedMemoryManager(_StartedByProcesos, _managers.SharedMemoryManager):
     """``multiprocessing.managers.SharedMemoryManager``, its server started by procesos."""
-
-    def __init__(self, address: Any = None, authkey: bytes | None = None,
-                 serializer: str = "pickle", ctx: BaseContext | None = None,
-                 **options: Any) -> None:
-        super().__init__(address, authkey, serializer_for(serializer), _context(ctx),
-                         **options)
 
 
 def _pool(processes: int | None = None, initializer: Any = None, initargs: Any = (),
