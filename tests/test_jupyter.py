@@ -116,6 +116,30 @@ def test_lines_of_several_children_arrive_whole_in_the_cell(kernel: Kernel) -> N
     assert all(text.endswith("\n") for text in cell.stdout_messages)
 
 
+def test_the_parents_lines_stay_whole_while_children_print(kernel: Kernel) -> None:
+    # The kernel's stream is Python code: without taking turns with print(),
+    # a child's line landed between the pieces of the parent's (2 or 3 lines
+    # in 3,000, every run).
+    cell = kernel.run(
+        "import procesos as mp\n"
+        "def talk(n):\n"
+        "    for i in range(400):\n"
+        "        print(f'child {n} line {i:03d}')\n"
+        "ps = [mp.Process(target=talk, args=(n,)) for n in range(3)]\n"
+        "for p in ps: p.start()\n"
+        "i = 0\n"
+        "while i < 3000 or any(p.is_alive() for p in ps):\n"
+        "    print('parent', 'line', i)\n"
+        "    i += 1\n"
+        "for p in ps: p.join()\n")
+    assert not cell.errors
+    lines = cell.stdout.splitlines()
+    whole = re.compile(r"child [0-2] line \d{3}|parent line \d+")
+    torn = [line for line in lines if not whole.fullmatch(line)]
+    assert not torn, torn[:4]
+    assert sum(line.startswith("child") for line in lines) == 1200
+
+
 def test_a_child_error_shows_its_traceback_in_the_cell(kernel: Kernel) -> None:
     cell = kernel.run(
         "import procesos as mp\n"

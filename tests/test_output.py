@@ -151,6 +151,160 @@ def test_the_lesson_prints_whole_lines_even_unbuffered(tmp_path: Path) -> None:
         assert len(lines) == len(expected)
 
 
+class YieldingCollector(LineCollector):
+    """Like Jupyter's stream, Python code that lets other threads run inside
+    ``write``: between two pieces of one ``print()`` too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done: set[str] = set()
+
+    def write(self, text: str) -> int:
+        time.sleep(0)  # gives up the GIL: the relay thread may run now
+        self.done.update(tag for tag in ("A", "B") if f"{tag} done" in text)
+        return super().write(text)
+
+
+def print_numbered_lines(tag: str, count: int) -> None:
+    for n in range(count):
+        print(tag, "line", n)
+    print(tag, "done")
+
+
+def test_a_childs_line_never_lands_inside_a_print_of_the_parent(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    sink = YieldingCollector()
+    with contextlib.redirect_stdout(sink):  # type: ignore[type-var]
+        children = [ctx.Process(target=print_numbered_lines, args=(tag, 300))
+                    for tag in ("A", "B")]
+        for p in children:
+            p.start()
+        n = 0
+        # The parent prints in pieces ("parent", " ", "line", " ", n, "\n") for
+        # as long as the children's lines are still coming in.
+        while len(sink.done) < 2 or n < 300:
+            print("parent", "line", n)
+            n += 1
+        for p in children:
+            join_bounded(p)
+    lines = sink.text().splitlines()
+    whole = re.compile(r"(parent|A|B) line \d+|[AB] done")
+    torn = [line for line in lines if not whole.fullmatch(line)]
+    assert not torn, f"{len(torn)} torn lines, e.g. {torn[:4]}"
+    assert [line for line in lines if line.startswith("parent")] == [
+        f"parent line {i}" for i in range(n)]
+    for tag in ("A", "B"):
+        assert [line for line in lines if line.startswith(tag)] == [
+            *(f"{tag} line {i}" for i in range(300)), f"{tag} done"]
+
+
+class GatedStream(LineCollector):
+    """A parent stream whose ``write`` of ``"BLOCK\\n"`` blocks until released
+    (a write to a full pipe)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocked = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        if text == "BLOCK\n":
+            self.blocked.set()
+            if not self.release.wait(JOIN_TIMEOUT):
+                raise TimeoutError("never released")
+        return super().write(text)
+
+
+def test_a_write_of_the_parents_that_blocks_never_holds_up_the_children(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    sink = GatedStream()
+    go = ctx.Event()
+    with contextlib.redirect_stdout(sink):  # type: ignore[type-var]
+        # While this child runs, the relay takes turns on sink with the parent.
+        waiting = ctx.Process(target=print_then_wait, args=(go,))
+        waiting.start()
+        assert sink.line_arrived.wait(JOIN_TIMEOUT)
+        writer = threading.Thread(target=sys.stdout.write, args=("BLOCK\n",))
+        writer.start()
+        try:
+            assert sink.blocked.wait(JOIN_TIMEOUT)
+            # That write holds the parent's turn; the relay's wait for it is bounded.
+            run_in(ctx, print_lines, "from the child")
+            assert "from the child\n" in sink.text()  # join() means delivered
+        finally:
+            sink.release.set()
+            writer.join(JOIN_TIMEOUT)
+            go.set()
+            join_bounded(waiting)
+    assert not writer.is_alive()
+    assert sink.text() == "ready\nfrom the child\nBLOCK\ndone\n"
+    assert "write" not in vars(sink)  # no child relays to it: its own write() again
+
+
+def test_a_line_the_parent_leaves_open_is_followed_by_the_childs(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    sink = LineCollector()
+    with contextlib.redirect_stdout(sink):  # type: ignore[type-var]
+        print("working... ", end="")  # a prompt, a progress bar: open on purpose
+        run_in(ctx, print_lines, "child line 1", "child line 2")
+        print("done")
+    assert sink.text() == "working... child line 1\nchild line 2\ndone\n"
+
+
+def test_a_forked_child_prints_though_a_parent_thread_was_inside_a_write(
+    tmp_path: Path,
+) -> None:
+    done = run_script(textwrap.dedent("""
+        import os, sys, threading, time
+        import procesos
+
+        class Gate:
+            def __init__(self):
+                self.blocked, self.release = threading.Event(), threading.Event()
+            def write(self, text):
+                if text == "BLOCK\\n":
+                    self.blocked.set()
+                    self.release.wait(60)
+                return os.write(1, text.encode())
+            def flush(self):
+                pass
+
+        def wait_for(go):
+            print("relayed")
+            go.wait(60)
+
+        gate = sys.stdout = Gate()
+        go = procesos.Event()
+        p = procesos.Process(target=wait_for, args=(go,))
+        p.start()
+        assert "write" in vars(gate)  # the relay takes turns on it while p runs
+        writer = threading.Thread(target=gate.write, args=("BLOCK\\n",))
+        writer.start()
+        assert gate.blocked.wait(60)
+        # Forked while another thread is inside a write, holding its turn:
+        # the child's own print() must not wait for a thread that did not come along.
+        pid = os.fork()
+        if pid == 0:
+            print("from the fork child", "write" in vars(gate))
+            os._exit(0)
+        deadline = time.monotonic() + 30
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, 9); os.waitpid(pid, 0)
+                raise SystemExit("the fork child hung in print()")
+            time.sleep(0.01)
+        gate.release.set(); writer.join(60)
+        go.set(); p.join(60)
+        print("after join", "write" in vars(gate))
+    """), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == sorted(
+        ["relayed", "from the fork child False", "BLOCK", "after join False"])
+
+
 def test_a_stringio_parent_receives_the_lines(ctx: procesos.ProcesosContext) -> None:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

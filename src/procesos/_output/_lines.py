@@ -19,9 +19,14 @@ they become backslash escapes.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
+import os
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from ._turns import turns_of
 
 if TYPE_CHECKING:
     from ._pipes import ChildOutput
@@ -52,6 +57,12 @@ class LineSink:
         self.dirty = False  # written since the last flush
         self.encoding = _encoding_of(target)
         self._decoder = codecs.getincrementaldecoder(self.encoding)("strict")
+        # Between the parent's own lines (see ._turns): the stream's write, and a wait for a turn.
+        self._turns = None if target is None or isinstance(target, list) else turns_of(target)
+        self._write: Callable[[str], Any] | None = (
+            None if self._turns is None else self._turns.write)
+        self._turn: Callable[[], contextlib.AbstractContextManager[None]] = (
+            contextlib.nullcontext if self._turns is None else self._turns.relay_turn)
 
     def feed(self, data: bytes) -> None:
         """Take *data*; hand on every complete line in it."""
@@ -68,6 +79,14 @@ class LineSink:
         if len(self.pending) >= MAX_PENDING:
             data, self.pending = self.pending, b""
             self._emit(data)
+
+    def close_pipe(self) -> None:
+        """Close the pipe (once): nothing more comes from it, nor goes to the target."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            if self._turns is not None:
+                self._turns.let_go()
 
     def holds_nothing(self) -> bool:
         """Whether no text waits here: no unfinished line, no unflushed write."""
@@ -99,8 +118,9 @@ class LineSink:
             text = self._prefixed(data.decode(self.encoding, "surrogateescape"))
             data = text.encode(self.encoding, "surrogateescape")
         try:
-            self.target.flush()  # what was written as text goes first
-            raw.write(data)
+            with self._turn():
+                self.target.flush()  # what was written as text goes first
+                raw.write(data)
             self.dirty = True
         except Exception:
             self.broken = True
@@ -114,12 +134,14 @@ class LineSink:
         if isinstance(target, list):
             target.append(text)
             return
+        write = self._write or target.write
         try:
-            try:
-                target.write(text)
-            except UnicodeEncodeError:
-                encoding = getattr(target, "encoding", None) or "ascii"
-                target.write(text.encode(encoding, "backslashreplace").decode(encoding))
+            with self._turn():
+                try:
+                    write(text)
+                except UnicodeEncodeError:
+                    encoding = getattr(target, "encoding", None) or "ascii"
+                    write(text.encode(encoding, "backslashreplace").decode(encoding))
             self.dirty = True
         except Exception:
             # A closed or failing stream (a broken pipe, a closed StringIO):

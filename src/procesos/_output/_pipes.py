@@ -66,9 +66,7 @@ class ChildOutput:
         """The child was never started: close everything."""
         self._close_child_fds()
         for sink in self.sinks:
-            if sink.fd >= 0:
-                os.close(sink.fd)
-                sink.fd = -1
+            sink.close_pipe()
         self.done.set()
 
     def request_finish(self) -> None:

@@ -36,6 +36,7 @@ from multiprocessing import util
 from typing import TYPE_CHECKING
 
 from ._lines import LineSink
+from ._turns import forget_all as stop_taking_turns
 
 if TYPE_CHECKING:
     from ._pipes import ChildOutput
@@ -119,6 +120,7 @@ class Relay:
             return
         self._request("stop", None)
         thread.join(timeout=10.0)
+        stop_taking_turns()  # the streams' own write() back
 
     def _request(self, kind: str, output: ChildOutput | None) -> None:
         with self._lock:
@@ -201,9 +203,7 @@ class _RelayLoop:
                 self.closed = True
                 for output in self.outputs:  # left only by an error: let no join() wait
                     for sink in output.sinks:
-                        if sink.fd >= 0:
-                            os.close(sink.fd)
-                            sink.fd = -1
+                        sink.close_pipe()
                     output.done.set()
                 self.relay._thread_ended()
                 self.selector.close()
@@ -326,13 +326,12 @@ class _RelayLoop:
             self.selector.unregister(sink.fd)
         except (KeyError, ValueError):
             pass
-        os.close(sink.fd)
-        sink.fd = -1
+        sink.close_pipe()
 
     def _close(self, sink: LineSink) -> None:
-        self._let_go(sink)
         sink.end()
         sink.flush()
+        self._let_go(sink)
         output = sink.owner
         if output is not None and all(s.fd < 0 for s in output.sinks):
             self.outputs.discard(output)
