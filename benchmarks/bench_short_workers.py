@@ -6,8 +6,10 @@
 ``PROCESOS_FORK_PER_TASK=0`` (a new worker from the zygote per task; switched
 here in the module, not in the environment, which the zygote would then send to
 every child since it differs from the zygote's own), against
-the standard library's ``Pool`` under ``fork``, run alternately in this
-interpreter, the pool's creation and shutdown included. Also the CPU time: the parent's, and
+the standard library's ``Pool`` under ``fork``, run alternately, each run in
+a fresh interpreter that imports only the library it measures (procesos'
+zygote started there before the measure), the pool's creation and shutdown
+included. Also the CPU time: the parent's, and
 that of everything else (the standard library's workers; the zygote with the
 workers it forked and reaped).
 
@@ -18,16 +20,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
-import procesos
-from procesos._engine import _api as api
-
-FORK_PER_TASK = api.TASK_FORK_SUPPORTED
+LABELS = ("procesos", "procesos, worker per task", "stdlib fork")
 
 
 def square(x: int) -> int:
@@ -36,6 +39,8 @@ def square(x: int) -> int:
 
 def _zygote_cpu() -> float:
     """CPU seconds of the zygote and of the children it has reaped (Linux)."""
+    import procesos
+
     pid = procesos.zygote_pid()
     if pid is None:
         return 0.0
@@ -45,11 +50,22 @@ def _zygote_cpu() -> float:
 
 
 def run(label: str, tasks: int) -> tuple[float, float, float]:
-    """Wall seconds, parent CPU seconds, other CPU seconds of one map."""
-    pool_class = (multiprocessing.get_context("fork").Pool if label == "stdlib fork"
-                  else procesos.Pool)
-    api.TASK_FORK_SUPPORTED = label != "procesos, worker per task" and FORK_PER_TASK
-    zygote_before = _zygote_cpu()
+    """Wall seconds, parent CPU seconds, other CPU seconds of one map, in this
+    interpreter, which imports only the library measured."""
+    zygote_cpu: Callable[[], float] = lambda: 0.0
+    if label == "stdlib fork":
+        pool_class: Any = multiprocessing.get_context("fork").Pool
+    else:
+        import procesos
+        from procesos._engine import _api as api
+
+        pool_class = procesos.Pool
+        api.TASK_FORK_SUPPORTED = label != "procesos, worker per task" and \
+            api.TASK_FORK_SUPPORTED
+        with procesos.Pool(1) as pool:  # the zygote, up before the measure
+            pool.map(square, range(2))
+        zygote_cpu = _zygote_cpu
+    zygote_before = zygote_cpu()
     before, start = os.times(), time.perf_counter()
     with pool_class(4, maxtasksperchild=1) as pool:
         results = pool.map(square, range(tasks), chunksize=1)
@@ -58,7 +74,15 @@ def run(label: str, tasks: int) -> tuple[float, float, float]:
     parent = after.user - before.user + after.system - before.system
     others = (after.children_user - before.children_user
               + after.children_system - before.children_system
-              + _zygote_cpu() - zygote_before)
+              + zygote_cpu() - zygote_before)
+    return wall, parent, others
+
+
+def run_alone(label: str, tasks: int) -> tuple[float, float, float]:
+    """:func:`run` in a fresh interpreter: a user of that library has no other in memory."""
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", label,
+                          "--tasks", str(tasks)], capture_output=True, text=True, check=True)
+    wall, parent, others = json.loads(out.stdout.strip().splitlines()[-1])
     return wall, parent, others
 
 
@@ -66,15 +90,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--one", choices=LABELS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    with procesos.Pool(1) as pool:  # the zygote, up before the first measure
-        pool.map(square, range(2))
-    labels = ("procesos", "procesos, worker per task", "stdlib fork")
-    rows: dict[str, list[tuple[float, float, float]]] = {label: [] for label in labels}
+    if args.one:
+        print(json.dumps(run(args.one, args.tasks)))
+        return 0
+    rows: dict[str, list[tuple[float, float, float]]] = {label: [] for label in LABELS}
     load = os.getloadavg()[0]
     for _ in range(args.runs):
-        for label in labels:
-            rows[label].append(run(label, args.tasks))
+        for label in LABELS:
+            rows[label].append(run_alone(label, args.tasks))
     print(f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load average "
           f"{load:.2f} -> {os.getloadavg()[0]:.2f}, Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs")

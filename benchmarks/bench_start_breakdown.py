@@ -7,11 +7,13 @@ the spare and the child: the clock is the same in every process), runs
 create + start + join of a no-op ``Process`` back to back (``--gap``: each after
 a pause, as a program's starts are), and prints the
 median time of each point from the ``Process()`` call on. The package itself
-carries no trace point. In the same run, without tracing: the same loop
-untraced, the standard library's ``fork`` and the physical floor
-(``os.fork()`` + ``os._exit()`` + ``waitpid()`` from this process, whose size
-is about the zygote's), and two processes started, then joined (the lesson's
-program), by procesos and by the standard library's ``fork``. Each trace point costs about 6 µs (an ``os.write``); with
+carries no trace point. In the same run, without tracing, each library in
+interpreters of its own (what its users have; the libraries take turns):
+the same loop untraced, the standard library's ``fork`` and the physical
+floor (``os.fork()`` + ``os._exit()`` + ``waitpid()`` from procesos'
+interpreter, whose size is about the zygote's), two processes started, then
+joined (the lesson's program), and a loop of starts (blocks of 50, with the
+machine's CPU time a start). Each trace point costs about 6 µs (an ``os.write``); with
 the time it records the process's page faults and its thread's CPU time, so
 the table says what each step costs the process that made it.
 
@@ -106,9 +108,16 @@ for _ in range(int(sys.argv[2])):
     T("parent: join() returned")
 '''
 
+# Each library in an interpreter of its own, as its users have it: the standard
+# library's fork from a parent that had imported procesos (its after-fork hooks,
+# its larger memory) was 0.4-0.5 ms slower. Raw samples out, merged by main().
 UNTRACED = '''
-import os, statistics, sys, time, multiprocessing
-import procesos
+import os, sys, time
+which, runs, gap = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+if which == "procesos":
+    import procesos
+else:
+    import multiprocessing
 def noop():
     pass
 def start_join(ctx):
@@ -130,29 +139,38 @@ def floor():
 class _Inherit:
     def Process(self, **kw):
         return procesos.get_context("zygote").Process(output="inherit", **kw)
-runs = {"procesos zygote": lambda: start_join(procesos.get_context("zygote")),
-        "procesos zygote, output inherited": lambda: start_join(_Inherit()),
-        "stdlib fork": lambda: start_join(multiprocessing.get_context("fork")),
-        "floor: fork() + _exit() + waitpid()": floor,
-        "procesos zygote, two started, then joined": lambda: two_at_once(procesos.get_context("zygote")),
-        "stdlib fork, two started, then joined": lambda: two_at_once(multiprocessing.get_context("fork"))}
-samples = {k: [] for k in runs}
-gap = float(sys.argv[2])
-for i in range(20 + int(sys.argv[1])):
-    for k, f in runs.items():
+if which == "procesos":
+    runs_of = {"procesos zygote": lambda: start_join(procesos.get_context("zygote")),
+               "procesos zygote, output inherited": lambda: start_join(_Inherit()),
+               "floor: fork() + _exit() + waitpid()": floor,
+               "procesos zygote, two started, then joined":
+                   lambda: two_at_once(procesos.get_context("zygote"))}
+else:
+    runs_of = {"stdlib fork": lambda: start_join(multiprocessing.get_context("fork")),
+               "stdlib fork, two started, then joined":
+                   lambda: two_at_once(multiprocessing.get_context("fork"))}
+samples = {k: [] for k in runs_of}
+for i in range(20 + runs):
+    for k, f in runs_of.items():
         time.sleep(gap)
         t = f()
         if i >= 20:
             samples[k].append(t)
 for k, v in samples.items():
-    print(f"{k}\\t{statistics.median(v) * 1e6:.0f}")
+    print(k + "\\t" + ",".join(f"{x:.7f}" for x in v))
 '''
 
-# A program that starts processes in a loop: blocks of one method, alternated.
+# A program that starts processes in a loop: one block of 50 starts after a
+# warm-up block, in an interpreter of one library; main() alternates them.
 # CPU: the whole machine's busy time (/proc/stat) over the block, per start.
-LOOP_BLOCKS = '''
-import os, statistics, sys, time, multiprocessing
-import procesos
+LOOP_BLOCK = '''
+import os, sys, time
+if sys.argv[1] == "procesos":
+    import procesos
+    ctx = procesos.get_context("zygote")
+else:
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
 def noop():
     pass
 def busy():
@@ -160,26 +178,49 @@ def busy():
         v = [int(x) for x in f.readline().split()[1:]]
     return sum(v) - v[3] - v[4]
 tick = 1 / os.sysconf("SC_CLK_TCK")
-ctxs = {"procesos zygote": procesos.get_context("zygote"),
-        "stdlib fork": multiprocessing.get_context("fork")}
-walls = {k: [] for k in ctxs}
-cpu = {k: [0.0, 0] for k in ctxs}
-blocks, size = int(sys.argv[1]), 50
-for i in range(1 + blocks):
-    for k, ctx in ctxs.items():
-        time.sleep(0.05)  # the other method's leftovers (a spare's fork, its rehearsal) done
-        b0 = busy()
-        for _ in range(size):
-            t = time.perf_counter(); p = ctx.Process(target=noop); p.start(); p.join()
-            if i:
-                walls[k].append(time.perf_counter() - t)
-        if i:
-            cpu[k][0] += (busy() - b0) * tick
-            cpu[k][1] += size
-for k in ctxs:
-    print(f"{k}\\t{statistics.median(walls[k]) * 1e6:.0f}\\t{statistics.fmean(walls[k]) * 1e6:.0f}"
-          f"\\t{cpu[k][0] / cpu[k][1] * 1e6:.0f}")
+size = 50
+for block in range(2):
+    time.sleep(0.05)  # the warm-up's leftovers (a spare's fork, its rehearsal) done
+    b0 = busy()
+    walls = []
+    for _ in range(size):
+        t = time.perf_counter(); p = ctx.Process(target=noop); p.start(); p.join()
+        walls.append(time.perf_counter() - t)
+used = (busy() - b0) * tick
+print(",".join(f"{x:.7f}" for x in walls) + "\\t" + f"{used:.4f}")
 '''
+
+LABELS = {"procesos": "procesos zygote", "stdlib": "stdlib fork"}
+
+
+def untraced_samples(runs: int, gap: str, env: dict[str, str], cwd: str,
+                     rounds: int = 3) -> dict[str, list[float]]:
+    """Create + start + join, each library in its own interpreter, taking turns."""
+    samples: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for which in LABELS:
+            out = subprocess.run([sys.executable, "-c", UNTRACED, which,
+                                  str(max(1, runs // rounds)), gap],
+                                 capture_output=True, text=True, check=True, cwd=cwd, env=env)
+            for line in out.stdout.strip().splitlines():
+                label, values = line.split("\t")
+                samples.setdefault(label, []).extend(float(x) for x in values.split(","))
+    return samples
+
+
+def loop_samples(blocks: int, env: dict[str, str],
+                 cwd: str) -> dict[str, tuple[list[float], float, int]]:
+    """A loop of starts: blocks of 50 of one library, alternated; walls, CPU, starts."""
+    found: dict[str, tuple[list[float], float, int]] = {}
+    for _ in range(blocks):
+        for which, label in LABELS.items():
+            out = subprocess.run([sys.executable, "-c", LOOP_BLOCK, which],
+                                 capture_output=True, text=True, check=True, cwd=cwd, env=env)
+            walls, used = out.stdout.strip().split("\t")
+            values = [float(x) for x in walls.split(",")]
+            before = found.get(label, ([], 0.0, 0))
+            found[label] = (before[0] + values, before[1] + float(used), before[2] + len(values))
+    return found
 
 
 def instrumented_copy(directory: str) -> str:
@@ -225,12 +266,8 @@ def main() -> int:
         env = dict(os.environ, PYTHONPATH=src, PROCESOS_TRACE_LOG=log)
         env.pop("PROCESOS_START_METHOD", None)
         plain_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
-        untraced = subprocess.run([sys.executable, "-c", UNTRACED, str(args.runs), gap],
-                                  capture_output=True, text=True, check=True, cwd=directory,
-                                  env=plain_env)
-        loop = subprocess.run([sys.executable, "-c", LOOP_BLOCKS, str(max(1, args.runs // 50))],
-                              capture_output=True, text=True, check=True, cwd=directory,
-                              env=plain_env)
+        untraced = untraced_samples(args.runs, gap, plain_env, directory)
+        loop = loop_samples(max(1, args.runs // 50), plain_env, directory)
         subprocess.run([sys.executable, "-c", LOOP, log, str(args.runs), gap], check=True,
                        cwd=directory, env=env)
         with open(log) as f:
@@ -262,15 +299,16 @@ def main() -> int:
     print(f"# python benchmarks/bench_start_breakdown.py --runs {args.runs}{gap_option}   "
           f"(load average {load:.2f} -> {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs)")
     pause = f"each after {args.gap:g} ms" if args.gap else "back to back"
-    print(f"\nUntraced, same run, median µs of create + start + join (the methods take turns, {pause}):")
-    for line in untraced.stdout.strip().splitlines():
-        label, micros = line.split("\t")
-        print(f"  {label:<42} {micros:>6}")
-    print("\nA loop of starts of one method (blocks of 50, alternated), µs a start:")
+    print("\nUntraced, same run, median µs of create + start + join (each library in "
+          f"interpreters of its own, three turns each; its methods take turns, {pause}):")
+    for label, values in untraced.items():
+        print(f"  {label:<42} {statistics.median(values) * 1e6:>6.0f}")
+    print("\nA loop of starts of one method (blocks of 50, each in a fresh interpreter of its "
+          "library after a warm-up block, alternated), µs a start:")
     print(f"  {'':<24} {'median':>7} {'mean':>7} {'CPU':>7}")
-    for line in loop.stdout.strip().splitlines():
-        label, median, mean, used = line.split("\t")
-        print(f"  {label:<24} {median:>7} {mean:>7} {used:>7}")
+    for label, (walls, used, starts) in loop.items():
+        print(f"  {label:<24} {statistics.median(walls) * 1e6:>7.0f} "
+              f"{statistics.fmean(walls) * 1e6:>7.0f} {used / starts * 1e6:>7.0f}")
     print("\nTraced (each point ~6 µs), median µs from Process() on; step: from the point above;"
           "\nfaults, CPU: the page faults and CPU µs of that process since its previous point")
     print(f"| {'point':<36} | {'at µs':>7} | {'step µs':>7} | {'faults':>6} | {'CPU µs':>6} "

@@ -4,12 +4,14 @@ Four measurements, each in a fresh interpreter so that what one imports (numpy,
 a running server) cannot change another:
 
 1. create + start + join of a no-op process, median and p90 over many runs
-   (interleaved across methods; warm-up runs excluded; the first start, which
-   includes starting the zygote or the forkserver, reported on its own).
+   (interleaved across one library's methods, each library in interpreters of
+   its own, the libraries taking turns for three rounds; warm-up runs
+   excluded; the first start, which includes starting the zygote or the
+   forkserver, reported on its own).
    procesos' rows use its default output mode (relayed through the parent);
    the "output inherited" rows let the child write to the parent's
    descriptors, as the standard library's children do;
-2. with numpy imported in the parent, the time from ``Process(...).start()``
+2. with numpy imported in the parent (per library too), the time from ``Process(...).start()``
    to the child's value in the parent's hands, for a child that computes
    ``numpy.arange(10).sum()`` (procesos: ``result()``, which also waits for the
    exit; the standard library: a ``Pipe``, whose ``recv()`` does not);
@@ -69,29 +71,35 @@ def numpy_sum_to(conn: object) -> None:
 # -- the contexts ------------------------------------------------------------------
 
 
-def contexts() -> dict[str, object]:
-    """Label -> context, for every method measured (peers only when installed)."""
-    import multiprocessing
+LIBRARIES = ("procesos", "stdlib", "multiprocess", "billiard")
 
-    import procesos
 
+def libraries() -> list[str]:
+    """The libraries measured: procesos, the standard library, the peers installed."""
+    return [name for name in LIBRARIES
+            if name in ("procesos", "stdlib") or importlib.util.find_spec(name) is not None]
+
+
+def contexts(library: str) -> dict[str, object]:
+    """Label -> context, for every method of *library* (one library per interpreter:
+    the standard library's fork from a parent that has imported procesos, with its
+    after-fork hooks and its larger memory, was 0.4-0.5 ms slower than a user's)."""
     found: dict[str, object] = {}
-    for method in ("zygote", "fork", "spawn"):
-        found[f"procesos {method}"] = procesos.get_context(method)
-        if method != "spawn":
-            found[f"procesos {method}, output inherited"] = _Inherited(
-                procesos.get_context(method))
+    if library == "procesos":
+        import procesos
+
+        for method in ("zygote", "fork", "spawn"):
+            found[f"procesos {method}"] = procesos.get_context(method)
+            if method != "spawn":
+                found[f"procesos {method}, output inherited"] = _Inherited(
+                    procesos.get_context(method))
+        return found
+    module = __import__("multiprocessing" if library == "stdlib" else library)
     for method in ("fork", "forkserver", "spawn"):
-        found[f"stdlib {method}"] = multiprocessing.get_context(method)
-    for peer in ("multiprocess", "billiard"):
-        if importlib.util.find_spec(peer) is None:
-            continue
-        module = __import__(peer)
-        for method in ("fork", "forkserver", "spawn"):
-            try:
-                found[f"{peer} {method}"] = module.get_context(method)
-            except (ValueError, AttributeError):
-                pass
+        try:
+            found[f"{library} {method}"] = module.get_context(method)
+        except (ValueError, AttributeError):
+            pass
     return found
 
 
@@ -150,11 +158,11 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def phase_startup(fast_runs: int, slow_runs: int, warmup: int) -> dict[str, object]:
-    import procesos
-
-    ctxs = contexts()
-    ctxs[FLOOR] = _Floor()
+def phase_startup(library: str, fast_runs: int, slow_runs: int,
+                  warmup: int) -> dict[str, object]:
+    ctxs = contexts(library)
+    if library == "procesos":
+        ctxs[FLOOR] = _Floor()
     run: dict[str, Callable[[], float]] = {
         label: _fork_exit_wait if label == FLOOR else functools.partial(_start_join, ctx)
         for label, ctx in ctxs.items()}
@@ -168,10 +176,15 @@ def phase_startup(fast_runs: int, slow_runs: int, warmup: int) -> dict[str, obje
         for label, measure in run.items():
             if i < (slow_runs if is_slow(label) else fast_runs):
                 samples[label].append(measure())
-    zygote = procesos.zygote_pid()
-    sizes = {"this process": _rss_kib(os.getpid()),
-             "zygote": _rss_kib(zygote) if zygote and sys.platform == "linux" else 0}
-    return {"first": first, "samples": samples, "rss_kib": sizes}
+    result: dict[str, object] = {"first": first, "samples": samples}
+    if library == "procesos":
+        import procesos
+
+        zygote = procesos.zygote_pid()
+        result["rss_kib"] = {
+            "this process": _rss_kib(os.getpid()),
+            "zygote": _rss_kib(zygote) if zygote and sys.platform == "linux" else 0}
+    return result
 
 
 # -- phase 2: first result of a fresh process, numpy imported in the parent -----------
@@ -203,13 +216,14 @@ def _numpy_pipe(ctx: object) -> float:
     return elapsed
 
 
-def phase_numpy(fast_runs: int, slow_runs: int, warmup: int) -> dict[str, object]:
+def phase_numpy(library: str, fast_runs: int, slow_runs: int,
+                warmup: int) -> dict[str, object]:
     import numpy  # noqa: F401  (the parent has numpy imported: the point of this phase)
 
     # A forkserver preloads only __main__ unless told: with numpy preloaded, each shows
     # its best (procesos' zygote preloads what the parent imported, unasked).
     ctxs = {}
-    for label, ctx in contexts().items():
+    for label, ctx in contexts(library).items():
         if label.endswith("forkserver"):
             ctx.set_forkserver_preload(["numpy"])  # type: ignore[attr-defined]
             label += "+preload"
@@ -306,6 +320,25 @@ def run_phase(args: list[str]) -> dict[str, object]:
     return result
 
 
+def run_by_library(phase: str, counts: list[int], rounds: int) -> dict[str, object]:
+    """*phase* for each library in an interpreter of its own (what a user of that
+    library has), the libraries taking turns for *rounds* rounds; samples merged,
+    first starts from the first round."""
+    first: dict[str, float] = {}
+    samples: dict[str, list[float]] = {}
+    merged: dict[str, object] = {"first": first, "samples": samples}
+    for _ in range(rounds):
+        for library in libraries():
+            result = run_phase([phase, library, *(str(n) for n in counts)])
+            for label, value in result["first"].items():  # type: ignore[attr-defined]
+                first.setdefault(label, value)
+            for label, values in result["samples"].items():  # type: ignore[attr-defined]
+                samples.setdefault(label, []).extend(values)
+            if "rss_kib" in result:
+                merged["rss_kib"] = result["rss_kib"]
+    return merged
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
@@ -342,8 +375,10 @@ def main() -> int:
         elif name == "import":
             result = phase_import(int(rest[0]))
         else:
-            fast, slow, warmup = (int(x) for x in rest)
-            result = (phase_startup if name == "startup" else phase_numpy)(fast, slow, warmup)
+            library, *counts = rest
+            fast, slow, warmup = (int(x) for x in counts)
+            result = (phase_startup if name == "startup" else phase_numpy)(
+                library, fast, slow, warmup)
         print(json.dumps(result))
         return 0
 
@@ -358,9 +393,10 @@ def main() -> int:
     print(f"{command}   ({datetime.datetime.now():%Y-%m-%d %H:%M})")
     print(f"Python {platform.python_version()}, {platform.system()} {platform.release()}, "
           f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    startup = run_phase(["startup", str(fast), str(slow), str(warmup)])
-    numpy_result = run_phase(["numpy", str(max(fast // 3, 10)), str(max(slow // 2, 5)),
-                              str(warmup)])
+    rounds = 1 if args.quick else 3
+    startup = run_by_library("startup", [fast // rounds, slow // rounds, warmup], rounds)
+    numpy_result = run_by_library(
+        "numpy", [max(fast // 3 // rounds, 10), max(slow // 2 // rounds, 5), warmup], rounds)
     uss = {"without numpy": run_phase(["uss"]), "numpy preloaded": run_phase(["uss", "numpy"])}
     imports = run_phase(["import", "5" if args.quick else "20"])
 
