@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import procesos
-from conftest import run_script, still_alive
+from conftest import START_METHODS, run_script, still_alive
 
 
 def square(x: int) -> int:
@@ -1138,3 +1138,57 @@ def test_process_state_reads_the_umask_without_setting_it_and_copes_without_proc
         assert os.umask(0o027) == 0o027
     finally:
         os.umask(old)
+
+
+def _hold_a_lock_and_return(path: str) -> None:
+    import fcntl
+
+    held = open(path, "w")  # left open: the process's end must let it go
+    fcntl.flock(held, fcntl.LOCK_EX)
+    _hold_a_lock_and_return.held = held  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_what_the_target_left_open_is_closed_when_join_returns(
+    method: str, tmp_path: Path,
+) -> None:
+    import fcntl
+
+    path = str(tmp_path / "lock")
+    p = procesos.get_context(method).Process(target=_hold_a_lock_and_return, args=(path,))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    with open(path, "w") as mine:
+        fcntl.flock(mine, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the child still held it
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@pytest.mark.parametrize("listing", [True, False], ids=["proc listing", "closerange fallback"])
+def test_close_all_but_leaves_only_the_descriptor_kept(listing: bool) -> None:
+    from procesos._launch._child import close_all_but
+
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a process of our own to close everything in
+        try:
+            high = os.dup2(os.open(os.devnull, os.O_RDONLY), 1500)
+            os.set_inheritable(high, False)
+            real_listdir = os.listdir
+            if not listing:
+                def no_proc(path: str) -> list[str]:
+                    raise OSError("no /proc")
+                os.listdir = no_proc  # type: ignore[assignment]
+            close_all_but(report_w)
+            os.listdir = real_listdir
+            left = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+            os.write(report_w, json.dumps(left).encode())
+        finally:
+            os._exit(0)
+    os.close(report_w)
+    with os.fdopen(report_r) as report:
+        left = report.read()
+    os.waitpid(pid, 0)
+    # The kept descriptor, and the listing's own, open while it was read.
+    fds = json.loads(left)
+    assert len(fds) == 2 and report_w in fds, left
