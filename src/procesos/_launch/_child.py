@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "block_interrupts",
+    "close_all_but",
     "fork_child_main",
     "interrupts_blocked",
     "run_process",
