@@ -15,6 +15,7 @@ import hmac
 import io
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
@@ -125,6 +126,29 @@ def test_exit_and_tracker_internals_exist() -> None:
         assert _compare_digest(a, b) == hmac.compare_digest(a, b)
     assert isinstance(os.environ._data, dict)  # type: ignore[attr-defined]
     import _posixshmem  # type: ignore[import-not-found]  # noqa: F401
+
+
+def test_raw_signal_is_the_c_module_under_signal() -> None:
+    import _signal  # type: ignore[import-not-found]
+
+    assert _compat.raw_signal is _signal
+    previous = signal.getsignal(signal.SIGUSR2)
+    try:
+        def handler(signum: int, frame: object) -> None:
+            pass
+
+        assert _signal.signal(signal.SIGUSR2, handler) == previous  # the same, not an enum
+        assert signal.getsignal(signal.SIGUSR2) is handler
+        assert _signal.signal(signal.SIGUSR2, _signal.SIG_DFL) is handler
+        assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    old = _signal.pthread_sigmask(_signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        assert signal.SIGUSR2 in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        assert old == signal.pthread_sigmask(signal.SIG_BLOCK, []) - {signal.SIGUSR2}
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 # --- the probes fail where the assumptions do -------------------------------------
@@ -382,6 +406,25 @@ def test_spawn_passes_interpreter_flags(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-O", str(script)], capture_output=True,
                             text=True, timeout=60, cwd=tmp_path)
     assert "child optimize 1" in result.stdout, result.stderr
+
+
+def test_raw_signal_falls_back_to_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import _signal
+
+    from procesos._launch import _child
+
+    monkeypatch.delattr(_signal, "pthread_sigmask")  # a _signal without what we use
+    assert _compat._pick_raw_signal() is signal
+    monkeypatch.undo()
+    # The child's steps with the fallback: SIGINT blocked, then as it was.
+    monkeypatch.setattr(_child, "raw_signal", signal)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    old = _child.block_interrupts()
+    try:
+        assert signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        _child.unblock_interrupts(old)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
 
 
 def test_compare_digest_fallback_is_hmacs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,7 @@ from .._compat import (
     adopt_resource_tracker_fd,
     drop_inherited_exit_handlers,
     flush_std_streams,
+    raw_signal,
     run_exit_handlers,
 )
 from .._errors import ProcessCrashedError
@@ -60,13 +61,14 @@ STD_TARGETS = (1, 2)
 
 def block_interrupts() -> set[int | signal.Signals]:
     """Block ``SIGINT`` in this thread (a new child inherits it); the old mask."""
-    return signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPT)
+    mask: set[int | signal.Signals] = raw_signal.pthread_sigmask(raw_signal.SIG_BLOCK, _INTERRUPT)
+    return mask
 
 
 def unblock_interrupts(old_mask: set[int | signal.Signals]) -> None:
     """Undo :func:`block_interrupts`, given the mask it returned."""
     if signal.SIGINT not in old_mask:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPT)
+        raw_signal.pthread_sigmask(raw_signal.SIG_UNBLOCK, _INTERRUPT)
 
 
 @contextmanager
@@ -115,7 +117,7 @@ def run_process(process_obj: BaseProcess, channel: ChildChannel | Connection, ou
     def run_and_record() -> None:
         nonlocal outcome, interrupted
         try:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPT)
+            raw_signal.pthread_sigmask(raw_signal.SIG_UNBLOCK, _INTERRUPT)
             try:
                 value = user_run()
             finally:

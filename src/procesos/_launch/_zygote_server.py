@@ -88,7 +88,7 @@ from typing import NamedTuple, NoReturn
 
 # hmac.compare_digest without hmac: hmac loads OpenSSL, whose pages would be
 # the zygote's alone (about 3 MiB of USS) in a parent that never loaded it.
-from .._compat import compare_digest
+from .._compat import compare_digest, raw_signal
 from .._wait import readable
 from ._wire import read_exactly
 
@@ -583,11 +583,11 @@ class _ZygoteServer:
 
     def leave_the_zygote(self) -> None:
         """In a new child: drop the zygote's signal handling and descriptors."""
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raw_signal.set_wakeup_fd(-1)
+        raw_signal.signal(signal.SIGCHLD, raw_signal.SIG_DFL)
+        raw_signal.signal(signal.SIGINT, raw_signal.default_int_handler)
         for signum in _ENDING_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
+            raw_signal.signal(signum, raw_signal.SIG_DFL)
         self.listener.close()
         for fd in (self.alive_fd, self.wake_r, self.wake_w, *self.children.values()):
             os.close(fd)
