@@ -23,7 +23,6 @@ import contextlib
 import io
 import os
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._turns import turns_of
@@ -57,12 +56,8 @@ class LineSink:
         self.dirty = False  # written since the last flush
         self.encoding = _encoding_of(target)
         self._decoder = codecs.getincrementaldecoder(self.encoding)("strict")
-        # Between the parent's own lines (see ._turns): the stream's write, and a wait for a turn.
+        # Written between the parent's own lines (see ._turns), with the stream's own write.
         self._turns = None if target is None or isinstance(target, list) else turns_of(target)
-        self._write: Callable[[str], Any] | None = (
-            None if self._turns is None else self._turns.write)
-        self._turn: Callable[[], contextlib.AbstractContextManager[None]] = (
-            contextlib.nullcontext if self._turns is None else self._turns.relay_turn)
 
     def feed(self, data: bytes) -> None:
         """Take *data*; hand on every complete line in it."""
@@ -87,6 +82,10 @@ class LineSink:
             self.fd = -1
             if self._turns is not None:
                 self._turns.let_go()
+
+    def _turn(self) -> contextlib.AbstractContextManager[None]:
+        """Held while this sink writes to its stream: the parent is between two lines."""
+        return contextlib.nullcontext() if self._turns is None else self._turns.relay_turn()
 
     def holds_nothing(self) -> bool:
         """Whether no text waits here: no unfinished line, no unflushed write."""
@@ -134,7 +133,7 @@ class LineSink:
         if isinstance(target, list):
             target.append(text)
             return
-        write = self._write or target.write
+        write = target.write if self._turns is None else self._turns.write
         try:
             with self._turn():
                 try:
