@@ -402,6 +402,7 @@ def _ask_the_spare(offer: _Offer, request: bytes, fds: list[int],
 def _fits(frames: Sequence[bytes | memoryview]) -> bool:
     return sum(len(frame) for frame in frames) <= _ONE_SEND
 
+
 def _environ_data() -> Mapping[object, object]:
     # The encoded variables, compared without decoding them all (microseconds).
     data: Mapping[object, object] = environ_data()
