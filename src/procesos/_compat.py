@@ -250,10 +250,11 @@ def forget_children_after_fork() -> None:
 
     ASSUMES: as for :func:`process_start_known`. FALLBACK: nothing to clear.
     """
-    from multiprocessing import process as mp_process
-
+    # Run in every forked child, the zygote's spares included: a lookup, not
+    # an import statement, whose machinery would copy pages of the parent's.
+    mp_process = sys.modules.get("multiprocessing.process")
     children = getattr(mp_process, "_children", None)
-    if isinstance(children, set):
+    if isinstance(children, set) and children:
         children.clear()
 
 

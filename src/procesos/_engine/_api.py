@@ -144,6 +144,8 @@ def _at_exit() -> None:
 def _forget_in_child() -> None:
     # A forked child (a ``fork`` worker, or the user's own fork) does not own them:
     # their dispatcher thread and workers stayed with the parent.
+    if not _live and not _terminate_at_exit:
+        return  # the zygote's spares: nothing to touch
     for engine in list(_live):
         engine.forked_away()
     _live.clear()

@@ -225,6 +225,9 @@ class _ZygoteHandle:
         self.pid, self.alive_w, self.directory, self.address = None, -1, "", ""
 
     def after_fork_in_child(self) -> None:
+        if self.pid is None and self.mailbox is None and not self.offers \
+                and not self.lock.locked():
+            return  # none to forget (the zygote's own spares): touch nothing
         self._forget(remove_directory=False)
         self.lock = threading.Lock()
 

@@ -380,6 +380,9 @@ def _after_fork_in_child() -> None:
     # wake-up pipe are closed here: this process's copies, held by a cycle
     # (the relay and its loop) until a collection.
     global _relay
+    if _relay._thread is None and _relay._loop is None and not _relay._requests \
+            and not _relay._lock.locked() and not _relay.quiet.locked():
+        return  # no relay ran here (the zygote's spares): nothing of the parent's to drop
     loop = _relay._loop
     _relay._thread, _relay._wake_w, _relay._loop = None, -1, None
     if loop is not None:

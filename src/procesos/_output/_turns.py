@@ -160,9 +160,13 @@ def forget_all() -> None:
 
 
 def _after_fork_in_child() -> None:
+    # Runs in every forked child (the zygote's spares too), where there is
+    # most often nothing to undo: touch as little as possible.
     global _installing
-    _installing = threading.Lock()  # another thread may have held it at the fork
-    forget_all()
+    if _installing.locked():
+        _installing = threading.Lock()  # another thread held it at the fork
+    if _installed:
+        forget_all()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -416,8 +416,10 @@ def _before_fork() -> None:
 
 def _after_fork_in_child() -> None:
     global _clients_lock
-    _mapped.clear()
-    _clients_lock = threading.Lock()
+    if _mapped:
+        _mapped.clear()
+    if _clients_lock.locked():
+        _clients_lock = threading.Lock()  # another thread held it at the fork
     for tracker in _clients.values():
         tracker.after_fork_in_child()
 

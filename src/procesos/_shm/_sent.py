@@ -96,8 +96,18 @@ def find(obj: Any, nbytes: int, token: str) -> Location | None:
 
 
 def clear() -> None:
-    """Forget everything (a forked child: what its parent sent is not its own)."""
+    """Forget everything."""
     with _lock:
+        _table.clear()
+
+
+def _after_fork_in_child() -> None:
+    # What the parent sent is not this process's. Another thread may have
+    # held the lock at the fork: a new one, or the first send here would hang.
+    global _lock
+    if _lock.locked():
+        _lock = threading.Lock()
+    if _table:
         _table.clear()
 
 
@@ -156,4 +166,4 @@ def same_bytes(source: memoryview, mapping: Any, offset: int) -> bool:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=clear)
+    os.register_at_fork(after_in_child=_after_fork_in_child)

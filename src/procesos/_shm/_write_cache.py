@@ -112,9 +112,11 @@ def drop_all() -> None:
 
 def _after_fork_in_child() -> None:
     global _lock, _timer
-    _lock = threading.Lock()
+    if _lock.locked():
+        _lock = threading.Lock()  # another thread held it at the fork
     _timer = None  # the parent's thread: not here
-    drop_all()
+    if _kept:
+        drop_all()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
