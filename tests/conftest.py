@@ -254,6 +254,16 @@ def ctx(request: pytest.FixtureRequest) -> procesos.ProcesosContext:
     return procesos.get_context(request.param)
 
 
+def wait_for_the_zygote() -> None:
+    """Start this process's zygote if needed and wait until it has imported what it
+    imports at its start: its first starts may be served before that."""
+    import procesos.forkserver
+    from procesos._launch._zygote_client import _zygote
+
+    procesos.forkserver.ensure_running()
+    assert _zygote.wait_for_spares(60), "the zygote offered no spare"
+
+
 def run_script(
     source: str,
     tmp_path: Path,

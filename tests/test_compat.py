@@ -411,19 +411,19 @@ def test_spawn_passes_interpreter_flags(tmp_path: Path) -> None:
 def test_raw_signal_falls_back_to_signal(monkeypatch: pytest.MonkeyPatch) -> None:
     import _signal
 
-    from procesos._launch import _child
+    from procesos._launch import _interrupts
 
     monkeypatch.delattr(_signal, "pthread_sigmask")  # a _signal without what we use
     assert _compat._pick_raw_signal() is signal
     monkeypatch.undo()
     # The child's steps with the fallback: SIGINT blocked, then as it was.
-    monkeypatch.setattr(_child, "raw_signal", signal)
+    monkeypatch.setattr(_interrupts, "raw_signal", signal)
     before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    old = _child.block_interrupts()
+    old = _interrupts.block_interrupts()
     try:
         assert signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
     finally:
-        _child.unblock_interrupts(old)
+        _interrupts.unblock_interrupts(old)
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import procesos
-from conftest import run_script
+from conftest import run_script, wait_for_the_zygote
 from engine_tasks import (
     add,
     block_on_fifo,
@@ -311,6 +311,7 @@ def test_threads_per_worker_limits_numeric_libraries() -> None:
 def test_a_worker_of_the_zygote_limits_threads_without_reading_its_memory_map() -> None:
     # The zygote read its loaded libraries once; its workers, which load none
     # before their first task, use that list (400 µs of each start otherwise).
+    wait_for_the_zygote()  # it takes that list once its start-up imports are done
     with procesos.Executor(2, context="zygote", threads_per_worker=1) as ex:
         assert all(ex.map(found_libraries_without_a_scan, range(4)))
         assert set(ex.submit(thread_limits).result().values()) == {"1"}

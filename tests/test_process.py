@@ -598,6 +598,11 @@ def loaded(names):
 if USE_ENGINE:
     with procesos.Executor(1) as ex:
         ex.submit(abs, 1).result()
+# Once booted: the zygote's first starts may come before its last imports.
+import procesos.forkserver
+from procesos._launch._zygote_client import _zygote
+procesos.forkserver.ensure_running()
+assert _zygote.wait_for_spares(30)
 names = ["multiprocessing.sharedctypes", "procesos._engine._worker"]
 p = procesos.get_context("zygote").Process(target=loaded, args=(names,))
 p.start()
@@ -677,6 +682,11 @@ def has_cloudpickle():
 print("parent after import:", "cloudpickle" in sys.modules)
 for method in ("spawn", "zygote"):
     ctx = procesos.get_context(method)
+    if method == "zygote":  # once booted: its first starts may come before its last imports
+        import procesos.forkserver
+        from procesos._launch._zygote_client import _zygote
+        procesos.forkserver.ensure_running()
+        assert _zygote.wait_for_spares(30)
     p = ctx.Process(target=has_cloudpickle)
     p.start()
     print(method, "child:", p.result(timeout=60))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,3 +205,60 @@ def test_the_zygotes_list_of_modules_is_read_while_another_thread_imports() -> N
         gc.callbacks.remove(import_one)
         for name in [n for n in sys.modules if n.startswith("procesos_test_imported_")]:
             del sys.modules[name]
+
+
+# -- the zygote's start: requests first, libraries after ----------------------------------------
+
+def _booting_server(monkeypatch: pytest.MonkeyPatch, log: list[object]) -> Any:
+    """A zygote server object as main() has it before boot(), its imports and
+    serving recorded in *log* instead of done."""
+    from procesos._launch import _zygote_server as server
+
+    monkeypatch.setattr(server, "_preload", lambda names: log.append(("import", list(names))))
+    monkeypatch.setattr(server, "_drop_strangers", lambda files: None)
+    monkeypatch.setattr(server, "_become_like_the_parent", lambda config: None)
+    zygote = object.__new__(server._ZygoteServer)
+    zygote.booting = True
+    zygote.boot_imports = ["numpy", "cloudpickle"]
+    zygote.boot_files = {}
+    zygote.generation = 0
+    zygote.spares = []
+    zygote.config = None
+    return zygote
+
+
+def test_a_booting_zygote_serves_what_waits_before_each_library_it_imports(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    log: list[object] = []
+    zygote = _booting_server(monkeypatch, log)
+    arrivals = [["requests.adapters"], [], []]  # what a request's import list adds, per look
+
+    def serve_waiting() -> None:
+        log.append("serve")
+        zygote.boot_imports.extend(arrivals.pop(0) if arrivals else [])
+
+    monkeypatch.setattr(zygote, "serve_waiting", serve_waiting)
+    monkeypatch.setattr(zygote, "finish_boot", lambda: log.append("spares from now on"))
+    zygote.boot()
+    assert log == ["serve", ("import", ["numpy"]), "serve", ("import", ["cloudpickle"]),
+                   "serve", ("import", ["requests.adapters"]), "serve", "spares from now on"]
+
+
+def test_a_booting_zygote_imports_the_users_modules_before_the_child_and_libraries_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A module of the user's runs its top-level code in the zygote, never in a
+    # child: imported before the request's child is forked. A library the
+    # parent imported meanwhile waits for the boot's own imports.
+    from procesos._launch._zygote_server import MirrorRequest
+
+    log: list[object] = []
+    zygote = _booting_server(monkeypatch, log)
+    request = MirrorRequest(list(sys.path), os.getcwd(),
+                            [("usermod", "/home/me/usermod.py"), ("json", None)], ["json"])
+    zygote.mirror(request)
+    assert log == [("import", ["usermod"])]
+    assert zygote.boot_imports == ["numpy", "cloudpickle", "json"]
+    zygote.booting = False
+    log.clear()
+    zygote.mirror(request)
+    assert log == [("import", ["usermod", "json"])]

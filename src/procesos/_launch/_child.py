@@ -18,8 +18,6 @@ import os
 import pickle
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from multiprocessing import util
 from multiprocessing.process import BaseProcess, current_process
 from typing import TYPE_CHECKING, NoReturn
@@ -36,6 +34,7 @@ from .._outcome import encode_error, encode_value
 from .._output import above_std_fds, adopt_std_streams, install_std_fds
 from .._serialization import DataAbandoned, loads, share_main_namespace
 from ._fds import install_inherited_fds
+from ._interrupts import INTERRUPT, block_interrupts
 from ._lifetime import die_with_parent
 from ._log_config import apply_snapshot
 from ._methods import set_default
@@ -45,40 +44,14 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
 __all__ = [
-    "block_interrupts",
     "close_all_but",
     "fork_child_main",
-    "interrupts_blocked",
     "run_process",
     "spawn_main",
-    "unblock_interrupts",
     "zygote_child_main",
 ]
 
-_INTERRUPT = {signal.SIGINT}
 STD_TARGETS = (1, 2)
-
-
-def block_interrupts() -> set[int | signal.Signals]:
-    """Block ``SIGINT`` in this thread (a new child inherits it); the old mask."""
-    mask: set[int | signal.Signals] = raw_signal.pthread_sigmask(raw_signal.SIG_BLOCK, _INTERRUPT)
-    return mask
-
-
-def unblock_interrupts(old_mask: set[int | signal.Signals]) -> None:
-    """Undo :func:`block_interrupts`, given the mask it returned."""
-    if signal.SIGINT not in old_mask:
-        raw_signal.pthread_sigmask(raw_signal.SIG_UNBLOCK, _INTERRUPT)
-
-
-@contextmanager
-def interrupts_blocked() -> Iterator[None]:
-    """``SIGINT`` blocked in this thread for the duration (around an exec, not a fork)."""
-    old = block_interrupts()
-    try:
-        yield
-    finally:
-        unblock_interrupts(old)
 
 
 def _run_exit_handlers_like_the_standard_library() -> None:
@@ -117,7 +90,7 @@ def run_process(process_obj: BaseProcess, channel: ChildChannel | Connection, ou
     def run_and_record() -> None:
         nonlocal outcome, interrupted
         try:
-            raw_signal.pthread_sigmask(raw_signal.SIG_UNBLOCK, _INTERRUPT)
+            raw_signal.pthread_sigmask(raw_signal.SIG_UNBLOCK, INTERRUPT)
             try:
                 value = user_run()
             finally:
@@ -176,7 +149,7 @@ def run_process(process_obj: BaseProcess, channel: ChildChannel | Connection, ou
         sys.stdout.flush()
         sys.stderr.flush()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPT)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPT)
         os.kill(os.getpid(), signal.SIGINT)
     return int(exitcode)
 

@@ -14,8 +14,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from .._output import above_std_fds, output_quiet
-from ._child import block_interrupts, fork_child_main, unblock_interrupts
-from ._popen import BasePopen
+from ._child import fork_child_main
+from ._interrupts import block_interrupts, unblock_interrupts
+from ._popen import BasePopen, close_channel_and_fds, waitpid_exitcode
 from ._wire import channel_pair
 
 __all__ = ["ForkPopen"]
@@ -54,30 +55,3 @@ class ForkPopen(BasePopen):
 
     def _reap(self, block: bool) -> int | None:
         return waitpid_exitcode(self.pid, block)
-
-
-def waitpid_exitcode(pid: int, block: bool) -> int | None:
-    """The exit code of our child *pid*, or None if it is still running."""
-    try:
-        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
-    except ChildProcessError:
-        return None
-    if done != pid:
-        return None
-    return os.waitstatus_to_exitcode(status)
-
-
-def close_channel_and_fds(channel: Connection, *fds: int | None) -> None:
-    """Finalizer of a popen: it holds the popen's resources, never the popen.
-
-    (A finalizer that held the popen would keep it alive until the
-    interpreter exits, and its descriptors open with it.)
-    """
-    channel.close()  # a no-op when the popen closed it already
-    for fd in fds:
-        if fd is None:
-            continue
-        try:
-            os.close(fd)
-        except OSError:
-            pass

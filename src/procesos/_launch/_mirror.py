@@ -163,6 +163,8 @@ class ModuleMirror:
         # The real path of the parent's module for each name given out, where it
         # has one: the zygote drops a module of that name found elsewhere.
         self.files: dict[str, str] = {}
+        # The names given out that are the standard library's or installed packages'.
+        self.libraries: set[str] = set()
 
     def initial(self) -> list[str]:
         """What the zygote imports when it starts."""
@@ -192,4 +194,17 @@ class ModuleMirror:
                 names.append(name)
                 if real:
                     self.files[name] = real
+                    if real.startswith(roots):
+                        self.libraries.add(name)
         return names
+
+    def split_for_boot(self, names: list[str]) -> tuple[list[str], list[str]]:
+        """*names* (from :meth:`initial`) in two: what a new zygote imports before it
+        serves a request (the user's own modules, whose top-level code must never
+        run in a child; procesos' sharing modules), and what it imports once the
+        requests waiting at its start are served (the libraries: a child that
+        needs one before then imports it itself, as under ``spawn``)."""
+        if self.explicit is not None:
+            return names, []  # a list the user chose: all of it, before anything
+        return ([name for name in names if name not in self.libraries],
+                [name for name in names if name in self.libraries])

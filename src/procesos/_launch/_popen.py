@@ -29,7 +29,7 @@ from ._log_config import take_snapshot
 from ._methods import chosen_method
 from ._wire import ChildSetup, read_exit_report
 
-__all__ = ["BasePopen", "describe_unpicklable"]
+__all__ = ["BasePopen", "close_channel_and_fds", "describe_unpicklable", "waitpid_exitcode"]
 
 
 def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> PicklingError:
@@ -341,3 +341,30 @@ class BasePopen:
             output_line_buffered=self.output_line_buffered,
             sigint_ignored=signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
         )
+
+
+def waitpid_exitcode(pid: int, block: bool) -> int | None:
+    """The exit code of our child *pid*, or None if it is still running."""
+    try:
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if done != pid:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def close_channel_and_fds(channel: Connection, *fds: int | None) -> None:
+    """Finalizer of a popen: it holds the popen's resources, never the popen.
+
+    (A finalizer that held the popen would keep it alive until the
+    interpreter exits, and its descriptors open with it.)
+    """
+    channel.close()  # a no-op when the popen closed it already
+    for fd in fds:
+        if fd is None:
+            continue
+        try:
+            os.close(fd)
+        except OSError:
+            pass

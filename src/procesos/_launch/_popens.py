@@ -1,23 +1,37 @@
 """Each start method's popen class (imported apart from :mod:`._methods`, which a
-child reads at start-up: only a process that starts processes loads them all)."""
+child reads at start-up: only a process that starts processes loads them).
+
+Each class is imported when its method is first used: a program's first start
+under the zygote spawns the zygote before anything else of this layer is
+imported (the ``fork`` method's module and the child's side, 10 ms, would
+otherwise come first).
+"""
 
 from __future__ import annotations
 
-from ._fork import ForkPopen
+from typing import TYPE_CHECKING
+
 from ._methods import default_method
-from ._popen import BasePopen
-from ._spawn import SpawnPopen
-from ._zygote_client import ZygotePopen
+
+if TYPE_CHECKING:
+    from ._popen import BasePopen
 
 __all__ = ["popen_class"]
-
-_POPENS: dict[str, type[BasePopen]] = {
-    "zygote": ZygotePopen,
-    "fork": ForkPopen,
-    "spawn": SpawnPopen,
-}
 
 
 def popen_class(method: str | None) -> type[BasePopen]:
     """The popen class of *method* (None: the default start method)."""
-    return _POPENS[method or default_method()]
+    chosen = method or default_method()
+    if chosen == "zygote":
+        from ._zygote_client import ZygotePopen
+
+        return ZygotePopen
+    if chosen == "fork":
+        from ._fork import ForkPopen
+
+        return ForkPopen
+    if chosen == "spawn":
+        from ._spawn import SpawnPopen
+
+        return SpawnPopen
+    raise KeyError(chosen)

@@ -17,8 +17,8 @@ from multiprocessing.process import BaseProcess
 
 from .._compat import interpreter_flags
 from .._serialization import Frame
-from ._fork import close_channel_and_fds, waitpid_exitcode
-from ._popen import BasePopen
+from ._interrupts import interrupts_blocked
+from ._popen import BasePopen, close_channel_and_fds, waitpid_exitcode
 from ._wire import channel_pair
 
 __all__ = ["SpawnPopen", "spawn_interpreter"]
@@ -41,8 +41,6 @@ def spawn_interpreter(statement: str, pass_fds: list[int]) -> int:
         flag for flag in ("-P", "-s" if _no_user_site() else "") if flag and flag not in flags]
     code = f"import sys; sys.path[:] = {_child_path()!r}; {statement}"
     command = [os.fsdecode(executable), *flags, *isolation, "-c", code]
-    from ._child import interrupts_blocked
-
     # The new interpreter starts with SIGINT blocked (the mask survives exec);
     # see procesos._launch._child.
     with interrupts_blocked():

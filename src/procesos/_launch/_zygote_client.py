@@ -29,9 +29,8 @@ from .._compat import environ_data
 from .._errors import ProcesosError
 from .._serialization import Frame
 from .._wait import readable
-from ._fork import close_channel_and_fds
 from ._mirror import ModuleMirror, set_zygote_exclude, set_zygote_preload
-from ._popen import BasePopen
+from ._popen import BasePopen, close_channel_and_fds
 from ._process_state import ProcessState
 from ._process_state import current as current_process_state
 from ._spawn import spawn_interpreter
@@ -131,9 +130,10 @@ class _ZygoteHandle:
         process_state = current_process_state()  # the zygote's: it inherited ours
         spare = os.environ.get("PROCESOS_ZYGOTE_SPARE", "1").strip() not in ("0", "")
         mirror = ModuleMirror()
-        preload = mirror.initial()
+        preload, preload_later = mirror.split_for_boot(mirror.initial())
         config = pickle.dumps(ZygoteConfig(
-            secret, list(sys.path), preload, directory, cwd, environ, spare, mirror.files))
+            secret, list(sys.path), preload, directory, cwd, environ, spare, mirror.files,
+            tuple(preload_later)))
         os.set_inheritable(alive_w, False)
         with os.fdopen(os.dup(alive_w), "wb") as pipe:
             pipe.write(struct.pack("!I", len(config)) + config)
@@ -187,6 +187,19 @@ class _ZygoteHandle:
             mailbox.close()
             self.mailbox = mailbox = None
             self._close_offers()
+
+    def wait_for_spares(self, timeout: float) -> bool:
+        """Wait until the zygote offers a spare, which it forks only once it has
+        imported everything it imports at its start; False after *timeout*, or
+        when it offers none (spares off, the zygote gone or not started)."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not self.offers and self.mailbox is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.read_mail(remaining)
+            return bool(self.offers)
 
     def death_of(self, pid: int, zygote: int | None) -> int | None:
         """The exit code of spare *pid* of *zygote*, which ended before it could take
@@ -295,7 +308,7 @@ class _ZygoteHandle:
                 address, secret = self.address, self.secret
                 setup_bytes = self.encode_setup(setup)
                 imports = self.mirror.new_modules()
-                files = self.mirror.files
+                files, libraries = self.mirror.files, self.mirror.libraries
                 if imports:
                     self.generation += 1  # the zygote counts it when it reads the request
                     offer = None
@@ -313,7 +326,8 @@ class _ZygoteHandle:
             mask, extra = std_mask, []
             if imports:  # the zygote imports them before it forks this child
                 blob = pickle.dumps(MirrorRequest(list(sys.path), os.getcwd(),
-                                                  [(name, files.get(name)) for name in imports]),
+                                                  [(name, files.get(name)) for name in imports],
+                                                  [name for name in imports if name in libraries]),
                                     protocol=pickle.HIGHEST_PROTOCOL)
                 mask, extra = std_mask | _IMPORTS, [struct.pack("!I", len(blob)), blob]
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -113,6 +113,20 @@ _MAX_FDS = 253  # SCM_MAX_FD
 _REHEARSE_AFTER = 0.01  # seconds a spare waits for a request before it rehearses
 _HANDOFF_TIMEOUT = 5.0  # seconds a spare has to take a request
 _SPARE_DELAY = 0.005  # seconds the next spare waits for the child started last to end
+# What every child may run, imported once here rather than in each child, once
+# the zygote's first requests are served: cloudpickle, which loads a class sent
+# by value (procesos imports it only when first needed); the engine's worker,
+# even when the parent has not used the engine yet: a program that starts a
+# Process before its first pool would otherwise pay for that import in every
+# worker (4 ms of a fresh pool's first result, 10 ms); it adds nothing
+# measurable to the zygote's USS; and the shared-memory client, which a process
+# loads at its first frame with a part in shared memory (10 ms per child
+# otherwise). Named, like any preloaded module: this layer does not depend on them.
+_PROCESOS_LATER = ("cloudpickle", "procesos._engine._worker", "procesos._shm._client",
+                   "procesos._shm._sent", "procesos._shm._write_cache", "procesos._shm._copy")
+# Seconds a booting zygote waits, once it has served a request, for the next
+# before it goes on importing (see _ZygoteServer.serve_waiting).
+_BOOT_GRACE = 0.015
 # Spares kept: two at first (a program starts two processes, then joins them);
 # one more each time a request finds none left, up to the machine's CPUs (at most 8).
 _SPARES_AT_FIRST = 2
@@ -134,6 +148,9 @@ class ZygoteConfig(NamedTuple):
     # The real path of the parent's module for each preloaded name that has one:
     # a module of that name found elsewhere here is not the parent's (dropped).
     preload_files: dict[str, str] = {}
+    # The libraries among the parent's modules: imported once the requests
+    # waiting at the zygote's start are served (see main()).
+    preload_later: tuple[str, ...] = ()
 
 
 def _recv_exactly(conn: socket.socket, size: int) -> bytes:
@@ -215,6 +232,9 @@ class MirrorRequest(NamedTuple):
     # Each name with the real path of the parent's module (None: no file): a
     # module of that name found elsewhere here is not the parent's, and is dropped.
     modules: list[tuple[str, str | None]]
+    # Those of them that are the standard library's or installed packages': a
+    # zygote still booting imports them with its own preloads (see main()).
+    libraries: list[str] = []
 
 
 def _read_imports(conn: socket.socket) -> MirrorRequest:
@@ -291,6 +311,11 @@ class SpareTiming:
             self.eager = False
         self.latest, self.latest_at = pid, now
 
+    def started_at_boot(self, pid: int, now: float) -> None:
+        """Child *pid* has just been forked by a zygote still starting (no spare
+        yet, whatever the pace of the starts)."""
+        self.latest, self.latest_at = pid, now
+
     def delay(self, running: Container[int], now: float) -> float | None:
         """Seconds to wait before forking the next spare, or None: fork it now
         (*running*: the children that have not ended)."""
@@ -318,7 +343,12 @@ class _ZygoteServer:
         self.generation = 0  # import requests handled (see _MAIL)
         self.untaken: set[int] = set()  # offered spares that ended untaken, not yet reaped
         self.spare_timing = SpareTiming()
-        self.rehearsal = _rehearsal()
+        # Until finish_boot(): requests are served by forks, no spare is made,
+        # and the libraries to import wait in boot_imports (see main()).
+        self.booting = True
+        self.boot_imports: list[str] = [*config.preload_later, *_PROCESOS_LATER]
+        self.boot_files = dict(config.preload_files)
+        self.rehearsal: Callable[[], None] | None = None
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -335,25 +365,65 @@ class _ZygoteServer:
                     break
             offered = {spare.handoff.fileno(): spare for spare in self.spares
                        if spare.parent_end is None}
-            ready = readable([*base, *offered], delay)
-            for fd, spare in offered.items():
-                if fd in ready:
-                    self.collect_taken(spare)
-            if self.wake_r in ready:
-                try:
-                    while os.read(self.wake_r, 512):
-                        pass
-                except BlockingIOError:
+            self.handle_ready(readable([*base, *offered], delay), offered)
+
+    def serve_waiting(self) -> None:
+        """While booting, between two imports: serve what is waiting (the parent's
+        requests, ended children, the parent's end). Once something was, wait a
+        little for more (starts come in groups: the lesson's two, a pool's
+        workers) before the next import, for at most ``_BOOT_GRACE`` in all."""
+        base = [self.listener.fileno(), self.alive_fd, self.wake_r]
+        wait, deadline = 0.0, None
+        while ready := readable(base, wait):
+            _become_like_the_parent(self.config)  # an import may have changed them
+            self.handle_ready(ready, {})
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + _BOOT_GRACE
+            wait = max(0.0, deadline - now)
+
+    def boot(self) -> None:
+        """Import what waits in ``boot_imports``, one module at a time, serving
+        between two imports what has come meanwhile; then :meth:`finish_boot`."""
+        while True:
+            self.serve_waiting()
+            if not self.boot_imports:
+                break
+            _preload([self.boot_imports.pop(0)])
+        self.finish_boot()
+
+    def finish_boot(self) -> None:
+        """Every preload is done: spares may be forked from now on."""
+        _drop_strangers(self.boot_files)
+        _become_like_the_parent(self.config)  # our directory back; an import may change more
+        _snapshot_libraries()
+        self.rehearsal = _rehearsal()
+        self.booting = False
+        # Objects that exist now live as long as the zygote: keeping the collector
+        # off them spares a child's copy-on-write of their pages.
+        gc.collect()
+        gc.freeze()
+
+    def handle_ready(self, ready: Container[int], offered: dict[int, _Spare]) -> None:
+        """Act on the descriptors *ready* (see serve())."""
+        for fd, spare in offered.items():
+            if fd in ready:
+                self.collect_taken(spare)
+        if self.wake_r in ready:
+            try:
+                while os.read(self.wake_r, 512):
                     pass
-                self.reap()
-            if self.alive_fd in ready and not os.read(self.alive_fd, 1):
-                self.shutdown()
-            if self.listener.fileno() in ready:
-                try:
-                    conn, _ = self.listener.accept()
-                except OSError:
-                    continue
-                self.handle(conn)
+            except BlockingIOError:
+                pass
+            self.reap()
+        if self.alive_fd in ready and not os.read(self.alive_fd, 1):
+            self.shutdown()
+        if self.listener.fileno() in ready:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.handle(conn)
 
     def reap(self) -> None:
         while True:
@@ -416,7 +486,7 @@ class _ZygoteServer:
             self.mirror(imports)
         pid, spare_born = self.hand_to_spare(conn, std_mask & ~_IMPORTS, rest)
         if pid is None:
-            if not self.spares:  # every spare taken: keep one more from now on
+            if not self.spares and not self.booting:  # every spare taken: keep one more
                 self.spare_target = min(self.spare_target + 1, _SPARES_AT_MOST)
             try:
                 pid = os.fork()
@@ -433,7 +503,11 @@ class _ZygoteServer:
             return
         self.children[pid] = status_w
         now = time.monotonic()
-        self.spare_timing.started(pid, now, self.waited(spare_born, now))
+        if self.booting:
+            self.last_start = now
+            self.spare_timing.started_at_boot(pid, now)
+        else:
+            self.spare_timing.started(pid, now, self.waited(spare_born, now))
         try:
             os.write(status_w, _STATUS_WORD.pack(pid))
         except OSError:
@@ -451,8 +525,15 @@ class _ZygoteServer:
             os.chdir(request.cwd)
         except OSError:
             pass
-        _preload([name for name, _ in request.modules])
-        _drop_strangers({name: file for name, file in request.modules if file is not None})
+        names = [name for name, _ in request.modules]
+        files = {name: file for name, file in request.modules if file is not None}
+        if self.booting:  # the libraries wait for the boot's own imports (main())
+            later = set(request.libraries)
+            self.boot_imports.extend(name for name in names if name in later)
+            self.boot_files.update(files)
+            names = [name for name in names if name not in later]
+        _preload(names)
+        _drop_strangers(files)
         _become_like_the_parent(self.config)  # our directory back; an import may change more
         if len(sys.modules) == loaded:
             return
@@ -840,31 +921,21 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
     _end_with_the_parent(alive_fd, config.directory)
     sys.path[:] = config.sys_path
     listener = socket.socket(fileno=listener_fd)
-    _preload(config.preload)
+    # Before the first request: the user's own modules (their top-level code
+    # runs here, never in a child) and what every child runs: its own code,
+    # and the contexts, which a child whose parent chose a start method
+    # imports (ChildSetup.start_method) and whose process classes every
+    # process object refers to. Named, like any preloaded module: this layer
+    # does not depend on them.
+    _preload([*config.preload, "procesos._launch._child", "procesos._proc._context"])
     _drop_strangers(config.preload_files)
-    # What every child runs, imported once here rather than in each child:
-    # its own code, the contexts, which a child whose parent chose a start
-    # method imports (ChildSetup.start_method) and whose process classes
-    # every process object refers to, cloudpickle, which loads every
-    # function sent by value (procesos imports it only when first needed),
-    # and the engine's worker, even when the parent has not used the engine
-    # yet: a program that starts a Process before its first pool would
-    # otherwise pay for that import in every worker (4 ms of a fresh pool's
-    # first result, 10 ms); it adds nothing measurable to the zygote's USS;
-    # and the shared-memory client, which a process loads at its first frame
-    # with a part in shared memory (10 ms per child otherwise).
-    # Named, like any preloaded module: this layer does not depend on them.
-    _preload(["procesos._launch._child", "procesos._proc._context", "cloudpickle",
-              "procesos._engine._worker", "procesos._shm._client", "procesos._shm._sent",
-              "procesos._shm._write_cache", "procesos._shm._copy"])
-
     _become_like_the_parent(config)
-    _snapshot_libraries()
     zygote = _ZygoteServer(listener, alive_fd, config, _own_process_group())
-    # Objects that exist now live as long as the zygote: keeping the collector
-    # off them spares a child's copy-on-write of their pages.
-    gc.collect()
-    gc.freeze()
+    # The rest (the libraries the parent had imported, _PROCESOS_LATER) is
+    # imported between the requests already waiting: a program's first start
+    # waited 30-40 ms for it, 90 with numpy. A child that needs one of them
+    # before then imports it itself, as under spawn.
+    zygote.boot()
     zygote.serve()
 
 
