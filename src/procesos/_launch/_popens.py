@@ -23,7 +23,8 @@ def popen_class(method: str | None) -> type[BasePopen]:
     """The popen class of *method* (None: the default start method)."""
     chosen = method or default_method()
     if chosen == "zygote":
-        from ._zygote_client import ZygotePopen
+        _boot_the_zygote()
+        from ._zygote_popen import ZygotePopen
 
         return ZygotePopen
     if chosen == "fork":
@@ -35,3 +36,17 @@ def popen_class(method: str | None) -> type[BasePopen]:
 
         return SpawnPopen
     raise KeyError(chosen)
+
+
+def _boot_the_zygote() -> None:
+    """Start the zygote now if none runs, before the popen's module and the rest of
+    a start are imported: it boots meanwhile (a program's first start)."""
+    from ._popen import refuse_starts_in_the_zygote
+
+    refuse_starts_in_the_zygote()  # in the zygote itself, while it imports: no zygote of its own
+    from ._zygote_client import _zygote
+
+    try:
+        _zygote.ensure_running()
+    except OSError:
+        pass  # no room for it now: the start itself tries again, and says why
