@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--numpy", action="store_true",
                         help="import numpy at the top of each script")
     args = parser.parse_args(argv)
+    from procesos._cli._bench import compile_bytecode
+
+    compile_bytecode()  # as an installed procesos has it
     samples: dict[str, tuple[list[float], list[float]]] = {way: ([], []) for way in WAYS}
     with tempfile.TemporaryDirectory() as directory:
         script = os.path.join(directory, "lesson.py")

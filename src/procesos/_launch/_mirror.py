@@ -48,6 +48,11 @@ _PARENT_TOOLING = frozenset({
 # it (a queue, a pipe end, a shared array: 1.5 ms of a start otherwise). The
 # zygote imports them when the parent has, whatever it preloads besides.
 SHARING_MODULES = ("procesos._sharing._queues", "procesos._sharing._shared_array")
+# procesos' own modules that the parent's children run once it has loaded
+# another: the engine's worker for a parent that uses the engine. Given out
+# like the user's modules, so that a new zygote imports it before it serves
+# the first workers (each imported it itself, 7 ms, when it came later).
+_NEEDED_WITH = {"procesos._engine._api": "procesos._engine._worker"}
 # The loaders of modules that an ``import`` by name finds again as they are.
 _STANDARD_LOADERS = (
     importlib.machinery.SourceFileLoader,
@@ -159,6 +164,7 @@ class ModuleMirror:
     def __init__(self) -> None:
         self.explicit = preload_override()
         self.considered: set[str] = set()
+        self.needed_given: set[str] = set()  # of _NEEDED_WITH's
         self.seen = 0
         # The real path of the parent's module for each name given out, where it
         # has one: the zygote drops a module of that name found elsewhere.
@@ -170,6 +176,7 @@ class ModuleMirror:
         """What the zygote imports when it starts."""
         if self.explicit is not None:
             names = self.explicit + [n for n in SHARING_MODULES if n in sys.modules]
+            names += [needed for loaded, needed in _NEEDED_WITH.items() if loaded in sys.modules]
             self.seen = -1  # never anything more
             return names
         return self.new_modules()
@@ -189,6 +196,10 @@ class ModuleMirror:
             if name in self.considered:
                 continue
             self.considered.add(name)
+            needed = _NEEDED_WITH.get(name)
+            if needed is not None and needed not in self.needed_given:
+                self.needed_given.add(needed)
+                names.append(needed)
             real = _wanted(name, module, roots, excluded)
             if real is not None:
                 names.append(name)
