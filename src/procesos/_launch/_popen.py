@@ -29,8 +29,7 @@ from ._log_config import take_snapshot
 from ._methods import chosen_method
 from ._wire import ChildSetup, read_exit_report
 
-__all__ = ["BasePopen", "close_channel_and_fds", "describe_unpicklable",
-           "refuse_starts_in_the_zygote", "waitpid_exitcode"]
+__all__ = ["BasePopen", "close_channel_and_fds", "describe_unpicklable", "waitpid_exitcode"]
 
 
 def describe_unpicklable(process_obj: BaseProcess, exc: Exception) -> PicklingError:
@@ -74,7 +73,7 @@ def _interactive(stream: object) -> bool:
         return True
 
 
-def refuse_starts_in_the_zygote() -> None:
+def _refuse_starts_in_the_zygote() -> None:
     """In the zygote, while it imports a module of the parent's, a start is refused
     (``_zygote_server.refuse_starts``); only a process that has that module loaded
     can be the zygote, so no other needs to import it for this."""
@@ -93,7 +92,7 @@ class BasePopen:
     sentinel: int
 
     def __init__(self, process_obj: BaseProcess) -> None:
-        refuse_starts_in_the_zygote()
+        _refuse_starts_in_the_zygote()
         flush_std_streams()
         self.returncode: int | None = None
         self.finalizer: util.Finalize | None = None

@@ -41,9 +41,6 @@ def popen_class(method: str | None) -> type[BasePopen]:
 def _boot_the_zygote() -> None:
     """Start the zygote now if none runs, before the popen's module and the rest of
     a start are imported: it boots meanwhile (a program's first start)."""
-    from ._popen import refuse_starts_in_the_zygote
-
-    refuse_starts_in_the_zygote()  # in the zygote itself, while it imports: no zygote of its own
     from ._zygote_client import _zygote
 
     try:

@@ -43,6 +43,7 @@ from ._zygote_server import (
     SECRET_SIZE,
     MirrorRequest,
     ZygoteConfig,
+    refuse_starts,
 )
 
 __all__ = ["default_preload", "set_zygote_exclude", "set_zygote_preload", "zygote_pid"]
@@ -95,7 +96,11 @@ class _ZygoteHandle:
         return False
 
     def ensure_running(self) -> None:
-        """Start the zygote if none is running; return without waiting for it to boot."""
+        """Start the zygote if none is running; return without waiting for it to boot.
+
+        Refused (``StartRefused``) in a zygote while it imports a module of its
+        parent's: it would start a zygote of its own."""
+        refuse_starts()
         with self.lock:
             if not self.running():
                 self.start()

@@ -387,9 +387,10 @@ class _ZygoteServer:
         first: the lesson's two, a pool's workers), then import what waits in
         ``boot_imports``; then :meth:`finish_boot`.
 
-        Not served between two imports: a second pool that came meanwhile then
-        started its workers without spares while the imports went on, 21 ms
-        against 16 (and 14 before the boot was split; bench_imports)."""
+        Starts that come during the imports wait for them, as every start did
+        before the boot was split. Serving them between two imports was tried:
+        a second pool right after the first then started its workers while the
+        imports went on, without spares (bench_imports: 21 ms against 16)."""
         self.serve_waiting()
         while self.boot_imports:
             _preload([self.boot_imports.pop(0)])
@@ -935,9 +936,9 @@ def main(listener_fd: int, alive_fd: int) -> NoReturn:
     _become_like_the_parent(config)
     zygote = _ZygoteServer(listener, alive_fd, config, _own_process_group())
     # The rest (the libraries the parent had imported, _PROCESOS_LATER) is
-    # imported between the requests already waiting: a program's first start
-    # waited 30-40 ms for it, 90 with numpy. A child that needs one of them
-    # before then imports it itself, as under spawn.
+    # imported once the starts that came meanwhile are served: a program's
+    # first start waited 30-40 ms for it, 70 more with numpy. A child that
+    # needs one of them before then imports it itself, as under spawn.
     zygote.boot()
     zygote.serve()
 
