@@ -1,4 +1,5 @@
-"""The ``zygote`` start method: the parent's side.
+"""The ``zygote`` start method: the parent's handle on its zygote (the popen of a
+child it starts is :mod:`._zygote_popen`'s).
 
 One zygote per parent process, started lazily by the first ``start()``,
 restarted if it died, shut down at exit after the children were joined.
