@@ -18,7 +18,7 @@ from conftest import run_script
 
 # (module, the expression of its lock, a call in the child that takes that lock)
 LOCKS = [
-    ("procesos._shm._sent", "_sent._lock", "_sent.clear()"),
+    ("procesos._shm._sent", "_sent._lock", "_sent.find(object(), 0, 'tree')"),
     ("procesos._shm._write_cache", "_write_cache._lock", "_write_cache.drop_all()"),
     ("procesos._shm._client", "_client._clients_lock",
      "_client._clients_lock.acquire(timeout=5) or fail()"),

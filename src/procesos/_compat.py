@@ -52,6 +52,7 @@ __all__ = [
     "future_internals_known",
     "interpreter_flags",
     "keep_the_current_directory_out_of_helpers",
+    "lock_after_fork",
     "mp_log_level",
     "mp_logs_to_stderr",
     "process_start_known",
@@ -243,6 +244,13 @@ def add_child(process: object) -> None:
     from multiprocessing import process as mp_process
 
     mp_process._children.add(process)  # type: ignore[attr-defined]
+
+
+def lock_after_fork(lock: threading.Lock) -> threading.Lock:
+    """In a freshly forked process: *lock*, or a new one where it was held at the fork
+    (by a thread that did not come along: it would never be released). Kept when
+    free, so that a fork touches nothing (every spare of the zygote runs this)."""
+    return threading.Lock() if lock.locked() else lock
 
 
 def forget_children_after_fork() -> None:

@@ -375,7 +375,6 @@ class _ZygoteServer:
         base = [self.listener.fileno(), self.alive_fd, self.wake_r]
         wait, deadline = 0.0, None
         while ready := readable(base, wait):
-            _become_like_the_parent(self.config)  # an import may have changed them
             self.handle_ready(ready, {})
             now = time.monotonic()
             if deadline is None:

@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .._compat import lock_after_fork
+
 __all__ = ["TURN_WAIT", "StreamTurns", "forget_all", "turns_of"]
 
 #: The longest the relay waits for the parent to end a line it has begun.
@@ -163,8 +165,7 @@ def _after_fork_in_child() -> None:
     # Runs in every forked child (the zygote's spares too), where there is
     # most often nothing to undo: touch as little as possible.
     global _installing
-    if _installing.locked():
-        _installing = threading.Lock()  # another thread held it at the fork
+    _installing = lock_after_fork(_installing)
     if _installed:
         forget_all()
 

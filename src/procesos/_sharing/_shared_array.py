@@ -31,6 +31,7 @@ except ModuleNotFoundError as missing:
         "pip install 'procesos[numpy]'", name="numpy"
     ) from missing
 
+from .._compat import lock_after_fork
 from .._shm._client import ShmError, client, map_segment, tree_token
 from .._shm._tracker import CLAIM, CREATE, OK, RELEASE, TICKET
 from .._shm._transport import ticket_made
@@ -99,7 +100,7 @@ def _share_for(token: str, seg: int, path: str, size: int) -> _Share:
 def _after_fork_in_child() -> None:
     global _shares_lock
     _shares.clear()
-    _shares_lock = threading.Lock()
+    _shares_lock = lock_after_fork(_shares_lock)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

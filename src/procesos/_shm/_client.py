@@ -33,6 +33,7 @@ import time
 import weakref
 from typing import Any
 
+from .._compat import lock_after_fork
 from . import _tree
 from ._errors import DataAbandoned, ShmError
 from ._tracker import (
@@ -418,8 +419,7 @@ def _after_fork_in_child() -> None:
     global _clients_lock
     if _mapped:
         _mapped.clear()
-    if _clients_lock.locked():
-        _clients_lock = threading.Lock()  # another thread held it at the fork
+    _clients_lock = lock_after_fork(_clients_lock)
     for tracker in _clients.values():
         tracker.after_fork_in_child()
 

@@ -25,9 +25,10 @@ import weakref
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
+from .._compat import lock_after_fork
 from ._copy import in_pieces, threads_for
 
-__all__ = ["Location", "clear", "find", "remember", "same_bytes"]
+__all__ = ["Location", "find", "remember", "same_bytes"]
 
 _LIMIT = 64  # objects remembered, the most recently sent kept
 _CHUNK = 64 << 20  # bytes compared per memcmp call, so that Ctrl-C is seen between calls
@@ -95,18 +96,10 @@ def find(obj: Any, nbytes: int, token: str) -> Location | None:
     return entry.where if entry.where.token == token else None
 
 
-def clear() -> None:
-    """Forget everything."""
-    with _lock:
-        _table.clear()
-
-
 def _after_fork_in_child() -> None:
-    # What the parent sent is not this process's. Another thread may have
-    # held the lock at the fork: a new one, or the first send here would hang.
+    # What the parent sent is not this process's.
     global _lock
-    if _lock.locked():
-        _lock = threading.Lock()
+    _lock = lock_after_fork(_lock)
     if _table:
         _table.clear()
 

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 
+from .._compat import lock_after_fork
 from ._client import DEFAULT_POOL_BYTES, POOL_ENV, map_segment
 
 __all__ = ["IDLE", "drop_all", "give_back", "take"]
@@ -112,8 +113,7 @@ def drop_all() -> None:
 
 def _after_fork_in_child() -> None:
     global _lock, _timer
-    if _lock.locked():
-        _lock = threading.Lock()  # another thread held it at the fork
+    _lock = lock_after_fork(_lock)
     _timer = None  # the parent's thread: not here
     if _kept:
         drop_all()
