@@ -46,13 +46,13 @@ def T(label):
 
 # (file, anchor, trace line, before the anchor?): the label says who and what.
 POINTS = [
-    ("_zygote_client.py", "        _zygote.ensure_running()\n", "        T('parent: launch')\n", True),
+    ("_zygote_popen.py", "        _zygote.ensure_running()\n", "        T('parent: launch')\n", True),
     ("_zygote_client.py", "                    sock.connect(address)\n",
      "                    T('parent: connect')\n", True),
     ("_zygote_client.py", "                    sent = True\n", "                    T('parent: request sent')\n", False),
     ("_zygote_client.py", "                pid = _read_pid(status_r)\n", "                T('parent: pid read')\n", False),
-    ("_zygote_server.py", "            if self.listener.fileno() in ready:\n",
-     "                T('zygote: woken by a request')\n", False),
+    ("_zygote_server.py", "        if self.listener.fileno() in ready:\n",
+     "            T('zygote: woken by a request')\n", False),
     ("_zygote_server.py", "        status_w, rest = fds[0], fds[1:]\n", "        T('zygote: request read')\n", False),
     ("_zygote_server.py",
      "            socket.send_fds(spare.handoff, [_REQUEST.pack(std_mask)], [conn.fileno(), *fds])\n",
@@ -70,7 +70,7 @@ POINTS = [
      "            T('parent: request sent to the spare')\n", True),
     ("_zygote_server.py", "            os.write(status_w, _STATUS_WORD.pack(pid))\n", "            T('zygote: pid written')\n", False),
     ("_zygote_server.py", "        self.spares.append(_Spare(pid, ours, time.monotonic(), parent_end))\n", "        T('zygote: next spare forked')\n", False),
-    ("_zygote_server.py", "            if self.wake_r in ready:\n", "                T('zygote: woken by SIGCHLD')\n", False),
+    ("_zygote_server.py", "        if self.wake_r in ready:\n", "            T('zygote: woken by SIGCHLD')\n", False),
     ("_zygote_server.py",
      "                    os.write(status_w, _STATUS_WORD.pack(os.waitstatus_to_exitcode(status)))\n",
      "                    T('zygote: exit code written')\n", False),
