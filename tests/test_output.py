@@ -401,6 +401,25 @@ def test_a_partial_last_line_is_delivered_at_exit(ctx: procesos.ProcesosContext)
     assert p.stdout == "complete\nno newline at the end"
 
 
+def print_to_both_then_write_a_pipeful(size: int) -> None:
+    print("printed, left in the stream's buffer")
+    print("to stderr, no newline", end="", file=sys.stderr)
+    os.write(1, b"z" * size)  # the last act: the relay has no time to read it before the end
+
+
+def test_what_a_child_writes_as_it_ends_is_all_there_after_join(
+        ctx: procesos.ProcesosContext) -> None:
+    # A zygote child keeps its descriptors 1 and 2 open until it has exited,
+    # after its exit report: join() must take what the pipes hold at the report,
+    # without waiting for their end of file.
+    size = 60_000  # under a pipe's 64 KiB: nothing blocks the child
+    for _ in range(5):
+        p = run_in(ctx, print_to_both_then_write_a_pipeful, size, output="capture")
+        assert p.exitcode == 0
+        assert p.stdout == "printed, left in the stream's buffer\n" + "z" * size
+        assert p.stderr == "to stderr, no newline"
+
+
 def test_invalid_utf8_and_binary_output_do_not_crash(ctx: procesos.ProcesosContext) -> None:
     data = b"caf\xc3\xa9 ok\nbad \xff\xfe bytes\n\x00\x01\x80binary"
     p = run_in(ctx, write_bytes, data, output="capture")
