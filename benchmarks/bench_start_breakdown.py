@@ -85,6 +85,14 @@ POINTS = [
      "    T('child: bootstrap done')\n", True),
     ("_child.py", "                    _report_exit(channel_fd, code & 0xFF)",
      "                    T('child: exit report')\n", True),
+    ("_zygote_popen.py", "            setup = self._child_setup([], follow_parent=False)\n", "            T('parent: pickled')\n", True),
+    ("_zygote_popen.py", "            child_std = self.std_fds_for_child()", "            T('parent: setup built')\n", True),
+    ("_child.py", "    try:\n        payload = channel.recv_bytes()", "    T('child: setup applied')\n", True),
+    ("_child.py", "    if output_mode != \"inherit\":\n        # descriptors", "    T('child: exit handlers dropped')\n", True),
+    ("_child.py", "    process_obj.run = run_and_record", "    T('child: streams adopted')\n", True),
+    ("_child.py", "        channel = ChildChannel(channel_fd)\n        code = _serve(channel, received, zygote_pid, True)",
+     "        T('child: descriptors in place')\n", True),
+    ("_child.py", "    setup: ChildSetup = pickle.loads(channel.recv_bytes())", "    T('child: __main__ shared')\n", True),
 ]
 
 LOOP = '''
@@ -230,7 +238,7 @@ def instrumented_copy(directory: str) -> str:
     launch = os.path.join(src, "procesos", "_launch")
     with open(os.path.join(launch, "_trace.py"), "w") as f:
         f.write(TRACE_MODULE)
-    for name in ("_zygote_client.py", "_zygote_server.py", "_child.py"):
+    for name in ("_zygote_popen.py", "_zygote_client.py", "_zygote_server.py", "_child.py"):
         path = os.path.join(launch, name)
         with open(path) as f:
             text = f.read()
