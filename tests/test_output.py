@@ -675,6 +675,37 @@ sys.stderr.write(repr((p.exitcode, p.stdout)))
     assert result.stderr == "(0, 'captured\\n')"
 
 
+@pytest.mark.parametrize("method", START_METHODS)
+def test_what_a_pools_initializer_prints_survives_a_kill_during_a_task(
+        method: str, tmp_path: Path) -> None:
+    # terminate() kills the workers that run tasks; stdout to a pipe is
+    # block-buffered, so the initializer's line was still in the worker's buffer
+    # unless the worker delivered it when the initializer returned.
+    script = textwrap.dedent("""
+        import threading
+        import procesos as mp
+
+        def init():
+            print("init ran")
+
+        def block(started):
+            started.put(None)
+            threading.Event().wait()  # until terminate() kills the worker
+
+        started = mp.Manager().Queue()
+        with mp.Pool(2, initializer=init) as pool:
+            for _ in range(2):
+                pool.apply_async(block, (started,))
+            for _ in range(2):
+                started.get(timeout=60)
+        print("pool ended")
+    """)
+    result = run_script(script, tmp_path, method=method, env={"PYTHONUNBUFFERED": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("init ran\n") == 2, result.stdout
+    assert result.stdout.endswith("pool ended\n"), result.stdout
+
+
 def test_engine_workers_output_is_relayed(tmp_path: Path) -> None:
     script = """
 import procesos as mp

@@ -23,7 +23,7 @@ from itertools import starmap
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple, NoReturn
 
-from .._compat import run_mp_exit_function
+from .._compat import flush_std_streams, run_mp_exit_function
 from .._errors import PicklingError, ProcessCrashedError
 from .._outcome import PICKLING_FAILURES, encode_error
 from .._serialization import dumps, dumps_frame, loads, unpicklable_inside
@@ -290,6 +290,9 @@ class _Worker:
             run_mp_exit_function()
             self.send((INIT_FAILED, encode_error(exc, _user_traceback(exc), RESULTS_CHANNEL)))
             return False
+        # What it printed is delivered now: a worker that runs no task before
+        # the pool ends is killed (Pool.__exit__ terminates), its buffers with it.
+        flush_std_streams()
         return True
 
     # -- sending -----------------------------------------------------------
