@@ -195,6 +195,36 @@ def test_an_unpicklable_part_deep_in_an_argument_or_result_is_named_where_it_lie
         p.start()
 
 
+def _function_holding(held: object) -> Any:
+    def task() -> object:  # local: pickled by value, with its closure
+        return held
+    return task
+
+
+def test_a_function_that_cannot_be_pickled_names_the_global_or_closure_variable() -> None:
+    import threading
+
+    namespace: dict[str, Any] = {"the_lock": threading.Lock()}
+    exec("def uses_a_global():\n    return [x for x in [the_lock]]\n", namespace)
+    by_global = namespace["uses_a_global"]  # as a script's own function: pickled by value
+    by_global.__module__ = "__main__"
+    counter = procesos.Value("i", 0)
+    with procesos.Executor(1) as ex:
+        with pytest.raises(procesos.SerializationError) as caught:
+            ex.submit(by_global)
+        assert "inside it, its global the_lock is a _thread.lock object" in str(caught.value)
+        with pytest.raises(procesos.SerializationError) as caught:
+            ex.submit(_function_holding(counter))
+        text = str(caught.value)
+        assert ("inside it, its closure's variable held is a "
+                "multiprocessing.sharedctypes.Synchronized object") in text
+        assert "._obj" not in text  # the Value pickles itself: not its attributes
+        assert "initargs=" in text  # the way that works
+    p = procesos.Process(target=by_global)
+    with pytest.raises(procesos.SerializationError, match="its global the_lock is a _thread"):
+        p.start()
+
+
 def test_a_queue_or_lock_as_a_task_argument_is_refused_with_the_ways_that_work() -> None:
     queue, lock = procesos.Queue(), procesos.Lock()
     with procesos.Executor(1) as ex:

@@ -599,14 +599,45 @@ _INSIDE_WIDTH = 1000  # parts looked at in one container
 
 
 def _parts_of(obj: Any) -> Iterable[tuple[str, Any]]:
+    if isinstance(obj, types.FunctionType):
+        return _function_parts(obj)
     if isinstance(obj, list | tuple):
         return ((f"[{i}]", item) for i, item in enumerate(obj[:_INSIDE_WIDTH]))
     if isinstance(obj, dict):
         return ((f"[{key!r}]", value) for key, value in list(obj.items())[:_INSIDE_WIDTH])
     attributes = getattr(obj, "__dict__", None)
-    if isinstance(attributes, dict) and not isinstance(obj, type | types.ModuleType):
+    if isinstance(attributes, dict) and not isinstance(obj, type | types.ModuleType) \
+            and not _pickles_itself(type(obj)):
         return ((f".{name}", value) for name, value in list(attributes.items())[:_INSIDE_WIDTH])
     return ()
+
+
+def _pickles_itself(cls: type) -> bool:
+    """Whether *cls* says itself how it is pickled (its attributes are then not
+    what is pickled: a ``Value``'s refuses whatever they hold)."""
+    base = vars(object)
+    return any(getattr(cls, name, None) is not base[name]
+               for name in ("__reduce_ex__", "__reduce__", "__getstate__"))
+
+
+def _function_parts(fn: types.FunctionType) -> list[tuple[str, Any]]:
+    """What a function pickled by value carries: its closure's variables and the
+    globals its code (nested code included) names."""
+    parts: list[tuple[str, Any]] = []
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
+        try:
+            parts.append((f"its closure's variable {name}", cell.cell_contents))
+        except ValueError:
+            pass  # a cell not yet filled
+    names: dict[str, None] = {}
+    codes = [fn.__code__]
+    while codes and len(names) < _INSIDE_WIDTH:
+        code = codes.pop()
+        names.update(dict.fromkeys(code.co_names))
+        codes.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+    namespace = fn.__globals__
+    parts += [(f"its global {name}", namespace[name]) for name in names if name in namespace]
+    return parts
 
 
 class _Large(Exception):

@@ -91,7 +91,7 @@ class FnEntry:
         except Exception as exc:
             raise PicklingError.caused_by(
                 f"the function {_name(fn)!r}, a {_type_name(fn)} object, cannot be pickled "
-                f"({exc}); pass a picklable callable",
+                f"{_why(exc, unpicklable_inside(fn))}; pass a picklable callable",
                 exc,
             ) from exc
         try:
@@ -127,8 +127,8 @@ _INHERITED_ONLY = (
     "which tasks can take as arguments)")
 
 
-def _why(exc: Exception) -> str:
-    text = f"({exc})"
+def _why(exc: Exception, inside: str = "") -> str:
+    text = f"({exc}{inside})"
     if "through inheritance" in str(exc):  # Queue, Lock, Value, Array and the like
         text += _INHERITED_ONLY
     return text
@@ -148,8 +148,8 @@ def unpicklable_part(parts: Sequence[tuple[str, Any]]) -> str | None:
     if found is None:
         return None
     label, value, exc = found
-    return (f"{label}, a {_type_name(value)} object, cannot be pickled {_why(exc)}"
-            f"{unpicklable_inside(value)}")
+    return (f"{label}, a {_type_name(value)} object, cannot be pickled "
+            f"{_why(exc, unpicklable_inside(value))}")
 
 
 def _unpicklable_argument(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
