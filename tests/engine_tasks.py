@@ -160,6 +160,39 @@ def raise_unpicklable(x: int) -> int:
     return x
 
 
+class TwoArguments(Exception):
+    """An ``__init__`` that takes other arguments than it gives to Exception's:
+    pickle's ``cls(*args)`` cannot rebuild it."""
+
+    def __init__(self, low: int, high: int) -> None:
+        super().__init__(f"{low}-{high}")
+        self.low, self.high = low, high
+
+
+def raise_two_arguments(low: int, high: int) -> None:
+    raise TwoArguments(low, high)
+
+
+class NewRefuses(Exception):
+    """Neither pickled (it holds a lock) nor made without its ``__init__``."""
+
+    making = False  # set by raise_new_refuses, in the process that raises it
+
+    def __new__(cls, *args: object) -> NewRefuses:
+        if not cls.making:
+            raise TypeError("only made by raise_new_refuses")
+        return super().__new__(cls, *args)
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.lock = threading.Lock()
+
+
+def raise_new_refuses() -> None:
+    NewRefuses.making = True
+    raise NewRefuses("made here")
+
+
 def set_state(value: object) -> None:
     STATE["value"] = value
 

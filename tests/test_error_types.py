@@ -19,10 +19,14 @@ from conftest import run_script
 from engine_tasks import (
     EndsWhenLoaded,
     LoadsNowhere,
+    TwoArguments,
+    Unpicklable,
     die_on,
     init_that_logs_to_and_raises,
     init_that_raises,
     pid_of,
+    raise_new_refuses,
+    raise_two_arguments,
     raise_unpicklable,
     return_ends_when_loaded,
     return_ends_when_pickled,
@@ -247,20 +251,49 @@ def test_sys_exit_or_ctrl_c_while_unpickling_a_result_fails_only_that_task(
     p.join(60)
 
 
-def test_an_exception_that_cannot_be_pickled_is_a_remote_error_everywhere(
-    ctx: procesos.ProcesosContext,
-) -> None:
+def _raised_everywhere(ctx: procesos.ProcesosContext, fn: Any, *args: Any) -> list[Any]:
+    """What *fn* raised, as an Executor's task, a Pool's task and a Process's target."""
     caught: list[Any] = []
     with procesos.Executor(1, context=ctx) as ex:
-        caught.append(ex.submit(raise_unpicklable, 1).exception(timeout=60))
-    with ctx.Pool(1) as pool, pytest.raises(procesos.RemoteError) as info:
-        pool.apply(raise_unpicklable, (1,))
+        caught.append(ex.submit(fn, *args).exception(timeout=60))
+    with ctx.Pool(1) as pool, pytest.raises(BaseException) as info:
+        pool.apply(fn, args)
     caught.append(info.value)
-    p = ctx.Process(target=raise_unpicklable, args=(1,))
+    p = ctx.Process(target=fn, args=args)
     p.start()
     caught.append(p.exception(timeout=60))
     p.join(60)
-    for error in caught:
+    return caught
+
+
+def test_an_exception_holding_something_unpicklable_arrives_as_its_class_without_it(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    for error in _raised_everywhere(ctx, raise_unpicklable, 1):
+        assert type(error) is Unpicklable, error
+        assert str(error) == "holds a lock"
+        assert not hasattr(error, "lock")
+        assert any("lock (a _thread.lock object)" in note for note in error.__notes__)
+        assert isinstance(error.__cause__, procesos.RemoteTraceback)
+        assert "in raise_unpicklable" in error.__cause__.text
+
+
+def test_an_exception_whose_init_takes_other_arguments_arrives_as_its_class(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    # pickle alone rebuilds it by calling TwoArguments("3-7"): a TypeError in
+    # the parent (multiprocessing's Pool hangs on it: cpython #79492, bpo-35311).
+    for error in _raised_everywhere(ctx, raise_two_arguments, 3, 7):
+        assert type(error) is TwoArguments, error
+        assert (str(error), error.low, error.high, error.args) == ("3-7", 3, 7, ("3-7",))
+        assert "in raise_two_arguments" in error.__cause__.text
+
+
+def test_an_exception_that_cannot_be_rebuilt_at_all_is_a_remote_error_everywhere(
+    ctx: procesos.ProcesosContext,
+) -> None:
+    for error in _raised_everywhere(ctx, raise_new_refuses):
         assert isinstance(error, procesos.RemoteError), error
-        assert error.type_name == "engine_tasks.Unpicklable"
-        assert "in raise_unpicklable" in error.remote_traceback
+        assert error.type_name == "engine_tasks.NewRefuses"
+        assert error.message == "made here"
+        assert "in raise_new_refuses" in error.remote_traceback

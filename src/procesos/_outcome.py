@@ -4,8 +4,11 @@ An outcome is one frame, pickled by :mod:`procesos._serialization`:
 
 * ``("value", payload)``: *payload* is the pickled return value, a frame of
   :mod:`procesos._serialization` (its large buffers are in shared memory);
-* ``("error", payload, type_name, message, traceback_text)``: *payload* is the
-  pickled exception, or None when it could not be pickled.
+* ``("error", payload, type_name, message, traceback_text, by_state)``:
+  *payload* is the pickled exception, or None when it could not be pickled;
+  *by_state* (None when not needed) is the exception as its state
+  (:mod:`procesos._exception_state`), for a parent that cannot rebuild it
+  from *payload*.
 
 Value and exception are pickled on their own so that a failure to pickle or
 unpickle either is reported for what it is, never lost.
@@ -17,6 +20,7 @@ import pickle
 import weakref
 from typing import Any
 
+from . import _exception_state
 from ._errors import PicklingError, RemoteError, RemoteTraceback, UnpicklingError
 from ._serialization import (
     PICKLING_FAILURES,
@@ -56,7 +60,10 @@ def encode_error(exc: BaseException, traceback_text: str | None = None,
         payload = dumps_for_parent(exc, channel)
     except PICKLING_FAILURES:
         payload = None
-    return pickle.dumps(("error", payload, _describe(exc), str(exc), traceback_text), PROTOCOL)
+    by_state = (_exception_state.pack(exc)
+                if payload is None or _exception_state.needs_state(type(exc)) else None)
+    return pickle.dumps(("error", payload, _describe(exc), str(exc), traceback_text, by_state),
+                        PROTOCOL)
 
 
 def encode_value(value: object, where: str) -> bytes:
@@ -78,9 +85,11 @@ def encode_value(value: object, where: str) -> bytes:
 
 
 def rebuild_exception(
-    payload: bytes | None, type_name: str, message: str, traceback_text: str
+    payload: bytes | None, type_name: str, message: str, traceback_text: str,
+    by_state: bytes | None = None,
 ) -> BaseException:
-    """The child's exception, as an instance of its own type when that is possible."""
+    """The child's exception, as an instance of its own type when that is possible:
+    from its pickle, else from its state (*by_state*), else a :class:`RemoteError`."""
     exc: BaseException
     try:
         if payload is None:
@@ -92,7 +101,12 @@ def rebuild_exception(
         # the child's: its frames are in the RemoteTraceback, once.
         exc.__traceback__ = None
     except PICKLING_FAILURES:
-        exc = RemoteError(type_name, message, traceback_text)
+        try:
+            if by_state is None:
+                raise TypeError("no state sent") from None
+            exc = _exception_state.unpack(by_state)
+        except PICKLING_FAILURES:
+            exc = RemoteError(type_name, message, traceback_text)
     exc.__cause__ = RemoteTraceback(traceback_text)
     return exc
 
@@ -111,8 +125,8 @@ def _decode_parts(parts: tuple[Any, ...], where: str) -> tuple[bool, Any]:
             error = UnpicklingError(f"{where} could not be unpickled in the parent: {exc!r}")
             error.__cause__ = exc
             return False, error
-    type_name, message, traceback_text = rest
-    return False, rebuild_exception(payload, type_name, message, traceback_text)
+    type_name, message, traceback_text, by_state = rest
+    return False, rebuild_exception(payload, type_name, message, traceback_text, by_state)
 
 
 class ReceivedOutcome:

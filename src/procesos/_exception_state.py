@@ -1,0 +1,90 @@
+"""An exception sent as its state: for a parent that cannot rebuild it from its pickle.
+
+Pickle rebuilds an exception by calling ``cls(*exc.args)``. That fails for a
+class whose ``__init__`` takes other arguments than those it gave to
+``Exception.__init__`` (``MyError(a, b)`` that passes ``f"{a}-{b}"``), and no
+pickle at all is made of one that holds something unpicklable (a lock, a
+socket). :func:`pack` sends such an exception as its class, its ``args`` and
+those of its attributes that can be pickled; :func:`unpack` makes the class
+without calling its ``__init__`` and sets them, as pickle makes any other
+object, and adds a note naming the attributes left out. Only pickle and
+(lazily) cloudpickle: a cluster's worker imports this module too.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, NamedTuple
+
+__all__ = ["ExceptionState", "needs_state", "pack", "unpack"]
+
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_FAILURES = (Exception, SystemExit, KeyboardInterrupt)  # what a __reduce__ may raise
+
+
+class ExceptionState(NamedTuple):
+    """An exception without its ``__init__``: see the module's docstring."""
+
+    cls: type[BaseException]
+    args: tuple[Any, ...]
+    attributes: dict[str, Any]
+    left_out: tuple[str, ...]  # "name (a module.Type object)" of the attributes that could not
+
+
+def needs_state(cls: type[BaseException]) -> bool:
+    """Whether pickle's way of rebuilding an exception of *cls*, ``cls(*args)``, runs
+    an ``__init__`` written in Python, which may take other arguments than its ``args``."""
+    return (cls.__reduce__ is BaseException.__reduce__
+            and not isinstance(cls.__init__, type(BaseException.__init__)))
+
+
+def pack(exc: BaseException) -> bytes | None:
+    """*exc* as its class, ``args`` and picklable attributes, in one in-band pickle
+    (never in shared memory); None when not even that can be pickled."""
+    attributes: dict[str, Any] = {}
+    left_out: list[str] = []
+    for name, value in vars(exc).items():
+        try:
+            _in_band(value)
+        except _FAILURES:
+            cls = type(value)
+            left_out.append(f"{name} (a {cls.__module__}.{cls.__qualname__} object)")
+        else:
+            attributes[name] = value
+    args = exc.args
+    try:
+        _in_band(args)
+    except _FAILURES:
+        args = (str(exc),)
+    try:
+        return _in_band(ExceptionState(type(exc), args, attributes, tuple(left_out)))
+    except _FAILURES:
+        return None
+
+
+def unpack(data: bytes) -> BaseException:
+    """The exception that :func:`pack` made; raises when it cannot be made here
+    (its class cannot be loaded, or its ``__new__`` refuses)."""
+    state = pickle.loads(data)
+    if not isinstance(state, ExceptionState) or not issubclass(state.cls, BaseException):
+        raise TypeError("not an exception's state")
+    exc = state.cls.__new__(state.cls, *state.args)
+    if type(exc) is not state.cls:
+        raise TypeError(f"{state.cls.__qualname__}.__new__ made another type")
+    exc.args = state.args
+    vars(exc).update(state.attributes)
+    if state.left_out:
+        exc.add_note("(procesos: not sent from the other process, for they could not be "
+                     f"pickled: {', '.join(state.left_out)})")
+    return exc
+
+
+def _in_band(obj: object) -> bytes:
+    """*obj* in one pickle: by the C pickler, else (a class of that process's own,
+    a lambda) by cloudpickle."""
+    try:
+        return pickle.dumps(obj, _PROTOCOL)
+    except _FAILURES:
+        import cloudpickle  # type: ignore[import-untyped]
+
+        return bytes(cloudpickle.dumps(obj, _PROTOCOL))
