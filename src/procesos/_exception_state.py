@@ -14,21 +14,15 @@ object, and adds a note naming the attributes left out. Only pickle and
 from __future__ import annotations
 
 import pickle
-from typing import Any, NamedTuple
+from typing import Any
 
-__all__ = ["ExceptionState", "needs_state", "pack", "unpack"]
+__all__ = ["needs_state", "pack", "unpack"]
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _FAILURES = (Exception, SystemExit, KeyboardInterrupt)  # what a __reduce__ may raise
-
-
-class ExceptionState(NamedTuple):
-    """An exception without its ``__init__``: see the module's docstring."""
-
-    cls: type[BaseException]
-    args: tuple[Any, ...]
-    attributes: dict[str, Any]
-    left_out: tuple[str, ...]  # "name (a module.Type object)" of the attributes that could not
+# The state is a tuple: (_MARK, class, args, attributes, left_out), left_out
+# naming the attributes that could not be pickled ("name (a module.Type object)").
+_MARK = "procesos exception state"
 
 
 def needs_state(cls: type[BaseException]) -> bool:
@@ -57,7 +51,7 @@ def pack(exc: BaseException) -> bytes | None:
     except _FAILURES:
         args = (str(exc),)
     try:
-        return _in_band(ExceptionState(type(exc), args, attributes, tuple(left_out)))
+        return _in_band((_MARK, type(exc), args, attributes, tuple(left_out)))
     except _FAILURES:
         return None
 
@@ -66,16 +60,18 @@ def unpack(data: bytes) -> BaseException:
     """The exception that :func:`pack` made; raises when it cannot be made here
     (its class cannot be loaded, or its ``__new__`` refuses)."""
     state = pickle.loads(data)
-    if not isinstance(state, ExceptionState) or not issubclass(state.cls, BaseException):
+    if not (isinstance(state, tuple) and len(state) == 5 and state[0] == _MARK
+            and isinstance(state[1], type) and issubclass(state[1], BaseException)):
         raise TypeError("not an exception's state")
-    exc = state.cls.__new__(state.cls, *state.args)
-    if type(exc) is not state.cls:
-        raise TypeError(f"{state.cls.__qualname__}.__new__ made another type")
-    exc.args = state.args
-    vars(exc).update(state.attributes)
-    if state.left_out:
+    _, cls, args, attributes, left_out = state
+    exc: BaseException = cls.__new__(cls, *args)
+    if type(exc) is not cls:
+        raise TypeError(f"{cls.__qualname__}.__new__ made another type")
+    exc.args = args
+    vars(exc).update(attributes)
+    if left_out:
         exc.add_note("(procesos: not sent from the other process, for they could not be "
-                     f"pickled: {', '.join(state.left_out)})")
+                     f"pickled: {', '.join(left_out)})")
     return exc
 
 
