@@ -37,6 +37,10 @@ from ._proc import _exit  # noqa: F401  (registers the Ctrl-C exit handler)
 from ._proc._context import ProcesosContext, default_context
 from ._proc._process import Process
 
+# Which process tree this process is in, decided now, before any start: the
+# zygote is spawned with this environment (see _shm/_tree.py).
+from ._shm import _tree  # noqa: F401
+
 if TYPE_CHECKING:
     from . import shared_memory
     from ._engine._executor import Executor, ProcessPoolExecutor

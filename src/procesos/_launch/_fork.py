@@ -13,7 +13,8 @@ from multiprocessing import util
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from .._output import above_std_fds, output_quiet
+from .._output import above_std_fds
+from .._output._relay import output_quiet
 from ._child import fork_child_main
 from ._interrupts import block_interrupts, unblock_interrupts
 from ._popen import BasePopen, close_channel_and_fds, waitpid_exitcode

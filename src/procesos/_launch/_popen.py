@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 from .._compat import flush_std_streams, mp_log_level, mp_logs_to_stderr, resource_tracker_fd
 from .._errors import PicklingError
 from .._outcome import OUTCOME_CHANNEL, ReceivedOutcome
-from .._output import ChildOutput, install_std_fds, open_child_output, resolve_output_mode
+from .._output import install_std_fds, resolve_output_mode
+from .._output._pipes import ChildOutput, open_child_output
 from .._serialization import Frame, dumps_frame, first_unpicklable, reap, unpicklable_inside
 from .._wait import readable
 from ._fds import InheritedFd

@@ -122,7 +122,8 @@ _SPARE_DELAY = 0.005  # seconds the next spare waits for the child started last 
 # loads at its first frame with a part in shared memory (10 ms per child
 # otherwise). Named, like any preloaded module: this layer does not depend on them.
 _PROCESOS_LATER = ("cloudpickle", "procesos._engine._worker", "procesos._shm._client",
-                   "procesos._shm._sent", "procesos._shm._write_cache", "procesos._shm._copy")
+                   "procesos._shm._sent", "procesos._shm._write_cache", "procesos._shm._copy",
+                   "procesos._output._pipes")
 # Seconds a booting zygote waits, once it has served a request, for the next
 # before it goes on importing (see _ZygoteServer.serve_waiting).
 _BOOT_GRACE = 0.015

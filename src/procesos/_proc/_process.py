@@ -25,12 +25,12 @@ from .._errors import ProcessCrashedError, RemoteTraceback, TimeoutError, signal
 from .._launch._methods import default_method
 from .._launch._open_files import start_with_room
 from .._options import check_args, check_kwargs
-from .._outcome import ReceivedOutcome
 from .._output import check_output_mode
 from .._trace import _state as _trace_state
 
 if TYPE_CHECKING:
     from .._launch._popen import BasePopen
+    from .._outcome import ReceivedOutcome
 
 __all__ = ["Process"]
 
