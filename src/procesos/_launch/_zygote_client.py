@@ -255,18 +255,7 @@ class _ZygoteHandle:
             os.close(self.alive_w)
             self.alive_w = -1
         self._drop_offers()
-        deadline = time.monotonic() + 2.0
-        while True:
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                deadline = float("inf")
-            time.sleep(0.001)
+        _wait_for_the_end(pid, 2.0)
         shutil.rmtree(self.directory, ignore_errors=True)
         self.pid, self.directory, self.address = None, "", ""
 
@@ -481,3 +470,37 @@ def zygote_pid() -> int | None:
     """The pid of this process's zygote, or None when none is running."""
     with _zygote.lock:
         return _zygote.pid if _zygote.running() else None
+
+
+def _wait_for_the_end(pid: int, grace: float) -> None:
+    """Reap our child *pid*, killed if it has not ended within *grace* seconds.
+
+    Woken by its end through a pidfd where there is one (a program's exit
+    waited for the zygote in steps of 1 ms before), else in such steps."""
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pidfd = None  # an older kernel; or the zygote has been reaped already
+    try:
+        deadline = time.monotonic() + grace
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if done:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                os.kill(pid, signal.SIGKILL)
+                deadline = float("inf")
+                remaining = 1.0
+            if pidfd is not None:
+                readable([pidfd], min(remaining, 1.0))
+            else:
+                time.sleep(0.001)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
