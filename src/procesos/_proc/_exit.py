@@ -3,7 +3,8 @@
 ``multiprocessing`` joins the remaining children when the interpreter exits.
 After a ``KeyboardInterrupt`` nobody caught, that join would wait for children
 that never got the signal (SIGINT sent to the parent alone). This handler runs
-first (``atexit`` is last-in, first-out), interrupts procesos' own children,
+first (``atexit`` is last-in, first-out, and ``multiprocessing.util``, which
+registers the join, is imported before it), interrupts procesos' own children,
 then kills those still running a second later.
 """
 
@@ -12,7 +13,13 @@ from __future__ import annotations
 import atexit
 import sys
 import time
-from multiprocessing import active_children
+
+# multiprocessing's exit handler (the join) is registered when multiprocessing.util
+# is first imported: imported here, before ours is, so that ours runs first.
+from multiprocessing import (
+    active_children,
+    util,  # noqa: F401
+)
 
 from ._process import Process
 
