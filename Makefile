@@ -41,7 +41,7 @@ pytest: $(STAMP)
 # The generated tests with many more examples (make test runs a few hundred):
 # the engine against its model, and the fuzzers of the tracker and the zygote.
 test-deep: $(STAMP)
-	PROCESOS_HYPOTHESIS_PROFILE=deep PROCESOS_FUZZ_EXAMPLES=5000 $(PY) -m pytest -q -p no:randomly --timeout 3600 tests/test_engine_model.py tests/test_quick_chunks.py tests/test_dropped_maps.py tests/test_security.py
+	PROCESOS_HYPOTHESIS_PROFILE=deep PROCESOS_FUZZ_EXAMPLES=5000 $(PY) -m pytest -q -p no:randomly --timeout 3600 tests/test_engine_model.py tests/test_quick_chunks.py tests/test_dropped_maps.py tests/test_security.py tests/test_exception_travel.py
 
 
 # The Ray backend's tests (Ray is large: not in the dev extra, and plain
