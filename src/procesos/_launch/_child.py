@@ -336,9 +336,10 @@ def _report_exit(channel_fd: int, code: int) -> None:
     and closes its ends itself; closed here, their end of file would wake the
     parent's relay thread for nothing, beside the parent's own wake-up (a
     loop of starts, 2 cores: its rounds went from 2 a start to 0-0.2, the
-    machine's CPU from 3.4 to 3.3 ms a start; the time did not move). The tearing down (about
-    a millisecond for a process forked from the zygote) and the zygote's
-    reaping then happen off the parent's path.
+    machine's CPU from 3.4 to 3.3 ms a start; the time did not move).
+
+    The tearing down (about a millisecond for a process forked from the
+    zygote) and the zygote's reaping then happen off the parent's path.
     """
     try:
         close_all_but(channel_fd, *STD_TARGETS)

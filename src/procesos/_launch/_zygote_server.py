@@ -120,7 +120,9 @@ _SPARE_DELAY = 0.005  # seconds the next spare waits for the child started last 
 # worker (4 ms of a fresh pool's first result, 10 ms); it adds nothing
 # measurable to the zygote's USS; and the shared-memory client, which a process
 # loads at its first frame with a part in shared memory (10 ms per child
-# otherwise). Named, like any preloaded module: this layer does not depend on them.
+# otherwise); and the output's pipes and relay, which a child that starts
+# processes of its own needs (import procesos leaves them to the first start).
+# Named, like any preloaded module: this layer does not depend on them.
 _PROCESOS_LATER = ("cloudpickle", "procesos._engine._worker", "procesos._shm._client",
                    "procesos._shm._sent", "procesos._shm._write_cache", "procesos._shm._copy",
                    "procesos._output._pipes")
