@@ -65,6 +65,17 @@ def test_many_submits_all_complete() -> None:
         assert [f.result() for f in futures] == [i * i for i in range(20_000)]
 
 
+def test_submit_and_result_from_many_threads_at_once() -> None:
+    # Each caller reads its answer itself; the output of the worker that ran
+    # it is checked first, and was checked with one poll object for all
+    # threads: a second thread's check while one was under way raised
+    # RuntimeError("concurrent poll() invocation") and broke the executor.
+    with procesos.Executor(2) as ex, concurrent.futures.ThreadPoolExecutor(8) as callers:
+        results = list(callers.map(lambda x: ex.submit(square, x).result(timeout=60),
+                                   range(1000)))
+    assert results == [x * x for x in range(1000)]
+
+
 def test_lambdas_and_closures_work() -> None:
     offset = 10
     with procesos.Executor(2) as ex:

@@ -514,6 +514,31 @@ def test_a_child_started_and_joined_while_the_relay_is_busy_loses_nothing(method
     assert p.stdout == "one\ntwo\n"
 
 
+def test_checking_a_childs_output_from_many_threads_at_once() -> None:
+    # deliver_before() is asked by every thread that reads a pool worker's
+    # answer; its poll object refused a second thread's poll() under way.
+    from procesos._output._pipes import open_child_output
+
+    output = open_child_output("capture", "p")
+    assert output is not None
+    errors: list[BaseException] = []
+
+    def check() -> None:
+        try:
+            for _ in range(20_000):
+                output.deliver_before(JOIN_TIMEOUT)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN_TIMEOUT)
+    output.abandon()
+    assert errors == []
+
+
 def test_a_round_skips_a_pipe_that_a_join_finished_since_its_select() -> None:
     import selectors
 

@@ -55,6 +55,10 @@ class ChildOutput:
         #: reads them, cleared once it has written what it read.
         self.relaying = False
         self._poller: select.poll | None = None
+        # A poll object refuses a poll() from a second thread while one is under
+        # way (RuntimeError): callers reading results in threads of their own
+        # (an Executor's, from many threads) each ask deliver_before().
+        self._poller_lock = threading.Lock()
 
     def attach(self) -> None:
         """The child has its ends: close ours and start relaying."""
@@ -106,13 +110,15 @@ class ChildOutput:
         order: data the relay takes out of the pipes after the first look was
         taken with ``relaying`` set, so it is never missed.
         """
-        poller = self._poller
-        if poller is None:
-            poller = self._poller = select.poll()
-            for sink in self.sinks:
-                if sink.fd >= 0:
-                    poller.register(sink.fd, select.POLLIN)
-        if not poller.poll(0) and not self.relaying:
+        with self._poller_lock:
+            poller = self._poller
+            if poller is None:
+                poller = self._poller = select.poll()
+                for sink in self.sinks:
+                    if sink.fd >= 0:
+                        poller.register(sink.fd, select.POLLIN)
+            waiting = poller.poll(0)
+        if not waiting and not self.relaying:
             return
         self.deliver_written(timeout)
 
