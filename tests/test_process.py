@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import multiprocessing
 import os
@@ -534,6 +535,23 @@ def test_start_method_from_environment(tmp_path) -> None:
     assert run_script(source, tmp_path, "spawn").stdout.strip() == "spawn"
     bad = run_script(source, tmp_path, "nope")
     assert bad.returncode != 0 and "PROCESOS_START_METHOD='nope'" in bad.stderr
+
+
+def test_a_process_started_from_a_thread_pools_worker_returns_its_result(
+        ctx: procesos.ProcesosContext) -> None:
+    # Under fork, the child inherits concurrent.futures' list of the pool's
+    # threads, its own among them; multiprocessing's end of the child joined
+    # each (cpython gh-88110): "cannot join current thread", exit code 1.
+    def start_one(x: int) -> tuple[int | None, int]:
+        p = ctx.Process(target=square, args=(x,))
+        p.start()
+        value = p.result(timeout=60)
+        p.join(60)
+        return p.exitcode, value
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(start_one, range(4)))
+    assert outcomes == [(0, x * x) for x in range(4)]
 
 
 def test_processes_started_from_several_threads_at_once(ctx: procesos.ProcesosContext) -> None:

@@ -341,6 +341,26 @@ def drop_inherited_finalizers() -> None:
         registry.clear()
 
 
+def forget_thread_pools_after_fork() -> None:
+    """In a child forked from a thread: forget ``concurrent.futures``' pool threads.
+
+    They did not survive the fork, but the module still lists them, and
+    ``_bootstrap``'s ``threading._shutdown()`` joins each at the child's end:
+    forked from a ``ThreadPoolExecutor``'s worker, the child then joins its
+    own thread, raises ``RuntimeError: cannot join current thread`` and exits
+    with code 1, its result lost (the standard library's ``fork`` does so on
+    3.11 to 3.13: cpython gh-88110). The module is not imported for this.
+
+    ASSUMES: ``concurrent.futures.thread._threads_queues`` maps those threads to
+    their queues (3.8 to 3.14). FALLBACK: nothing (the standard library's
+    behaviour).
+    """
+    module = sys.modules.get("concurrent.futures.thread")
+    queues = getattr(module, "_threads_queues", None)
+    if queues is not None and hasattr(queues, "clear"):
+        queues.clear()
+
+
 def run_mp_after_forkers() -> None:
     """Run what ``multiprocessing.util.register_after_fork`` registered, as a
     forked ``multiprocessing`` child does (``BaseProcess._bootstrap``).

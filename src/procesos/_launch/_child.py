@@ -26,6 +26,7 @@ from .._compat import (
     adopt_resource_tracker_fd,
     drop_inherited_exit_handlers,
     flush_std_streams,
+    forget_thread_pools_after_fork,
     raw_signal,
     run_exit_handlers,
 )
@@ -159,6 +160,7 @@ def fork_child_main(
     output_mode: str, line_buffered: bool,
 ) -> int:
     """The child side of the ``fork`` start method."""
+    forget_thread_pools_after_fork()  # none of their threads came with the fork
     share_main_namespace(forked=True)
     die_with_parent(os.getppid(), channel.fileno(), parent_thread_is_main)
     return run_process(process_obj, channel, output_mode, line_buffered)
