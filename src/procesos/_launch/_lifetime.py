@@ -76,7 +76,8 @@ def _watch(fd: int) -> None:
         readable([fd])
     except OSError:
         pass
-    # Readable means end of file: the parent has gone.
+    # Readable means end of file: the parent has gone (it sends nothing on the
+    # channel once the child has read its process object).
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -92,7 +93,12 @@ def die_with_parent(parent_pid: int, channel_fd: int, use_pdeathsig: bool) -> No
         if os.getppid() != parent_pid:
             os._exit(1)
         return
-    watcher = threading.Thread(target=_watch, args=(channel_fd,), name="procesos-parent-watch",
+    # A descriptor of the watcher's own: the channel's may be closed by this
+    # process as it ends (its poll then saw POLLNVAL, taken for the parent's
+    # end: a child killed itself after its result, exit code -SIGKILL), and its
+    # number reused by another file (/dev/null is always readable).
+    watched = os.dup(channel_fd)
+    watcher = threading.Thread(target=_watch, args=(watched,), name="procesos-parent-watch",
                                daemon=True)
     _watchers.append(watcher)
     watcher.start()
