@@ -8,10 +8,23 @@ files, has such descriptors. ``poll()`` has no such limit.
 from __future__ import annotations
 
 import math
+import os
 import select
 from collections.abc import Iterable
 
-__all__ = ["readable"]
+__all__ = ["open_pidfd", "readable"]
+
+
+def open_pidfd(pid: int) -> int | None:
+    """A descriptor of process *pid*, readable once it has ended (Linux 5.3 and
+    later), or None where there is none. It names the process itself: a signal
+    sent through it can never reach a reused pid."""
+    if not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
 
 
 def readable(fds: Iterable[int], timeout: float | None = None) -> list[int]:

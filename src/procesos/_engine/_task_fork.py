@@ -47,6 +47,7 @@ from .._compat import (
     run_mp_after_forkers,
 )
 from .._launch._lifetime import death_signal_available, kill_with_parent, watcher_threads
+from .._wait import open_pidfd
 
 __all__ = ["SUPPORTED", "Ended", "TaskForker", "end_like"]
 
@@ -150,11 +151,8 @@ class TaskForker:
 
     def _wait(self, pid: int) -> Ended | None:
         marks = b""
-        try:
-            pidfd = os.pidfd_open(pid)
-        except (AttributeError, OSError):  # a kernel before 5.3
-            pidfd = -1
-        if pidfd >= 0:
+        pidfd = open_pidfd(pid)  # None: a kernel before 5.3
+        if pidfd is not None:
             try:
                 poller = select.poll()
                 poller.register(self.reported_r, select.POLLIN)

@@ -27,7 +27,7 @@ from typing import NamedTuple
 from .._compat import environ_data
 from .._errors import ProcesosError
 from .._serialization import Frame
-from .._wait import readable
+from .._wait import open_pidfd, readable
 from ._interpreter import spawn_interpreter
 from ._mirror import ModuleMirror, set_zygote_exclude, set_zygote_preload
 from ._process_state import ProcessState
@@ -477,12 +477,7 @@ def _wait_for_the_end(pid: int, grace: float) -> None:
 
     Woken by its end through a pidfd where there is one (a program's exit
     waited for the zygote in steps of 1 ms before), else in such steps."""
-    pidfd = None
-    if hasattr(os, "pidfd_open"):
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
-            pidfd = None  # an older kernel; or the zygote has been reaped already
+    pidfd = open_pidfd(pid)
     try:
         deadline = time.monotonic() + grace
         while True:

@@ -10,7 +10,7 @@ from multiprocessing import util
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from .._wait import readable
+from .._wait import open_pidfd, readable
 from ._popen import BasePopen, close_channel_and_fds
 from ._zygote_client import _zygote
 from ._zygote_server import _STATUS_WORD
@@ -53,7 +53,7 @@ class ZygotePopen(BasePopen):
             self._zygote = _zygote.pid
         self.sentinel = status_r
         self.zygote_lost = False
-        self._pidfd = _open_pidfd(self.pid)
+        self._pidfd = open_pidfd(self.pid)
         channel = Connection(sock.detach())
         self.channel = channel
         self.finalizer = util.Finalize(
@@ -88,13 +88,3 @@ class ZygotePopen(BasePopen):
                     os.kill(self.pid, sig)
             except ProcessLookupError:
                 pass
-
-
-def _open_pidfd(pid: int) -> int | None:
-    """A pidfd names the process itself: a signal can never reach a reused pid."""
-    if not hasattr(os, "pidfd_open"):
-        return None
-    try:
-        return os.pidfd_open(pid)
-    except OSError:
-        return None
