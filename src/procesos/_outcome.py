@@ -60,8 +60,7 @@ def encode_error(exc: BaseException, traceback_text: str | None = None,
         payload = dumps_for_parent(exc, channel)
     except PICKLING_FAILURES:
         payload = None
-    by_state = (_exception_state.pack(exc)
-                if payload is None or _exception_state.needs_state(type(exc)) else None)
+    by_state = _exception_state.pack_if_needed(exc, pickled=payload is not None)
     return pickle.dumps(("error", payload, _describe(exc), str(exc), traceback_text, by_state),
                         PROTOCOL)
 
@@ -101,12 +100,12 @@ def rebuild_exception(
         # the child's: its frames are in the RemoteTraceback, once.
         exc.__traceback__ = None
     except PICKLING_FAILURES:
-        try:
-            if by_state is None:
-                raise TypeError("no state sent") from None
-            exc = _exception_state.unpack(by_state)
-        except PICKLING_FAILURES:
-            exc = RemoteError(type_name, message, traceback_text)
+        exc = RemoteError(type_name, message, traceback_text)
+        if by_state is not None:
+            try:
+                exc = _exception_state.unpack(by_state)
+            except PICKLING_FAILURES:
+                pass  # not even its state can be made here
     exc.__cause__ = RemoteTraceback(traceback_text)
     return exc
 

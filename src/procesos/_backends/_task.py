@@ -4,11 +4,12 @@ The cluster (Dask, Ray) sees every task succeed: :class:`RemoteCall` returns
 the call's value as it is (so the cluster moves it as it would move any
 result), or a :class:`Failure` holding an outcome frame of
 :mod:`procesos._outcome` (``("error", pickled exception, type name, message,
-traceback text, the exception's state)``), so the parent rebuilds the exception exactly as the local
-engine does, with the worker's traceback as ``__cause__``. Task errors
-therefore never trigger the cluster's own retries, which are left to worker
-deaths. This module is imported on the workers: it imports nothing heavy and
-never uses procesos' shared memory (the worker may be on another machine).
+traceback text, the exception's state)``), so the parent rebuilds the
+exception exactly as the local engine does, with the worker's traceback as
+``__cause__``. Task errors therefore never trigger the cluster's own retries,
+which are left to worker deaths. This module is imported on the workers: it
+imports nothing heavy and never uses procesos' shared memory (the worker may
+be on another machine).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import cloudpickle  # type: ignore[import-untyped]
 
 from .._errors import TaskTimeoutError
-from .._exception_state import needs_state, pack
+from .._exception_state import pack_if_needed
 
 __all__ = ["Failure", "RemoteCall", "error_frame"]
 
@@ -50,7 +51,7 @@ def error_frame(exc: BaseException, traceback_text: str | None = None) -> bytes:
     except Exception:
         payload = None
     cls = type(exc)
-    by_state = pack(exc) if payload is None or needs_state(cls) else None
+    by_state = pack_if_needed(exc, pickled=payload is not None)
     return pickle.dumps(("error", payload, f"{cls.__module__}.{cls.__qualname__}", str(exc),
                          traceback_text, by_state))
 
