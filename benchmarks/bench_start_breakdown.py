@@ -238,7 +238,7 @@ def instrumented_copy(directory: str) -> str:
     launch = os.path.join(src, "procesos", "_launch")
     with open(os.path.join(launch, "_trace.py"), "w") as f:
         f.write(TRACE_MODULE)
-    for name in ("_zygote_popen.py", "_zygote_client.py", "_zygote_server.py", "_child.py"):
+    for name in sorted({file for file, _, _, _ in POINTS}):
         path = os.path.join(launch, name)
         with open(path) as f:
             text = f.read()
